@@ -1,0 +1,90 @@
+"""One typed settings object per process kind, read from AI_AGENTS_* environment variables."""
+
+from __future__ import annotations
+
+import socket
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ai_agents.domain import AGENT_TYPES
+
+_ENV = SettingsConfigDict(env_prefix="AI_AGENTS_", extra="ignore", frozen=True)
+
+
+class CommonSettings(BaseSettings):
+    """What every process has: its four ports, logging and the API token."""
+
+    model_config = _ENV
+
+    host: str = "0.0.0.0"
+    http_port: int = Field(8080, ge=0, le=65535)
+    grpc_port: int = Field(9090, ge=0, le=65535)
+    metrics_port: int = Field(9091, ge=0, le=65535)
+    health_port: int = Field(8081, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # Required as `Authorization: Bearer <token>` on the gRPC and HTTP APIs when set.
+    api_token: SecretStr | None = None
+    # Largest gRPC message and HTTP body accepted, in bytes.
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # Seconds in-flight requests get to finish on SIGTERM.
+    shutdown_grace_seconds: float = Field(20.0, ge=0)
+
+
+class OrchestratorSettings(CommonSettings):
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    database_pool_min: int = Field(2, ge=1)
+    database_pool_max: int = Field(20, ge=1)
+    orchestrator_id: str = Field(default_factory=socket.gethostname)
+    # A lease lasts this long unless a heartbeat extends it.
+    lease_seconds: int = Field(30, ge=1)
+    heartbeat_interval_seconds: int = Field(10, ge=1)
+    # An agent silent for this long counts as stale; its leases run out on their own.
+    agent_stale_seconds: int = Field(35, ge=1)
+    # Stale agents are deregistered (their allocations released) after this long.
+    agent_sweep_seconds: int = Field(600, ge=1)
+    default_max_attempts: int = Field(3, ge=1, le=100)
+    # Base of the exponential backoff before a failed attempt is retried.
+    retry_backoff_seconds: float = Field(1.0, ge=0)
+    max_payload_bytes: int = Field(256 * 1024, ge=16)
+    # How often expired leases are returned to the queue and gauges refreshed.
+    maintenance_interval_seconds: float = Field(1.0, gt=0)
+    gauge_refresh_seconds: float = Field(5.0, gt=0)
+
+
+class AgentSettings(CommonSettings):
+    agent_type: str
+    agent_id: str = Field(default_factory=socket.gethostname)
+    orchestrator_target: str = "dns:///127.0.0.1:9090"
+    handler: Literal["simulate", "llm"] = "simulate"
+    concurrency: int = Field(4, ge=1, le=1024)
+    lease_wait_seconds: int = Field(10, ge=0, le=60)
+    simulate_latency_ms: float = Field(50.0, ge=0)
+    simulate_failure_rate: float = Field(0.0, ge=0, le=1)
+    llm_base_url: str = "http://127.0.0.1:11434/v1"
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = Field(60.0, gt=0)
+    llm_max_tokens: int = Field(1024, ge=1)
+
+    @field_validator("agent_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in AGENT_TYPES:
+            raise ValueError(f"unknown agent type {value!r}; expected one of {', '.join(AGENT_TYPES)}")
+        return value
+
+
+class ChaosMonkeySettings(CommonSettings):
+    chaos_mode: Literal["kubernetes", "local"] = "kubernetes"
+    chaos_interval_seconds: float = Field(60.0, gt=0)
+    chaos_dry_run: bool = False
+    chaos_namespace: str = "default"
+    chaos_label_selector: str = "app.kubernetes.io/name=agent"
+    # Pods carrying this label with value "true" are never touched.
+    chaos_exclude_label: str = "ai-agents.io/chaos-exempt"
+    chaos_max_deletions_per_run: int = Field(1, ge=1)
+    # Bounds the run: stop after this many rounds (0 = until stopped).
+    chaos_max_rounds: int = Field(0, ge=0)

@@ -1,0 +1,1 @@
+"""The local fleet: a throwaway PostgreSQL and orchestrators and agents as processes."""

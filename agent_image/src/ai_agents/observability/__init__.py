@@ -1,0 +1,1 @@
+"""Metrics, structured logging, tracing and the health/metrics HTTP servers."""

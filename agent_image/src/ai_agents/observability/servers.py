@@ -1,0 +1,58 @@
+"""The health (8081) and metrics (9091) HTTP servers every process runs, and a small runner helper."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+class HttpServer:
+    """An aiohttp app bound to host:port; port 0 picks a free port, reported by `.port` after start."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._host = host
+        self._requested_port = port
+        self.port = port
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._requested_port, reuse_address=True)
+        await site.start()
+        server = site._server  # the bound socket tells the real port when 0 was asked for
+        if server is not None and server.sockets:  # type: ignore[union-attr]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+def health_app(readiness: ReadinessCheck) -> web.Application:
+    """/healthz answers while the event loop runs; /readyz asks the process whether it can serve."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        ready, detail = await readiness()
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "detail": detail}, status=200 if ready else 503
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+def metrics_app(registry: CollectorRegistry) -> web.Application:
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,1 @@
+"""The orchestrator: stateless gRPC and HTTP APIs over the PostgreSQL store."""

@@ -1,0 +1,98 @@
+"""Run one orchestrator replica: store, maintenance, gRPC 9090, HTTP 8080, health 8081, metrics 9091."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ai_agents.config import OrchestratorSettings
+from ai_agents.observability.metrics import OrchestratorMetrics, new_registry
+from ai_agents.observability.servers import HttpServer, health_app, metrics_app
+from ai_agents.orchestrator.grpc_api import SERVICE_NAMES, servicer_adders
+from ai_agents.orchestrator.http_api import build_http_app
+from ai_agents.orchestrator.maintenance import Maintenance
+from ai_agents.orchestrator.service import OrchestratorService
+from ai_agents.serving.auth import TokenCheck
+from ai_agents.serving.grpc_server import GrpcServer
+from ai_agents.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+class Orchestrator:
+    """Lifecycle: `start()` serves; `stop()` drains (NOT_SERVING, grace) and closes; idempotent."""
+
+    def __init__(self, settings: OrchestratorSettings, metrics: OrchestratorMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or OrchestratorMetrics(new_registry())
+        self.database = Database(
+            settings.database_url, min_size=settings.database_pool_min, max_size=settings.database_pool_max,
+            agent_stale_seconds=settings.agent_stale_seconds,
+        )
+        self._stop = asyncio.Event()
+        self._ready = False
+        self._stopped = False
+        self._servers: list[HttpServer] = []
+        self._maintenance_task: asyncio.Task[None] | None = None
+        self.grpc: GrpcServer | None = None
+        self.http: HttpServer | None = None
+        self.health: HttpServer | None = None
+        self.metrics_server: HttpServer | None = None
+
+    async def _readiness(self) -> tuple[bool, str]:
+        if not self._ready:
+            return False, "starting" if not self._stopped else "stopping"
+        if not await self.database.ping():
+            return False, "database unreachable"
+        return True, "ok"
+
+    async def start(self) -> None:
+        s = self.settings
+        # Health and metrics first, so probes answer (not ready) while migrations run.
+        self.health = HttpServer(health_app(self._readiness), s.host, s.health_port)
+        self.metrics_server = HttpServer(metrics_app(self.metrics.registry), s.host, s.metrics_port)
+        for server in (self.health, self.metrics_server):
+            await server.start()
+            self._servers.append(server)
+        stores = await self.database.start()
+        service = OrchestratorService(settings=s, database=self.database, stores=stores, metrics=self.metrics)
+        tokens = TokenCheck(s.api_token.get_secret_value() if s.api_token else None)
+        self.grpc = GrpcServer(
+            host=s.host, port=s.grpc_port, metrics=self.metrics, tokens=tokens,
+            max_message_bytes=s.max_message_bytes, add_servicers=servicer_adders(service, s.orchestrator_id),
+            service_names=SERVICE_NAMES,
+        )
+        await self.grpc.start()
+        self.http = HttpServer(
+            build_http_app(service, self.metrics, tokens, max_body_bytes=s.max_message_bytes), s.host, s.http_port
+        )
+        await self.http.start()
+        self._servers.append(self.http)
+        maintenance = Maintenance(settings=s, stores=stores, metrics=self.metrics)
+        await maintenance.refresh_gauges()
+        self._maintenance_task = asyncio.create_task(maintenance.run(self._stop), name="maintenance")
+        await self.grpc.set_serving(True)
+        self._ready = True
+        log.info(
+            "orchestrator serving",
+            extra={"grpc_port": self.grpc.port, "http_port": self.http.port, "health_port": self.health.port,
+                   "metrics_port": self.metrics_server.port, "auth": tokens.enabled},
+        )
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._ready = False
+        self._stop.set()
+        grace = self.settings.shutdown_grace_seconds
+        if self.grpc is not None:
+            await self.grpc.stop(grace)
+        if self._maintenance_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance_task
+        for server in reversed(self._servers):
+            await server.stop()
+        await self.database.close()
+        log.info("orchestrator stopped")

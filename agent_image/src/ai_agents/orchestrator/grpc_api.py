@@ -1,0 +1,256 @@
+"""gRPC servicers of ai_agents.v1: translate messages, call the service, translate back (thin by design)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from ai_agents import convert as c
+from ai_agents.orchestrator.service import OrchestratorService
+from ai_agents.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    messaging_pb2,
+    messaging_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
+    resources_pb2,
+    resources_pb2_grpc,
+    tasks_pb2,
+    tasks_pb2_grpc,
+)
+
+Ctx = grpc.aio.ServicerContext
+
+SERVICE_NAMES = [
+    tasks_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
+    agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    messaging_pb2.DESCRIPTOR.services_by_name["MessagingService"].full_name,
+    monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name,
+    resources_pb2.DESCRIPTOR.services_by_name["ResourceService"].full_name,
+]
+
+
+class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
+    def __init__(self, service: OrchestratorService) -> None:
+        self._s = service
+
+    async def SubmitTask(self, request: tasks_pb2.SubmitTaskRequest, context: Ctx) -> tasks_pb2.SubmitTaskResponse:
+        task, created = await self._s.submit_task(
+            agent_type=c.agent_type_to_str(request.agent_type), payload=c.struct_to_dict(request.payload),
+            idempotency_key=request.idempotency_key, priority=request.priority, max_attempts=request.max_attempts,
+        )
+        return tasks_pb2.SubmitTaskResponse(task=c.task_to_proto(task), created=created)
+
+    async def GetTask(self, request: tasks_pb2.GetTaskRequest, context: Ctx) -> tasks_pb2.GetTaskResponse:
+        return tasks_pb2.GetTaskResponse(task=c.task_to_proto(await self._s.get_task(request.task_id)))
+
+    async def ListTasks(self, request: tasks_pb2.ListTasksRequest, context: Ctx) -> tasks_pb2.ListTasksResponse:
+        tasks, token = await self._s.list_tasks(
+            agent_type=c.agent_type_to_str(request.agent_type), state=c.task_state_to_str(request.state),
+            page_size=request.page_size, page_token=request.page_token,
+        )
+        return tasks_pb2.ListTasksResponse(tasks=[c.task_to_proto(t) for t in tasks], next_page_token=token or "")
+
+    async def UpdateTaskProgress(
+        self, request: tasks_pb2.UpdateTaskProgressRequest, context: Ctx
+    ) -> tasks_pb2.UpdateTaskProgressResponse:
+        task = await self._s.update_task_progress(
+            request.task_id, request.lease_token, progress=request.progress, message=request.message
+        )
+        return tasks_pb2.UpdateTaskProgressResponse(task=c.task_to_proto(task))
+
+    async def CompleteTask(
+        self, request: tasks_pb2.CompleteTaskRequest, context: Ctx
+    ) -> tasks_pb2.CompleteTaskResponse:
+        task = await self._s.complete_task(request.task_id, request.lease_token, c.struct_to_dict(request.result))
+        return tasks_pb2.CompleteTaskResponse(task=c.task_to_proto(task))
+
+    async def FailTask(self, request: tasks_pb2.FailTaskRequest, context: Ctx) -> tasks_pb2.FailTaskResponse:
+        task = await self._s.fail_task(
+            request.task_id, request.lease_token, error=request.error, retryable=request.retryable
+        )
+        return tasks_pb2.FailTaskResponse(task=c.task_to_proto(task))
+
+    async def CancelTask(self, request: tasks_pb2.CancelTaskRequest, context: Ctx) -> tasks_pb2.CancelTaskResponse:
+        return tasks_pb2.CancelTaskResponse(task=c.task_to_proto(await self._s.cancel_task(request.task_id)))
+
+    async def LeaseTasks(self, request: tasks_pb2.LeaseTasksRequest, context: Ctx) -> tasks_pb2.LeaseTasksResponse:
+        wait = request.wait_seconds
+        remaining = context.time_remaining()
+        if remaining is not None:
+            # Answer before the caller's deadline so an empty result is not mistaken for a failure.
+            wait = max(0, min(wait, int(remaining) - 1))
+        tasks = await self._s.lease_tasks(
+            agent_id=request.agent_id, agent_type=c.agent_type_to_str(request.agent_type),
+            max_tasks=request.max_tasks, wait_seconds=wait,
+        )
+        return tasks_pb2.LeaseTasksResponse(
+            leases=[tasks_pb2.TaskLease(task=c.task_to_proto(t), lease_token=t.lease_token or 0) for t in tasks]
+        )
+
+    async def ReleaseTask(self, request: tasks_pb2.ReleaseTaskRequest, context: Ctx) -> tasks_pb2.ReleaseTaskResponse:
+        task = await self._s.release_task(request.task_id, request.lease_token)
+        return tasks_pb2.ReleaseTaskResponse(task=c.task_to_proto(task))
+
+
+class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
+    def __init__(self, service: OrchestratorService) -> None:
+        self._s = service
+
+    async def CreateAgent(self, request: agents_pb2.CreateAgentRequest, context: Ctx) -> agents_pb2.CreateAgentResponse:
+        agent = await self._s.create_agent(
+            agent_id=request.agent_id, agent_type=c.agent_type_to_str(request.agent_type),
+            labels=dict(request.labels), capacity=request.capacity,
+        )
+        return agents_pb2.CreateAgentResponse(agent=c.agent_to_proto(agent))
+
+    async def GetAgent(self, request: agents_pb2.GetAgentRequest, context: Ctx) -> agents_pb2.GetAgentResponse:
+        return agents_pb2.GetAgentResponse(agent=c.agent_to_proto(await self._s.get_agent(request.agent_id)))
+
+    async def ListAgents(self, request: agents_pb2.ListAgentsRequest, context: Ctx) -> agents_pb2.ListAgentsResponse:
+        agents, token = await self._s.list_agents(
+            agent_type=c.agent_type_to_str(request.agent_type), state=c.agent_state_to_str(request.state),
+            page_size=request.page_size, page_token=request.page_token,
+        )
+        return agents_pb2.ListAgentsResponse(agents=[c.agent_to_proto(a) for a in agents], next_page_token=token or "")
+
+    async def UpdateAgent(self, request: agents_pb2.UpdateAgentRequest, context: Ctx) -> agents_pb2.UpdateAgentResponse:
+        agent = await self._s.update_agent(
+            request.agent_id,
+            labels=dict(request.labels) if request.update_labels else None,
+            capacity=request.capacity or None,
+            state=c.agent_state_to_str(request.state) or None,
+        )
+        return agents_pb2.UpdateAgentResponse(agent=c.agent_to_proto(agent))
+
+    async def DeleteAgent(self, request: agents_pb2.DeleteAgentRequest, context: Ctx) -> agents_pb2.DeleteAgentResponse:
+        await self._s.delete_agent(request.agent_id)
+        return agents_pb2.DeleteAgentResponse()
+
+    async def RegisterAgent(
+        self, request: agents_pb2.RegisterAgentRequest, context: Ctx
+    ) -> agents_pb2.RegisterAgentResponse:
+        agent = await self._s.register_agent(
+            agent_id=request.agent_id, agent_type=c.agent_type_to_str(request.agent_type),
+            labels=dict(request.labels), capacity=request.capacity, address=request.address, version=request.version,
+        )
+        return agents_pb2.RegisterAgentResponse(
+            agent=c.agent_to_proto(agent),
+            heartbeat_interval_seconds=self._s.heartbeat_interval_seconds,
+            lease_seconds=self._s.lease_seconds,
+        )
+
+    async def DeregisterAgent(
+        self, request: agents_pb2.DeregisterAgentRequest, context: Ctx
+    ) -> agents_pb2.DeregisterAgentResponse:
+        await self._s.deregister_agent(request.agent_id)
+        return agents_pb2.DeregisterAgentResponse()
+
+    async def Heartbeat(self, request: agents_pb2.HeartbeatRequest, context: Ctx) -> agents_pb2.HeartbeatResponse:
+        revoked, reregister = await self._s.heartbeat(
+            request.agent_id, leases=[(h.task_id, h.lease_token) for h in request.leases], running=request.running
+        )
+        return agents_pb2.HeartbeatResponse(revoked_task_ids=revoked, reregister=reregister)
+
+
+class MessagingServicer(messaging_pb2_grpc.MessagingServiceServicer):
+    def __init__(self, service: OrchestratorService) -> None:
+        self._s = service
+
+    async def SendMessage(
+        self, request: messaging_pb2.SendMessageRequest, context: Ctx
+    ) -> messaging_pb2.SendMessageResponse:
+        message = await self._s.send_message(
+            sender=request.sender, recipient_agent_id=request.recipient_agent_id, topic=request.topic,
+            body=c.struct_to_dict(request.body),
+        )
+        return messaging_pb2.SendMessageResponse(message=c.message_to_proto(message))
+
+    async def BroadcastMessage(
+        self, request: messaging_pb2.BroadcastMessageRequest, context: Ctx
+    ) -> messaging_pb2.BroadcastMessageResponse:
+        message = await self._s.broadcast_message(
+            sender=request.sender, agent_type=c.agent_type_to_str(request.agent_type) or None, topic=request.topic,
+            body=c.struct_to_dict(request.body),
+        )
+        return messaging_pb2.BroadcastMessageResponse(message=c.message_to_proto(message))
+
+    async def ReceiveMessages(
+        self, request: messaging_pb2.ReceiveMessagesRequest, context: Ctx
+    ) -> AsyncIterator[messaging_pb2.ReceiveMessagesResponse]:
+        async for message in self._s.receive_messages(
+            agent_id=request.agent_id, after_message_id=request.after_message_id
+        ):
+            yield messaging_pb2.ReceiveMessagesResponse(message=c.message_to_proto(message))
+
+
+class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
+    def __init__(self, service: OrchestratorService, orchestrator_id: str) -> None:
+        self._s = service
+        self._id = orchestrator_id
+
+    async def GetStatus(self, request: monitoring_pb2.GetStatusRequest, context: Ctx) -> monitoring_pb2.GetStatusResponse:
+        counts, database_ok = await self._s.status()
+        return monitoring_pb2.GetStatusResponse(
+            version=self._s.version,
+            orchestrator_id=self._id,
+            database_ok=database_ok,
+            types=[
+                monitoring_pb2.AgentTypeStatus(
+                    agent_type=c.agent_type_to_proto(t.agent_type),
+                    queued=t.tasks.get("queued", 0), leased=t.tasks.get("leased", 0),
+                    succeeded=t.tasks.get("succeeded", 0), failed=t.tasks.get("failed", 0),
+                    cancelled=t.tasks.get("cancelled", 0), dead_letter=t.tasks.get("dead_letter", 0),
+                    agents_active=t.agents.get("active", 0), agents_draining=t.agents.get("draining", 0),
+                    agents_stale=t.agents.get("stale", 0),
+                )
+                for t in counts
+            ],
+        )
+
+
+class ResourceServicer(resources_pb2_grpc.ResourceServiceServicer):
+    def __init__(self, service: OrchestratorService) -> None:
+        self._s = service
+
+    async def AllocateResource(
+        self, request: resources_pb2.AllocateResourceRequest, context: Ctx
+    ) -> resources_pb2.AllocateResourceResponse:
+        allocation = await self._s.allocate_resource(
+            agent_id=request.agent_id, resource=request.resource, amount=request.amount
+        )
+        return resources_pb2.AllocateResourceResponse(allocation=c.allocation_to_proto(allocation))
+
+    async def ReleaseResource(
+        self, request: resources_pb2.ReleaseResourceRequest, context: Ctx
+    ) -> resources_pb2.ReleaseResourceResponse:
+        await self._s.release_resource(request.allocation_id)
+        return resources_pb2.ReleaseResourceResponse()
+
+    async def GetResourceUsage(
+        self, request: resources_pb2.GetResourceUsageRequest, context: Ctx
+    ) -> resources_pb2.GetResourceUsageResponse:
+        usage = await self._s.resource_usage(c.agent_type_to_str(request.agent_type) or None)
+        return resources_pb2.GetResourceUsageResponse(usage=[c.usage_to_proto(u) for u in usage])
+
+    async def SetResourceQuota(
+        self, request: resources_pb2.SetResourceQuotaRequest, context: Ctx
+    ) -> resources_pb2.SetResourceQuotaResponse:
+        usage = await self._s.set_resource_quota(
+            agent_type=c.agent_type_to_str(request.agent_type), resource=request.resource, quota=request.quota
+        )
+        return resources_pb2.SetResourceQuotaResponse(usage=c.usage_to_proto(usage))
+
+
+def servicer_adders(service: OrchestratorService, orchestrator_id: str) -> list[Callable[[grpc.aio.Server], None]]:
+    return [
+        lambda s: tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service), s),
+        lambda s: agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(service), s),
+        lambda s: messaging_pb2_grpc.add_MessagingServiceServicer_to_server(MessagingServicer(service), s),
+        lambda s: monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
+            MonitoringServicer(service, orchestrator_id), s
+        ),
+        lambda s: resources_pb2_grpc.add_ResourceServiceServicer_to_server(ResourceServicer(service), s),
+    ]

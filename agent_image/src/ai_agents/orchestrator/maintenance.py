@@ -1,0 +1,73 @@
+"""Background work of every orchestrator replica: redeliver expired leases, refresh gauges, sweep agents.
+
+Every replica runs it; SKIP LOCKED makes concurrent sweeps split the work instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ai_agents.config import OrchestratorSettings
+from ai_agents.domain import AGENT_TYPES, AgentState
+from ai_agents.observability.metrics import OrchestratorMetrics
+from ai_agents.store.database import Stores
+
+log = logging.getLogger(__name__)
+
+
+class Maintenance:
+    def __init__(self, *, settings: OrchestratorSettings, stores: Stores, metrics: OrchestratorMetrics) -> None:
+        self._settings = settings
+        self._stores = stores
+        self._metrics = metrics
+        self._last_gauges = 0.0
+        self._last_sweep = 0.0
+
+    async def expire_leases(self) -> int:
+        expired = await self._stores.tasks.expire_leases()
+        for lease in expired:
+            self._metrics.lease_expiries.labels(lease.agent_type).inc()
+            if lease.new_state == "queued":
+                self._metrics.redeliveries.labels(lease.agent_type).inc()
+            else:
+                self._metrics.tasks_completed.labels(lease.agent_type, lease.new_state).inc()
+        if expired:
+            log.info("expired leases returned", extra={"count": len(expired)})
+        return len(expired)
+
+    async def refresh_gauges(self) -> None:
+        tasks = await self._stores.tasks.active_counts()
+        agents = await self._stores.agents.counts()
+        for agent_type in AGENT_TYPES:
+            self._metrics.queue_depth.labels(agent_type).set(tasks.get((agent_type, "queued"), 0))
+            self._metrics.tasks_leased.labels(agent_type).set(tasks.get((agent_type, "leased"), 0))
+            for state in (AgentState.ACTIVE, AgentState.DRAINING, AgentState.STALE):
+                self._metrics.agents.labels(agent_type, state.value).set(agents.get((agent_type, state.value), 0))
+
+    async def run_once(self) -> None:
+        await self.expire_leases()
+        now = time.monotonic()
+        if now - self._last_gauges >= self._settings.gauge_refresh_seconds:
+            self._last_gauges = now
+            await self.refresh_gauges()
+        if now - self._last_sweep >= 60:
+            self._last_sweep = now
+            swept = await self._stores.agents.sweep(self._settings.agent_sweep_seconds)
+            if swept:
+                log.info("silent agents deregistered", extra={"agents": swept})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database may be briefly unreachable; readiness reports it, the loop keeps trying.
+                log.warning("maintenance round failed", exc_info=True)
+            try:
+                await asyncio.wait_for(stop.wait(), self._settings.maintenance_interval_seconds)
+            except TimeoutError:
+                pass

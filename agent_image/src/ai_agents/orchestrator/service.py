@@ -1,0 +1,304 @@
+"""The orchestrator's operations: validate, call the store, record metrics. Both APIs call only this."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from ai_agents import __version__
+from ai_agents.config import OrchestratorSettings
+from ai_agents.domain import AGENT_TYPES, AgentState
+from ai_agents.errors import InvalidArgument
+from ai_agents.observability.metrics import OrchestratorMetrics
+from ai_agents.orchestrator import validation as v
+from ai_agents.store.database import Database, Stores
+from ai_agents.store.records import (
+    AgentRecord,
+    AllocationRecord,
+    MessageRecord,
+    ResourceUsageRecord,
+    TaskRecord,
+    TypeCounts,
+)
+
+# An empty queue is re-checked at least this often, so delayed retries are picked up without a wake-up.
+_LEASE_RECHECK_SECONDS = 2.0
+_MAX_LEASE_BATCH = 100
+_MAX_LEASE_WAIT = 60
+
+
+class OrchestratorService:
+    def __init__(
+        self, *, settings: OrchestratorSettings, database: Database, stores: Stores, metrics: OrchestratorMetrics
+    ) -> None:
+        self._settings = settings
+        self._db = database
+        self._stores = stores
+        self._metrics = metrics
+
+    # ---- tasks -------------------------------------------------------------------------------------------
+
+    async def submit_task(
+        self,
+        *,
+        agent_type: str,
+        payload: Any,
+        idempotency_key: str | None,
+        priority: int = 0,
+        max_attempts: int = 0,
+    ) -> tuple[TaskRecord, bool]:
+        task, created = await self._stores.tasks.submit(
+            agent_type=v.agent_type(agent_type),
+            payload=v.payload(payload, max_bytes=self._settings.max_payload_bytes),
+            idempotency_key=v.idempotency_key(idempotency_key),
+            priority=v.int_in_range(priority, field="priority", low=-1000, high=1000),
+            max_attempts=(
+                v.int_in_range(max_attempts, field="max_attempts", low=1, high=100)
+                if max_attempts else self._settings.default_max_attempts
+            ),
+        )
+        if created:
+            self._metrics.tasks_submitted.labels(task.agent_type).inc()
+        return task, created
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        return await self._stores.tasks.get(v.task_id(task_id))
+
+    async def list_tasks(
+        self, *, agent_type: str | None, state: str | None, page_size: int | None, page_token: str | None
+    ) -> tuple[list[TaskRecord], str | None]:
+        return await self._stores.tasks.list(
+            agent_type=v.optional_agent_type(agent_type),
+            state=v.task_state(state),
+            page_size=v.page_size(page_size),
+            page_token=page_token or None,
+        )
+
+    async def cancel_task(self, task_id: str) -> TaskRecord:
+        task = await self._stores.tasks.cancel(v.task_id(task_id))
+        self._metrics.tasks_completed.labels(task.agent_type, "cancelled").inc()
+        return task
+
+    async def lease_tasks(
+        self, *, agent_id: str, agent_type: str, max_tasks: int, wait_seconds: float
+    ) -> list[TaskRecord]:
+        """Lease at once if work is queued; otherwise wait for a NOTIFY (or a recheck) until wait_seconds."""
+        agent_id = v.agent_id(agent_id)
+        agent_type = v.agent_type(agent_type)
+        max_tasks = v.int_in_range(max_tasks or 1, field="max_tasks", low=1, high=_MAX_LEASE_BATCH)
+        wait = float(v.int_in_range(int(wait_seconds), field="wait_seconds", low=0, high=_MAX_LEASE_WAIT))
+        deadline = time.monotonic() + wait
+        while True:
+            seen = self._db.task_wakeups.generation(agent_type)
+            tasks = await self._stores.tasks.lease(
+                agent_id=agent_id, agent_type=agent_type, max_tasks=max_tasks,
+                lease_seconds=self._settings.lease_seconds,
+            )
+            remaining = deadline - time.monotonic()
+            if tasks or remaining <= 0:
+                break
+            await self._db.task_wakeups.wait(agent_type, seen, min(remaining, _LEASE_RECHECK_SECONDS))
+        for task in tasks:
+            if task.attempts == 1 and task.first_leased_at is not None:
+                self._metrics.queue_wait.labels(agent_type).observe(
+                    max((task.first_leased_at - task.created_at).total_seconds(), 0.0)
+                )
+        return tasks
+
+    def _observe_finished(self, task: TaskRecord) -> None:
+        self._metrics.tasks_completed.labels(task.agent_type, task.state).inc()
+        if task.leased_at is not None and task.finished_at is not None:
+            self._metrics.task_duration.labels(task.agent_type).observe(
+                max((task.finished_at - task.leased_at).total_seconds(), 0.0)
+            )
+
+    def _observe_signals(self, task: TaskRecord) -> None:
+        """Feed the type-specific scaling signals from a task's result."""
+        result = task.result or {}
+        if (duration := result.get("test_duration_seconds")) is not None:
+            self._metrics.test_duration.labels(task.agent_type).observe(float(duration))
+        if (found := result.get("vulnerabilities_found")) is not None:
+            self._metrics.vulnerabilities.labels(task.agent_type).inc(float(found))
+        if (violations := result.get("compliance_violations")) is not None:
+            self._metrics.compliance_violations.labels(task.agent_type).inc(float(violations))
+
+    async def complete_task(self, task_id: str, lease_token: int, result: Any) -> TaskRecord:
+        task = await self._stores.tasks.complete(
+            v.task_id(task_id), lease_token, v.result(result, max_bytes=self._settings.max_payload_bytes)
+        )
+        self._observe_finished(task)
+        self._observe_signals(task)
+        return task
+
+    async def fail_task(self, task_id: str, lease_token: int, *, error: str, retryable: bool) -> TaskRecord:
+        if len(error) > 4096:
+            error = error[:4096]
+        task = await self._stores.tasks.fail(
+            v.task_id(task_id), lease_token, error=error, retryable=retryable,
+            backoff_seconds=self._settings.retry_backoff_seconds,
+        )
+        if task.state == "queued":
+            self._metrics.redeliveries.labels(task.agent_type).inc()
+        else:
+            self._observe_finished(task)
+        return task
+
+    async def release_task(self, task_id: str, lease_token: int) -> TaskRecord:
+        return await self._stores.tasks.release(v.task_id(task_id), lease_token)
+
+    async def update_task_progress(
+        self, task_id: str, lease_token: int, *, progress: float, message: str
+    ) -> TaskRecord:
+        return await self._stores.tasks.update_progress(
+            v.task_id(task_id), lease_token, progress=v.progress(progress), message=message[:1024],
+            lease_seconds=self._settings.lease_seconds,
+        )
+
+    # ---- agents ------------------------------------------------------------------------------------------
+
+    async def create_agent(
+        self, *, agent_id: str, agent_type: str, labels: Any, capacity: int
+    ) -> AgentRecord:
+        return await self._stores.agents.create(
+            agent_id=v.agent_id(agent_id) if agent_id else f"{agent_type}-{uuid.uuid4().hex[:12]}",
+            agent_type=v.agent_type(agent_type),
+            labels=v.labels(labels),
+            capacity=v.int_in_range(capacity or 1, field="capacity", low=1, high=10_000),
+        )
+
+    async def register_agent(
+        self, *, agent_id: str, agent_type: str, labels: Any, capacity: int, address: str, version: str
+    ) -> AgentRecord:
+        return await self._stores.agents.register(
+            agent_id=v.agent_id(agent_id),
+            agent_type=v.agent_type(agent_type),
+            labels=v.labels(labels),
+            capacity=v.int_in_range(capacity or 1, field="capacity", low=1, high=10_000),
+            address=address[:255],
+            version=version[:64],
+        )
+
+    async def get_agent(self, agent_id: str) -> AgentRecord:
+        return await self._stores.agents.get(v.agent_id(agent_id))
+
+    async def list_agents(
+        self, *, agent_type: str | None, state: str | None, page_size: int | None, page_token: str | None
+    ) -> tuple[list[AgentRecord], str | None]:
+        return await self._stores.agents.list(
+            agent_type=v.optional_agent_type(agent_type), state=v.agent_state(state),
+            page_size=v.page_size(page_size), after=page_token or None,
+        )
+
+    async def update_agent(
+        self, agent_id: str, *, labels: Any | None, capacity: int | None, state: str | None
+    ) -> AgentRecord:
+        if state is not None and state not in (AgentState.ACTIVE, AgentState.DRAINING):
+            raise InvalidArgument("state: only 'active' or 'draining' can be set")
+        return await self._stores.agents.update(
+            v.agent_id(agent_id),
+            labels=v.labels(labels) if labels is not None else None,
+            capacity=v.int_in_range(capacity, field="capacity", low=1, high=10_000) if capacity else None,
+            state=state,
+        )
+
+    async def delete_agent(self, agent_id: str) -> None:
+        await self._stores.agents.delete(v.agent_id(agent_id))
+
+    async def deregister_agent(self, agent_id: str) -> None:
+        await self._stores.agents.deregister(v.agent_id(agent_id))
+
+    async def heartbeat(
+        self, agent_id: str, *, leases: Sequence[tuple[str, int]], running: int
+    ) -> tuple[list[str], bool]:
+        """Returns (revoked task ids, whether the agent must register again)."""
+        agent_id = v.agent_id(agent_id)
+        known = await self._stores.agents.heartbeat(agent_id, max(running, 0))
+        revoked = await self._stores.tasks.extend_leases(
+            agent_id, [(v.task_id(t), token) for t, token in leases], self._settings.lease_seconds
+        )
+        return revoked, not known
+
+    # ---- messaging ---------------------------------------------------------------------------------------
+
+    async def send_message(self, *, sender: str, recipient_agent_id: str, topic: str, body: Any) -> MessageRecord:
+        recipient = await self._stores.agents.get(v.agent_id(recipient_agent_id, field="recipient_agent_id"))
+        return await self._stores.messages.insert(
+            sender=sender[:253], recipient_agent_id=recipient.agent_id, recipient_type=None, to_all=False,
+            topic=topic[:253], body=v.payload(body, max_bytes=self._settings.max_payload_bytes, field="body"),
+        )
+
+    async def broadcast_message(
+        self, *, sender: str, agent_type: str | None, topic: str, body: Any
+    ) -> MessageRecord:
+        return await self._stores.messages.insert(
+            sender=sender[:253], recipient_agent_id=None, recipient_type=v.optional_agent_type(agent_type),
+            to_all=not agent_type, topic=topic[:253],
+            body=v.payload(body, max_bytes=self._settings.max_payload_bytes, field="body"),
+        )
+
+    async def receive_messages(self, *, agent_id: str, after_message_id: int) -> AsyncIterator[MessageRecord]:
+        """Yield messages for the agent after the cursor, then new ones as NOTIFY announces them."""
+        agent = await self._stores.agents.get(v.agent_id(agent_id))
+        cursor = max(after_message_id, 0)
+        while True:
+            seen = self._db.message_wakeups.generation("all")
+            batch = await self._stores.messages.after(
+                agent_id=agent.agent_id, agent_type=agent.agent_type, after_id=cursor
+            )
+            for message in batch:
+                cursor = message.message_id
+                yield message
+            if not batch:
+                await self._db.message_wakeups.wait("all", seen, 5.0)
+
+    # ---- resources ---------------------------------------------------------------------------------------
+
+    async def allocate_resource(self, *, agent_id: str, resource: str, amount: int) -> AllocationRecord:
+        agent = await self._stores.agents.get(v.agent_id(agent_id))
+        return await self._stores.resources.allocate(
+            agent_id=agent.agent_id, agent_type=agent.agent_type, resource=v.resource_name(resource),
+            amount=v.int_in_range(amount, field="amount", low=1, high=2**62),
+        )
+
+    async def release_resource(self, allocation_id: str) -> None:
+        await self._stores.resources.release(v.allocation_id(allocation_id))
+
+    async def resource_usage(self, agent_type: str | None) -> list[ResourceUsageRecord]:
+        return await self._stores.resources.usage(v.optional_agent_type(agent_type))
+
+    async def set_resource_quota(self, *, agent_type: str, resource: str, quota: int) -> ResourceUsageRecord:
+        return await self._stores.resources.set_quota(
+            v.agent_type(agent_type), v.resource_name(resource),
+            v.int_in_range(quota, field="quota", low=0, high=2**62),
+        )
+
+    # ---- monitoring --------------------------------------------------------------------------------------
+
+    @property
+    def heartbeat_interval_seconds(self) -> int:
+        return self._settings.heartbeat_interval_seconds
+
+    @property
+    def lease_seconds(self) -> int:
+        return self._settings.lease_seconds
+
+    @property
+    def version(self) -> str:
+        return __version__
+
+    async def status(self) -> tuple[list[TypeCounts], bool]:
+        database_ok = await self._db.ping()
+        if not database_ok:
+            return [], False
+        tasks, agents = await asyncio.gather(self._stores.tasks.all_counts(), self._stores.agents.counts())
+        return [
+            TypeCounts(
+                agent_type=t,
+                tasks={state: n for (typ, state), n in tasks.items() if typ == t},
+                agents={state: n for (typ, state), n in agents.items() if typ == t},
+            )
+            for t in AGENT_TYPES
+        ], True

@@ -1,0 +1,1 @@
+"""API serving shared by the orchestrator and the agents: gRPC server assembly and HTTP middleware."""

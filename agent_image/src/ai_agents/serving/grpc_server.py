@@ -1,0 +1,150 @@
+"""Assemble a grpc.aio server: auth and metrics interceptor, error mapping, health, reflection, limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from ai_agents.errors import AiAgentsError
+from ai_agents.observability.metrics import CommonMetrics
+from ai_agents.serving.auth import TokenCheck
+
+# Health and reflection stay open so probes and grpcurl work without the token.
+_OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class ApiInterceptor(grpc.aio.ServerInterceptor):
+    """Checks the bearer token, turns typed errors into status codes, and records count and latency."""
+
+    def __init__(self, metrics: CommonMetrics, tokens: TokenCheck) -> None:
+        self._metrics = metrics
+        self._tokens = tokens
+
+    def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
+        if details.method.startswith(_OPEN_PREFIXES):
+            return True
+        metadata = dict(details.invocation_metadata or ())
+        value = metadata.get("authorization")
+        return self._tokens.allows(value if isinstance(value, str) else None)
+
+    def _record(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        self._metrics.grpc_requests.labels(method, code.name).inc()
+        self._metrics.grpc_duration.labels(method).observe(time.perf_counter() - started)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        authorized = self._authorized(handler_call_details)
+
+        async def guard(context: grpc.aio.ServicerContext) -> None:
+            if not authorized:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+
+        def final_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+            code = context.code()
+            return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
+
+        if handler.unary_unary:
+            inner_unary = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    await guard(context)
+                    response = await inner_unary(request, context)
+                except AiAgentsError as exc:
+                    self._record(method, exc.grpc_code, started)
+                    await context.abort(exc.grpc_code, exc.message)
+                except BaseException:
+                    self._record(method, final_code(context) if context.code() else grpc.StatusCode.UNKNOWN, started)
+                    raise
+                self._record(method, final_code(context), started)
+                return response
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                try:
+                    await guard(context)
+                    async for response in inner_stream(request, context):
+                        yield response
+                except AiAgentsError as exc:
+                    self._record(method, exc.grpc_code, started)
+                    await context.abort(exc.grpc_code, exc.message)
+                except BaseException:
+                    self._record(method, final_code(context) if context.code() else grpc.StatusCode.CANCELLED, started)
+                    raise
+                self._record(method, final_code(context), started)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+class GrpcServer:
+    """A started grpc.aio server with health and reflection; `port` is the bound port."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        metrics: CommonMetrics,
+        tokens: TokenCheck,
+        max_message_bytes: int,
+        add_servicers: Iterable[Callable[[grpc.aio.Server], None]],
+        service_names: Iterable[str],
+    ) -> None:
+        self.server = grpc.aio.server(
+            interceptors=[aio_server_interceptor(), ApiInterceptor(metrics, tokens)],
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+                # Let idle clients keep connections open through load balancers.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ],
+        )
+        for add in add_servicers:
+            add(self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._service_names = list(service_names)
+        reflection.enable_server_reflection(
+            [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *self._service_names]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace)

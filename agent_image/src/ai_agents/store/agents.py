@@ -1,0 +1,155 @@
+"""The agent registry: declared agents and running agent processes, with heartbeats."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from ai_agents.errors import AlreadyExists, NotFound
+from ai_agents.store.records import AgentRecord
+
+
+def _effective_state(stale_param: str) -> str:
+    # "stale" is derived, never stored: an agent that heartbeats again is simply active again.
+    return (
+        f"CASE WHEN state = 'active' AND last_heartbeat < now() - make_interval(secs => {stale_param}) "
+        "THEN 'stale' ELSE state END"
+    )
+
+
+class AgentStore:
+    def __init__(self, pool: asyncpg.Pool, *, stale_seconds: int) -> None:
+        self._pool = pool
+        self._stale = float(stale_seconds)
+
+    def _select(self, where: str) -> str:
+        return f"SELECT *, {_effective_state('$1')} AS effective_state FROM agents WHERE {where}"
+
+    async def create(self, *, agent_id: str, agent_type: str, labels: dict[str, str], capacity: int) -> AgentRecord:
+        row = await self._pool.fetchrow(
+            f"""
+            WITH ins AS (
+                INSERT INTO agents (agent_id, agent_type, state, labels, capacity)
+                VALUES ($2, $3, 'active', $4::jsonb, $5)
+                ON CONFLICT (agent_id) DO NOTHING
+                RETURNING *
+            )
+            SELECT *, {_effective_state('$1')} AS effective_state FROM ins
+            """,
+            self._stale, agent_id, agent_type, json.dumps(labels), capacity,
+        )
+        if row is None:
+            raise AlreadyExists(f"agent {agent_id} already exists")
+        return AgentRecord.from_row(row)
+
+    async def register(
+        self, *, agent_id: str, agent_type: str, labels: dict[str, str], capacity: int, address: str, version: str
+    ) -> AgentRecord:
+        """Upsert: a restarted process with the same id simply becomes active again."""
+        row = await self._pool.fetchrow(
+            f"""
+            WITH up AS (
+                INSERT INTO agents (agent_id, agent_type, state, labels, capacity, address, version)
+                VALUES ($2, $3, 'active', $4::jsonb, $5, $6, $7)
+                ON CONFLICT (agent_id) DO UPDATE SET
+                    agent_type = excluded.agent_type, state = 'active', labels = excluded.labels,
+                    capacity = excluded.capacity, address = excluded.address, version = excluded.version,
+                    registered_at = now(), last_heartbeat = now(), running = 0
+                RETURNING *
+            )
+            SELECT *, {_effective_state('$1')} AS effective_state FROM up
+            """,
+            self._stale, agent_id, agent_type, json.dumps(labels), capacity, address, version,
+        )
+        return AgentRecord.from_row(row)
+
+    async def get(self, agent_id: str) -> AgentRecord:
+        row = await self._pool.fetchrow(self._select("agent_id = $2"), self._stale, agent_id)
+        if row is None:
+            raise NotFound(f"agent {agent_id} not found")
+        return AgentRecord.from_row(row)
+
+    async def list(
+        self, *, agent_type: str | None, state: str | None, page_size: int, after: str | None
+    ) -> tuple[list[AgentRecord], str | None]:
+        rows = await self._pool.fetch(
+            f"""
+            SELECT * FROM ({self._select("($2::text IS NULL OR agent_type = $2)")}) a
+            WHERE ($3::text IS NULL OR effective_state = $3)
+              AND ($4::text IS NULL OR agent_id > $4)
+              AND (effective_state <> 'deregistered' OR $3 = 'deregistered')
+            ORDER BY agent_id LIMIT $5
+            """,
+            self._stale, agent_type, state, after, page_size + 1,
+        )
+        agents = [AgentRecord.from_row(r) for r in rows[:page_size]]
+        return agents, agents[-1].agent_id if len(rows) > page_size else None
+
+    async def update(
+        self, agent_id: str, *, labels: dict[str, str] | None, capacity: int | None, state: str | None
+    ) -> AgentRecord:
+        row = await self._pool.fetchrow(
+            f"""
+            WITH up AS (
+                UPDATE agents SET
+                    labels = coalesce($3::jsonb, labels),
+                    capacity = coalesce($4, capacity),
+                    state = coalesce($5, state)
+                WHERE agent_id = $2
+                RETURNING *
+            )
+            SELECT *, {_effective_state('$1')} AS effective_state FROM up
+            """,
+            self._stale, agent_id, json.dumps(labels) if labels is not None else None, capacity, state,
+        )
+        if row is None:
+            raise NotFound(f"agent {agent_id} not found")
+        return AgentRecord.from_row(row)
+
+    async def delete(self, agent_id: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM resource_allocations WHERE agent_id = $1", agent_id)
+            if await conn.fetchval("DELETE FROM agents WHERE agent_id = $1 RETURNING 1", agent_id) is None:
+                raise NotFound(f"agent {agent_id} not found")
+
+    async def deregister(self, agent_id: str) -> None:
+        """Mark deregistered and free its resource allocations; its leases expire or were released."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = await conn.fetchval(
+                "UPDATE agents SET state = 'deregistered', running = 0 WHERE agent_id = $1 RETURNING 1", agent_id
+            )
+            if found is None:
+                raise NotFound(f"agent {agent_id} not found")
+            await conn.execute("DELETE FROM resource_allocations WHERE agent_id = $1", agent_id)
+
+    async def heartbeat(self, agent_id: str, running: int) -> bool:
+        """Record a heartbeat; False when the agent is unknown or deregistered (it must register again)."""
+        found = await self._pool.fetchval(
+            "UPDATE agents SET last_heartbeat = now(), running = $2 "
+            "WHERE agent_id = $1 AND state <> 'deregistered' RETURNING 1",
+            agent_id, running,
+        )
+        return found is not None
+
+    async def sweep(self, older_than_seconds: int) -> list[str]:
+        """Deregister agents silent for far longer than the stale threshold, freeing their allocations."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "UPDATE agents SET state = 'deregistered', running = 0 "
+                "WHERE state <> 'deregistered' AND last_heartbeat < now() - make_interval(secs => $1) "
+                "RETURNING agent_id",
+                float(older_than_seconds),
+            )
+            ids = [r["agent_id"] for r in rows]
+            if ids:
+                await conn.execute("DELETE FROM resource_allocations WHERE agent_id = ANY($1::text[])", ids)
+        return ids
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        rows = await self._pool.fetch(
+            f"SELECT agent_type, {_effective_state('$1')} AS s, count(*) AS n FROM agents "
+            "WHERE state <> 'deregistered' GROUP BY 1, 2",
+            self._stale,
+        )
+        return {(r["agent_type"], r["s"]): r["n"] for r in rows}

@@ -1,0 +1,146 @@
+"""Connection pool, migrations at start-up, and LISTEN/NOTIFY wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+
+from ai_agents.store.agents import AgentStore
+from ai_agents.store.messages import MESSAGES_CHANNEL, MessageStore
+from ai_agents.store.migrations import migrate
+from ai_agents.store.resources import ResourceStore
+from ai_agents.store.tasks import TASKS_CHANNEL, TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class Wakeups:
+    """Per-key generation counters: waiters sleep until the counter moves or their timeout passes.
+
+    A notification that arrives between a waiter's empty lease and its wait is not lost, because the waiter
+    compares against the generation it read before leasing.
+    """
+
+    def __init__(self) -> None:
+        self._generation: dict[str, int] = defaultdict(int)
+        self._conditions: dict[str, asyncio.Condition] = {}
+
+    def _condition(self, key: str) -> asyncio.Condition:
+        if key not in self._conditions:
+            self._conditions[key] = asyncio.Condition()
+        return self._conditions[key]
+
+    def generation(self, key: str) -> int:
+        return self._generation[key]
+
+    async def notify(self, key: str) -> None:
+        self._generation[key] += 1
+        condition = self._condition(key)
+        async with condition:
+            condition.notify_all()
+
+    async def wait(self, key: str, seen: int, timeout: float) -> bool:
+        """Wait until the generation of key differs from seen; False on timeout."""
+        condition = self._condition(key)
+        async with condition:
+            try:
+                await asyncio.wait_for(condition.wait_for(lambda: self._generation[key] != seen), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+
+@dataclass
+class Stores:
+    tasks: TaskStore
+    agents: AgentStore
+    messages: MessageStore
+    resources: ResourceStore
+
+
+class Database:
+    """Owns the pool and a dedicated LISTEN connection that turns notifications into wake-ups."""
+
+    def __init__(self, dsn: str, *, min_size: int, max_size: int, agent_stale_seconds: int) -> None:
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._stale = agent_stale_seconds
+        self._pool: asyncpg.Pool | None = None
+        self._listener_task: asyncio.Task[None] | None = None
+        self.task_wakeups = Wakeups()
+        self.message_wakeups = Wakeups()
+        self.listening = asyncio.Event()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("database not started")
+        return self._pool
+
+    async def start(self) -> Stores:
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=self._min_size, max_size=self._max_size, command_timeout=30
+        )
+        async with self._pool.acquire() as conn:
+            applied = await migrate(conn)
+        if applied:
+            log.info("migrations applied", extra={"migrations": applied})
+        self._listener_task = asyncio.create_task(self._listen_forever(), name="db-listener")
+        return Stores(
+            tasks=TaskStore(self._pool),
+            agents=AgentStore(self._pool, stale_seconds=self._stale),
+            messages=MessageStore(self._pool),
+            resources=ResourceStore(self._pool),
+        )
+
+    async def close(self) -> None:
+        if self._listener_task is not None:
+            self._listener_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener_task
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.pool.fetchval("SELECT 1", timeout=2))
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+
+    def _on_notification(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        wakeups = self.task_wakeups if channel == TASKS_CHANNEL else self.message_wakeups
+        key = payload if channel == TASKS_CHANNEL else "all"
+        asyncio.get_running_loop().create_task(wakeups.notify(key))
+
+    @contextlib.asynccontextmanager
+    async def _listening_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            await conn.add_listener(TASKS_CHANNEL, self._on_notification)
+            await conn.add_listener(MESSAGES_CHANNEL, self._on_notification)
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    async def _listen_forever(self) -> None:
+        """Keep a LISTEN connection open; waiters time out and re-poll, so a gap only delays wake-ups."""
+        while True:
+            try:
+                async with self._listening_connection() as conn:
+                    self.listening.set()
+                    while not conn.is_closed():
+                        await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+            self.listening.clear()
+            await asyncio.sleep(1)

@@ -1,0 +1,51 @@
+"""Messages between agents: direct, to a type, to all; read with a cursor for at-least-once delivery."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from ai_agents.store.records import MessageRecord
+
+MESSAGES_CHANNEL = "ai_agents_messages"
+
+
+class MessageStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def insert(
+        self,
+        *,
+        sender: str,
+        recipient_agent_id: str | None,
+        recipient_type: str | None,
+        to_all: bool,
+        topic: str,
+        body: dict[str, Any],
+    ) -> MessageRecord:
+        row = await self._pool.fetchrow(
+            """
+            WITH ins AS (
+                INSERT INTO messages (sender, recipient_agent_id, recipient_type, to_all, topic, body)
+                VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+                RETURNING *
+            )
+            SELECT ins.*, pg_notify($7, ins.message_id::text) FROM ins
+            """,
+            sender, recipient_agent_id, recipient_type, to_all, topic, json.dumps(body), MESSAGES_CHANNEL,
+        )
+        return MessageRecord.from_row(row)
+
+    async def after(self, *, agent_id: str, agent_type: str, after_id: int, limit: int = 100) -> list[MessageRecord]:
+        rows = await self._pool.fetch(
+            """
+            SELECT * FROM messages
+            WHERE message_id > $3 AND (recipient_agent_id = $1 OR recipient_type = $2 OR to_all)
+            ORDER BY message_id LIMIT $4
+            """,
+            agent_id, agent_type, after_id, limit,
+        )
+        return [MessageRecord.from_row(r) for r in rows]

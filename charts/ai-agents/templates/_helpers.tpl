@@ -1,0 +1,397 @@
+{{/*
+Object-name prefix `P` (docs/contracts.md): global.namePrefix, else the release name.
+Every object name is `P-<suffix>`; see ai-agents.componentName for the length check.
+*/}}
+{{- define "ai-agents.fullname" -}}
+{{- $prefix := default .Release.Name ((.Values.global).namePrefix) -}}
+{{- $prefix | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{/*
+`P-<suffix>`. Names are contracts that other charts compute the same way, so a name that would not fit in a
+DNS label (63) fails instead of being truncated into something nobody else can find.
+Usage: include "ai-agents.componentName" (dict "root" $ "suffix" "agent-coding")
+*/}}
+{{- define "ai-agents.componentName" -}}
+{{- $name := printf "%s-%s" (include "ai-agents.fullname" .root) .suffix -}}
+{{- if gt (len $name) 63 -}}
+{{- fail (printf "global.namePrefix (or the release name) is too long: %q exceeds 63 characters; use a prefix of at most 34 characters" $name) -}}
+{{- end -}}
+{{- $name -}}
+{{- end }}
+
+{{/*
+Chart name and version as used by the helm.sh/chart label.
+*/}}
+{{- define "ai-agents.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{/*
+Selector labels (never a version: selectors are immutable).
+Usage: include "ai-agents.selectorLabels" (dict "root" $ "name" "agent" "component" "agent-coding" "agentType" "coding")
+*/}}
+{{- define "ai-agents.selectorLabels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- with .agentType }}
+ai-agents.io/agent-type: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Common labels: the selector labels plus chart, version, manager and part-of.
+Same arguments as ai-agents.selectorLabels.
+*/}}
+{{- define "ai-agents.labels" -}}
+helm.sh/chart: {{ include "ai-agents.chart" .root }}
+{{ include "ai-agents.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: ai-agents
+{{- end }}
+
+{{/*
+Pod template labels: common labels plus, with the mesh on, enrolment in Istio ambient.
+*/}}
+{{- define "ai-agents.podLabels" -}}
+{{ include "ai-agents.labels" . }}
+{{- if include "ai-agents.meshEnabled" .root }}
+istio.io/dataplane-mode: ambient
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the mesh subchart is enabled, else empty.
+*/}}
+{{- define "ai-agents.meshEnabled" -}}
+{{- if (.Values.mesh).enabled }}true{{ end -}}
+{{- end }}
+
+{{/*
+Labels for the orchestrator and agent ClusterIP Services: with the mesh and its waypoint on, route their
+traffic through the waypoint `P-waypoint`. The parent sees the mesh chart's defaults only while it is
+enabled, so a missing mesh.waypoint.enabled counts as true (the mesh chart's default).
+*/}}
+{{- define "ai-agents.waypointLabels" -}}
+{{- if include "ai-agents.meshEnabled" . }}
+{{- if dig "waypoint" "enabled" true (.Values.mesh | default dict) }}
+istio.io/use-waypoint: {{ include "ai-agents.componentName" (dict "root" . "suffix" "waypoint") }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Image reference `registry/repository:tag`; the tag defaults to the chart's appVersion and an empty registry
+is left out. Usage: include "ai-agents.image" (dict "root" $ "image" .Values.orchestrator.image)
+where "image" holds overrides of .Values.image.
+*/}}
+{{- define "ai-agents.image" -}}
+{{- $img := merge (deepCopy (.image | default dict)) .root.Values.image -}}
+{{- $repo := required "image.repository is required" $img.repository -}}
+{{- $tag := toString ($img.tag | default .root.Chart.AppVersion) -}}
+{{- if $img.registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" $img.registry) $repo $tag -}}
+{{- else -}}
+{{- printf "%s:%s" $repo $tag -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Pull policy for the same dict as ai-agents.image.
+*/}}
+{{- define "ai-agents.imagePullPolicy" -}}
+{{- (.image | default dict).pullPolicy | default .root.Values.image.pullPolicy -}}
+{{- end }}
+
+{{/*
+Pod security context for Pod Security Standard `restricted`. Fixed, not a value: the chart promises it.
+Usage: include "ai-agents.podSecurityContext" 10001
+*/}}
+{{- define "ai-agents.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ . }}
+runAsGroup: {{ . }}
+fsGroup: {{ . }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+Container security context for Pod Security Standard `restricted`.
+*/}}
+{{- define "ai-agents.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+The four named ports of every runtime container (docs/contracts.md).
+*/}}
+{{- define "ai-agents.containerPorts" -}}
+- name: http
+  containerPort: 8080
+  protocol: TCP
+- name: grpc
+  containerPort: 9090
+  protocol: TCP
+- name: metrics
+  containerPort: 9091
+  protocol: TCP
+- name: health
+  containerPort: 8081
+  protocol: TCP
+{{- end }}
+
+{{/*
+The same four ports on a Service; appProtocol tells meshes and gateways what each speaks (gRPC is h2c).
+*/}}
+{{- define "ai-agents.servicePorts" -}}
+- name: http
+  port: 8080
+  targetPort: http
+  protocol: TCP
+  appProtocol: http
+- name: grpc
+  port: 9090
+  targetPort: grpc
+  protocol: TCP
+  appProtocol: kubernetes.io/h2c
+- name: metrics
+  port: 9091
+  targetPort: metrics
+  protocol: TCP
+  appProtocol: http
+- name: health
+  port: 8081
+  targetPort: health
+  protocol: TCP
+  appProtocol: http
+{{- end }}
+
+{{/*
+Startup, readiness and liveness probes on the `health` port.
+*/}}
+{{- define "ai-agents.probes" -}}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: health
+  periodSeconds: 2
+  failureThreshold: 60
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: health
+  periodSeconds: 5
+  timeoutSeconds: 2
+  failureThreshold: 3
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: health
+  periodSeconds: 10
+  timeoutSeconds: 2
+  failureThreshold: 3
+{{- end }}
+
+{{/*
+Default topology spread: over zones and then hosts, never blocking scheduling (ScheduleAnyway), counting only
+pods of the same rollout (pod-template-hash). A non-empty `custom` list replaces it.
+Usage: include "ai-agents.topologySpread" (dict "root" $ "custom" .x.topologySpreadConstraints "selector" $sel)
+where $sel is the selector labels dict of the component.
+*/}}
+{{- define "ai-agents.topologySpread" -}}
+{{- if .custom }}
+{{- toYaml .custom }}
+{{- else }}
+{{- range $key := list "topology.kubernetes.io/zone" "kubernetes.io/hostname" }}
+- maxSkew: 1
+  topologyKey: {{ $key }}
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "ai-agents.selectorLabels" $.selector | nindent 6 }}
+  matchLabelKeys:
+    - pod-template-hash
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment shared by every runtime process: logging, the four ports, the API token and tracing.
+Usage: include "ai-agents.commonEnv" (dict "root" $ "service" "orchestrator")
+*/}}
+{{- define "ai-agents.commonEnv" -}}
+- name: AI_AGENTS_LOG_FORMAT
+  value: json
+- name: AI_AGENTS_LOG_LEVEL
+  value: {{ .root.Values.logLevel | quote }}
+- name: AI_AGENTS_HTTP_PORT
+  value: "8080"
+- name: AI_AGENTS_GRPC_PORT
+  value: "9090"
+- name: AI_AGENTS_METRICS_PORT
+  value: "9091"
+- name: AI_AGENTS_HEALTH_PORT
+  value: "8081"
+{{- if .root.Values.apiToken.enabled }}
+- name: AI_AGENTS_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "ai-agents.apiTokenSecretName" .root }}
+      key: {{ include "ai-agents.apiTokenSecretKey" .root }}
+{{- end }}
+{{- with .root.Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ $.service | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secret and key holding the API token.
+*/}}
+{{- define "ai-agents.apiTokenSecretName" -}}
+{{- .Values.apiToken.existingSecret | default (include "ai-agents.componentName" (dict "root" . "suffix" "api-token")) -}}
+{{- end }}
+{{- define "ai-agents.apiTokenSecretKey" -}}
+{{- if .Values.apiToken.existingSecret }}{{ .Values.apiToken.existingSecretKey }}{{ else }}token{{ end -}}
+{{- end }}
+
+{{/*
+"true" when the orchestrator uses an external database (store.dsn or store.existingSecret): then no
+embedded PostgreSQL is rendered, whatever store.postgresql.enabled says.
+*/}}
+{{- define "ai-agents.externalDatabase" -}}
+{{- if or .Values.store.dsn .Values.store.existingSecret }}true{{ end -}}
+{{- end }}
+
+{{/*
+"true" when the embedded PostgreSQL StatefulSet is rendered. Fails when there would be no database at all.
+*/}}
+{{- define "ai-agents.embeddedPostgresql" -}}
+{{- if not (include "ai-agents.externalDatabase" .) -}}
+{{- if .Values.store.postgresql.enabled }}true{{ else -}}
+{{- fail "store.dsn or store.existingSecret is required when store.postgresql.enabled is false: the orchestrator needs a PostgreSQL database" -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Secret and key holding the database DSN.
+*/}}
+{{- define "ai-agents.databaseSecretName" -}}
+{{- .Values.store.existingSecret | default (include "ai-agents.componentName" (dict "root" . "suffix" "database")) -}}
+{{- end }}
+{{- define "ai-agents.databaseSecretKey" -}}
+{{- if .Values.store.existingSecret }}{{ .Values.store.existingSecretKey }}{{ else }}dsn{{ end -}}
+{{- end }}
+
+{{/*
+Effective settings of one agent type: each key set under agents.<type> replaces the same key of
+agentDefaults, except `simulate` and `llm`, whose keys are merged one level deep. (sprig's merge would
+ignore false and 0, so an override such as failureRate: 0 is resolved key by key here.)
+Usage: include "ai-agents.agentConfig" (dict "root" $ "type" "coding") | fromYaml
+*/}}
+{{- define "ai-agents.agentConfig" -}}
+{{- $defaults := .root.Values.agentDefaults -}}
+{{- $agent := index .root.Values.agents .type | default dict -}}
+{{- $out := dict -}}
+{{- range $key, $value := $defaults -}}
+{{- if and (hasKey $agent $key) (has $key (list "simulate" "llm")) -}}
+{{- $merged := deepCopy $value -}}
+{{- range $k, $v := (index $agent $key | default dict) -}}
+{{- $_ := set $merged $k $v -}}
+{{- end -}}
+{{- $_ := set $out $key $merged -}}
+{{- else if hasKey $agent $key -}}
+{{- $_ := set $out $key (index $agent $key) -}}
+{{- else -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- range $key, $value := $agent -}}
+{{- if not (hasKey $out $key) -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end }}
+
+{{/*
+Agent types that are enabled, in a fixed order.
+*/}}
+{{- define "ai-agents.agentTypes" -}}
+{{- range $type := list "coding" "testing" "security" "compliance" "documentation" "discovery" }}
+{{- if (index $.Values.agents $type).enabled }}
+- {{ $type }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+NetworkPolicy port list entries. Usage: include "ai-agents.npPorts" (list 8080 9090)
+*/}}
+{{- define "ai-agents.npPorts" -}}
+{{- range . }}
+- protocol: TCP
+  port: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+podSelector body for the pods of one component. Usage: include "ai-agents.npPodSelector" (dict "root" $ "name" "agent")
+*/}}
+{{- define "ai-agents.npPodSelector" -}}
+matchLabels:
+  app.kubernetes.io/name: {{ .name }}
+  app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end }}
+
+{{/*
+podSelector body for every pod this release creates (and only those: Istio copies a Gateway's labels onto the
+waypoint and gateway pods, which must not be caught by the default deny).
+*/}}
+{{- define "ai-agents.npReleasePods" -}}
+matchLabels:
+  app.kubernetes.io/instance: {{ .Release.Name }}
+  app.kubernetes.io/part-of: ai-agents
+matchExpressions:
+  - key: app.kubernetes.io/name
+    operator: In
+    values: [orchestrator, agent, postgresql, chaos-monkey, health-check]
+{{- end }}
+
+{{/*
+Common metadata of a NetworkPolicy. Usage: include "ai-agents.npMetadata" (dict "root" $ "suffix" "default-deny")
+*/}}
+{{- define "ai-agents.npMetadata" -}}
+name: {{ include "ai-agents.componentName" (dict "root" .root "suffix" (printf "np-%s" .suffix)) }}
+namespace: {{ .root.Release.Namespace }}
+labels:
+  {{- include "ai-agents.labels" (dict "root" .root "name" "ai-agents" "component" "network-policy") | nindent 2 }}
+{{- end }}
+
+{{/*
+Ingress rule: Prometheus scrapes the `metrics` port.
+*/}}
+{{- define "ai-agents.npPrometheusIngress" -}}
+- from:
+    - namespaceSelector:
+        {{- toYaml .Values.networkPolicy.prometheus.namespaceSelector | nindent 8 }}
+      podSelector:
+        {{- toYaml .Values.networkPolicy.prometheus.podSelector | nindent 8 }}
+  ports:
+    - protocol: TCP
+      port: 9091
+{{- end }}

@@ -1,0 +1,99 @@
+{{/*
+Chart name.
+*/}}
+{{- define "keda-scalers.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Name prefix P shared with the umbrella: global.namePrefix, or the release name. Objects are named
+`P-...` so that they match the Deployments they scale (`P-agent-<type>`).
+*/}}
+{{- define "keda-scalers.prefix" -}}
+{{- $global := .Values.global | default dict }}
+{{- $global.namePrefix | default .Release.Name | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Base name of this chart's own objects (the TriggerAuthentications): `P-keda`.
+*/}}
+{{- define "keda-scalers.fullname" -}}
+{{- printf "%s-keda" (include "keda-scalers.prefix" .) }}
+{{- end }}
+
+{{/*
+Chart label value.
+*/}}
+{{- define "keda-scalers.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "keda-scalers.labels" -}}
+helm.sh/chart: {{ include "keda-scalers.chart" . }}
+{{ include "keda-scalers.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ai-agents
+{{- end }}
+
+{{/*
+Selector labels.
+*/}}
+{{- define "keda-scalers.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "keda-scalers.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Name of the TriggerAuthentication for Prometheus; empty when no auth is configured.
+Fails when a mode is chosen without the Secret that holds its credentials.
+*/}}
+{{- define "keda-scalers.prometheusAuthName" -}}
+{{- $auth := .Values.prometheus.auth }}
+{{- if ne $auth.mode "none" }}
+{{- if not $auth.secretName }}
+{{- fail (printf "prometheus.auth.secretName is required when prometheus.auth.mode is %q" $auth.mode) }}
+{{- end }}
+{{- printf "%s-prometheus" (include "keda-scalers.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the TriggerAuthentication carrying the PostgreSQL connection string.
+*/}}
+{{- define "keda-scalers.postgresqlAuthName" -}}
+{{- printf "%s-postgresql" (include "keda-scalers.fullname" .) }}
+{{- end }}
+
+{{/*
+PromQL label matchers that scope a query to this release's namespace and one agent type.
+Call with (dict "ns" .Release.Namespace "type" $type).
+*/}}
+{{- define "keda-scalers.matchers" -}}
+{{- printf "namespace=%q,agent_type=%q" .ns .type }}
+{{- end }}
+
+{{/*
+One prometheus trigger. Call with (dict "root" $ "name" .. "metricType" .. "query" .. "threshold" ..).
+Adds authModes and the TriggerAuthentication reference when prometheus.auth.mode is not none.
+*/}}
+{{- define "keda-scalers.prometheusTrigger" -}}
+{{- $auth := include "keda-scalers.prometheusAuthName" .root -}}
+- type: prometheus
+  name: {{ .name }}
+  metricType: {{ .metricType }}
+  metadata:
+    serverAddress: {{ .root.Values.prometheus.serverAddress | quote }}
+    query: {{ .query | quote }}
+    threshold: {{ .threshold | quote }}
+    {{- if $auth }}
+    authModes: {{ .root.Values.prometheus.auth.mode | quote }}
+    {{- end }}
+  {{- if $auth }}
+  authenticationRef:
+    name: {{ $auth }}
+  {{- end }}
+{{- end }}
