@@ -66,9 +66,9 @@ tool_spec() {
 # True when the installed binary prints the pinned version (with or without the leading "v").
 reports_version() {
 	[[ -x "${SPEC_BIN}" ]] || return 1
-	local out
+	local out pattern="${SPEC_VERSION#v}"
 	out="$("${SPEC_BIN}" "${SPEC_REPORT[@]}" 2>&1)" || return 1
-	grep -qE "(^|[^0-9.])v?${SPEC_VERSION#v}([^0-9.]|$)" <<<"${out}"
+	grep -qE "(^|[^0-9.])v?${pattern//./\\.}([^0-9.]|$)" <<<"${out}"
 }
 
 install_tool() {

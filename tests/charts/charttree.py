@@ -92,6 +92,18 @@ def helm_env(home: Path) -> dict[str, str]:
     return env
 
 
+def copy_charts(dest: Path) -> Path:
+    """Copy charts/ to dest/charts as git tracks it: without built subcharts or Chart.lock files."""
+    shutil.copytree(
+        CHARTS_DIR,
+        dest / "charts",
+        ignore=lambda folder, names: (
+            [n for n in names if n in ("charts", "Chart.lock")] if Path(folder).parent == CHARTS_DIR else []
+        ),
+    )
+    return dest / "charts"
+
+
 class PrepareError(RuntimeError):
     """`helm dependency build` failed for a chart; the message carries helm's output."""
 
@@ -104,14 +116,7 @@ def prepared_charts(helm: Path) -> Path:
     files from the work tree are left out, so what is rendered is always the current source.
     """
     root = _scratch()
-    charts = root / "charts"
-    shutil.copytree(
-        CHARTS_DIR,
-        charts,
-        ignore=lambda folder, names: (
-            [n for n in names if n in ("charts", "Chart.lock")] if Path(folder).parent == CHARTS_DIR else []
-        ),
-    )
+    charts = copy_charts(root)
     env = helm_env(root / "helm-home")
     for chart in chart_names():
         if not has_dependencies(chart):

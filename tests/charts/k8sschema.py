@@ -90,7 +90,9 @@ def is_builtin(api_version: str, kind: str) -> bool:
 def _validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     contents = schema(api_version, kind)
     if contents is None:
-        raise UnknownKindError(f"{api_version} {kind} is not a built-in kind of Kubernetes {KUBERNETES_VERSION}")
+        raise UnknownKindError(
+            f"{api_version} {kind} is not a built-in kind of Kubernetes {KUBERNETES_VERSION}"
+        )
     registry: referencing.Registry[Any] = referencing.Registry().with_resources(
         [
             ("https://kubernetes.io/api/_definitions.json", _definitions()),

@@ -32,8 +32,6 @@ CHARTS = charttree.chart_names()
 HELMS = ("helm3", "helm4")
 CT_CONFIG_FILES = ("ct.yaml", "chart_schema.yaml", "lintconf.yaml")
 
-pytestmark = pytest.mark.skipif(not CHARTS, reason="no chart under charts/ yet")
-
 
 def _helm(helm_name: str) -> Path:
     path = helmrender.helm_binaries().get(helm_name)
@@ -49,18 +47,6 @@ def _tool(name: str) -> Path:
     return path
 
 
-def _copy_charts(dest: Path) -> Path:
-    """charts/ without built dependencies or lock files (what git tracks), copied under dest."""
-    shutil.copytree(
-        charttree.CHARTS_DIR,
-        dest / "charts",
-        ignore=lambda folder, names: (
-            [n for n in names if n in ("charts", "Chart.lock")] if Path(folder).parent == charttree.CHARTS_DIR else []
-        ),
-    )
-    return dest / "charts"
-
-
 @pytest.fixture
 def scratch() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="ai-agents-lint-"))
@@ -74,13 +60,21 @@ def test_helm_lint_strict(scenario: Scenario, helm_name: str) -> None:
     helm = _helm(helm_name)
     charts_root = charttree.prepared_charts(helm)
     proc = subprocess.run(
-        [str(helm), "lint", "--strict", str(charts_root / scenario.chart), *scenario.values_args(charts_root)],
+        [
+            str(helm),
+            "lint",
+            "--strict",
+            str(charts_root / scenario.chart),
+            *scenario.values_args(charts_root),
+        ],
         capture_output=True,
         text=True,
         env=charttree.helm_env(charts_root.parent / "helm-home"),
         timeout=300,
     )
-    assert proc.returncode == 0, f"helm lint --strict {scenario.id} ({helm_name}):\n{proc.stdout}{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"helm lint --strict {scenario.id} ({helm_name}):\n{proc.stdout}{proc.stderr}"
+    )
 
 
 @pytest.mark.parametrize("helm_name", HELMS)
@@ -95,7 +89,7 @@ def test_ct_lint_all(helm_name: str, scratch: Path) -> None:
             pytest.skip(f"ct lint needs `{exe}` (pip install -r requirements-dev.txt)")
     for name in CT_CONFIG_FILES:
         shutil.copy2(REPO_ROOT / name, scratch / name)
-    _copy_charts(scratch)
+    charttree.copy_charts(scratch)
     env = charttree.helm_env(scratch / "helm-home")
     env["PATH"] = os.pathsep.join([str(helm.parent), str(scripts), env.get("PATH", "")])
     proc = subprocess.run(
@@ -117,7 +111,7 @@ def generated_docs() -> Iterator[Path]:
     helm_docs = _tool("helm-docs")
     root = Path(tempfile.mkdtemp(prefix="ai-agents-docs-"))
     try:
-        _copy_charts(root)
+        charttree.copy_charts(root)
         proc = subprocess.run(
             [str(helm_docs), "--chart-search-root", "charts"],
             cwd=root,

@@ -27,7 +27,6 @@ import crdschema
 import helmrender
 import k8sschema
 import pytest
-import yaml
 from charttree import NAMESPACE, RELEASE, Scenario
 
 SCENARIOS = charttree.scenarios()
@@ -39,14 +38,27 @@ REQUIRED_LABELS = {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/pa
 
 # Cluster-scoped kinds (built-in and from the platform CRDs): they never take the release namespace.
 CLUSTER_SCOPED = {
-    "Namespace", "Node", "PersistentVolume", "StorageClass", "ClusterRole", "ClusterRoleBinding",
-    "CustomResourceDefinition", "PriorityClass", "ValidatingWebhookConfiguration",
-    "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
-    "APIService", "IngressClass", "RuntimeClass", "CSIDriver", "VolumeAttachment",
-    "GatewayClass", "ClusterTriggerAuthentication", "ClusterCloudEventSource",
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "StorageClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PriorityClass",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "APIService",
+    "IngressClass",
+    "RuntimeClass",
+    "CSIDriver",
+    "VolumeAttachment",
+    "GatewayClass",
+    "ClusterTriggerAuthentication",
+    "ClusterCloudEventSource",
 }
-
-pytestmark = pytest.mark.skipif(not SCENARIOS, reason="no chart under charts/ yet")
 
 
 def _ids(scenarios: list[Scenario]) -> list[str]:
@@ -59,7 +71,7 @@ def _crd_api_versions() -> tuple[str, ...]:
     if not crdschema.schema_dir().is_dir():
         return ()
     # crdschema indexes the CRDs once per session; its keys are (group, version, kind).
-    keys = crdschema._index(crdschema.schema_dir()).keys()  # noqa: SLF001
+    keys = crdschema._index(crdschema.schema_dir()).keys()
     return tuple(sorted({f"{g}/{v}" for g, v, _ in keys} | {f"{g}/{v}/{k}" for g, v, k in keys}))
 
 
@@ -113,7 +125,11 @@ def _label(obj: dict[str, Any]) -> str:
 def test_renders(scenario: Scenario, helm_name: str) -> None:
     objects = rendered(scenario, helm_name)
     assert objects, f"{scenario.id} renders no object with {helm_name}"
-    malformed = [o for o in objects if not (o.get("apiVersion") and o.get("kind") and o.get("metadata", {}).get("name"))]
+    malformed = [
+        o
+        for o in objects
+        if not (o.get("apiVersion") and o.get("kind") and o.get("metadata", {}).get("name"))
+    ]
     assert not malformed, f"documents without apiVersion/kind/metadata.name: {malformed}"
 
 
@@ -130,7 +146,8 @@ def test_objects_match_schemas(scenario: Scenario) -> None:
     if custom and not crd_dir.is_dir():
         assert not problems, "\n".join(problems)
         pytest.skip(
-            f"{len(custom)} custom resources not validated: CRD directory {crd_dir} not found (set CRD_SCHEMA_DIR)"
+            f"{len(custom)} custom resources not validated: CRD directory {crd_dir} not found "
+            "(set CRD_SCHEMA_DIR)"
         )
     for obj in custom:
         if not crdschema.covers(obj):
@@ -183,11 +200,12 @@ def test_helm3_and_helm4_render_the_same_objects(scenario: Scenario) -> None:
     for key in sorted(h3.keys() & h4.keys()):
         for path in sorted(h3[key].keys() | h4[key].keys()):
             if (key, path) not in volatile and h3[key].get(path, "<absent>") != h4[key].get(path, "<absent>"):
-                report.append(f"{key} {path}: helm3={h3[key].get(path, '<absent>')!r} "
-                              f"helm4={h4[key].get(path, '<absent>')!r}")
+                report.append(
+                    f"{key} {path}: helm3={h3[key].get(path, '<absent>')!r} "
+                    f"helm4={h4[key].get(path, '<absent>')!r}"
+                )
     assert not report, (
-        f"{scenario.id}:\n" + "\n".join(report)
-        + f"\n(ignored as random on every render: {sorted(volatile)})"
+        f"{scenario.id}:\n" + "\n".join(report) + f"\n(ignored as random on every render: {sorted(volatile)})"
     )
 
 
@@ -195,7 +213,9 @@ def test_helm3_and_helm4_render_the_same_objects(scenario: Scenario) -> None:
 def test_object_identities_are_unique(scenario: Scenario) -> None:
     counts = Counter(_ident(o) for o in rendered(scenario))
     duplicates = {key: n for key, n in counts.items() if n > 1}
-    assert not duplicates, f"{scenario.id}: objects rendered more than once (group, kind, namespace, name): {duplicates}"
+    assert not duplicates, (
+        f"{scenario.id}: objects rendered more than once (group, kind, namespace, name): {duplicates}"
+    )
 
 
 def _pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -204,9 +224,21 @@ def _pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
     if obj.get("kind") == "CronJob":
         spec = (spec.get("jobTemplate") or {}).get("spec") or {}
     template = spec.get("template")
-    return [template] if isinstance(template, dict) and obj.get("kind") in {
-        "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "ReplicationController",
-    } else []
+    return (
+        [template]
+        if isinstance(template, dict)
+        and obj.get("kind")
+        in {
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "Job",
+            "CronJob",
+            "ReplicationController",
+        }
+        else []
+    )
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=_ids(SCENARIOS))
@@ -221,7 +253,9 @@ def test_every_object_carries_the_common_labels(scenario: Scenario) -> None:
                 if key == "app.kubernetes.io/managed-by" and where:
                     continue  # pods are not managed by Helm; only part-of is required on them
                 if labels.get(key) != value:
-                    problems.append(f"{_label(obj)}{where}: label {key}={labels.get(key)!r}, expected {value!r}")
+                    problems.append(
+                        f"{_label(obj)}{where}: label {key}={labels.get(key)!r}, expected {value!r}"
+                    )
     assert not problems, f"{scenario.id}:\n" + "\n".join(problems)
 
 
@@ -273,8 +307,16 @@ def test_selector_walker_finds_version_labels() -> None:
     """The policy check itself: it sees matchLabels, matchExpressions, plain maps and nested selectors."""
     spec = {
         "selector": {"matchLabels": {"helm.sh/chart": "x"}, "matchExpressions": [{"key": "version"}]},
-        "template": {"spec": {"topologySpreadConstraints": [{"labelSelector": {"matchLabels": {"a": "b"}},
-                                                             "matchLabelKeys": ["app.kubernetes.io/version"]}]}},
+        "template": {
+            "spec": {
+                "topologySpreadConstraints": [
+                    {
+                        "labelSelector": {"matchLabels": {"a": "b"}},
+                        "matchLabelKeys": ["app.kubernetes.io/version"],
+                    }
+                ]
+            }
+        },
         "podSelector": {"app.kubernetes.io/version": "1"},
     }
     keys = {k for _, k in _selector_label_keys(spec)}
@@ -288,7 +330,9 @@ def test_schema_validators_reject_unknown_fields() -> None:
     if not crdschema.schema_dir().is_dir():
         pytest.skip(f"CRD directory {crdschema.schema_dir()} not found (set CRD_SCHEMA_DIR)")
     so = {
-        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "s"},
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "s"},
         "spec": {"scaleTargetRef": {"name": "d"}, "triggers": [], "minReplicaCont": 1},
     }
     with pytest.raises(crdschema.CRDSchemaError, match="minReplicaCont"):

@@ -58,6 +58,9 @@ class AgentSettings(CommonSettings):
     agent_type: str
     agent_id: str = Field(default_factory=socket.gethostname)
     orchestrator_target: str = "dns:///127.0.0.1:9090"
+    # host:port others reach this agent at (informational, shown in the registry).
+    agent_address: str = ""
+    heartbeat_interval_seconds: int = Field(10, ge=1)
     handler: Literal["simulate", "llm"] = "simulate"
     concurrency: int = Field(4, ge=1, le=1024)
     lease_wait_seconds: int = Field(10, ge=0, le=60)

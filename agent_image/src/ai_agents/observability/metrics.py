@@ -34,6 +34,10 @@ class CommonMetrics:
         self.grpc_requests = Counter(
             "ai_agents_grpc_requests", "gRPC requests served.", ["method", "code"], registry=registry
         )
+        self.grpc_retried = Counter(
+            "ai_agents_grpc_retried_requests", "gRPC requests that arrived as a client's transparent retry attempt.",
+            ["method"], registry=registry,
+        )
         self.grpc_duration = Histogram(
             "ai_agents_grpc_request_duration_seconds", "gRPC request handling time.", ["method"],
             buckets=_RPC_BUCKETS, registry=registry,

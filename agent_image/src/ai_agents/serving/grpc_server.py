@@ -29,8 +29,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
     def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
         if details.method.startswith(_OPEN_PREFIXES):
             return True
-        metadata = dict(details.invocation_metadata or ())
-        value = metadata.get("authorization")
+        value = dict(details.invocation_metadata or ()).get("authorization")
         return self._tokens.allows(value if isinstance(value, str) else None)
 
     def _record(self, method: str, code: grpc.StatusCode, started: float) -> None:
@@ -47,6 +46,9 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         authorized = self._authorized(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        if metadata.get("grpc-previous-rpc-attempts") not in (None, "0"):
+            self._metrics.grpc_retried.labels(method).inc()
 
         async def guard(context: grpc.aio.ServicerContext) -> None:
             if not authorized:

@@ -1,0 +1,3 @@
+from ai_agents.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Run one agent process: the worker plus the four ports every service has."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ai_agents.agent._worker import AgentWorker
+from ai_agents.client import OrchestratorClient
+from ai_agents.config import AgentSettings
+from ai_agents.handlers import build_handler
+from ai_agents.observability.metrics import AgentMetrics, new_registry
+from ai_agents.observability.servers import HttpServer, health_app, metrics_app
+from ai_agents.serving.auth import TokenCheck
+from ai_agents.serving.grpc_server import GrpcServer
+from ai_agents.serving.http_middleware import api_application
+
+log = logging.getLogger(__name__)
+
+
+class AgentProcess:
+    """Owns the worker and its servers; `run()` returns after a graceful shutdown."""
+
+    def __init__(self, settings: AgentSettings, metrics: AgentMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or AgentMetrics(new_registry(), settings.agent_type)
+        self.worker: AgentWorker | None = None
+        self._servers: list[HttpServer] = []
+        self.grpc: GrpcServer | None = None
+        self._shutdown_requested = False
+
+    async def _readiness(self) -> tuple[bool, str]:
+        if self.worker is None or not self.worker.registered.is_set():
+            return False, "not registered with the orchestrator"
+        return True, "ok"
+
+    def _info_app(self, tokens: TokenCheck) -> web.Application:
+        app = api_application(self.metrics, tokens, max_body_bytes=self.settings.max_message_bytes)
+
+        async def info(_request: web.Request) -> web.Response:
+            return web.json_response(self.worker.info() if self.worker else {})
+
+        app.router.add_get("/v1/info", info)
+        return app
+
+    async def run(self) -> None:
+        s = self.settings
+        token = s.api_token.get_secret_value() if s.api_token else None
+        tokens = TokenCheck(token)
+        client = await OrchestratorClient.connect(s.orchestrator_target, token=token, metrics=self.metrics)
+        handler = build_handler(s)
+        self.worker = AgentWorker(settings=s, client=client, handler=handler, metrics=self.metrics)
+        if self._shutdown_requested:
+            self.worker.shutdown()
+        health = HttpServer(health_app(self._readiness), s.host, s.health_port)
+        metrics = HttpServer(metrics_app(self.metrics.registry), s.host, s.metrics_port)
+        info = HttpServer(self._info_app(tokens), s.host, s.http_port)
+        self.grpc = GrpcServer(
+            host=s.host, port=s.grpc_port, metrics=self.metrics, tokens=tokens,
+            max_message_bytes=s.max_message_bytes, add_servicers=[], service_names=[],
+        )
+        try:
+            for server in (health, metrics, info):
+                await server.start()
+                self._servers.append(server)
+            await self.grpc.start()
+            await self.grpc.set_serving(True)
+            log.info("agent starting", extra={"agent_id": s.agent_id, "agent_type": s.agent_type,
+                                              "handler": s.handler, "target": s.orchestrator_target})
+            await self.worker.run()
+        finally:
+            if self.grpc is not None:
+                await self.grpc.stop(1.0)
+            for server in reversed(self._servers):
+                await server.stop()
+            await handler.close()
+            await client.close()
+            log.info("agent stopped", extra={"agent_id": s.agent_id})
+
+    def shutdown(self) -> None:
+        self._shutdown_requested = True
+        if self.worker is not None:
+            self.worker.shutdown()

@@ -1,0 +1,278 @@
+"""The worker loop of one agent process.
+
+Lifecycle: `run()` registers, then leases and runs tasks with bounded concurrency until `shutdown()`;
+it returns only after running tasks finished (or, past the grace period, were released back to the
+queue) and the agent deregistered. `shutdown()` is idempotent and safe before `run()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import grpc
+
+from ai_agents import __version__
+from ai_agents import convert as c
+from ai_agents.client import OrchestratorClient
+from ai_agents.config import AgentSettings
+from ai_agents.errors import Unavailable
+from ai_agents.handlers import Handler, HandlerError, TaskContext
+from ai_agents.observability.metrics import AgentMetrics
+from ai_agents.v1 import tasks_pb2
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF = 5.0
+
+
+class _Backoff:
+    def __init__(self, initial: float = 0.1) -> None:
+        self._initial = initial
+        self._next = initial
+
+    def reset(self) -> None:
+        self._next = self._initial
+
+    async def sleep(self, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self._next)
+        self._next = min(self._next * 2, _MAX_BACKOFF)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, Unavailable):  # includes an open circuit breaker
+        return True
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (
+        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+    )
+
+
+class AgentWorker:
+    def __init__(
+        self, *, settings: AgentSettings, client: OrchestratorClient, handler: Handler, metrics: AgentMetrics
+    ) -> None:
+        self._s = settings
+        self._client = client
+        self._handler = handler
+        self._metrics = metrics
+        self._stopping = asyncio.Event()
+        self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        self._slot_freed = asyncio.Event()
+        self._heartbeat_interval = float(settings.heartbeat_interval_seconds)
+        self._lease_seconds = 30.0
+        self._lease_call: asyncio.Task[list[tasks_pb2.TaskLease]] | None = None
+        self.registered = asyncio.Event()
+
+    @property
+    def agent_id(self) -> str:
+        return self._s.agent_id
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "agent_id": self.agent_id, "agent_type": self._s.agent_type, "handler": self._s.handler,
+            "concurrency": self._s.concurrency, "running": sorted(self._running),
+            "registered": self.registered.is_set(), "stopping": self._stopping.is_set(), "version": __version__,
+        }
+
+    def shutdown(self) -> None:
+        """Stop leasing; run() then drains and returns."""
+        self._stopping.set()
+        if self._lease_call is not None:
+            # The lease long-poll is cancelled: a task leased in that instant is redelivered after its lease expires.
+            self._lease_call.cancel()
+
+    # ---- registration and heartbeats ---------------------------------------------------------------------
+
+    async def _register(self) -> bool:
+        backoff = _Backoff()
+        while not self._stopping.is_set():
+            try:
+                response = await self._client.register_agent(
+                    agent_id=self.agent_id, agent_type=self._s.agent_type, capacity=self._s.concurrency,
+                    address=self._s.agent_address, version=__version__,
+                )
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                self._client.record_retry("RegisterAgent")
+                log.warning("register failed; retrying", extra={"error": repr(exc)})
+                await backoff.sleep(self._stopping)
+                continue
+            self._heartbeat_interval = float(response.heartbeat_interval_seconds or self._heartbeat_interval)
+            self._lease_seconds = float(response.lease_seconds or self._lease_seconds)
+            self.registered.set()
+            log.info("registered", extra={"agent_id": self.agent_id, "agent_type": self._s.agent_type})
+            return True
+        return False
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            leases = [(task_id, token) for task_id, (token, _) in self._running.items()]
+            try:
+                response = await self._client.heartbeat(self.agent_id, leases, len(leases))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._client.record_retry("Heartbeat")
+                log.warning("heartbeat failed", extra={"error": repr(exc)})
+                continue
+            for task_id in response.revoked_task_ids:
+                entry = self._running.get(task_id)
+                if entry is not None:
+                    log.info("lease revoked; abandoning task", extra={"task_id": task_id})
+                    entry[1].cancel()
+            if response.reregister and not self._stopping.is_set():
+                self.registered.clear()
+                await self._register()
+
+    # ---- leasing and running -----------------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        backoff = _Backoff()
+        while not self._stopping.is_set():
+            free = self._s.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                stop_wait = asyncio.ensure_future(self._stopping.wait())
+                slot_wait = asyncio.ensure_future(self._slot_freed.wait())
+                await asyncio.wait({stop_wait, slot_wait}, return_when=asyncio.FIRST_COMPLETED)
+                stop_wait.cancel()
+                slot_wait.cancel()
+                continue
+            self._lease_call = asyncio.ensure_future(
+                self._client.lease_tasks(
+                    agent_id=self.agent_id, agent_type=self._s.agent_type, max_tasks=free,
+                    wait_seconds=self._s.lease_wait_seconds,
+                )
+            )
+            try:
+                leases = await self._lease_call
+            except asyncio.CancelledError:
+                if self._stopping.is_set():
+                    break
+                raise
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                self._client.record_retry("LeaseTasks")
+                await backoff.sleep(self._stopping)
+                continue
+            finally:
+                self._lease_call = None
+            backoff.reset()
+            for lease in leases:
+                if self._stopping.is_set():
+                    # Leased just as we began to stop: hand it straight back.
+                    await self._release(lease.task.task_id, lease.lease_token)
+                    continue
+                task = asyncio.create_task(self._run_task(lease), name=f"task-{lease.task.task_id}")
+                self._running[lease.task.task_id] = (lease.lease_token, task)
+
+    async def _run_task(self, lease: tasks_pb2.TaskLease) -> None:
+        task_id, token = lease.task.task_id, lease.lease_token
+        agent_type = self._s.agent_type
+        self._metrics.tasks_running.labels(agent_type).inc()
+
+        async def report_progress(progress: float, message: str) -> None:
+            await self._client.update_task_progress(task_id, token, progress, message)
+
+        context = TaskContext(
+            task_id=task_id, agent_type=agent_type, payload=c.struct_to_dict(lease.task.payload),
+            attempt=lease.task.attempts, report_progress=report_progress,
+        )
+        started = time.perf_counter()
+        try:
+            try:
+                result = await self._handler.run(context)
+            except HandlerError as exc:
+                self._metrics.tasks.labels(agent_type, "failed").inc()
+                await self._report("FailTask", self._client.fail_task, task_id, token, str(exc),
+                                   retryable=exc.retryable)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("handler crashed", extra={"task_id": task_id})
+                self._metrics.tasks.labels(agent_type, "failed").inc()
+                await self._report("FailTask", self._client.fail_task, task_id, token, f"handler error: {exc!r}",
+                                   retryable=True)
+            else:
+                self._metrics.tasks.labels(agent_type, "succeeded").inc()
+                await self._report("CompleteTask", self._client.complete_task, task_id, token, result)
+        finally:
+            self._metrics.handler_duration.labels(agent_type).observe(time.perf_counter() - started)
+            self._metrics.tasks_running.labels(agent_type).dec()
+            self._running.pop(task_id, None)
+            self._slot_freed.set()
+
+    async def _report(self, name: str, call: Any, *args: Any, **kwargs: Any) -> None:
+        """Deliver an outcome, retrying transient failures while the lease can still be valid."""
+        backoff = _Backoff()
+        deadline = time.monotonic() + self._lease_seconds
+        while True:
+            try:
+                await call(*args, **kwargs)
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    # Cancelled, or the lease expired and the task went to another agent: not ours to report.
+                    log.info("outcome refused", extra={"task_id": args[0], "reason": exc.details()})
+                    return
+                if not _transient(exc) or time.monotonic() > deadline:
+                    log.error("outcome lost; the lease will expire and the task be redelivered",
+                              extra={"task_id": args[0], "error": repr(exc)})
+                    return
+            except Unavailable as exc:
+                if time.monotonic() > deadline:
+                    log.error("outcome lost", extra={"task_id": args[0], "error": repr(exc)})
+                    return
+            self._client.record_retry(name)
+            await backoff.sleep(asyncio.Event())
+
+    async def _release(self, task_id: str, token: int) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.release_task(task_id, token, timeout=5)
+            self._metrics.tasks.labels(self._s.agent_type, "released").inc()
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        if not await self._register():
+            return
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        try:
+            await self._lease_loop()
+        finally:
+            await self._drain()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self._deregister()
+
+    async def _drain(self) -> None:
+        """Let running tasks finish within the grace period; release the rest to the queue."""
+        tasks = [task for _, task in self._running.values()]
+        if tasks:
+            log.info("draining", extra={"running": len(tasks)})
+            await asyncio.wait(tasks, timeout=self._s.shutdown_grace_seconds)
+        leftover = dict(self._running)
+        for task_id, (token, task) in leftover.items():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self._release(task_id, token)
+
+    async def _deregister(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.deregister_agent(self.agent_id)
+            log.info("deregistered", extra={"agent_id": self.agent_id})
+        self.registered.clear()

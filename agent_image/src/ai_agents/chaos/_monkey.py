@@ -1,0 +1,125 @@
+"""Chaos monkey rounds: pick victims among eligible targets, honour exclusions and dry-run, stop when bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Victim:
+    name: str
+    # Kubernetes pod namespace, or "local" for a process.
+    scope: str
+    pid: int = 0
+
+
+class Targets(Protocol):
+    async def eligible(self) -> list[Victim]: ...
+
+    async def strike(self, victim: Victim) -> None: ...
+
+
+class KubernetesTargets:
+    """Pods matching a label selector in one namespace (the Role allows nothing wider), minus exempt ones."""
+
+    def __init__(self, *, namespace: str, label_selector: str, exclude_label: str) -> None:
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        self._api = client.CoreV1Api()
+        self._namespace = namespace
+        self._selector = label_selector
+        self._exclude = exclude_label
+
+    async def eligible(self) -> list[Victim]:
+        pods = await asyncio.to_thread(
+            self._api.list_namespaced_pod, self._namespace, label_selector=self._selector
+        )
+        return [
+            Victim(pod.metadata.name, self._namespace)
+            for pod in pods.items
+            if (pod.metadata.labels or {}).get(self._exclude) != "true"
+            and pod.status.phase == "Running"
+            and pod.metadata.deletion_timestamp is None
+        ]
+
+    async def strike(self, victim: Victim) -> None:
+        await asyncio.to_thread(self._api.delete_namespaced_pod, victim.name, victim.scope)
+
+
+class LocalProcessTargets:
+    """Agent processes of the local fleet, killed with SIGKILL (no graceful shutdown: leases must expire)."""
+
+    def __init__(self, processes: Sequence[tuple[str, int]]) -> None:
+        self._processes = list(processes)
+
+    async def eligible(self) -> list[Victim]:
+        alive = []
+        for name, pid in self._processes:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                continue
+            alive.append(Victim(name, "local", pid))
+        return alive
+
+    async def strike(self, victim: Victim) -> None:
+        os.kill(victim.pid, signal.SIGKILL)
+
+
+class ChaosMonkey:
+    def __init__(
+        self,
+        targets: Targets,
+        *,
+        interval_seconds: float,
+        max_per_round: int,
+        dry_run: bool,
+        max_rounds: int = 0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._targets = targets
+        self._interval = interval_seconds
+        self._max_per_round = max_per_round
+        self._dry_run = dry_run
+        self._max_rounds = max_rounds
+        self._rng = rng or random.Random()
+        self.struck: list[Victim] = []
+
+    async def round(self) -> list[Victim]:
+        eligible = await self._targets.eligible()
+        victims = self._rng.sample(eligible, min(self._max_per_round, len(eligible)))
+        for victim in victims:
+            if self._dry_run:
+                log.info("dry run: would strike", extra={"victim": victim.name, "scope": victim.scope})
+                continue
+            log.warning("striking", extra={"victim": victim.name, "scope": victim.scope})
+            await self._targets.strike(victim)
+            self.struck.append(victim)
+        return victims
+
+    async def run(self, stop: asyncio.Event) -> None:
+        rounds = 0
+        while not stop.is_set() and (self._max_rounds == 0 or rounds < self._max_rounds):
+            try:
+                await asyncio.wait_for(stop.wait(), self._interval)
+                break
+            except TimeoutError:
+                pass
+            try:
+                await self.round()
+            except Exception:
+                log.warning("chaos round failed", exc_info=True)
+            rounds += 1

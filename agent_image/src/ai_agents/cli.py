@@ -1,0 +1,381 @@
+"""The `ai-agents` command: run a process (orchestrator, agent, chaos-monkey), drive the API, run a local fleet."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from pydantic import ValidationError
+
+from ai_agents import __version__
+from ai_agents.domain import AGENT_TYPES
+
+DEFAULT_LOCAL_AGENTS = {"coding": 2, "testing": 2, "security": 1, "compliance": 1, "documentation": 1, "discovery": 1}
+
+
+# ---- long-running processes ------------------------------------------------------------------------------
+
+def _serve(run: Callable[[], Awaitable[None]], on_signal: Callable[[], None]) -> int:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await run()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_orchestrator(_args: argparse.Namespace) -> int:
+    from ai_agents.config import OrchestratorSettings
+    from ai_agents.observability.logs import configure_logging
+    from ai_agents.observability.tracing import configure_tracing
+    from ai_agents.orchestrator.app import Orchestrator
+
+    settings = OrchestratorSettings()
+    orchestrator = Orchestrator(settings)
+    configure_logging(component="orchestrator", level=settings.log_level, fmt=settings.log_format,
+                      counter=orchestrator.metrics.log_messages)
+    configure_tracing("ai-agents-orchestrator")
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        await orchestrator.start()
+        try:
+            await stop.wait()
+        finally:
+            await orchestrator.stop()
+
+    return _serve(run, stop.set)
+
+
+def cmd_agent(_args: argparse.Namespace) -> int:
+    from ai_agents.agent import AgentProcess
+    from ai_agents.config import AgentSettings
+    from ai_agents.observability.logs import configure_logging
+    from ai_agents.observability.tracing import configure_tracing
+
+    settings = AgentSettings()  # type: ignore[call-arg]  # agent_type comes from the environment
+    process = AgentProcess(settings)
+    configure_logging(component=f"agent-{settings.agent_type}", level=settings.log_level, fmt=settings.log_format,
+                      counter=process.metrics.log_messages)
+    configure_tracing(f"ai-agents-agent-{settings.agent_type}")
+    return _serve(process.run, process.shutdown)
+
+
+def cmd_chaos_monkey(_args: argparse.Namespace) -> int:
+    from ai_agents.chaos import ChaosMonkey, KubernetesTargets, LocalProcessTargets
+    from ai_agents.config import ChaosMonkeySettings
+    from ai_agents.local.fleet import FleetState, default_state_dir
+    from ai_agents.observability.logs import configure_logging
+
+    settings = ChaosMonkeySettings()
+    configure_logging(component="chaos-monkey", level=settings.log_level, fmt=settings.log_format)
+    targets: KubernetesTargets | LocalProcessTargets
+    if settings.chaos_mode == "local":
+        state = FleetState.load(default_state_dir())
+        if state is None:
+            raise SystemExit("no local fleet is running (ai-agents local up)")
+        targets = LocalProcessTargets([(p.agent_id, p.pid) for p in state.agents])
+    else:
+        targets = KubernetesTargets(namespace=settings.chaos_namespace, label_selector=settings.chaos_label_selector,
+                                    exclude_label=settings.chaos_exclude_label)
+    monkey = ChaosMonkey(targets, interval_seconds=settings.chaos_interval_seconds,
+                         max_per_round=settings.chaos_max_deletions_per_run, dry_run=settings.chaos_dry_run,
+                         max_rounds=settings.chaos_max_rounds)
+    stop = asyncio.Event()
+    return _serve(lambda: monkey.run(stop), stop.set)
+
+
+def cmd_check_health(args: argparse.Namespace) -> int:
+    try:
+        with urllib.request.urlopen(args.url, timeout=args.timeout) as response:
+            print(f"{args.url}: {response.status}")
+            return 0 if response.status == 200 else 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"{args.url}: {exc}", file=sys.stderr)
+        return 1
+
+
+# ---- local fleet -----------------------------------------------------------------------------------------
+
+def _parse_agent_counts(values: list[str] | None, per_type: int | None) -> dict[str, int]:
+    if per_type is not None:
+        counts = {t: per_type for t in AGENT_TYPES}
+    else:
+        counts = dict(DEFAULT_LOCAL_AGENTS)
+    for item in values or []:
+        name, _, number = item.partition("=")
+        if name not in AGENT_TYPES or not number.isdigit():
+            raise SystemExit(f"--agents expects TYPE=N with TYPE one of {', '.join(AGENT_TYPES)}; got {item!r}")
+        counts[name] = int(number)
+    return {t: n for t, n in counts.items() if n > 0}
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    from ai_agents.local.fleet import Fleet
+
+    fleet = Fleet(Path(args.state_dir).resolve())
+    agent_env = {"AI_AGENTS_HANDLER": args.handler, "AI_AGENTS_SIMULATE_LATENCY_MS": str(args.latency_ms),
+                 "AI_AGENTS_SIMULATE_FAILURE_RATE": str(args.failure_rate), "AI_AGENTS_LOG_FORMAT": "json"}
+    state = fleet.up(dsn=args.dsn, orchestrators=args.orchestrators,
+                     agents=_parse_agent_counts(args.agents, args.agents_per_type), agent_env=agent_env)
+    print(json.dumps(state.summary()), flush=True)
+    if args.detach:
+        return 0
+    print("local fleet running; Ctrl-C stops it", file=sys.stderr)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        fleet.down()
+    return 0
+
+
+def cmd_local_down(args: argparse.Namespace) -> int:
+    from ai_agents.local.fleet import Fleet
+
+    state = Fleet(Path(args.state_dir).resolve()).down()
+    print("stopped" if state else "no local fleet recorded")
+    return 0
+
+
+# ---- API commands ----------------------------------------------------------------------------------------
+
+def _default_target() -> str:
+    if target := os.environ.get("AI_AGENTS_ORCHESTRATOR_TARGET"):
+        return target
+    from ai_agents.local.fleet import FleetState, default_state_dir
+
+    state = FleetState.load(default_state_dir())
+    return state.grpc_target() if state else "127.0.0.1:9090"
+
+
+def _client_command(run: Callable[[Any, argparse.Namespace], Awaitable[int]]) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        from ai_agents.client import OrchestratorClient
+
+        async def main() -> int:
+            async with await OrchestratorClient.connect(
+                args.target or _default_target(), token=os.environ.get("AI_AGENTS_API_TOKEN") or None,
+                timeout=args.timeout,
+            ) as client:
+                return await run(client, args)
+
+        try:
+            return asyncio.run(main())
+        except grpc.aio.AioRpcError as exc:
+            print(json.dumps({"error": {"code": exc.code().name, "message": exc.details()}}), file=sys.stderr)
+            return 2
+
+    return command
+
+
+def _emit(message: Any) -> None:
+    from ai_agents.convert import message_to_dict
+
+    print(json.dumps(message_to_dict(message), indent=2))
+
+
+async def _submit(client: Any, args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--payload is not JSON: {exc}") from exc
+    response = await client.submit_task(args.agent_type, payload, idempotency_key=args.idempotency_key,
+                                        priority=args.priority)
+    if not args.wait:
+        _emit(response.task)
+        return 0
+    return await _watch(client, [response.task.task_id], args.wait_timeout, quiet=args.quiet)
+
+
+async def _get(client: Any, args: argparse.Namespace) -> int:
+    _emit(await client.get_task(args.task_id))
+    return 0
+
+
+async def _cancel(client: Any, args: argparse.Namespace) -> int:
+    _emit(await client.cancel_task(args.task_id))
+    return 0
+
+
+async def _list(client: Any, args: argparse.Namespace) -> int:
+    _emit(await client.list_tasks(agent_type=args.agent_type, state=args.state, page_size=args.page_size,
+                                  page_token=args.page_token or ""))
+    return 0
+
+
+async def _agents(client: Any, args: argparse.Namespace) -> int:
+    from ai_agents.convert import message_to_dict
+
+    agents: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        page = await client.list_agents(agent_type=args.agent_type, page_size=1000, page_token=token)
+        agents.extend(message_to_dict(a) for a in page.agents)
+        token = page.next_page_token
+        if not token:
+            break
+    if args.json:
+        print(json.dumps(agents, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    counts: dict[str, dict[str, int]] = {}
+    for agent in agents:
+        counts.setdefault(agent["agent_type"], {}).setdefault(agent["state"], 0)
+        counts[agent["agent_type"]][agent["state"]] += 1
+    table = Table(title=f"{len(agents)} agents")
+    for column in ("type", "active", "draining", "stale"):
+        table.add_column(column)
+    for agent_type in AGENT_TYPES:
+        c = counts.get(agent_type, {})
+        table.add_row(agent_type, str(c.get("active", 0)), str(c.get("draining", 0)), str(c.get("stale", 0)))
+    Console().print(table)
+    return 0
+
+
+async def _status(client: Any, args: argparse.Namespace) -> int:
+    response = await client.status()
+    if args.json:
+        _emit(response)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from ai_agents.convert import agent_type_to_str
+
+    table = Table(title=f"ai-agents {response.version} (database {'ok' if response.database_ok else 'DOWN'})")
+    for column in ("type", "queued", "leased", "succeeded", "failed", "dead letter", "agents", "stale"):
+        table.add_column(column, justify="right" if column != "type" else "left")
+    for t in response.types:
+        table.add_row(agent_type_to_str(t.agent_type), str(t.queued), str(t.leased), str(t.succeeded), str(t.failed),
+                      str(t.dead_letter), str(t.agents_active), str(t.agents_stale))
+    Console().print(table)
+    return 0
+
+
+async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: bool = False) -> int:
+    """Show progress until every task is final; exit 0 only if all succeeded."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from ai_agents.convert import task_state_to_str
+
+    final = {"succeeded", "failed", "cancelled", "dead_letter"}
+    states: dict[str, str] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
+                  disable=quiet, transient=False) as progress:
+        bars = {tid: progress.add_task(tid[:8], total=1.0, state="?") for tid in task_ids}
+        while loop.time() < deadline:
+            for task_id in task_ids:
+                if states.get(task_id) in final:
+                    continue
+                task = await client.get_task(task_id)
+                states[task_id] = task_state_to_str(task.state)
+                progress.update(bars[task_id], completed=task.progress, state=states[task_id])
+            if all(states.get(t) in final for t in task_ids):
+                break
+            await asyncio.sleep(0.2)
+    for task_id in task_ids:
+        _emit(await client.get_task(task_id))
+    if not all(states.get(t) in final for t in task_ids):
+        print(f"timed out after {timeout:.0f}s", file=sys.stderr)
+        return 3
+    return 0 if all(states[t] == "succeeded" for t in task_ids) else 1
+
+
+async def _watch_cmd(client: Any, args: argparse.Namespace) -> int:
+    return await _watch(client, args.task_ids, args.timeout_total, quiet=args.quiet)
+
+
+# ---- parser ----------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ai-agents", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ai-agents {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("orchestrator", help="run an orchestrator (settings from AI_AGENTS_* env)").set_defaults(
+        func=cmd_orchestrator)
+    sub.add_parser("agent", help="run an agent (AI_AGENTS_AGENT_TYPE and other settings from env)").set_defaults(
+        func=cmd_agent)
+    sub.add_parser("chaos-monkey", help="delete random agent pods or kill local agents").set_defaults(
+        func=cmd_chaos_monkey)
+    health = sub.add_parser("check-health", help="exit 0 when URL answers 200")
+    health.add_argument("url")
+    health.add_argument("--timeout", type=float, default=5.0)
+    health.set_defaults(func=cmd_check_health)
+
+    local = sub.add_parser("local", help="run the fleet as local processes").add_subparsers(
+        dest="local_command", required=True)
+    up = local.add_parser("up", help="start PostgreSQL (unless --dsn), orchestrators and agents")
+    up.add_argument("--dsn", help="use this PostgreSQL instead of starting a throwaway one")
+    up.add_argument("--orchestrators", type=int, default=2)
+    up.add_argument("--agents", action="append", metavar="TYPE=N", help="agents of one type (repeatable)")
+    up.add_argument("--agents-per-type", type=int, help="the same number of agents for every type")
+    up.add_argument("--handler", choices=["simulate", "llm"], default="simulate")
+    up.add_argument("--latency-ms", type=float, default=50.0)
+    up.add_argument("--failure-rate", type=float, default=0.0)
+    up.add_argument("--detach", action="store_true", help="return once the fleet is ready")
+    down = local.add_parser("down", help="stop the local fleet")
+    for p in (up, down):
+        p.add_argument("--state-dir", default=os.environ.get("AI_AGENTS_LOCAL_DIR", ".local-fleet"))
+    up.set_defaults(func=cmd_local_up)
+    down.set_defaults(func=cmd_local_down)
+
+    def api(name: str, help_text: str, run: Callable[[Any, argparse.Namespace], Awaitable[int]]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--target", help="orchestrator gRPC target (default: env, then the local fleet)")
+        p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call in seconds")
+        p.set_defaults(func=_client_command(run))
+        return p
+
+    submit = api("submit", "submit a task", _submit)
+    submit.add_argument("agent_type", choices=AGENT_TYPES)
+    submit.add_argument("--payload", default="{}", help="JSON object")
+    submit.add_argument("--idempotency-key")
+    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--wait", action="store_true", help="watch until the task is final")
+    submit.add_argument("--wait-timeout", type=float, default=300.0)
+    submit.add_argument("--quiet", action="store_true")
+    api("get", "show a task", _get).add_argument("task_id")
+    api("cancel", "cancel a task", _cancel).add_argument("task_id")
+    list_cmd = api("list", "list tasks", _list)
+    list_cmd.add_argument("--agent-type", choices=AGENT_TYPES)
+    list_cmd.add_argument("--state")
+    list_cmd.add_argument("--page-size", type=int, default=50)
+    list_cmd.add_argument("--page-token")
+    agents = api("agents", "registered agents by type", _agents)
+    agents.add_argument("--agent-type", choices=AGENT_TYPES)
+    agents.add_argument("--json", action="store_true")
+    status = api("status", "queue and fleet summary", _status)
+    status.add_argument("--json", action="store_true")
+    watch = api("watch", "follow tasks until they are final", _watch_cmd)
+    watch.add_argument("task_ids", nargs="+")
+    watch.add_argument("--timeout-total", type=float, default=300.0)
+    watch.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,295 @@
+"""OrchestratorClient: typed async calls with deadlines, auth, a circuit breaker and trace propagation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+from ai_agents import convert as c
+from ai_agents.client._breaker import BreakerState, CircuitBreaker, CircuitOpenError
+from ai_agents.client._channel import ChannelOptions, create_channel
+from ai_agents.observability.metrics import CommonMetrics
+from ai_agents.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    messaging_pb2,
+    messaging_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
+    resources_pb2,
+    resources_pb2_grpc,
+    tasks_pb2,
+    tasks_pb2_grpc,
+)
+
+T = TypeVar("T")
+
+
+class OrchestratorClient:
+    """Use `OrchestratorClient.connect(target, token=...)` (or `async with`); every call has a deadline."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        target: str,
+        token: str | None = None,
+        timeout: float = 10.0,
+        metrics: CommonMetrics | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.channel = channel
+        self.target = target
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+        self._metrics = metrics
+        self.breaker = breaker or CircuitBreaker(target, on_state_change=self._on_breaker_change)
+        self.tasks = tasks_pb2_grpc.TaskServiceStub(channel)
+        self.agents = agents_pb2_grpc.AgentServiceStub(channel)
+        self.messaging = messaging_pb2_grpc.MessagingServiceStub(channel)
+        self.monitoring = monitoring_pb2_grpc.MonitoringServiceStub(channel)
+        self.resources = resources_pb2_grpc.ResourceServiceStub(channel)
+        if metrics is not None:
+            metrics.circuit_state.labels(target).set(BreakerState.CLOSED)
+
+    @classmethod
+    async def connect(
+        cls,
+        target: str,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        metrics: CommonMetrics | None = None,
+        options: ChannelOptions = ChannelOptions(),
+        wait_ready: float | None = None,
+    ) -> OrchestratorClient:
+        channel = create_channel(target, options=options, interceptors=aio_client_interceptors())
+        if wait_ready is not None:
+            await channel.channel_ready()  # bounded by the caller with asyncio.wait_for when needed
+        return cls(channel, target=target, token=token, timeout=timeout, metrics=metrics)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> OrchestratorClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    def _on_breaker_change(self, state: BreakerState) -> None:
+        if self._metrics is not None:
+            self._metrics.circuit_state.labels(self.target).set(int(state))
+
+    async def _call(self, name: str, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None) -> T:
+        try:
+            self.breaker.before_call()
+        except CircuitOpenError:
+            if self._metrics is not None:
+                self._metrics.circuit_rejections.labels(self.target).inc()
+            raise
+        code = grpc.StatusCode.OK
+        try:
+            return await method(request, timeout=timeout or self._timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            raise
+        finally:
+            self.breaker.record(code)
+            if self._metrics is not None:
+                self._metrics.client_requests.labels(name, code.name).inc()
+
+    def record_retry(self, name: str) -> None:
+        """Count a call the caller repeats itself after gRPC's own retries gave up."""
+        if self._metrics is not None:
+            self._metrics.client_retries.labels(name).inc()
+
+    # ---- tasks -------------------------------------------------------------------------------------------
+
+    async def submit_task(
+        self,
+        agent_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        max_attempts: int = 0,
+        timeout: float | None = None,
+    ) -> tasks_pb2.SubmitTaskResponse:
+        # A key is always sent so that transparent retries can never create a second task.
+        request = tasks_pb2.SubmitTaskRequest(
+            agent_type=c.agent_type_to_proto(agent_type), payload=c.dict_to_struct(payload),
+            idempotency_key=idempotency_key or f"auto-{uuid.uuid4()}", priority=priority, max_attempts=max_attempts,
+        )
+        return await self._call("SubmitTask", self.tasks.SubmitTask, request, timeout)
+
+    async def get_task(self, task_id: str, *, timeout: float | None = None) -> tasks_pb2.Task:
+        response = await self._call("GetTask", self.tasks.GetTask, tasks_pb2.GetTaskRequest(task_id=task_id), timeout)
+        return response.task
+
+    async def list_tasks(
+        self, *, agent_type: str | None = None, state: str | None = None, page_size: int = 0, page_token: str = "",
+        timeout: float | None = None,
+    ) -> tasks_pb2.ListTasksResponse:
+        request = tasks_pb2.ListTasksRequest(
+            agent_type=c.agent_type_to_proto(agent_type), state=c.task_state_to_proto(state) if state else 0,
+            page_size=page_size, page_token=page_token,
+        )
+        return await self._call("ListTasks", self.tasks.ListTasks, request, timeout)
+
+    async def cancel_task(self, task_id: str, *, timeout: float | None = None) -> tasks_pb2.Task:
+        response = await self._call(
+            "CancelTask", self.tasks.CancelTask, tasks_pb2.CancelTaskRequest(task_id=task_id), timeout
+        )
+        return response.task
+
+    async def lease_tasks(
+        self, *, agent_id: str, agent_type: str, max_tasks: int, wait_seconds: int
+    ) -> list[tasks_pb2.TaskLease]:
+        request = tasks_pb2.LeaseTasksRequest(
+            agent_id=agent_id, agent_type=c.agent_type_to_proto(agent_type), max_tasks=max_tasks,
+            wait_seconds=wait_seconds,
+        )
+        # The deadline covers the long poll plus a margin for the lease itself.
+        response = await self._call("LeaseTasks", self.tasks.LeaseTasks, request, wait_seconds + self._timeout)
+        return list(response.leases)
+
+    async def complete_task(
+        self, task_id: str, lease_token: int, result: dict[str, Any], *, timeout: float | None = None
+    ) -> tasks_pb2.Task:
+        request = tasks_pb2.CompleteTaskRequest(task_id=task_id, lease_token=lease_token, result=c.dict_to_struct(result))
+        return (await self._call("CompleteTask", self.tasks.CompleteTask, request, timeout)).task
+
+    async def fail_task(
+        self, task_id: str, lease_token: int, error: str, *, retryable: bool, timeout: float | None = None
+    ) -> tasks_pb2.Task:
+        request = tasks_pb2.FailTaskRequest(task_id=task_id, lease_token=lease_token, error=error, retryable=retryable)
+        return (await self._call("FailTask", self.tasks.FailTask, request, timeout)).task
+
+    async def release_task(self, task_id: str, lease_token: int, *, timeout: float | None = None) -> tasks_pb2.Task:
+        request = tasks_pb2.ReleaseTaskRequest(task_id=task_id, lease_token=lease_token)
+        return (await self._call("ReleaseTask", self.tasks.ReleaseTask, request, timeout)).task
+
+    async def update_task_progress(
+        self, task_id: str, lease_token: int, progress: float, message: str = "", *, timeout: float | None = None
+    ) -> tasks_pb2.Task:
+        request = tasks_pb2.UpdateTaskProgressRequest(
+            task_id=task_id, lease_token=lease_token, progress=progress, message=message
+        )
+        return (await self._call("UpdateTaskProgress", self.tasks.UpdateTaskProgress, request, timeout)).task
+
+    # ---- agents ------------------------------------------------------------------------------------------
+
+    async def register_agent(
+        self, *, agent_id: str, agent_type: str, capacity: int, address: str = "", version: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> agents_pb2.RegisterAgentResponse:
+        request = agents_pb2.RegisterAgentRequest(
+            agent_id=agent_id, agent_type=c.agent_type_to_proto(agent_type), capacity=capacity, address=address,
+            version=version, labels=labels or {},
+        )
+        return await self._call("RegisterAgent", self.agents.RegisterAgent, request, None)
+
+    async def deregister_agent(self, agent_id: str) -> None:
+        await self._call(
+            "DeregisterAgent", self.agents.DeregisterAgent, agents_pb2.DeregisterAgentRequest(agent_id=agent_id), None
+        )
+
+    async def heartbeat(
+        self, agent_id: str, leases: Sequence[tuple[str, int]], running: int
+    ) -> agents_pb2.HeartbeatResponse:
+        request = agents_pb2.HeartbeatRequest(
+            agent_id=agent_id, running=running,
+            leases=[agents_pb2.HeldLease(task_id=t, lease_token=tok) for t, tok in leases],
+        )
+        return await self._call("Heartbeat", self.agents.Heartbeat, request, None)
+
+    async def get_agent(self, agent_id: str) -> agents_pb2.Agent:
+        response = await self._call("GetAgent", self.agents.GetAgent, agents_pb2.GetAgentRequest(agent_id=agent_id), None)
+        return response.agent
+
+    async def list_agents(
+        self, *, agent_type: str | None = None, state: str | None = None, page_size: int = 0, page_token: str = ""
+    ) -> agents_pb2.ListAgentsResponse:
+        request = agents_pb2.ListAgentsRequest(
+            agent_type=c.agent_type_to_proto(agent_type), state=c.agent_state_to_proto(state) if state else 0,
+            page_size=page_size, page_token=page_token,
+        )
+        return await self._call("ListAgents", self.agents.ListAgents, request, None)
+
+    async def create_agent(
+        self, *, agent_type: str, agent_id: str = "", capacity: int = 1, labels: dict[str, str] | None = None
+    ) -> agents_pb2.Agent:
+        request = agents_pb2.CreateAgentRequest(
+            agent_id=agent_id, agent_type=c.agent_type_to_proto(agent_type), capacity=capacity, labels=labels or {}
+        )
+        return (await self._call("CreateAgent", self.agents.CreateAgent, request, None)).agent
+
+    async def update_agent(
+        self, agent_id: str, *, labels: dict[str, str] | None = None, capacity: int = 0, state: str | None = None
+    ) -> agents_pb2.Agent:
+        request = agents_pb2.UpdateAgentRequest(
+            agent_id=agent_id, labels=labels or {}, update_labels=labels is not None, capacity=capacity,
+            state=c.agent_state_to_proto(state) if state else 0,
+        )
+        return (await self._call("UpdateAgent", self.agents.UpdateAgent, request, None)).agent
+
+    async def delete_agent(self, agent_id: str) -> None:
+        await self._call("DeleteAgent", self.agents.DeleteAgent, agents_pb2.DeleteAgentRequest(agent_id=agent_id), None)
+
+    # ---- messaging ---------------------------------------------------------------------------------------
+
+    async def send_message(
+        self, *, sender: str, recipient_agent_id: str, topic: str, body: dict[str, Any] | None = None
+    ) -> messaging_pb2.Message:
+        request = messaging_pb2.SendMessageRequest(
+            sender=sender, recipient_agent_id=recipient_agent_id, topic=topic, body=c.dict_to_struct(body)
+        )
+        return (await self._call("SendMessage", self.messaging.SendMessage, request, None)).message
+
+    async def broadcast_message(
+        self, *, sender: str, agent_type: str | None, topic: str, body: dict[str, Any] | None = None
+    ) -> messaging_pb2.Message:
+        request = messaging_pb2.BroadcastMessageRequest(
+            sender=sender, agent_type=c.agent_type_to_proto(agent_type), topic=topic, body=c.dict_to_struct(body)
+        )
+        return (await self._call("BroadcastMessage", self.messaging.BroadcastMessage, request, None)).message
+
+    async def receive_messages(
+        self, agent_id: str, *, after_message_id: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[messaging_pb2.Message]:
+        """A stream: the deadline (if any) bounds the whole subscription."""
+        self.breaker.before_call()
+        call = self.messaging.ReceiveMessages(
+            messaging_pb2.ReceiveMessagesRequest(agent_id=agent_id, after_message_id=after_message_id),
+            timeout=timeout, metadata=self._metadata,
+        )
+        async for response in call:
+            yield response.message
+
+    # ---- resources and monitoring ------------------------------------------------------------------------
+
+    async def allocate_resource(self, *, agent_id: str, resource: str, amount: int) -> resources_pb2.Allocation:
+        request = resources_pb2.AllocateResourceRequest(agent_id=agent_id, resource=resource, amount=amount)
+        return (await self._call("AllocateResource", self.resources.AllocateResource, request, None)).allocation
+
+    async def release_resource(self, allocation_id: str) -> None:
+        request = resources_pb2.ReleaseResourceRequest(allocation_id=allocation_id)
+        await self._call("ReleaseResource", self.resources.ReleaseResource, request, None)
+
+    async def resource_usage(self, agent_type: str | None = None) -> list[resources_pb2.ResourceUsage]:
+        request = resources_pb2.GetResourceUsageRequest(agent_type=c.agent_type_to_proto(agent_type))
+        return list((await self._call("GetResourceUsage", self.resources.GetResourceUsage, request, None)).usage)
+
+    async def set_resource_quota(self, *, agent_type: str, resource: str, quota: int) -> resources_pb2.ResourceUsage:
+        request = resources_pb2.SetResourceQuotaRequest(
+            agent_type=c.agent_type_to_proto(agent_type), resource=resource, quota=quota
+        )
+        return (await self._call("SetResourceQuota", self.resources.SetResourceQuota, request, None)).usage
+
+    async def status(self) -> monitoring_pb2.GetStatusResponse:
+        return await self._call("GetStatus", self.monitoring.GetStatus, monitoring_pb2.GetStatusRequest(), None)

@@ -1,0 +1,220 @@
+"""`ai-agents local up/down`: PostgreSQL, N orchestrators and agents per type as local processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ai_agents.domain import AGENT_TYPES
+from ai_agents.local.postgres import LocalPostgres, free_port
+
+STATE_FILE = "state.json"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("AI_AGENTS_LOCAL_DIR", ".local-fleet")).resolve()
+
+
+@dataclass
+class ProcessInfo:
+    kind: str
+    pid: int
+    http: int
+    grpc: int
+    health: int
+    metrics: int
+    agent_type: str = ""
+    agent_id: str = ""
+
+
+@dataclass
+class FleetState:
+    state_dir: str
+    dsn: str
+    owns_postgres: bool
+    processes: list[ProcessInfo] = field(default_factory=list)
+
+    @property
+    def orchestrators(self) -> list[ProcessInfo]:
+        return [p for p in self.processes if p.kind == "orchestrator"]
+
+    @property
+    def agents(self) -> list[ProcessInfo]:
+        return [p for p in self.processes if p.kind == "agent"]
+
+    def grpc_target(self) -> str:
+        # gRPC's ipv4: scheme takes several addresses: round_robin spreads calls over every orchestrator.
+        return "ipv4:" + ",".join(f"127.0.0.1:{p.grpc}" for p in self.orchestrators)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "orchestrators": [
+                {"http": f"http://127.0.0.1:{p.http}", "grpc": f"127.0.0.1:{p.grpc}", "pid": p.pid,
+                 "metrics": f"http://127.0.0.1:{p.metrics}/metrics"}
+                for p in self.orchestrators
+            ],
+            "agents": [
+                {"agent_type": p.agent_type, "agent_id": p.agent_id, "pid": p.pid,
+                 "metrics": f"http://127.0.0.1:{p.metrics}/metrics"}
+                for p in self.agents
+            ],
+            "grpc_target": self.grpc_target(),
+            "dsn": self.dsn,
+        }
+
+    def save(self) -> None:
+        path = Path(self.state_dir) / STATE_FILE
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, state_dir: Path) -> FleetState | None:
+        path = state_dir / STATE_FILE
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        data["processes"] = [ProcessInfo(**p) for p in data["processes"]]
+        return cls(**data)
+
+
+def _wait_ready(url: str, pid: int, timeout: float, log_path: Path) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            raise RuntimeError(f"process {pid} exited during start-up; see {log_path}") from None
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = repr(exc)
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout:.0f}s ({last}); see {log_path}")
+
+
+class Fleet:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def _spawn(self, kind: str, env: Mapping[str, str], name: str) -> tuple[int, Path]:
+        log_path = self.state_dir / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ai_agents", kind],
+                env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                # A session of its own: the fleet outlives `local up --detach` and a Ctrl-C of the shell.
+                start_new_session=True,
+            )
+        return proc.pid, log_path
+
+    def _ports(self) -> dict[str, int]:
+        return {"http": free_port(), "grpc": free_port(), "health": free_port(), "metrics": free_port()}
+
+    @staticmethod
+    def _port_env(ports: Mapping[str, int]) -> dict[str, str]:
+        return {
+            "AI_AGENTS_HOST": "127.0.0.1",
+            "AI_AGENTS_HTTP_PORT": str(ports["http"]), "AI_AGENTS_GRPC_PORT": str(ports["grpc"]),
+            "AI_AGENTS_HEALTH_PORT": str(ports["health"]), "AI_AGENTS_METRICS_PORT": str(ports["metrics"]),
+        }
+
+    def up(
+        self,
+        *,
+        dsn: str | None,
+        orchestrators: int,
+        agents: Mapping[str, int],
+        agent_env: Mapping[str, str] | None = None,
+        orchestrator_env: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> FleetState:
+        if FleetState.load(self.state_dir) is not None:
+            raise RuntimeError(f"a local fleet is already recorded in {self.state_dir}; run `ai-agents local down`")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        owns_postgres = dsn is None
+        if dsn is None:
+            postgres = LocalPostgres(self.state_dir / "postgres")
+            postgres.start()
+            dsn = postgres.dsn
+        state = FleetState(state_dir=str(self.state_dir), dsn=dsn, owns_postgres=owns_postgres)
+        state.save()
+        try:
+            for index in range(orchestrators):
+                ports = self._ports()
+                env = {**self._port_env(ports), "AI_AGENTS_DATABASE_URL": dsn,
+                       "AI_AGENTS_ORCHESTRATOR_ID": f"orchestrator-{index}", **(orchestrator_env or {})}
+                pid, log_path = self._spawn("orchestrator", env, f"orchestrator-{index}")
+                state.processes.append(ProcessInfo("orchestrator", pid, **ports))
+                state.save()
+                _wait_ready(f"http://127.0.0.1:{ports['health']}/readyz", pid, timeout, log_path)
+            target = state.grpc_target()
+            for agent_type, count in agents.items():
+                if agent_type not in AGENT_TYPES:
+                    raise ValueError(f"unknown agent type {agent_type!r}")
+                for index in range(count):
+                    ports = self._ports()
+                    agent_id = f"local-{agent_type}-{index}"
+                    env = {**self._port_env(ports), "AI_AGENTS_AGENT_TYPE": agent_type,
+                           "AI_AGENTS_AGENT_ID": agent_id, "AI_AGENTS_ORCHESTRATOR_TARGET": target,
+                           **(agent_env or {})}
+                    pid, log_path = self._spawn("agent", env, agent_id)
+                    state.processes.append(ProcessInfo("agent", pid, agent_type=agent_type, agent_id=agent_id, **ports))
+                    state.save()
+            for proc in state.agents:
+                _wait_ready(f"http://127.0.0.1:{proc.health}/readyz", proc.pid, timeout,
+                            self.state_dir / "logs" / f"{proc.agent_id}.log")
+        except BaseException:
+            self.down()
+            raise
+        return state
+
+    def down(self, timeout: float = 30.0) -> FleetState | None:
+        """SIGTERM agents first (they drain and deregister), then orchestrators, then PostgreSQL."""
+        state = FleetState.load(self.state_dir)
+        if state is None:
+            return None
+        for group in (state.agents, state.orchestrators):
+            for proc in group:
+                _signal(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for proc in group:
+                while _alive(proc.pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if _alive(proc.pid):
+                    _signal(proc.pid, signal.SIGKILL)
+        if state.owns_postgres:
+            LocalPostgres(self.state_dir / "postgres").stop()
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        return state
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our child; a zombie would otherwise look alive.
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
