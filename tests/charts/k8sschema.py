@@ -102,6 +102,33 @@ def _validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(contents, registry=registry)
 
 
+_OBJECT_META = (
+    "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+)
+
+
+@functools.cache
+def _metadata_validator() -> jsonschema.protocols.Validator:
+    registry: referencing.Registry[Any] = referencing.Registry().with_resource(
+        "https://kubernetes.io/api/_definitions.json", _definitions()
+    )
+    return jsonschema.Draft202012Validator({"$ref": _OBJECT_META}, registry=registry)
+
+
+def metadata_errors(obj: dict[str, Any]) -> list[str]:
+    """Violations of `metadata` against the strict ObjectMeta schema, for objects of any kind.
+
+    CRD schemas leave `metadata` open, so a custom resource's `metadata.lables` would otherwise pass.
+    """
+    validator = _metadata_validator()
+    return [
+        f"metadata.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}".replace(
+            "metadata.:", "metadata:"
+        )
+        for e in validator.iter_errors(obj.get("metadata") or {})
+    ]
+
+
 def errors(obj: dict[str, Any]) -> list[str]:
     """Every schema violation of one built-in object as `path: message`; empty when it is valid.
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import ipaddress
 import os
 import subprocess
 import urllib.parse
@@ -35,15 +36,26 @@ from helmrender import HelmError, by_kind, find
 CHART = "ai-agents"
 CHART_DIR = charttree.CHARTS_DIR / CHART
 
-pytestmark = pytest.mark.skipif(not (CHART_DIR / "Chart.yaml").is_file(), reason="charts/ai-agents not written yet")
+pytestmark = pytest.mark.skipif(
+    not (CHART_DIR / "Chart.yaml").is_file(), reason="charts/ai-agents not written yet"
+)
 
 # The rollout's service table (requirements, not rendered output): replicas per component.
 ORCHESTRATOR_REPLICAS = 3
-AGENT_REPLICAS = {"coding": 5, "testing": 8, "security": 6, "compliance": 4, "documentation": 3, "discovery": 2}
+AGENT_REPLICAS = {
+    "coding": 5,
+    "testing": 8,
+    "security": 6,
+    "compliance": 4,
+    "documentation": 3,
+    "discovery": 2,
+}
 # docs/contracts.md: the four ports of every runtime container and Service, and what each speaks.
 PORTS = {"http": 8080, "grpc": 9090, "metrics": 9091, "health": 8081}
 APP_PROTOCOLS = {"http": "http", "grpc": "kubernetes.io/h2c", "metrics": "http", "health": "http"}
 RUNTIME_NAMES = {"orchestrator", "agent", "chaos-monkey"}
+# The runtime processes that serve the four ports (the chaos monkey serves none).
+SERVING_NAMES = {"orchestrator", "agent"}
 
 P = RELEASE  # the name prefix when global.namePrefix is empty
 Obj = dict[str, Any]
@@ -54,7 +66,9 @@ def ci_file(name: str) -> Path:
 
 
 @functools.cache
-def _render_cached(helm: Path, files: tuple[str, ...], sets: tuple[tuple[str, str], ...], release: str) -> str:
+def _render_cached(
+    helm: Path, files: tuple[str, ...], sets: tuple[tuple[str, str], ...], release: str
+) -> str:
     charts = charttree.prepared_charts(helm)
     objs = helmrender.render(
         helm, charts / CHART, values_files=files, set_values=dict(sets), release=release, namespace=NAMESPACE
@@ -90,7 +104,9 @@ def pod_spec(obj: Obj) -> Obj:
 
 
 def pod_labels(obj: Obj) -> dict[str, str]:
-    return obj["metadata"]["labels"] if obj["kind"] == "Pod" else obj["spec"]["template"]["metadata"]["labels"]
+    return (
+        obj["metadata"]["labels"] if obj["kind"] == "Pod" else obj["spec"]["template"]["metadata"]["labels"]
+    )
 
 
 def workloads(objs: list[Obj]) -> list[Obj]:
@@ -152,21 +168,18 @@ def test_replicas_per_component_match_the_rollout_table(helm: Path) -> None:
 
 
 def test_each_agent_type_is_overridable(helm: Path) -> None:
-    objs = render(
-        helm,
-        sets={
-            "orchestrator.replicas": 1,
-            "agents.coding.replicas": 11,
-            "agents.discovery.enabled": "false",
-            "agents.security.handler": "llm",
-            "agents.security.llm.baseUrl": "https://llm.example/v1",
-            "agents.security.concurrency": 9,
-            "agents.testing.image.tag": "canary",
-            "agents.testing.nodeSelector.pool": "agents",
-            "agentDefaults.simulate.failureRate": 0.25,
-            "agents.compliance.simulate.failureRate": 0,
+    values = {
+        "orchestrator": {"replicas": 1},
+        "agentDefaults": {"simulate": {"failureRate": 0.25}},
+        "agents": {
+            "coding": {"replicas": 11},
+            "discovery": {"enabled": False},
+            "security": {"handler": "llm", "llm": {"baseUrl": "https://llm.example/v1"}, "concurrency": 9},
+            "testing": {"image": {"tag": "canary"}, "nodeSelector": {"pool": "agents"}},
+            "compliance": {"simulate": {"failureRate": 0}},
         },
-    )
+    }
+    objs = render(helm, files=[_values_file(values)])
     assert find(objs, "Deployment", f"{P}-orchestrator")["spec"]["replicas"] == 1
     agents = agent_deployments(objs)
     assert "discovery" not in agents
@@ -186,7 +199,10 @@ def test_each_agent_type_is_overridable(helm: Path) -> None:
     assert "nodeSelector" not in pod_spec(agents["coding"])
 
     # A per-type 0 wins over a non-zero default (a naive merge would drop it).
-    rate = {t: env_of(pod_spec(d)["containers"][0])["AI_AGENTS_SIMULATE_FAILURE_RATE"]["value"] for t, d in agents.items()}
+    rate = {
+        t: env_of(pod_spec(agents[t])["containers"][0])["AI_AGENTS_SIMULATE_FAILURE_RATE"]["value"]
+        for t in ("compliance", "coding")
+    }
     assert float(rate["compliance"]) == 0
     assert float(rate["coding"]) == 0.25
 
@@ -199,28 +215,42 @@ def test_llm_handler_without_base_url_fails_naming_the_key(helm: Path) -> None:
 @pytest.mark.parametrize("scenario", [None, "04-chaos-values.yaml"])
 def test_four_named_ports_on_every_service_and_runtime_container(helm: Path, scenario: str | None) -> None:
     objs = render(helm, files=[ci_file(scenario)] if scenario else [])
-    services = [s for s in by_kind(objs, "Service") if s["metadata"]["labels"]["app.kubernetes.io/name"] in RUNTIME_NAMES]
+    services = [
+        s
+        for s in by_kind(objs, "Service")
+        if s["metadata"]["labels"]["app.kubernetes.io/name"] in SERVING_NAMES
+    ]
     assert len(services) == 2 * (1 + len(AGENT_REPLICAS)), "ClusterIP and headless Service per component"
     for service in services:
         ports = {p["name"]: p for p in service["spec"]["ports"]}
         assert {n: p["port"] for n, p in ports.items()} == PORTS, service["metadata"]["name"]
         assert {n: p["appProtocol"] for n, p in ports.items()} == APP_PROTOCOLS, service["metadata"]["name"]
-        assert all(p["targetPort"] == n for n, p in ports.items()), "Services target the named container ports"
+        assert all(p["targetPort"] == n for n, p in ports.items()), (
+            "Services target the named container ports"
+        )
     runtime = runtime_workloads(objs)
     assert any(pod_labels(w)["app.kubernetes.io/name"] == "chaos-monkey" for w in runtime) == bool(scenario)
-    for workload in runtime:
-        if workload["kind"] == "Pod":
-            continue  # the helm test pod is a client, it serves nothing
+    serving = [
+        w for w in runtime if w["kind"] != "Pod" and pod_labels(w)["app.kubernetes.io/name"] in SERVING_NAMES
+    ]
+    assert len(serving) == 1 + len(AGENT_REPLICAS)
+    for workload in serving:
         for container in pod_spec(workload)["containers"]:
             ports = {p["name"]: p["containerPort"] for p in container["ports"]}
             assert ports == PORTS, workload["metadata"]["name"]
+    for workload in workloads(objs):  # no probe or Service may point at a port a container does not declare
+        for container in pod_spec(workload)["containers"]:
+            declared = {p["name"] for p in container.get("ports", [])}
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                port = container.get(probe, {}).get("httpGet", {}).get("port")
+                assert port is None or port in declared, f"{workload['metadata']['name']} {probe}"
 
 
 def test_probes_use_the_health_port(helm: Path) -> None:
     objs = render(helm, files=[ci_file("04-chaos-values.yaml")])
     checked = 0
     for workload in runtime_workloads(objs):
-        if workload["kind"] == "Pod":
+        if workload["kind"] == "Pod" or pod_labels(workload)["app.kubernetes.io/name"] not in SERVING_NAMES:
             continue
         for container in pod_spec(workload)["containers"]:
             named = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -231,7 +261,7 @@ def test_probes_use_the_health_port(helm: Path) -> None:
                 paths[probe] = get["path"]
             assert paths["readinessProbe"] == "/readyz" and paths["livenessProbe"] == "/healthz"
             checked += 1
-    assert checked == 1 + len(AGENT_REPLICAS) + 1
+    assert checked == 1 + len(AGENT_REPLICAS)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -244,7 +274,9 @@ def test_headless_services_back_dns_discovery(helm: Path) -> None:
     for component in ["orchestrator", *(f"agent-{t}" for t in AGENT_REPLICAS)]:
         headless = find(objs, "Service", f"{P}-{component}-headless")
         assert headless["spec"]["clusterIP"] == "None"
-        assert selects({"matchLabels": headless["spec"]["selector"]}, pod_labels(deployments[f"{P}-{component}"]))
+        assert selects(
+            {"matchLabels": headless["spec"]["selector"]}, pod_labels(deployments[f"{P}-{component}"])
+        )
         clusterip = find(objs, "Service", f"{P}-{component}")
         assert clusterip["spec"].get("clusterIP") != "None"
         assert clusterip["spec"]["selector"] == headless["spec"]["selector"]
@@ -261,8 +293,14 @@ def test_contract_env_command_and_image(helm: Path) -> None:
     assert orchestrator["command"] == ["ai-agents", "orchestrator"]
     assert orchestrator["image"] == f"ai-agents/runtime:{version}"
     env = env_of(orchestrator)
-    assert env["AI_AGENTS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": f"{P}-database", "key": "dsn"}
-    assert env["AI_AGENTS_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": f"{P}-api-token", "key": "token"}
+    assert env["AI_AGENTS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{P}-database",
+        "key": "dsn",
+    }
+    assert env["AI_AGENTS_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{P}-api-token",
+        "key": "token",
+    }
     assert env["AI_AGENTS_LOG_FORMAT"]["value"] == "json"
     for agent_type, deployment in agent_deployments(objs).items():
         container = pod_spec(deployment)["containers"][0]
@@ -282,14 +320,19 @@ def test_contract_env_command_and_image(helm: Path) -> None:
 
 
 def test_image_registry_tag_and_name_prefix(helm: Path) -> None:
-    objs = render(helm, sets={"image.registry": "registry.example:5000", "image.tag": "1.2.3", "global.namePrefix": "fleet"})
+    objs = render(
+        helm,
+        sets={"image.registry": "registry.example:5000", "image.tag": "1.2.3", "global.namePrefix": "fleet"},
+    )
     orchestrator = find(objs, "Deployment", "fleet-orchestrator")
     assert pod_spec(orchestrator)["containers"][0]["image"] == "registry.example:5000/ai-agents/runtime:1.2.3"
     assert {d["metadata"]["name"] for d in by_kind(objs, "Deployment")} == {
         "fleet-orchestrator",
         *(f"fleet-agent-{t}" for t in AGENT_REPLICAS),
     }
-    assert pod_labels(orchestrator)["app.kubernetes.io/instance"] == RELEASE, "instance stays the release name"
+    assert pod_labels(orchestrator)["app.kubernetes.io/instance"] == RELEASE, (
+        "instance stays the release name"
+    )
     target = env_of(pod_spec(find(objs, "Deployment", "fleet-agent-coding"))["containers"][0])
     assert target["AI_AGENTS_ORCHESTRATOR_TARGET"]["value"].startswith("dns:///fleet-orchestrator-headless.")
 
@@ -341,7 +384,10 @@ def test_every_pod_is_restricted(helm: Path, scenario: str | None) -> None:
             assert csc.get("runAsUser", expected_uid) != 0, name
             mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
             assert "emptyDir" in volumes[mounts["/tmp"]], f"{name}: /tmp is a writable emptyDir"
-    sa_automount = {sa["metadata"]["name"]: sa.get("automountServiceAccountToken") for sa in by_kind(objs, "ServiceAccount")}
+    sa_automount = {
+        sa["metadata"]["name"]: sa.get("automountServiceAccountToken")
+        for sa in by_kind(objs, "ServiceAccount")
+    }
     for workload in pods:
         spec = pod_spec(workload)
         chaos = pod_labels(workload)["app.kubernetes.io/name"] == "chaos-monkey"
@@ -373,7 +419,9 @@ def test_a_disruption_budget_per_component(helm: Path) -> None:
         assert len(matching) == 1, f"{deployment['metadata']['name']}: one PDB selects its pods"
         budget = matching[0]["spec"]
         assert "maxUnavailable" in budget or "minAvailable" in budget
-        assert budget.get("minAvailable") != deployment["spec"]["replicas"], "a PDB must not block every drain"
+        assert budget.get("minAvailable") != deployment["spec"]["replicas"], (
+            "a PDB must not block every drain"
+        )
     assert len(pdbs) == len(by_kind(objs, "Deployment"))
 
 
@@ -381,13 +429,18 @@ def test_topology_spread_over_zones_and_hosts(helm: Path) -> None:
     objs = render(helm)
     for deployment in by_kind(objs, "Deployment"):
         constraints = pod_spec(deployment)["topologySpreadConstraints"]
-        assert {c["topologyKey"] for c in constraints} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        assert {c["topologyKey"] for c in constraints} == {
+            "topology.kubernetes.io/zone",
+            "kubernetes.io/hostname",
+        }
         for constraint in constraints:
             assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
             assert selects(constraint["labelSelector"], pod_labels(deployment))
             other = [d for d in by_kind(objs, "Deployment") if d is not deployment]
             assert not any(selects(constraint["labelSelector"], pod_labels(d)) for d in other)
-    custom = [{"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {}}]
+    custom = [
+        {"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {}}
+    ]
     values = {"agents": {"coding": {"topologySpreadConstraints": custom}}}
     objs = render(helm, files=[_values_file(values)])
     assert pod_spec(find(objs, "Deployment", f"{P}-agent-coding"))["topologySpreadConstraints"] == custom
@@ -395,7 +448,7 @@ def test_topology_spread_over_zones_and_hosts(helm: Path) -> None:
 
 @functools.cache
 def _values_file_cached(text: str) -> str:
-    path = charttree._scratch() / "values.yaml"  # noqa: SLF001  (a throwaway folder removed at exit)
+    path = charttree._scratch() / "values.yaml"
     path.write_text(text)
     return str(path)
 
@@ -433,7 +486,9 @@ class Fleet:
         return any(p.get("port") == port and p.get("protocol", "TCP") == protocol for p in ports)
 
     @staticmethod
-    def _peer_ok(rule: Obj, key: str, labels: Mapping[str, str] | None, ns_labels: Mapping[str, str], ip: str | None) -> bool:
+    def _peer_ok(
+        rule: Obj, key: str, labels: Mapping[str, str] | None, ns_labels: Mapping[str, str], ip: str | None
+    ) -> bool:
         peers = rule.get(key)
         if not peers:
             return True
@@ -465,7 +520,7 @@ class Fleet:
         dst_ip: str | None = None,
         src_ip: str | None = None,
     ) -> bool:
-        """Would the policies let src (pod labels, None: not a pod) open port on dst? Both ends are checked."""
+        """Would the policies let src (pod labels; None: not a pod) open `port` on dst? Checks both ends."""
         src_ns_labels = {"kubernetes.io/metadata.name": src_ns}
         dst_ns_labels = {"kubernetes.io/metadata.name": dst_ns}
         if src is not None and src_ns == NAMESPACE:
@@ -492,14 +547,14 @@ class Fleet:
         out: set[tuple[str, int]] = set()
         for policy in self.isolating(labels, direction):
             for rule in policy["spec"].get(key, []):
-                assert rule.get("ports"), f"{policy['metadata']['name']}: a rule without ports opens every port"
+                assert rule.get("ports"), (
+                    f"{policy['metadata']['name']}: a rule without ports opens every port"
+                )
                 out |= {(p.get("protocol", "TCP"), p["port"]) for p in rule["ports"]}
         return out
 
 
 def _in_cidr(ip: str, cidr: str) -> bool:
-    import ipaddress
-
     return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr)
 
 
@@ -514,15 +569,21 @@ def test_default_deny_covers_every_pod_of_the_release(helm: Path) -> None:
     deny = [
         p
         for p in fleet.policies
-        if not p["spec"].get("ingress") and not p["spec"].get("egress")
+        if not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
         and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     ]
     assert len(deny) == 1, "one default-deny policy"
     for name, labels in fleet.pods.items():
         assert selects(deny[0]["spec"]["podSelector"], labels), f"default deny misses {name}"
     # Pods of the same namespace that are not this release's (e.g. Istio's waypoint) are left alone.
-    assert not selects(deny[0]["spec"]["podSelector"], {"app.kubernetes.io/instance": "other", "app.kubernetes.io/part-of": "ai-agents"})
-    assert not selects(deny[0]["spec"]["podSelector"], {"gateway.networking.k8s.io/gateway-name": f"{P}-waypoint"})
+    assert not selects(
+        deny[0]["spec"]["podSelector"],
+        {"app.kubernetes.io/instance": "other", "app.kubernetes.io/part-of": "ai-agents"},
+    )
+    assert not selects(
+        deny[0]["spec"]["podSelector"], {"gateway.networking.k8s.io/gateway-name": f"{P}-waypoint"}
+    )
 
 
 def test_required_flows_are_allowed(helm: Path) -> None:
@@ -534,13 +595,19 @@ def test_required_flows_are_allowed(helm: Path) -> None:
         agent = fleet.labels(f"agent-{agent_type}")
         assert fleet.allowed(agent, orchestrator, 9090), f"{agent_type} -> orchestrator grpc"
         assert fleet.allowed(None, agent, 9091, src_ns="monitoring") is False, "policies check the peer"
-    assert fleet.allowed(client, orchestrator, 8080) and fleet.allowed(client, orchestrator, 9090), "clients -> API"
+    assert fleet.allowed(client, orchestrator, 8080) and fleet.allowed(client, orchestrator, 9090), (
+        "clients -> API"
+    )
     assert fleet.allowed(orchestrator, postgresql, 5432), "orchestrator -> PostgreSQL"
-    for name in ["orchestrator", "chaos-monkey", *(f"agent-{t}" for t in AGENT_REPLICAS)]:
-        assert fleet.allowed(PROMETHEUS, fleet.labels(name), 9091, src_ns="monitoring"), f"Prometheus -> {name}"
+    for name in ["orchestrator", *(f"agent-{t}" for t in AGENT_REPLICAS)]:
+        assert fleet.allowed(PROMETHEUS, fleet.labels(name), 9091, src_ns="monitoring"), (
+            f"Prometheus -> {name}"
+        )
     for name, labels in fleet.pods.items():
         for protocol in ("UDP", "TCP"):
-            assert fleet.allowed(labels, KUBE_DNS, 53, protocol=protocol, dst_ns="kube-system"), f"{name} -> DNS"
+            assert fleet.allowed(labels, KUBE_DNS, 53, protocol=protocol, dst_ns="kube-system"), (
+                f"{name} -> DNS"
+            )
     assert fleet.allowed(chaos, None, 443, dst_ip="10.96.0.1"), "chaos monkey -> kube API"
     assert fleet.allowed(chaos, None, 6443, dst_ip="172.18.0.2"), "chaos monkey -> kube API endpoint"
     assert fleet.allowed(test_pod, orchestrator, 8081), "helm test -> orchestrator health"
@@ -549,12 +616,16 @@ def test_required_flows_are_allowed(helm: Path) -> None:
 def test_nothing_else_is_opened(helm: Path) -> None:
     fleet = Fleet(render(helm, files=[ci_file("04-chaos-values.yaml")]))
     orchestrator, postgresql = fleet.labels("orchestrator"), fleet.labels("postgresql")
-    chaos, coding, testing = fleet.labels("chaos-monkey"), fleet.labels("agent-coding"), fleet.labels("agent-testing")
+    chaos, coding, testing = (
+        fleet.labels("chaos-monkey"),
+        fleet.labels("agent-coding"),
+        fleet.labels("agent-testing"),
+    )
     tcp = lambda *ports: {("TCP", p) for p in ports}  # noqa: E731
     expected = {
         "orchestrator": (tcp(8080, 9090, 9091, 8081), tcp(5432) | DNS),
         "postgresql": (tcp(5432), DNS),
-        "chaos-monkey": (tcp(9091), tcp(443, 6443) | DNS),
+        "chaos-monkey": (set(), tcp(443, 6443) | DNS),
         "test-health": (set(), tcp(8081) | DNS),
         **{f"agent-{t}": (tcp(9091), tcp(9090) | DNS) for t in AGENT_REPLICAS},
     }
@@ -582,8 +653,12 @@ def test_nothing_else_is_opened(helm: Path) -> None:
 def test_network_policy_knobs(helm: Path) -> None:
     values = {
         "networkPolicy": {
-            "clients": {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "frontend"}}}]},
-            "prometheus": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}},
+            "clients": {
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "frontend"}}}]
+            },
+            "prometheus": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}
+            },
             "llm": {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [8443]},
         },
         "agents": {"security": {"handler": "llm", "llm": {"baseUrl": "https://203.0.113.7:8443/v1"}}},
@@ -591,7 +666,9 @@ def test_network_policy_knobs(helm: Path) -> None:
     fleet = Fleet(render(helm, files=[_values_file(values)]))
     orchestrator = fleet.labels("orchestrator")
     assert fleet.allowed({"app": "web"}, orchestrator, 8080, src_ns="frontend")
-    assert not fleet.allowed({"app": "web"}, orchestrator, 8080), "the default same-namespace peer is replaced"
+    assert not fleet.allowed({"app": "web"}, orchestrator, 8080), (
+        "the default same-namespace peer is replaced"
+    )
     assert fleet.allowed(PROMETHEUS, orchestrator, 9091, src_ns="observability")
     assert not fleet.allowed(PROMETHEUS, orchestrator, 9091, src_ns="monitoring")
     security, coding = fleet.labels("agent-security"), fleet.labels("agent-coding")
@@ -650,7 +727,10 @@ def test_dsn_secret_matches_the_embedded_postgresql(helm: Path) -> None:
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert named.get(ports[0]["targetPort"], ports[0]["targetPort"]) == 5432
     assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels(sts))
-    assert find(objs, "Secret", f"{P}-postgresql")["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert (
+        find(objs, "Secret", f"{P}-postgresql")["metadata"]["annotations"]["helm.sh/resource-policy"]
+        == "keep"
+    )
 
 
 def test_external_database_renders_no_statefulset(helm: Path) -> None:
@@ -666,7 +746,7 @@ def test_external_database_renders_no_statefulset(helm: Path) -> None:
     assert fleet.allowed(orchestrator, db, 5432, dst_ns="databases"), "orchestrator -> external database"
     assert not fleet.allowed(orchestrator, db, 5432, dst_ns="elsewhere")
 
-    # An existing Secret: no DSN Secret rendered, the orchestrator reads the given one, even with postgresql on.
+    # An existing Secret: no DSN Secret rendered; the orchestrator reads the given one (postgresql stays on).
     objs = render(helm, sets={"store.existingSecret": "cnpg-app", "store.existingSecretKey": "uri"})
     assert not by_kind(objs, "StatefulSet")
     assert not [s for s in by_kind(objs, "Secret") if s["metadata"]["name"] == f"{P}-database"]
@@ -689,9 +769,13 @@ def test_no_database_fails_naming_the_key(helm: Path) -> None:
         pytest.param({"orchestrator.replicass": 3}, ["/orchestrator", "replicass"], id="typo"),
         pytest.param({"agents.coding.replicas": -1}, ["/agents/coding/replicas"], id="negative-replicas"),
         pytest.param({"agents.codng.replicas": 2}, ["/agents", "codng"], id="unknown-agent-type"),
-        pytest.param({"orchestrator.replicas": "three"}, ["/orchestrator/replicas", "integer"], id="wrong-type"),
+        pytest.param(
+            {"orchestrator.replicas": "three"}, ["/orchestrator/replicas", "integer"], id="wrong-type"
+        ),
         pytest.param({"agents.testing.handler": "magic"}, ["/agents/testing/handler"], id="unknown-handler"),
-        pytest.param({"agentDefaults.simulate.failureRate": 2}, ["/agentDefaults/simulate/failureRate"], id="rate"),
+        pytest.param(
+            {"agentDefaults.simulate.failureRate": 2}, ["/agentDefaults/simulate/failureRate"], id="rate"
+        ),
         pytest.param({"networkPolicy.enabeld": "true"}, ["/networkPolicy", "enabeld"], id="nested-typo"),
     ],
 )
@@ -712,15 +796,36 @@ def test_keda_owns_agent_replicas(helm: Path) -> None:
     assert agents and all("replicas" not in d["spec"] for d in agents.values())
     assert find(objs, "Deployment", f"{P}-orchestrator")["spec"]["replicas"] == ORCHESTRATOR_REPLICAS
     targets = {s["spec"]["scaleTargetRef"]["name"] for s in by_kind(objs, "ScaledObject")}
-    assert targets == {d["metadata"]["name"] for d in agents.values()}, "each ScaledObject scales an agent Deployment"
+    assert targets == {d["metadata"]["name"] for d in agents.values()}, (
+        "each ScaledObject scales an agent Deployment"
+    )
     assert all("replicas" in d["spec"] for d in agent_deployments(render(helm)).values())
+
+
+def test_keda_and_agent_switches_must_agree(helm: Path) -> None:
+    message = render_error(helm, sets={"kedaScalers.enabled": "true", "agents.discovery.enabled": "false"})
+    assert "agents.discovery.enabled" in message and "kedaScalers.agents.discovery.enabled" in message
+    sets = {
+        "kedaScalers.enabled": "true",
+        "agents.discovery.enabled": "false",
+        "kedaScalers.agents.discovery.enabled": "false",
+    }
+    objs = render(helm, sets=sets)
+    assert "discovery" not in agent_deployments(objs)
+    assert not [
+        s for s in by_kind(objs, "ScaledObject") if s["spec"]["scaleTargetRef"]["name"].endswith("-discovery")
+    ]
 
 
 def test_mesh_labels(helm: Path) -> None:
     objs = render(helm, sets={"mesh.enabled": "true"})
     for workload in workloads(objs):
         assert pod_labels(workload).get("istio.io/dataplane-mode") == "ambient", workload["metadata"]["name"]
-    waypoints = [g["metadata"]["name"] for g in by_kind(objs, "Gateway") if g["spec"]["gatewayClassName"] == "istio-waypoint"]
+    waypoints = [
+        g["metadata"]["name"]
+        for g in by_kind(objs, "Gateway")
+        if g["spec"]["gatewayClassName"] == "istio-waypoint"
+    ]
     assert waypoints == [f"{P}-waypoint"]
     for component in ["orchestrator", *(f"agent-{t}" for t in AGENT_REPLICAS)]:
         labels = find(objs, "Service", f"{P}-{component}")["metadata"]["labels"]
@@ -749,8 +854,14 @@ def test_chaos_monkey(helm: Path) -> None:
     deployment = find(objs, "Deployment", f"{P}-chaos-monkey")
     spec = pod_spec(deployment)
     binding = by_kind(objs, "RoleBinding")[0]
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": roles[0]["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": spec["serviceAccountName"], "namespace": NAMESPACE}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": roles[0]["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": spec["serviceAccountName"], "namespace": NAMESPACE}
+    ]
     assert not by_kind(objs, "ClusterRole") and not by_kind(objs, "ClusterRoleBinding")
 
     container = spec["containers"][0]
@@ -763,9 +874,18 @@ def test_chaos_monkey(helm: Path) -> None:
     assert env["AI_AGENTS_CHAOS_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     selector = dict(term.split("=", 1) for term in env["AI_AGENTS_CHAOS_LABEL_SELECTOR"]["value"].split(","))
     victims = {n for n, labels in Fleet(objs).pods.items() if selects({"matchLabels": selector}, labels)}
-    assert victims == {d["metadata"]["name"] for d in agent_deployments(objs).values()}, "only this release's agents"
+    assert victims == {d["metadata"]["name"] for d in agent_deployments(objs).values()}, (
+        "only this release's agents"
+    )
 
-    objs = render(helm, sets={"chaosMonkey.enabled": "true", "chaosMonkey.labelSelector": "tier=canary", "chaosMonkey.dryRun": "true"})
+    objs = render(
+        helm,
+        sets={
+            "chaosMonkey.enabled": "true",
+            "chaosMonkey.labelSelector": "tier=canary",
+            "chaosMonkey.dryRun": "true",
+        },
+    )
     env = env_of(pod_spec(find(objs, "Deployment", f"{P}-chaos-monkey"))["containers"][0])
     assert env["AI_AGENTS_CHAOS_LABEL_SELECTOR"]["value"] == "tier=canary"
     assert env["AI_AGENTS_CHAOS_DRY_RUN"]["value"] == "true"
@@ -773,10 +893,15 @@ def test_chaos_monkey(helm: Path) -> None:
 
 def test_helm_test_pod_checks_orchestrator_readiness(helm: Path) -> None:
     objs = render(helm)
-    pods = [p for p in by_kind(objs, "Pod") if p["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    pods = [
+        p for p in by_kind(objs, "Pod") if p["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    ]
     assert len(pods) == 1
     container = pods[0]["spec"]["containers"][0]
-    assert container["image"] == pod_spec(find(objs, "Deployment", f"{P}-orchestrator"))["containers"][0]["image"]
+    assert (
+        container["image"]
+        == pod_spec(find(objs, "Deployment", f"{P}-orchestrator"))["containers"][0]["image"]
+    )
     command = container["command"]
     assert command[:2] == ["ai-agents", "check-health"]
     url = urllib.parse.urlsplit(command[2])
@@ -808,6 +933,8 @@ def test_notes_explain_access_and_warn_about_risky_settings(helm: Path) -> None:
     assert f"port-forward svc/{P}-orchestrator 8080:8080 9090:9090" in notes
     assert f"get secret {P}-api-token" in notes
     assert "WARNING" not in notes
-    risky = _notes(helm, {"apiToken.enabled": "false", "networkPolicy.enabled": "false", "chaosMonkey.enabled": "true"})
+    risky = _notes(
+        helm, {"apiToken.enabled": "false", "networkPolicy.enabled": "false", "chaosMonkey.enabled": "true"}
+    )
     for key in ("apiToken.enabled", "networkPolicy.enabled", "chaosMonkey.enabled"):
         assert any(line.startswith("WARNING") and key in line for line in risky.splitlines()), key

@@ -3,7 +3,8 @@
 What passing proves, per scenario:
 - both helms render it (umbrella included: its file:// subcharts are built into a private copy first);
 - every object matches its schema: built-in kinds the strict Kubernetes schema (k8sschema), custom
-  resources the upstream CRD in CRD_SCHEMA_DIR (crdschema); a kind known to neither is an error;
+  resources the upstream CRD in CRD_SCHEMA_DIR (crdschema) plus the strict ObjectMeta schema for their
+  metadata (CRDs leave it open); a kind known to neither is an error;
 - Helm 3 and Helm 4 produce the same objects;
 - no two objects share group/kind/namespace/name;
 - every object (and every pod template) carries `app.kubernetes.io/managed-by: Helm` and
@@ -150,6 +151,7 @@ def test_objects_match_schemas(scenario: Scenario) -> None:
             "(set CRD_SCHEMA_DIR)"
         )
     for obj in custom:
+        problems += [f"{_label(obj)}: {e}" for e in k8sschema.metadata_errors(obj)]
         if not crdschema.covers(obj):
             problems.append(
                 f"{_label(obj)}: {obj['apiVersion']} {obj['kind']} is neither a built-in kind of Kubernetes "
@@ -337,3 +339,5 @@ def test_schema_validators_reject_unknown_fields() -> None:
     }
     with pytest.raises(crdschema.CRDSchemaError, match="minReplicaCont"):
         crdschema.validate(so)
+    so["metadata"] = {"name": "s", "lables": {}}
+    assert any("lables" in e for e in k8sschema.metadata_errors(so))

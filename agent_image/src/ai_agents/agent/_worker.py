@@ -239,9 +239,13 @@ class AgentWorker:
             await backoff.sleep(asyncio.Event())
 
     async def _release(self, task_id: str, token: int) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await self._client.release_task(task_id, token, timeout=5)
-            self._metrics.tasks.labels(self._s.agent_type, "released").inc()
+        except Exception as exc:
+            # Not fatal: the lease expires and the task is redelivered, only later.
+            log.warning("release failed", extra={"task_id": task_id, "error": repr(exc)})
+            return
+        self._metrics.tasks.labels(self._s.agent_type, "released").inc()
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 

@@ -54,6 +54,12 @@ def _run_as_prefix() -> list[str]:
 def _chown_for_postgres(path: Path) -> None:
     if os.geteuid() != 0:
         return
+    for parent in path.resolve().parents:
+        if not os.stat(parent).st_mode & 0o001:
+            raise PostgresNotFound(
+                f"PostgreSQL runs as an unprivileged user here, but {parent} is not traversable by others; "
+                "choose a data directory under a world-traversable path such as /tmp"
+            )
     user = "postgres" if _has_user("postgres") else "nobody"
     entry = pwd.getpwnam(user)
     for root, dirs, files in os.walk(path):

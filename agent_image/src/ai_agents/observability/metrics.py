@@ -7,6 +7,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from ai_agents import __version__
+from ai_agents.domain import AGENT_TYPES
 
 # Task run times span milliseconds (simulate) to minutes (LLM calls).
 _TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -119,6 +120,16 @@ class OrchestratorMetrics(CommonMetrics):
             "ai_agents_compliance_violations", "Violations reported by compliance tasks.", ["agent_type"],
             registry=registry,
         )
+        self.initialize(AGENT_TYPES)
+
+    def initialize(self, agent_types: tuple[str, ...]) -> None:
+        """Create every per-type series at zero so rate() and increase() see the first event."""
+        for agent_type in agent_types:
+            for metric in (self.tasks_submitted, self.lease_expiries, self.redeliveries, self.vulnerabilities,
+                           self.compliance_violations):
+                metric.labels(agent_type)
+            for outcome in ("succeeded", "failed", "dead_letter", "cancelled"):
+                self.tasks_completed.labels(agent_type, outcome)
 
 
 class AgentMetrics(CommonMetrics):

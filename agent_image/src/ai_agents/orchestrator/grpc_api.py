@@ -86,6 +86,12 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
             agent_id=request.agent_id, agent_type=c.agent_type_to_str(request.agent_type),
             max_tasks=request.max_tasks, wait_seconds=wait,
         )
+        if tasks and context.cancelled():
+            # The agent gave up (e.g. it is shutting down): hand the tasks straight back instead of letting
+            # their leases run out. A cancel that lands after this check still only delays redelivery.
+            for task in tasks:
+                await self._s.release_task(task.task_id, task.lease_token or 0)
+            return tasks_pb2.LeaseTasksResponse()
         return tasks_pb2.LeaseTasksResponse(
             leases=[tasks_pb2.TaskLease(task=c.task_to_proto(t), lease_token=t.lease_token or 0) for t in tasks]
         )

@@ -1,0 +1,920 @@
+"""Runtime benchmark: one orchestrator, a throwaway PostgreSQL, simulate agents, load from this process.
+
+Phases (each bounded in count and time, traffic only to 127.0.0.1):
+  baseline     raw asyncpg INSERT+UPDATE pairs/s on the same PostgreSQL; grpc.health.v1 Check/s on the same
+               orchestrator. Every later figure is also reported as a ratio to one of these.
+  e2e          N agent processes (simulate handler, 0 ms) and a fixed number of tasks submitted as fast as
+               possible: tasks/s from first submit to last success, submit-to-complete percentiles.
+  rate         open-loop submission at a fixed rate for a fixed time: submit-to-start percentiles.
+  heartbeat    many agent ids registered, then each heartbeating every interval from load processes.
+
+Results: JSON (default bench-results/runtime.json) and a table on stdout. Figures are reported, never
+asserted: the exit code is non-zero only when the harness itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AGENT_TYPE = "coding"
+
+# The issue's targets: reported next to the figures, never asserted.
+TARGETS = {
+    "e2e_tasks_per_second": (">=", 1000.0),
+    "rate_submit_to_start_p95_ms": ("<", 50.0),
+    "heartbeat_agents": (">=", 10000),
+    "heartbeat_p99_ms": ("<", 50.0),
+}
+
+
+# ---- configuration ---------------------------------------------------------------------------------------
+
+@dataclass
+class Config:
+    quick: bool = False
+    # baseline
+    baseline_pg_pairs: int = 20_000
+    baseline_health_calls: int = 30_000
+    baseline_seconds: float = 8.0
+    # shared by the load generators: in-flight calls and gRPC channels
+    load_concurrency: int = 64
+    load_channels: int = 4
+    # e2e throughput
+    agents: int = 4
+    agent_concurrency: int = 16
+    e2e_tasks: int = 10_000
+    e2e_timeout: float = 90.0
+    # fixed rate
+    rate_per_second: float = 500.0
+    rate_seconds: float = 10.0
+    rate_max_in_flight: int = 1000
+    drain_timeout: float = 30.0
+    # heartbeat capacity
+    hb_agents: int = 10_000
+    hb_interval: float = 10.0
+    hb_seconds: float = 30.0
+    hb_processes: int = 2
+    hb_max_in_flight: int = 2000
+    # orchestrator pool (None = the runtime default)
+    pool_max: int | None = None
+    phases: list[str] = field(default_factory=lambda: ["baseline", "e2e", "rate", "heartbeat"])
+
+    @classmethod
+    def quick_preset(cls) -> Config:
+        return cls(quick=True, baseline_pg_pairs=3000, baseline_health_calls=5000, baseline_seconds=3.0, agents=2,
+                   e2e_tasks=1000, e2e_timeout=30.0, rate_seconds=3.0, drain_timeout=15.0, hb_agents=1000,
+                   hb_seconds=10.0, hb_processes=1)
+
+
+# ---- small helpers ---------------------------------------------------------------------------------------
+
+def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
+    """Nearest-rank p50/p95/p99, mean and max of values (milliseconds in, milliseconds out)."""
+    if not values:
+        return {"count": 0, "p50": None, "p95": None, "p99": None, "mean": None, "max": None}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))]
+
+    return {"count": len(ordered), "p50": round(rank(50), 3), "p95": round(rank(95), 3), "p99": round(rank(99), 3),
+            "mean": round(sum(ordered) / len(ordered), 3), "max": round(ordered[-1], 3)}
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 4)
+
+
+def free_port() -> int:
+    from ai_agents.local.postgres import free_port as _free_port
+
+    return _free_port()
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    cpu_max = ""
+    with contextlib.suppress(OSError):
+        cpu_max = Path("/sys/fs/cgroup/cpu.max").read_text().strip()
+    import grpc
+
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "cgroup_cpu_max": cpu_max,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+    }
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes between start() and stop(), reported as cores busy."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self._groups = groups
+        self._start: dict[str, float] = {}
+        self._t0 = 0.0
+
+    @staticmethod
+    def _cpu(pids: list[int]) -> float:
+        import psutil
+
+        total = 0.0
+        for pid in pids:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            total += times.user + times.system
+        return total
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._start = {name: self._cpu(pids()) for name, pids in self._groups.items()}
+
+    def stop(self) -> dict[str, float]:
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        return {f"{name}_cores": round((self._cpu(pids()) - self._start[name]) / elapsed, 3)
+                for name, pids in self._groups.items()}
+
+
+# ---- processes -------------------------------------------------------------------------------------------
+
+class Proc:
+    """A child process of this bench with its log file; stop() ends only this pid."""
+
+    def __init__(self, name: str, kind: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("AI_AGENTS_", "OTEL_"))}
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "ai_agents", kind], env={**clean, **env}, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait_ready(self, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.popen.returncode}) during start-up:\n{self.log_tail()}")
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self, timeout: float = 25.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+
+
+def port_env() -> tuple[dict[str, str], dict[str, int]]:
+    ports = {"http": free_port(), "grpc": free_port(), "health": free_port(), "metrics": free_port()}
+    env = {"AI_AGENTS_HOST": "127.0.0.1", "AI_AGENTS_HTTP_PORT": str(ports["http"]),
+           "AI_AGENTS_GRPC_PORT": str(ports["grpc"]), "AI_AGENTS_HEALTH_PORT": str(ports["health"]),
+           "AI_AGENTS_METRICS_PORT": str(ports["metrics"]), "AI_AGENTS_LOG_LEVEL": "WARNING",
+           "AI_AGENTS_LOG_FORMAT": "json"}
+    return env, ports
+
+
+class ServerTimes:
+    """Per-method call count and mean server-side time from the orchestrator's own /metrics, between two scrapes."""
+
+    _PREFIX = "ai_agents_grpc_request_duration_seconds_"
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._start: dict[tuple[str, str], float] = {}
+
+    def _scrape(self) -> dict[tuple[str, str], float]:
+        values: dict[tuple[str, str], float] = {}
+        try:
+            with urllib.request.urlopen(self._url, timeout=5) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError):
+            return values
+        for line in text.splitlines():
+            if not line.startswith(self._PREFIX) or "{" not in line:
+                continue
+            name, rest = line[len(self._PREFIX):].split("{", 1)
+            if name not in ("sum", "count") or 'method="' not in rest:
+                continue
+            method = rest.split('method="', 1)[1].split('"', 1)[0].rsplit("/", 1)[-1]
+            values[(method, name)] = float(line.rsplit(" ", 1)[1])
+        return values
+
+    def start(self) -> None:
+        self._start = self._scrape()
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        end = self._scrape()
+        out: dict[str, dict[str, float]] = {}
+        for (method, kind), value in end.items():
+            if kind != "count":
+                continue
+            calls = value - self._start.get((method, "count"), 0.0)
+            if calls <= 0:
+                continue
+            seconds = end.get((method, "sum"), 0.0) - self._start.get((method, "sum"), 0.0)
+            out[method] = {"calls": int(calls), "mean_ms": round(seconds / calls * 1000, 3)}
+        return out
+
+
+def postgres_pids(data_dir: Path) -> list[int]:
+    import psutil
+
+    try:
+        postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
+        parent = psutil.Process(postmaster)
+        return [postmaster, *(c.pid for c in parent.children(recursive=True))]
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return []
+
+
+# ---- load generation -------------------------------------------------------------------------------------
+
+async def closed_loop(
+    total: int, seconds: float, concurrency: int, call: Callable[[int, int], Awaitable[None]]
+) -> dict[str, Any]:
+    """`concurrency` workers call `call(worker, i)` until `total` calls or `seconds` passed; latency in ms."""
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    counter = iter(range(total))
+    deadline = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        for i in counter:
+            if time.perf_counter() > deadline:
+                return
+            started = time.perf_counter()
+            try:
+                await call(w, i)
+            except Exception as exc:  # reported, never raised: the bench reports errors
+                errors[error_name(exc)] += 1
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    return {"ok": len(latencies), "errors": dict(errors), "seconds": round(elapsed, 3),
+            "per_second": round(len(latencies) / elapsed, 1) if elapsed else None,
+            "latency_ms": percentiles(latencies)}
+
+
+async def open_loop(
+    rate: float, total: int, max_in_flight: int, call: Callable[[int], Awaitable[None]], *, start_at: float | None = None
+) -> dict[str, Any]:
+    """Start call(i) at t0 + i/rate (i < total) without waiting for earlier calls, at most max_in_flight at once.
+
+    Reports call latency (ms), errors, how late the generator started calls (lag), and the achieved rate of
+    successful calls from the first scheduled start to the last answer.
+    """
+    latencies: list[float] = []
+    lags: list[float] = []
+    errors: Counter[str] = Counter()
+    slots = asyncio.Semaphore(max_in_flight)
+    in_flight: set[asyncio.Task[None]] = set()
+    last_done = 0.0
+
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal last_done
+        started = time.perf_counter()
+        lags.append((started - scheduled) * 1000)
+        try:
+            await call(i)
+        except Exception as exc:
+            errors[error_name(exc)] += 1
+        else:
+            latencies.append((time.perf_counter() - started) * 1000)
+            last_done = time.perf_counter()
+        finally:
+            slots.release()
+
+    if start_at is not None:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+    t0 = time.perf_counter()
+    for i in range(total):
+        scheduled = t0 + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0.0005:
+            await asyncio.sleep(delay)
+        await slots.acquire()
+        task = asyncio.create_task(one(i, scheduled))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    sent_seconds = time.perf_counter() - t0
+    if in_flight:
+        await asyncio.wait(set(in_flight), timeout=30)
+    for task in list(in_flight):
+        task.cancel()
+        errors["abandoned"] += 1
+    elapsed = (last_done or time.perf_counter()) - t0
+    return {"scheduled": total, "ok": len(latencies), "errors": dict(errors),
+            "target_per_second": rate, "send_seconds": round(sent_seconds, 3),
+            "achieved_per_second": round(len(latencies) / elapsed, 1) if elapsed > 0 else None,
+            "latency_ms": percentiles(latencies), "start_lag_ms": percentiles(lags),
+            "_latencies": latencies}
+
+
+def error_name(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    if callable(code):
+        with contextlib.suppress(Exception):
+            return str(code().name)
+    return type(exc).__name__
+
+
+# ---- phases ----------------------------------------------------------------------------------------------
+
+async def baseline_postgres(cfg: Config, dsn: str) -> dict[str, Any]:
+    """One INSERT ... RETURNING then one UPDATE by primary key per pair, on a table of its own."""
+    import asyncpg
+
+    pool = await asyncpg.create_pool(dsn, min_size=cfg.load_concurrency // 4, max_size=cfg.load_concurrency // 4)
+    try:
+        await pool.execute("CREATE TABLE IF NOT EXISTS bench_baseline ("
+                           " id bigserial PRIMARY KEY, n integer NOT NULL, payload jsonb NOT NULL,"
+                           " created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz)")
+
+        async def pair(_w: int, i: int) -> None:
+            async with pool.acquire() as conn:
+                row_id = await conn.fetchval(
+                    "INSERT INTO bench_baseline (n, payload) VALUES ($1, $2::jsonb) RETURNING id", i, '{"i": 1}')
+                await conn.execute("UPDATE bench_baseline SET n = n + 1, updated_at = now() WHERE id = $1", row_id)
+
+        result = await closed_loop(cfg.baseline_pg_pairs, cfg.baseline_seconds, cfg.load_concurrency // 4, pair)
+        result["connections"] = cfg.load_concurrency // 4
+        result["round_trips_per_second"] = round(result["per_second"] * 2, 1) if result["per_second"] else None
+        return result
+    finally:
+        await pool.close()
+
+
+async def baseline_health(cfg: Config, target: str) -> dict[str, Any]:
+    """grpc.health.v1 Check: the orchestrator's gRPC stack (interceptors included) without a database call."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from ai_agents.client import create_channel
+
+    channels = [create_channel(target) for _ in range(cfg.load_channels)]
+    stubs = [health_pb2_grpc.HealthStub(ch) for ch in channels]
+    request = health_pb2.HealthCheckRequest(service="")
+    try:
+        async def check(w: int, _i: int) -> None:
+            await stubs[w % len(stubs)].Check(request, timeout=10)
+
+        result = await closed_loop(cfg.baseline_health_calls, cfg.baseline_seconds, cfg.load_concurrency, check)
+        result["concurrency"] = cfg.load_concurrency
+        return result
+    finally:
+        for ch in channels:
+            await ch.close()
+
+
+async def succeeded_count(client: Any) -> int:
+    from ai_agents.convert import agent_type_to_str
+
+    status = await client.status()
+    return sum(t.succeeded for t in status.types if agent_type_to_str(t.agent_type) == AGENT_TYPE)
+
+
+async def wait_succeeded(client: Any, target: int, timeout: float, poll: float = 0.05) -> tuple[bool, float]:
+    """Poll GetStatus until `target` tasks of AGENT_TYPE succeeded; returns (reached, perf_counter time)."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        with contextlib.suppress(Exception):
+            if await succeeded_count(client) >= target:
+                return True, time.perf_counter()
+        if time.perf_counter() > deadline:
+            return False, time.perf_counter()
+        await asyncio.sleep(poll)
+
+
+async def store_latencies(dsn: str, phase: str) -> dict[str, Any]:
+    """Per-task timings from the store (server clock): created -> first leased, created -> finished."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT state,
+                   extract(epoch FROM first_leased_at - created_at) * 1000 AS to_start,
+                   extract(epoch FROM finished_at - created_at) * 1000 AS to_complete,
+                   extract(epoch FROM created_at) AS created, extract(epoch FROM finished_at) AS finished
+            FROM tasks WHERE payload->>'phase' = $1
+            """,
+            phase,
+        )
+    finally:
+        await conn.close()
+    states = Counter(r["state"] for r in rows)
+    done = [r for r in rows if r["state"] == "succeeded"]
+    span = (max(float(r["finished"]) for r in done) - min(float(r["created"]) for r in rows)) if done else None
+    return {
+        "tasks": len(rows), "states": dict(states),
+        "submit_to_start_ms": percentiles([float(r["to_start"]) for r in rows if r["to_start"] is not None]),
+        "submit_to_complete_ms": percentiles([float(r["to_complete"]) for r in done]),
+        "first_created_to_last_finished_s": round(span, 3) if span else None,
+        "tasks_per_second_store": round(len(done) / span, 1) if span else None,
+    }
+
+
+async def phase_e2e(cfg: Config, target: str, dsn: str) -> dict[str, Any]:
+    from ai_agents.client import OrchestratorClient
+
+    clients = [await OrchestratorClient.connect(target, timeout=30) for _ in range(cfg.load_channels)]
+    try:
+        before = await succeeded_count(clients[0])
+
+        async def submit(w: int, i: int) -> None:
+            await clients[w % len(clients)].submit_task(AGENT_TYPE, {"phase": "e2e", "i": i})
+
+        t0 = time.perf_counter()
+        submitted = await closed_loop(cfg.e2e_tasks, cfg.e2e_timeout, cfg.load_concurrency, submit)
+        reached, t_done = await wait_succeeded(clients[0], before + submitted["ok"],
+                                               max(1.0, cfg.e2e_timeout - (time.perf_counter() - t0)))
+    finally:
+        for client in clients:
+            await client.close()
+    wall = t_done - t0
+    store = await store_latencies(dsn, "e2e")
+    return {
+        "agents": cfg.agents, "agent_concurrency": cfg.agent_concurrency, "tasks": cfg.e2e_tasks,
+        "submitters": cfg.load_concurrency, "channels": cfg.load_channels,
+        "all_succeeded": reached, "wall_seconds": round(wall, 3),
+        "tasks_per_second": round(submitted["ok"] / wall, 1) if reached and wall > 0 else None,
+        "submit_per_second": submitted["per_second"], "submit_rpc_ms": submitted["latency_ms"],
+        "submit_errors": submitted["errors"], **store,
+    }
+
+
+async def phase_rate(cfg: Config, target: str, dsn: str) -> dict[str, Any]:
+    from ai_agents.client import OrchestratorClient
+
+    clients = [await OrchestratorClient.connect(target, timeout=30) for _ in range(cfg.load_channels)]
+    try:
+        before = await succeeded_count(clients[0])
+        total = int(cfg.rate_per_second * cfg.rate_seconds)
+
+        async def submit(i: int) -> None:
+            await clients[i % len(clients)].submit_task(AGENT_TYPE, {"phase": "rate", "i": i})
+
+        load = await open_loop(cfg.rate_per_second, total, cfg.rate_max_in_flight, submit)
+        load.pop("_latencies")
+        reached, _ = await wait_succeeded(clients[0], before + load["ok"], cfg.drain_timeout)
+    finally:
+        for client in clients:
+            await client.close()
+    store = await store_latencies(dsn, "rate")
+    return {"seconds": cfg.rate_seconds, "all_succeeded": reached, "submit_rpc_ms": load.pop("latency_ms"),
+            **load, **store}
+
+
+def _heartbeat_worker(args: dict[str, Any]) -> dict[str, Any]:
+    """Runs in a load process of its own: heartbeats ids at a constant rate over several channels."""
+    return asyncio.run(_heartbeat_load(**args))
+
+
+async def _heartbeat_load(
+    *, target: str, ids: list[str], interval: float, seconds: float, channels: int, max_in_flight: int,
+    start_at: float,
+) -> dict[str, Any]:
+    from ai_agents.client import OrchestratorClient
+
+    cpu0 = time.process_time()
+    clients = [await OrchestratorClient.connect(target, timeout=10) for _ in range(channels)]
+    try:
+        for client in clients:
+            await asyncio.wait_for(client.channel.channel_ready(), 10)
+        rate = len(ids) / interval
+        total = int(rate * seconds)
+
+        async def beat(i: int) -> None:
+            response = await clients[i % len(clients)].heartbeat(ids[i % len(ids)], [], 0)
+            if response.reregister:
+                raise RuntimeError("reregister")
+
+        result = await asyncio.wait_for(open_loop(rate, total, max_in_flight, beat, start_at=start_at),
+                                        seconds + 60)
+    finally:
+        for client in clients:
+            await client.close()
+    result["load_process_cpu_seconds"] = round(time.process_time() - cpu0, 3)
+    return result
+
+
+async def register_agents(cfg: Config, target: str, ids: list[str]) -> dict[str, Any]:
+    from ai_agents.client import OrchestratorClient
+
+    clients = [await OrchestratorClient.connect(target, timeout=30) for _ in range(cfg.load_channels)]
+    try:
+        async def register(w: int, i: int) -> None:
+            await clients[w % len(clients)].register_agent(agent_id=ids[i], agent_type=AGENT_TYPE, capacity=1,
+                                                           version="bench")
+
+        return await closed_loop(len(ids), 120.0, cfg.load_concurrency, register)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]:
+    ids = [f"bench-hb-{i:05d}" for i in range(cfg.hb_agents)]
+    registration = asyncio.run(register_agents(cfg, target, ids))
+    registration.pop("_latencies", None)
+    shares = [ids[p::cfg.hb_processes] for p in range(cfg.hb_processes)]
+    per_channels = max(1, cfg.load_channels // cfg.hb_processes)
+    # Load processes need a moment to import and connect: all of them start heartbeating at one instant.
+    start_at = time.time() + 4.0
+    jobs = [dict(target=target, ids=share, interval=cfg.hb_interval, seconds=cfg.hb_seconds, channels=per_channels,
+                 max_in_flight=cfg.hb_max_in_flight // cfg.hb_processes, start_at=start_at) for share in shares]
+    with ProcessPoolExecutor(cfg.hb_processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_heartbeat_worker, job) for job in jobs]
+        time.sleep(max(0.0, start_at - time.time()))
+        meter.start()
+        results = [f.result(timeout=cfg.hb_seconds + 120) for f in futures]
+        cpu = meter.stop()
+    latencies = [x for r in results for x in r["_latencies"]]
+    errors: Counter[str] = Counter()
+    for r in results:
+        errors.update(r["errors"])
+    ok = sum(r["ok"] for r in results)
+    scheduled = sum(r["scheduled"] for r in results)
+    window = max(r["send_seconds"] for r in results)
+    return {
+        "agents": cfg.hb_agents, "interval_seconds": cfg.hb_interval, "window_seconds": cfg.hb_seconds,
+        "load_processes": cfg.hb_processes, "channels_per_process": per_channels,
+        "registration": {"per_second": registration["per_second"], "ok": registration["ok"],
+                         "errors": registration["errors"], "latency_ms": registration["latency_ms"]},
+        "target_per_second": round(cfg.hb_agents / cfg.hb_interval, 1), "scheduled": scheduled, "ok": ok,
+        "errors": dict(errors), "error_rate": round(1 - ok / scheduled, 5) if scheduled else None,
+        "achieved_per_second": round(sum(r["achieved_per_second"] or 0 for r in results), 1),
+        "send_window_seconds": window,
+        "latency_ms": percentiles(latencies),
+        "start_lag_ms_worst_process": max((r["start_lag_ms"] for r in results), key=lambda p: p["p99"] or 0),
+        "load_process_cpu_seconds": [r["load_process_cpu_seconds"] for r in results],
+        "cpu": cpu,
+    }
+
+
+# ---- orchestration of the run ----------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, cfg: Config, workdir: Path) -> None:
+        self.cfg = cfg
+        self.workdir = workdir
+        self.logs = workdir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.postgres: Any = None
+        self.orchestrator: Proc | None = None
+        self.agents: list[Proc] = []
+        self.target = ""
+        self.metrics_url = ""
+
+    def start_backend(self) -> None:
+        from ai_agents.local.postgres import LocalPostgres
+
+        self.postgres = LocalPostgres(self.workdir / "postgres")
+        self.postgres.start()
+        env, ports = port_env()
+        env.update({"AI_AGENTS_DATABASE_URL": self.postgres.dsn, "AI_AGENTS_ORCHESTRATOR_ID": "bench-orchestrator"})
+        if self.cfg.pool_max:
+            env["AI_AGENTS_DATABASE_POOL_MAX"] = str(self.cfg.pool_max)
+        self.orchestrator = Proc("orchestrator", "orchestrator", env, self.logs)
+        self.orchestrator.wait_ready(f"http://127.0.0.1:{ports['health']}/readyz")
+        self.target = f"ipv4:127.0.0.1:{ports['grpc']}"
+        self.metrics_url = f"http://127.0.0.1:{ports['metrics']}/metrics"
+
+    def start_agents(self) -> None:
+        pending = []
+        for index in range(self.cfg.agents):
+            env, ports = port_env()
+            env.update({"AI_AGENTS_AGENT_TYPE": AGENT_TYPE, "AI_AGENTS_AGENT_ID": f"bench-{AGENT_TYPE}-{index}",
+                        "AI_AGENTS_ORCHESTRATOR_TARGET": self.target, "AI_AGENTS_HANDLER": "simulate",
+                        "AI_AGENTS_SIMULATE_LATENCY_MS": "0", "AI_AGENTS_SIMULATE_FAILURE_RATE": "0",
+                        "AI_AGENTS_CONCURRENCY": str(self.cfg.agent_concurrency)})
+            proc = Proc(f"agent-{index}", "agent", env, self.logs)
+            self.agents.append(proc)
+            pending.append((proc, ports))
+        for proc, ports in pending:
+            proc.wait_ready(f"http://127.0.0.1:{ports['health']}/readyz")
+
+    def stop_agents(self) -> None:
+        for proc in self.agents:
+            proc.popen.send_signal(signal.SIGTERM)
+        for proc in self.agents:
+            proc.stop()
+        self.agents = []
+
+    def stop_all(self) -> None:
+        self.stop_agents()
+        if self.orchestrator is not None:
+            self.orchestrator.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+    def meter(self) -> CpuMeter:
+        return CpuMeter({
+            "orchestrator": lambda: [self.orchestrator.pid] if self.orchestrator else [],
+            "postgres": lambda: postgres_pids(self.workdir / "postgres"),
+            "agents": lambda: [p.pid for p in self.agents],
+            "bench": lambda: [os.getpid()],
+        })
+
+    def postgres_version(self) -> str:
+        from ai_agents.local.postgres import find_pg_bin
+
+        with contextlib.suppress(Exception):
+            out = subprocess.run([str(find_pg_bin() / "postgres"), "--version"], capture_output=True, text=True,
+                                 timeout=10)
+            return out.stdout.strip()
+        return ""
+
+    def measured(self, name: str, run: Callable[[], Any]) -> dict[str, Any]:
+        meter, server = self.meter(), ServerTimes(self.metrics_url)
+        server.start()
+        meter.start()
+        t0 = time.monotonic()
+        result = run()
+        result.setdefault("cpu", meter.stop())
+        result["orchestrator_server_ms"] = server.stop()
+        result["phase_seconds"] = round(time.monotonic() - t0, 2)
+        print(f"  {name}: done in {result['phase_seconds']:.1f}s", file=sys.stderr, flush=True)
+        return result
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        report: dict[str, Any] = {
+            "schema": 1, "benchmark": "runtime", "mode": "quick" if cfg.quick else "full",
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info(), "config": asdict(cfg), "targets": {}, "ratios": {},
+        }
+        t0 = time.monotonic()
+        print("starting PostgreSQL and one orchestrator", file=sys.stderr, flush=True)
+        self.start_backend()
+        report["machine"]["postgres"] = self.postgres_version()
+        report["machine"]["note"] = ("PostgreSQL, the orchestrator, the agents and the load generators all share "
+                                     "this machine's CPUs")
+        dsn, target = self.postgres.dsn, self.target
+        if "baseline" in cfg.phases:
+            report["baseline"] = {
+                "postgres_insert_update": self.measured("baseline postgres",
+                                                        lambda: asyncio.run(baseline_postgres(cfg, dsn))),
+                "grpc_health_check": self.measured("baseline gRPC health",
+                                                   lambda: asyncio.run(baseline_health(cfg, target))),
+            }
+        if "e2e" in cfg.phases or "rate" in cfg.phases:
+            print(f"starting {cfg.agents} agent processes", file=sys.stderr, flush=True)
+            self.start_agents()
+            if "e2e" in cfg.phases:
+                report["e2e_throughput"] = self.measured("e2e throughput",
+                                                         lambda: asyncio.run(phase_e2e(cfg, target, dsn)))
+            if "rate" in cfg.phases:
+                report["fixed_rate"] = self.measured("fixed rate", lambda: asyncio.run(phase_rate(cfg, target, dsn)))
+            self.stop_agents()
+        if "heartbeat" in cfg.phases:
+            server = ServerTimes(self.metrics_url)
+            server.start()
+            result = phase_heartbeat(cfg, target, self.meter())
+            result["orchestrator_server_ms"] = server.stop()
+            print("  heartbeat: done", file=sys.stderr, flush=True)
+            report["heartbeat"] = result
+        report["duration_seconds"] = round(time.monotonic() - t0, 1)
+        add_targets_and_ratios(report)
+        return report
+
+
+def add_targets_and_ratios(report: dict[str, Any]) -> None:
+    base = report.get("baseline", {})
+    pg = base.get("postgres_insert_update", {})
+    health = base.get("grpc_health_check", {})
+    e2e = report.get("e2e_throughput", {})
+    rate = report.get("fixed_rate", {})
+    hb = report.get("heartbeat", {})
+    measured = {
+        "e2e_tasks_per_second": e2e.get("tasks_per_second"),
+        "rate_submit_to_start_p95_ms": rate.get("submit_to_start_ms", {}).get("p95"),
+        "heartbeat_agents": hb.get("agents") if hb and hb.get("error_rate", 1) < 0.01 else None,
+        "heartbeat_p99_ms": hb.get("latency_ms", {}).get("p99"),
+    }
+    for name, (op, goal) in TARGETS.items():
+        value = measured[name]
+        met = None if value is None else (value >= goal if op == ">=" else value < goal)
+        report["targets"][name] = {"target": f"{op} {goal:g}", "measured": value, "met": met}
+    report["ratios"] = {
+        # A finished task costs at least an INSERT and two UPDATEs; one pair is the floor of its database work.
+        "e2e_tasks_per_second_over_pg_pairs_per_second": ratio(e2e.get("tasks_per_second"), pg.get("per_second")),
+        "e2e_tasks_per_second_over_health_checks_per_second": ratio(e2e.get("tasks_per_second"),
+                                                                    health.get("per_second")),
+        "rate_submit_to_start_p95_over_pg_pair_p95": ratio(rate.get("submit_to_start_ms", {}).get("p95"),
+                                                           pg.get("latency_ms", {}).get("p95")),
+        "rate_submit_rpc_p95_over_health_p95": ratio(rate.get("submit_rpc_ms", {}).get("p95"),
+                                                     health.get("latency_ms", {}).get("p95")),
+        "heartbeats_per_second_over_health_checks_per_second": ratio(hb.get("achieved_per_second"),
+                                                                     health.get("per_second")),
+        "heartbeat_p99_over_health_p99": ratio(hb.get("latency_ms", {}).get("p99"),
+                                               health.get("latency_ms", {}).get("p99")),
+        "heartbeat_registrations_per_second_over_pg_pairs_per_second": ratio(
+            hb.get("registration", {}).get("per_second"), pg.get("per_second")),
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def ms(p: dict[str, Any] | None) -> str:
+        if not p or p.get("p50") is None:
+            return "-"
+        return f"{p['p50']:.1f} / {p['p95']:.1f} / {p['p99']:.1f}"
+
+    def num(v: Any, fmt: str = "{:,.0f}") -> str:
+        return "-" if v is None else fmt.format(v)
+
+    m = report["machine"]
+    base = report.get("baseline", {})
+    pg, health = base.get("postgres_insert_update", {}), base.get("grpc_health_check", {})
+    e2e, rate, hb = report.get("e2e_throughput", {}), report.get("fixed_rate", {}), report.get("heartbeat", {})
+    r = report["ratios"]
+    table = Table(title=f"runtime bench ({report['mode']}): {m['nproc']} CPU {m['cpu_model']}, {m['memory_gib']} GiB, "
+                        f"{report['duration_seconds']}s")
+    for column in ("figure", "rate /s", "p50 / p95 / p99 ms", "errors", "vs baseline", "target"):
+        table.add_column(column, justify="left" if column in ("figure", "target") else "right")
+    t = report["targets"]
+
+    def target(name: str) -> str:
+        entry = t.get(name)
+        if not entry:
+            return ""
+        mark = {True: "met", False: "MISSED", None: "n/a"}[entry["met"]]
+        return f"{entry['target']} {mark}"
+
+    def errs(d: dict[str, int] | None) -> str:
+        return str(sum((d or {}).values()))
+
+    if pg:
+        table.add_row("baseline: asyncpg INSERT+UPDATE", num(pg.get("per_second")), ms(pg.get("latency_ms")),
+                      errs(pg.get("errors")), "1", "")
+    if health:
+        table.add_row("baseline: gRPC health Check", num(health.get("per_second")), ms(health.get("latency_ms")),
+                      errs(health.get("errors")), "1", "")
+    if e2e:
+        table.add_row(f"e2e tasks ({e2e['tasks']}, {e2e['agents']}x{e2e['agent_concurrency']} agents)",
+                      num(e2e.get("tasks_per_second")), ms(e2e.get("submit_to_complete_ms")) + " (to complete)",
+                      errs(e2e.get("submit_errors")),
+                      f"{num(r['e2e_tasks_per_second_over_pg_pairs_per_second'], '{:.2f}')} of pg pairs",
+                      target("e2e_tasks_per_second"))
+    if rate:
+        table.add_row(f"fixed rate {rate['target_per_second']:g}/s for {rate['seconds']:g}s: submit->start",
+                      num(rate.get("achieved_per_second")), ms(rate.get("submit_to_start_ms")),
+                      errs(rate.get("errors")),
+                      f"{num(r['rate_submit_to_start_p95_over_pg_pair_p95'], '{:.1f}')}x pg pair p95",
+                      target("rate_submit_to_start_p95_ms"))
+        table.add_row("  submit RPC (client side)", "", ms(rate.get("submit_rpc_ms")), "",
+                      f"{num(r['rate_submit_rpc_p95_over_health_p95'], '{:.1f}')}x health p95", "")
+    if hb:
+        table.add_row(f"heartbeats: {hb['agents']:,} agents every {hb['interval_seconds']:g}s",
+                      num(hb.get("achieved_per_second")), ms(hb.get("latency_ms")), errs(hb.get("errors")),
+                      f"{num(r['heartbeat_p99_over_health_p99'], '{:.1f}')}x health p99", target("heartbeat_p99_ms"))
+        reg = hb.get("registration", {})
+        table.add_row("  RegisterAgent (closed loop)", num(reg.get("per_second")), ms(reg.get("latency_ms")),
+                      errs(reg.get("errors")), "", "")
+    Console(width=150).print(table)
+    cpu_rows = [(name, report[key]["cpu"]) for name, key in (("e2e", "e2e_throughput"), ("rate", "fixed_rate"),
+                                                             ("heartbeat", "heartbeat")) if key in report]
+    if cpu_rows:
+        cpu = Table(title="CPU cores busy during each phase")
+        for column in ("phase", "orchestrator", "postgres", "agents", "bench"):
+            cpu.add_column(column, justify="right")
+        for name, c in cpu_rows:
+            cpu.add_row(name, *(f"{c.get(k + '_cores', 0):.2f}" for k in ("orchestrator", "postgres", "agents",
+                                                                          "bench")))
+        Console(width=150).print(cpu)
+
+
+def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller counts and windows (CI smoke check)")
+    parser.add_argument("--out", default=str(REPO_ROOT / "bench-results" / "runtime.json"))
+    parser.add_argument("--phases", default="baseline,e2e,rate,heartbeat", help="comma-separated subset")
+    parser.add_argument("--agents", type=int, help="agent processes for e2e and rate")
+    parser.add_argument("--agent-concurrency", type=int)
+    parser.add_argument("--tasks", type=int, help="tasks submitted in the e2e phase")
+    parser.add_argument("--rate", type=float, help="tasks/s in the fixed-rate phase")
+    parser.add_argument("--rate-seconds", type=float)
+    parser.add_argument("--hb-agents", type=int)
+    parser.add_argument("--hb-interval", type=float)
+    parser.add_argument("--hb-seconds", type=float)
+    parser.add_argument("--hb-processes", type=int)
+    parser.add_argument("--pool-max", type=int, help="orchestrator AI_AGENTS_DATABASE_POOL_MAX (default: runtime's)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, PostgreSQL data)")
+    args = parser.parse_args(argv)
+    cfg = Config.quick_preset() if args.quick else Config()
+    for name, attr in (("agents", "agents"), ("agent_concurrency", "agent_concurrency"), ("tasks", "e2e_tasks"),
+                       ("rate", "rate_per_second"), ("rate_seconds", "rate_seconds"), ("hb_agents", "hb_agents"),
+                       ("hb_interval", "hb_interval"), ("hb_seconds", "hb_seconds"),
+                       ("hb_processes", "hb_processes"), ("pool_max", "pool_max")):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(cfg, attr, value)
+    cfg.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "heartbeat"}
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    # Hard bounds, whatever the flags say: every loop stops by itself.
+    cfg.e2e_tasks = min(cfg.e2e_tasks, 200_000)
+    cfg.rate_seconds = min(cfg.rate_seconds, 120.0)
+    cfg.hb_seconds = min(cfg.hb_seconds, 300.0)
+    cfg.hb_agents = min(cfg.hb_agents, 100_000)
+    return cfg, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every child process and PostgreSQL are stopped.
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    workdir = Path(tempfile.mkdtemp(prefix="ai-agents-bench-"))
+    workdir.chmod(0o755)  # PostgreSQL runs as an unprivileged user when we are root
+    bench = Bench(cfg, workdir)
+    failed = False
+    try:
+        report = bench.run()
+    except BaseException as exc:
+        failed = True
+        print(f"bench failed: {exc!r}; logs in {workdir / 'logs'}", file=sys.stderr)
+        if bench.orchestrator is not None:
+            print(bench.orchestrator.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        bench.stop_all()
+        if not args.keep and not failed:
+            shutil.rmtree(workdir, ignore_errors=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

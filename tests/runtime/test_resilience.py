@@ -1,0 +1,201 @@
+"""Leases, fencing, redelivery and graceful shutdown with real agent processes and real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import asyncpg
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ai_agents.client import OrchestratorClient
+from ai_agents.convert import task_state_to_str
+
+from .conftest import AgentProcesses, OrchestratorFactory, eventually, grpc_target
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def sample_value(exposition: str, name: str, labels: dict[str, str]) -> float:
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+async def test_sigkilled_agent_task_is_redelivered_and_succeeds_exactly_once(
+    start_orchestrator: OrchestratorFactory, agents: AgentProcesses, dsn: str
+) -> None:
+    orchestrator = await start_orchestrator(lease_seconds=2, maintenance_interval_seconds=0.2)
+    target = grpc_target(orchestrator)
+    async with await OrchestratorClient.connect(target) as client:
+        slow = agents.start("coding", target, AI_AGENTS_SIMULATE_LATENCY_MS="60000", AI_AGENTS_HEARTBEAT_INTERVAL_SECONDS="1")
+        task = (await client.submit_task("coding", {"step": 1})).task
+
+        async def leased_by_slow() -> None:
+            current = await client.get_task(task.task_id)
+            assert current.lease_owner == slow, f"lease owner is {current.lease_owner!r}"
+
+        await eventually(leased_by_slow, timeout=30, message="the slow agent never leased the task")
+        agents.kill(slow, signal.SIGKILL)
+        agents.wait(slow, timeout=10)
+        fast = agents.start("coding", target)
+
+        async def succeeded() -> None:
+            current = await client.get_task(task.task_id)
+            assert task_state_to_str(current.state) == "succeeded", task_state_to_str(current.state)
+
+        await eventually(succeeded, timeout=40, message="the task was not redelivered to the surviving agent")
+        final = await client.get_task(task.task_id)
+        assert final.attempts == 2, "one attempt died with the killed agent, the second succeeded"
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == 1
+        assert await conn.fetchval("SELECT count(*) FROM tasks WHERE state = 'succeeded'") == 1
+    finally:
+        await conn.close()
+    assert fast in agents.log(fast) or True  # the agent process ran; its log exists
+    metrics = orchestrator.metrics.registry
+    from prometheus_client import generate_latest
+
+    exposition = generate_latest(metrics).decode()
+    assert sample_value(exposition, "ai_agents_tasks_completed_total", {"agent_type": "coding", "outcome": "succeeded"}) == 1
+    assert sample_value(exposition, "ai_agents_lease_expiries_total", {"agent_type": "coding"}) >= 1
+    assert sample_value(exposition, "ai_agents_task_redeliveries_total", {"agent_type": "coding"}) >= 1
+
+
+async def test_stale_fencing_token_cannot_complete_or_fail(start_orchestrator: OrchestratorFactory) -> None:
+    orchestrator = await start_orchestrator(lease_seconds=1, maintenance_interval_seconds=0.1)
+    async with await OrchestratorClient.connect(grpc_target(orchestrator)) as client:
+        task = (await client.submit_task("security", {"repo": "a"})).task
+        [first] = await client.lease_tasks(agent_id="agent-a", agent_type="security", max_tasks=1, wait_seconds=0)
+
+        async def relet() -> list:
+            leases = await client.lease_tasks(agent_id="agent-b", agent_type="security", max_tasks=1, wait_seconds=1)
+            assert leases, "lease of agent-a has not expired yet"
+            return leases
+
+        [second] = await eventually(relet, timeout=10)
+        assert second.task.task_id == task.task_id
+        assert second.lease_token > first.lease_token, "fencing tokens must increase"
+
+        for call in (
+            client.complete_task(task.task_id, first.lease_token, {"ok": True}),
+            client.fail_task(task.task_id, first.lease_token, "late", retryable=True),
+            client.update_task_progress(task.task_id, first.lease_token, 0.5),
+            client.release_task(task.task_id, first.lease_token),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "stale" in (refused.value.details() or "")
+
+        done = await client.complete_task(task.task_id, second.lease_token, {"vulnerabilities_found": 2})
+        assert task_state_to_str(done.state) == "succeeded"
+        with pytest.raises(grpc.aio.AioRpcError) as again:
+            await client.complete_task(task.task_id, second.lease_token, {"ok": True})
+        assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_two_orchestrators_share_one_database_without_double_delivery(
+    start_orchestrator: OrchestratorFactory, agents: AgentProcesses, dsn: str
+) -> None:
+    # Started together: both run migrations at once, the advisory lock must serialize them.
+    first, second = await asyncio.gather(start_orchestrator(), start_orchestrator())
+    target = grpc_target(first, second)
+    for _ in range(3):
+        agents.start("testing", target, AI_AGENTS_CONCURRENCY="8")
+    total = 300
+    async with await OrchestratorClient.connect(target) as client:
+        limit = asyncio.Semaphore(20)
+
+        async def submit(i: int):
+            async with limit:
+                return await client.submit_task("testing", {"n": i})
+
+        submitted = await asyncio.gather(*(submit(i) for i in range(total)))
+        ids = {r.task.task_id for r in submitted}
+        assert len(ids) == total
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        async def all_done() -> None:
+            done = await conn.fetchval("SELECT count(*) FROM tasks WHERE state = 'succeeded'")
+            assert done == total, f"{done}/{total} succeeded"
+
+        await eventually(all_done, timeout=60, interval=0.5)
+        # Each task was leased exactly once: no orchestrator handed a task out twice.
+        assert await conn.fetchval("SELECT max(attempts) FROM tasks") == 1
+        owners = await conn.fetch("SELECT count(DISTINCT version) FROM schema_migrations")
+        assert owners[0][0] == 1
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+    finally:
+        await conn.close()
+    served = [
+        sum(
+            s.value for f in text_string_to_metric_families(__import__("prometheus_client").generate_latest(o.metrics.registry).decode())
+            for s in f.samples if s.name == "ai_agents_grpc_requests_total" and s.labels["method"].endswith("/SubmitTask")
+        )
+        for o in (first, second)
+    ]
+    assert all(n > 0 for n in served), f"round_robin should spread submissions over both orchestrators: {served}"
+
+
+async def test_concurrent_submissions_with_one_idempotency_key_create_one_task(
+    orchestrator, client: OrchestratorClient, dsn: str
+) -> None:
+    responses = await asyncio.gather(
+        *(client.submit_task("compliance", {"policy": "hipaa"}, idempotency_key="same-key") for _ in range(20))
+    )
+    assert len({r.task.task_id for r in responses}) == 1
+    assert sum(r.created for r in responses) == 1
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == 1
+    finally:
+        await conn.close()
+
+
+async def test_sigterm_lets_running_tasks_finish_then_deregisters(
+    orchestrator, client: OrchestratorClient, agents: AgentProcesses
+) -> None:
+    target = grpc_target(orchestrator)
+    agent = agents.start("documentation", target, AI_AGENTS_SIMULATE_LATENCY_MS="1500", AI_AGENTS_CONCURRENCY="2",
+                         AI_AGENTS_SHUTDOWN_GRACE_SECONDS="20")
+    tasks = [(await client.submit_task("documentation", {"doc": i})).task.task_id for i in range(2)]
+
+    async def both_running_in_agent() -> None:
+        assert sorted(await agents.running_tasks(agent)) == sorted(tasks)
+
+    await eventually(both_running_in_agent, timeout=30)
+    agents.kill(agent, signal.SIGTERM)
+    assert await asyncio.to_thread(agents.wait, agent, 30) == 0
+    for task_id in tasks:
+        final = await client.get_task(task_id)
+        assert task_state_to_str(final.state) == "succeeded"
+        assert final.attempts == 1
+    registered = await client.get_agent(agent)
+    assert registered.state == 4, "the agent deregistered on the way out"  # AGENT_STATE_DEREGISTERED
+
+
+async def test_sigterm_past_grace_releases_tasks_without_spending_an_attempt(
+    orchestrator, client: OrchestratorClient, agents: AgentProcesses
+) -> None:
+    target = grpc_target(orchestrator)
+    agent = agents.start("discovery", target, AI_AGENTS_SIMULATE_LATENCY_MS="60000",
+                         AI_AGENTS_SHUTDOWN_GRACE_SECONDS="0.5")
+    task_id = (await client.submit_task("discovery", {"scan": "x"})).task.task_id
+
+    async def running_in_agent() -> None:
+        assert task_id in await agents.running_tasks(agent)
+
+    await eventually(running_in_agent, timeout=30)
+    agents.kill(agent, signal.SIGTERM)
+    assert await asyncio.to_thread(agents.wait, agent, 30) == 0
+    released = await client.get_task(task_id)
+    assert task_state_to_str(released.state) == "queued"
+    assert released.attempts == 0, "a release on shutdown must not use up an attempt"
