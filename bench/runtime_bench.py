@@ -144,11 +144,35 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-class CpuMeter:
-    """CPU seconds used by groups of processes between start() and stop(), reported as cores busy."""
+def _machine_busy_seconds() -> float:
+    """CPU seconds spent not idle by the whole machine (all processes, ours and others'), from /proc/stat."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
-    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+
+def _runqueue_wait_seconds(pid: int) -> float:
+    """Seconds the threads of pid spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
+class CpuMeter:
+    """CPU used by groups of processes between start() and stop(), as cores busy; plus the whole machine.
+
+    `other_cores` is what processes outside this bench used meanwhile (a shared machine skews every figure);
+    `<group>_runqueue_wait_cores` is how long that group's threads waited for a CPU while runnable.
+    """
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]], waits: Sequence[str] = ("orchestrator",)) -> None:
         self._groups = groups
+        self._waits = waits
         self._start: dict[str, float] = {}
         self._t0 = 0.0
 
@@ -165,14 +189,27 @@ class CpuMeter:
             total += times.user + times.system
         return total
 
+    def _sample(self) -> dict[str, float]:
+        sample = {name: self._cpu(pids()) for name, pids in self._groups.items()}
+        for name in self._waits:
+            sample[f"{name}_runqueue_wait"] = sum(_runqueue_wait_seconds(pid) for pid in self._groups[name]())
+        sample["machine"] = _machine_busy_seconds()
+        return sample
+
     def start(self) -> None:
         self._t0 = time.monotonic()
-        self._start = {name: self._cpu(pids()) for name, pids in self._groups.items()}
+        self._start = self._sample()
 
-    def stop(self) -> dict[str, float]:
+    def stop(self, extra_own_cpu_seconds: float = 0.0) -> dict[str, float]:
         elapsed = max(time.monotonic() - self._t0, 1e-9)
-        return {f"{name}_cores": round((self._cpu(pids()) - self._start[name]) / elapsed, 3)
-                for name, pids in self._groups.items()}
+        end = self._sample()
+        cores = {name: (end[name] - self._start.get(name, 0.0)) / elapsed for name in end}
+        own = sum(cores[name] for name in self._groups) + extra_own_cpu_seconds / elapsed
+        out = {f"{name}_cores": round(value, 3) for name, value in cores.items()}
+        out["other_cores"] = round(max(cores["machine"] - own, 0.0), 3)
+        with contextlib.suppress(OSError):
+            out["loadavg_1m"] = float(Path("/proc/loadavg").read_text().split()[0])
+        return out
 
 
 # ---- processes -------------------------------------------------------------------------------------------
@@ -589,7 +626,9 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
         time.sleep(max(0.0, start_at - time.time()))
         meter.start()
         results = [f.result(timeout=cfg.hb_seconds + 120) for f in futures]
-        cpu = meter.stop()
+        cpu = meter.stop(sum(r["load_process_cpu_seconds"] for r in results))
+        cpu["load_processes_cores"] = round(sum(r["load_process_cpu_seconds"] for r in results)
+                                            / max(r["send_seconds"] for r in results), 3)
     latencies = [x for r in results for x in r["_latencies"]]
     errors: Counter[str] = Counter()
     for r in results:
@@ -836,15 +875,17 @@ def print_table(report: dict[str, Any]) -> None:
         table.add_row("  RegisterAgent (closed loop)", num(reg.get("per_second")), ms(reg.get("latency_ms")),
                       errs(reg.get("errors")), "", "")
     Console(width=150).print(table)
-    cpu_rows = [(name, report[key]["cpu"]) for name, key in (("e2e", "e2e_throughput"), ("rate", "fixed_rate"),
-                                                             ("heartbeat", "heartbeat")) if key in report]
+    phases = {"baseline pg": base.get("postgres_insert_update"), "baseline health": base.get("grpc_health_check"),
+              "e2e": e2e, "rate": rate, "heartbeat": hb}
+    cpu_rows = [(name, p["cpu"]) for name, p in phases.items() if p and "cpu" in p]
     if cpu_rows:
         cpu = Table(title="CPU cores busy during each phase")
-        for column in ("phase", "orchestrator", "postgres", "agents", "bench"):
-            cpu.add_column(column, justify="right")
+        keys = ("orchestrator", "orchestrator_runqueue_wait", "postgres", "agents", "bench", "load_processes", "other",
+                "machine")
+        for column in ("phase", *keys):
+            cpu.add_column(column.replace("_runqueue_wait", " waiting for CPU"), justify="right")
         for name, c in cpu_rows:
-            cpu.add_row(name, *(f"{c.get(k + '_cores', 0):.2f}" for k in ("orchestrator", "postgres", "agents",
-                                                                          "bench")))
+            cpu.add_row(name, *(f"{c.get(k + '_cores', 0):.2f}" for k in keys))
         Console(width=150).print(cpu)
 
 

@@ -71,17 +71,9 @@ reports_version() {
 	grep -qE "(^|[^0-9.])v?${pattern//./\\.}([^0-9.]|$)" <<<"${out}"
 }
 
-install_tool() {
-	local name="$1" start elapsed dir
-	tool_spec "${name}"
-	if reports_version; then
-		echo "install-tools: ${name} ${SPEC_VERSION} already at ${SPEC_BIN#"${REPO_ROOT}"/}"
-		return 0
-	fi
-	dir="$(dirname "${SPEC_BIN}")"
-	mkdir -p "${dir}"
-	echo "install-tools: building ${name} ${SPEC_VERSION} (${SPEC_PKG}) ..."
-	start=$(date +%s)
+# Build the tool described by tool_spec into folder $1.
+build_into() {
+	local out="$1" name="$2"
 	if [[ -f "${REPO_ROOT}/hack/tools/${name}/go.mod" ]]; then
 		# A wrapper module (see the header); its require line must match the pin in versions.env.
 		if ! grep -qE "^[[:space:]]*${SPEC_MOD//./\\.} ${SPEC_VERSION//./\\.}( |$)" \
@@ -90,11 +82,33 @@ install_tool() {
 				"run there: go get -tool ${SPEC_PKG}@${SPEC_VERSION}" >&2
 			return 1
 		fi
-		(cd "${REPO_ROOT}/hack/tools/${name}" &&
-			go build -ldflags "${SPEC_LDFLAGS}" -o "${SPEC_BIN}" "${SPEC_PKG}")
+		(cd "${REPO_ROOT}/hack/tools/${name}" && go build -ldflags "${SPEC_LDFLAGS}" -o "${out}/" "${SPEC_PKG}")
 	else
-		GOBIN="${dir}" go install -ldflags "${SPEC_LDFLAGS}" "${SPEC_PKG}@${SPEC_VERSION}"
+		GOBIN="${out}" go install -ldflags "${SPEC_LDFLAGS}" "${SPEC_PKG}@${SPEC_VERSION}"
 	fi
+}
+
+install_tool() {
+	local name="$1" start elapsed dir out
+	tool_spec "${name}"
+	if reports_version; then
+		echo "install-tools: ${name} ${SPEC_VERSION} already at ${SPEC_BIN#"${REPO_ROOT}"/}"
+		return 0
+	fi
+	dir="$(dirname "${SPEC_BIN}")"
+	mkdir -p "${dir}"
+	# Build next to the target, then rename over it: a stale binary stays usable until the new one is
+	# complete (and go refuses to overwrite a file it did not build).
+	out="$(mktemp -d "${dir}/.build-${name}.XXXXXX")"
+	echo "install-tools: building ${name} ${SPEC_VERSION} (${SPEC_PKG}) ..."
+	start=$(date +%s)
+	if ! build_into "${out}" "${name}"; then
+		rm -rf "${out}"
+		echo "install-tools: building ${name} failed" >&2
+		return 1
+	fi
+	mv -f "${out}/$(basename "${SPEC_PKG}")" "${SPEC_BIN}"
+	rm -rf "${out}"
 	elapsed=$(($(date +%s) - start))
 	if ! reports_version; then
 		echo "install-tools: ${SPEC_BIN} was built but does not report ${SPEC_VERSION}:" >&2

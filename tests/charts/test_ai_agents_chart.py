@@ -54,7 +54,7 @@ AGENT_REPLICAS = {
 PORTS = {"http": 8080, "grpc": 9090, "metrics": 9091, "health": 8081}
 APP_PROTOCOLS = {"http": "http", "grpc": "kubernetes.io/h2c", "metrics": "http", "health": "http"}
 RUNTIME_NAMES = {"orchestrator", "agent", "chaos-monkey"}
-# The runtime processes that serve the four ports (the chaos monkey serves none).
+# The runtime processes that serve the four ports (the chaos monkey serves only metrics and health).
 SERVING_NAMES = {"orchestrator", "agent"}
 
 P = RELEASE  # the name prefix when global.namePrefix is empty
@@ -238,7 +238,11 @@ def test_four_named_ports_on_every_service_and_runtime_container(helm: Path, sce
         for container in pod_spec(workload)["containers"]:
             ports = {p["name"]: p["containerPort"] for p in container["ports"]}
             assert ports == PORTS, workload["metadata"]["name"]
-    for workload in workloads(objs):  # no probe or Service may point at a port a container does not declare
+    for workload in runtime:
+        if pod_labels(workload)["app.kubernetes.io/name"] == "chaos-monkey":
+            ports = {p["name"]: p["containerPort"] for p in pod_spec(workload)["containers"][0]["ports"]}
+            assert ports == {n: PORTS[n] for n in ("metrics", "health")}
+    for workload in workloads(objs):  # no probe may point at a port its container does not declare
         for container in pod_spec(workload)["containers"]:
             declared = {p["name"] for p in container.get("ports", [])}
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -250,7 +254,7 @@ def test_probes_use_the_health_port(helm: Path) -> None:
     objs = render(helm, files=[ci_file("04-chaos-values.yaml")])
     checked = 0
     for workload in runtime_workloads(objs):
-        if workload["kind"] == "Pod" or pod_labels(workload)["app.kubernetes.io/name"] not in SERVING_NAMES:
+        if workload["kind"] == "Pod":
             continue
         for container in pod_spec(workload)["containers"]:
             named = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -261,7 +265,7 @@ def test_probes_use_the_health_port(helm: Path) -> None:
                 paths[probe] = get["path"]
             assert paths["readinessProbe"] == "/readyz" and paths["livenessProbe"] == "/healthz"
             checked += 1
-    assert checked == 1 + len(AGENT_REPLICAS)
+    assert checked == 1 + len(AGENT_REPLICAS) + 1, "orchestrator, agents and chaos monkey"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -599,7 +603,7 @@ def test_required_flows_are_allowed(helm: Path) -> None:
         "clients -> API"
     )
     assert fleet.allowed(orchestrator, postgresql, 5432), "orchestrator -> PostgreSQL"
-    for name in ["orchestrator", *(f"agent-{t}" for t in AGENT_REPLICAS)]:
+    for name in ["orchestrator", "chaos-monkey", *(f"agent-{t}" for t in AGENT_REPLICAS)]:
         assert fleet.allowed(PROMETHEUS, fleet.labels(name), 9091, src_ns="monitoring"), (
             f"Prometheus -> {name}"
         )
@@ -625,7 +629,7 @@ def test_nothing_else_is_opened(helm: Path) -> None:
     expected = {
         "orchestrator": (tcp(8080, 9090, 9091, 8081), tcp(5432) | DNS),
         "postgresql": (tcp(5432), DNS),
-        "chaos-monkey": (set(), tcp(443, 6443) | DNS),
+        "chaos-monkey": (tcp(9091), tcp(443, 6443) | DNS),
         "test-health": (set(), tcp(8081) | DNS),
         **{f"agent-{t}": (tcp(9091), tcp(9090) | DNS) for t in AGENT_REPLICAS},
     }

@@ -94,7 +94,28 @@ def cmd_chaos_monkey(_args: argparse.Namespace) -> int:
                          max_per_round=settings.chaos_max_deletions_per_run, dry_run=settings.chaos_dry_run,
                          max_rounds=settings.chaos_max_rounds)
     stop = asyncio.Event()
-    return _serve(lambda: monkey.run(stop), stop.set)
+
+    async def run() -> None:
+        from ai_agents.observability.metrics import CommonMetrics, new_registry
+        from ai_agents.observability.servers import HttpServer, health_app, metrics_app
+
+        metrics = CommonMetrics(new_registry(), "chaos-monkey")
+
+        async def ready() -> tuple[bool, str]:
+            return True, "ok"
+
+        # The same health and metrics ports as every other process, so the chart probes it the same way.
+        servers = [HttpServer(health_app(ready), settings.host, settings.health_port),
+                   HttpServer(metrics_app(metrics.registry), settings.host, settings.metrics_port)]
+        for server in servers:
+            await server.start()
+        try:
+            await monkey.run(stop)
+        finally:
+            for server in servers:
+                await server.stop()
+
+    return _serve(run, stop.set)
 
 
 def cmd_check_health(args: argparse.Namespace) -> int:

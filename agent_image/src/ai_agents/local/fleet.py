@@ -143,6 +143,9 @@ class Fleet:
         if FleetState.load(self.state_dir) is not None:
             raise RuntimeError(f"a local fleet is already recorded in {self.state_dir}; run `ai-agents local down`")
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # PostgreSQL then runs as an unprivileged user, who must be able to traverse into its data directory.
+            self.state_dir.chmod(self.state_dir.stat().st_mode | 0o011)
         owns_postgres = dsn is None
         if dsn is None:
             postgres = LocalPostgres(self.state_dir / "postgres")
