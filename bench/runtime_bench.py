@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
     ordered = sorted(values)
 
     def rank(p: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))]
+        return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
 
     return {"count": len(ordered), "p50": round(rank(50), 3), "p95": round(rank(95), 3), "p99": round(rank(99), 3),
             "mean": round(sum(ordered) / len(ordered), 3), "max": round(ordered[-1], 3)}
@@ -236,10 +236,9 @@ class Proc:
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited ({self.popen.returncode}) during start-up:\n{self.log_tail()}")
-            with contextlib.suppress(urllib.error.URLError, OSError):
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
+            with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s:\n{self.log_tail()}")
 
@@ -348,13 +347,15 @@ async def closed_loop(
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     elapsed = time.perf_counter() - t0
-    return {"ok": len(latencies), "errors": dict(errors), "seconds": round(elapsed, 3),
+    return {"ok": len(latencies), "errors": dict(errors),
+            "error_samples": {k: ERROR_SAMPLES.get(k, "") for k in errors}, "seconds": round(elapsed, 3),
             "per_second": round(len(latencies) / elapsed, 1) if elapsed else None,
             "latency_ms": percentiles(latencies)}
 
 
 async def open_loop(
-    rate: float, total: int, max_in_flight: int, call: Callable[[int], Awaitable[None]], *, start_at: float | None = None
+    rate: float, total: int, max_in_flight: int, call: Callable[[int], Awaitable[None]], *,
+    start_at: float | None = None,
 ) -> dict[str, Any]:
     """Start call(i) at t0 + i/rate (i < total) without waiting for earlier calls, at most max_in_flight at once.
 
@@ -363,6 +364,7 @@ async def open_loop(
     """
     latencies: list[float] = []
     lags: list[float] = []
+    failed_after: list[float] = []
     errors: Counter[str] = Counter()
     slots = asyncio.Semaphore(max_in_flight)
     in_flight: set[asyncio.Task[None]] = set()
@@ -376,6 +378,7 @@ async def open_loop(
             await call(i)
         except Exception as exc:
             errors[error_name(exc)] += 1
+            failed_after.append((time.perf_counter() - started) * 1000)
         else:
             latencies.append((time.perf_counter() - started) * 1000)
             last_done = time.perf_counter()
@@ -405,10 +408,24 @@ async def open_loop(
             "target_per_second": rate, "send_seconds": round(sent_seconds, 3),
             "achieved_per_second": round(len(latencies) / elapsed, 1) if elapsed > 0 else None,
             "latency_ms": percentiles(latencies), "start_lag_ms": percentiles(lags),
-            "_latencies": latencies}
+            "error_samples": {k: ERROR_SAMPLES.get(k, "") for k in errors},
+            "failed_after_ms": percentiles(failed_after), "_latencies": latencies}
+
+
+ERROR_SAMPLES: dict[str, str] = {}
 
 
 def error_name(exc: BaseException) -> str:
+    """The gRPC status code name (or exception type); the first message of each kind is kept in ERROR_SAMPLES."""
+    name = _error_name(exc)
+    if name not in ERROR_SAMPLES:
+        details = getattr(exc, "details", None)
+        with contextlib.suppress(Exception):
+            ERROR_SAMPLES[name] = str(details() if callable(details) else exc)[:300]
+    return name
+
+
+def _error_name(exc: BaseException) -> str:
     code = getattr(exc, "code", None)
     if callable(code):
         with contextlib.suppress(Exception):
@@ -444,9 +461,8 @@ async def baseline_postgres(cfg: Config, dsn: str) -> dict[str, Any]:
 
 async def baseline_health(cfg: Config, target: str) -> dict[str, Any]:
     """grpc.health.v1 Check: the orchestrator's gRPC stack (interceptors included) without a database call."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     from ai_agents.client import create_channel
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     channels = [create_channel(target) for _ in range(cfg.load_channels)]
     stubs = [health_pb2_grpc.HealthStub(ch) for ch in channels]
@@ -631,8 +647,10 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
                                             / max(r["send_seconds"] for r in results), 3)
     latencies = [x for r in results for x in r["_latencies"]]
     errors: Counter[str] = Counter()
+    samples: dict[str, str] = {}
     for r in results:
         errors.update(r["errors"])
+        samples.update(r["error_samples"])
     ok = sum(r["ok"] for r in results)
     scheduled = sum(r["scheduled"] for r in results)
     window = max(r["send_seconds"] for r in results)
@@ -642,7 +660,9 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
         "registration": {"per_second": registration["per_second"], "ok": registration["ok"],
                          "errors": registration["errors"], "latency_ms": registration["latency_ms"]},
         "target_per_second": round(cfg.hb_agents / cfg.hb_interval, 1), "scheduled": scheduled, "ok": ok,
-        "errors": dict(errors), "error_rate": round(1 - ok / scheduled, 5) if scheduled else None,
+        "errors": dict(errors), "error_samples": samples,
+        "failed_after_ms_worst_process": max((r["failed_after_ms"] for r in results), key=lambda p: p["count"]),
+        "error_rate": round(1 - ok / scheduled, 5) if scheduled else None,
         "achieved_per_second": round(sum(r["achieved_per_second"] or 0 for r in results), 1),
         "send_window_seconds": window,
         "latency_ms": percentiles(latencies),
@@ -741,7 +761,7 @@ class Bench:
         cfg = self.cfg
         report: dict[str, Any] = {
             "schema": 1, "benchmark": "runtime", "mode": "quick" if cfg.quick else "full",
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine_info(), "config": asdict(cfg), "targets": {}, "ratios": {},
         }
         t0 = time.monotonic()
@@ -796,6 +816,17 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         value = measured[name]
         met = None if value is None else (value >= goal if op == ">=" else value < goal)
         report["targets"][name] = {"target": f"{op} {goal:g}", "measured": value, "met": met}
+    def cpu_ms_per_op(phase: dict[str, Any], rate_key: str) -> float | None:
+        cores, per_second = phase.get("cpu", {}).get("orchestrator_cores"), phase.get(rate_key)
+        return round(cores / per_second * 1000, 3) if cores and per_second else None
+
+    # Orchestrator CPU time per operation: far less sensitive to a busy machine than rates and latencies.
+    report["orchestrator_cpu_ms_per_op"] = {
+        "health_check": cpu_ms_per_op(health, "per_second"),
+        "e2e_task": cpu_ms_per_op(e2e, "tasks_per_second"),
+        "rate_task": cpu_ms_per_op(rate, "achieved_per_second"),
+        "heartbeat": cpu_ms_per_op(hb, "achieved_per_second"),
+    }
     report["ratios"] = {
         # A finished task costs at least an INSERT and two UPDATEs; one pair is the floor of its database work.
         "e2e_tasks_per_second_over_pg_pairs_per_second": ratio(e2e.get("tasks_per_second"), pg.get("per_second")),
@@ -882,10 +913,13 @@ def print_table(report: dict[str, Any]) -> None:
         cpu = Table(title="CPU cores busy during each phase")
         keys = ("orchestrator", "orchestrator_runqueue_wait", "postgres", "agents", "bench", "load_processes", "other",
                 "machine")
-        for column in ("phase", *keys):
+        per_op = report.get("orchestrator_cpu_ms_per_op", {})
+        op_keys = {"baseline health": "health_check", "e2e": "e2e_task", "rate": "rate_task", "heartbeat": "heartbeat"}
+        for column in ("phase", *keys, "orchestrator CPU ms/op"):
             cpu.add_column(column.replace("_runqueue_wait", " waiting for CPU"), justify="right")
         for name, c in cpu_rows:
-            cpu.add_row(name, *(f"{c.get(k + '_cores', 0):.2f}" for k in keys))
+            cpu.add_row(name, *(f"{c.get(k + '_cores', 0):.2f}" for k in keys),
+                        num(per_op.get(op_keys.get(name, "")), "{:.2f}"))
         Console(width=150).print(cpu)
 
 

@@ -109,6 +109,13 @@ class PrepareError(RuntimeError):
 
 
 @functools.cache
+def _snapshot() -> Path:
+    """charts/ as it is when first needed: every helm's copy starts from it, so an edit made while the
+    tests run cannot make Helm 3 and Helm 4 render different sources."""
+    return copy_charts(_scratch())
+
+
+@functools.cache
 def prepared_charts(helm: Path) -> Path:
     """A private copy of charts/ with every chart's file:// dependencies built by this helm.
 
@@ -116,11 +123,13 @@ def prepared_charts(helm: Path) -> Path:
     files from the work tree are left out, so what is rendered is always the current source.
     """
     root = _scratch()
-    charts = copy_charts(root)
+    charts = root / "charts"
+    shutil.copytree(_snapshot(), charts)
     env = helm_env(root / "helm-home")
-    for chart in chart_names():
-        if not has_dependencies(chart):
+    for chart_yaml in sorted(charts.glob("*/Chart.yaml")):
+        if not (yaml.safe_load(chart_yaml.read_text()) or {}).get("dependencies"):
             continue
+        chart = chart_yaml.parent.name
         proc = subprocess.run(
             [str(helm), "dependency", "build", "--skip-refresh", str(charts / chart)],
             capture_output=True,

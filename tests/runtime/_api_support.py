@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import stat
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from ai_agents.client import OrchestratorClient
 from ai_agents.orchestrator.app import Orchestrator
-from tests.runtime.conftest import grpc_target
+from prometheus_client.parser import text_string_to_metric_families
 
-
-@pytest.fixture(scope="session", autouse=True)
-def _postgres_dirs_traversable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """pytest makes its temp root 0700; PostgreSQL runs as an unprivileged user and must traverse it.
-
-    Session-scoped and autouse, so it runs before the session `postgres` fixture creates its data directory.
-    """
-    base = tmp_path_factory.getbasetemp()
-    if os.geteuid() == 0:
-        for path in (base, base.parent):
-            os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | stat.S_IXGRP | stat.S_IXOTH)
-    yield
+from .conftest import grpc_target
 
 
 async def connect(orchestrator: Orchestrator, *, token: str | None = None, timeout: float = 10) -> OrchestratorClient:
@@ -53,7 +38,10 @@ def health_port(orchestrator: Orchestrator) -> int:
 
 async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Scrape /metrics into {(sample name, sorted labels): value}."""
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
         assert response.status == 200
         text = await response.text()
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
@@ -63,5 +51,9 @@ async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
     return samples
 
 
-def sample(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def sample(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+    name: str,
+    **labels: str,
+) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-
 from ai_agents.client import OrchestratorClient
 from ai_agents.config import OrchestratorSettings
 from ai_agents.local.postgres import LocalPostgres, PostgresNotFound, free_port
@@ -53,9 +52,17 @@ async def dsn(postgres: LocalPostgres) -> AsyncIterator[str]:
 
 def orchestrator_settings(dsn: str, **overrides: Any) -> OrchestratorSettings:
     values: dict[str, Any] = {
-        "database_url": dsn, "host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "health_port": 0,
-        "metrics_port": 0, "log_format": "text", "shutdown_grace_seconds": 1.0, "lease_seconds": 30,
-        "database_pool_min": 1, "database_pool_max": 10,
+        "database_url": dsn,
+        "host": "127.0.0.1",
+        "http_port": 0,
+        "grpc_port": 0,
+        "health_port": 0,
+        "metrics_port": 0,
+        "log_format": "text",
+        "shutdown_grace_seconds": 1.0,
+        "lease_seconds": 30,
+        "database_pool_min": 1,
+        "database_pool_max": 10,
     }
     values.update(overrides)
     return OrchestratorSettings(**values)
@@ -98,7 +105,9 @@ def http_base(orchestrator: Orchestrator) -> str:
 async def client(orchestrator: Orchestrator) -> AsyncIterator[OrchestratorClient]:
     token = orchestrator.settings.api_token
     async with await OrchestratorClient.connect(
-        grpc_target(orchestrator), token=token.get_secret_value() if token else None, timeout=10
+        grpc_target(orchestrator),
+        token=token.get_secret_value() if token else None,
+        timeout=10,
     ) as c:
         yield c
 
@@ -118,16 +127,24 @@ class AgentProcesses:
         http = free_port()
         full_env = {
             **os.environ,
-            "AI_AGENTS_AGENT_TYPE": agent_type, "AI_AGENTS_AGENT_ID": agent_id,
-            "AI_AGENTS_ORCHESTRATOR_TARGET": target, "AI_AGENTS_HOST": "127.0.0.1",
-            "AI_AGENTS_HTTP_PORT": str(http), "AI_AGENTS_GRPC_PORT": str(free_port()),
-            "AI_AGENTS_HEALTH_PORT": str(health), "AI_AGENTS_METRICS_PORT": str(free_port()),
-            "AI_AGENTS_LOG_FORMAT": "text", "AI_AGENTS_SIMULATE_LATENCY_MS": "0",
+            "AI_AGENTS_AGENT_TYPE": agent_type,
+            "AI_AGENTS_AGENT_ID": agent_id,
+            "AI_AGENTS_ORCHESTRATOR_TARGET": target,
+            "AI_AGENTS_HOST": "127.0.0.1",
+            "AI_AGENTS_HTTP_PORT": str(http),
+            "AI_AGENTS_GRPC_PORT": str(free_port()),
+            "AI_AGENTS_HEALTH_PORT": str(health),
+            "AI_AGENTS_METRICS_PORT": str(free_port()),
+            "AI_AGENTS_LOG_FORMAT": "text",
+            "AI_AGENTS_SIMULATE_LATENCY_MS": "0",
             **env,
         }
         log = (self._log_dir / f"{agent_id}.log").open("wb")
         self.procs[agent_id] = subprocess.Popen(
-            [sys.executable, "-m", "ai_agents", "agent"], env=full_env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "ai_agents", "agent"],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.health_ports[agent_id] = health
         self.http_ports[agent_id] = http
@@ -136,9 +153,11 @@ class AgentProcesses:
     async def running_tasks(self, agent_id: str) -> list[str]:
         """The task ids the agent process itself says it is running (its /v1/info)."""
         try:
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"http://127.0.0.1:{self.http_ports[agent_id]}/v1/info") as response:
-                    return list((await response.json())["running"])
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{self.http_ports[agent_id]}/v1/info") as response,
+            ):
+                return list((await response.json())["running"])
         except aiohttp.ClientError as exc:
             # Not an observation: `eventually` keeps polling and reports this if the deadline passes.
             raise AssertionError(f"agent {agent_id} not answering yet: {exc!r}") from exc
@@ -172,7 +191,11 @@ def agents(tmp_path: Path) -> Iterator[AgentProcesses]:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.1, message: str = ""
+    check: Callable[[], Awaitable[Any]],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.1,
+    message: str = "",
 ) -> Any:
     """Retry an async check that raises AssertionError until it passes or the deadline; re-raise the last failure."""
     loop = asyncio.get_running_loop()

@@ -18,13 +18,13 @@ import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from ai_agents.convert import dict_to_struct
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.v1 import (
     agents_pb2,
     agents_pb2_grpc,
+    common_pb2,
     messaging_pb2,
     messaging_pb2_grpc,
     monitoring_pb2,
@@ -34,16 +34,17 @@ from ai_agents.v1 import (
     tasks_pb2,
     tasks_pb2_grpc,
 )
-from ai_agents.convert import dict_to_struct
-from tests.runtime._api_support import _postgres_dirs_traversable, health_port, metrics_port  # noqa: F401
-from tests.runtime.conftest import grpc_target, http_base, orchestrator_settings
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ._api_support import health_port, metrics_port
+from .conftest import grpc_target, http_base, orchestrator_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 MAX_PAYLOAD = 1024
 MAX_MESSAGE = 8192
 TOKEN = "s3cret"
-CODING = 1
+CODING = common_pb2.AGENT_TYPE_CODING
 
 
 class Stubs:
@@ -106,15 +107,20 @@ async def world(postgres: LocalPostgres) -> AsyncIterator[World]:
                 w.acknowledged[body["task_id"]] = body["payload"]
         for i in range(2):
             response = await w.stubs.tasks.SubmitTask(
-                tasks_pb2.SubmitTaskRequest(agent_type=CODING, payload=dict_to_struct({"g": i}), idempotency_key=f"g{i}")
+                tasks_pb2.SubmitTaskRequest(
+                    agent_type=CODING,
+                    payload=dict_to_struct({"g": i}),
+                    idempotency_key=f"g{i}",
+                )
             )
             w.acknowledged[response.task.task_id] = {"g": i}
         leased = await w.stubs.tasks.LeaseTasks(
             tasks_pb2.LeaseTasksRequest(agent_id="w-1", agent_type=CODING, max_tasks=1, wait_seconds=0)
         )
         lease = leased.leases[0]
-        await w.stubs.tasks.CompleteTask(tasks_pb2.CompleteTaskRequest(task_id=lease.task.task_id,
-                                                                      lease_token=lease.lease_token))
+        await w.stubs.tasks.CompleteTask(
+            tasks_pb2.CompleteTaskRequest(task_id=lease.task.task_id, lease_token=lease.lease_token)
+        )
         w.finished = lease.task.task_id
         w.queued = next(t for t in w.acknowledged if t != w.finished)
         yield w
@@ -179,176 +185,545 @@ POST_TASKS = ("POST", "/v1/tasks")
 
 CASES = [
     # agent_type
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "agent_type", {"agent_type": "wizard"}),
-                 id="http-unknown-agent-type"),
-    pytest.param(GrpcCase(submit(agent_type=42), grpc.StatusCode.INVALID_ARGUMENT, "agent_type"),
-                 id="grpc-unknown-agent-type"),
-    pytest.param(HttpCase("GET", "/v1/tasks?agent_type=wizard", 400, "invalid_argument", "agent_type"),
-                 id="http-list-unknown-agent-type"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "agent_type", {"payload": {}}),
-                 id="http-missing-agent-type"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "agent_type", {"agent_type": 3}),
-                 id="http-agent-type-not-a-string"),
-    pytest.param(GrpcCase(submit(), grpc.StatusCode.INVALID_ARGUMENT, "agent_type"), id="grpc-missing-agent-type"),
+    pytest.param(
+        HttpCase(*POST_TASKS, 400, "invalid_argument", "agent_type", {"agent_type": "wizard"}),
+        id="http-unknown-agent-type",
+    ),
+    pytest.param(
+        GrpcCase(submit(agent_type=42), grpc.StatusCode.INVALID_ARGUMENT, "agent_type"),
+        id="grpc-unknown-agent-type",
+    ),
+    pytest.param(
+        HttpCase("GET", "/v1/tasks?agent_type=wizard", 400, "invalid_argument", "agent_type"),
+        id="http-list-unknown-agent-type",
+    ),
+    pytest.param(
+        HttpCase(*POST_TASKS, 400, "invalid_argument", "agent_type", {"payload": {}}),
+        id="http-missing-agent-type",
+    ),
+    pytest.param(
+        HttpCase(*POST_TASKS, 400, "invalid_argument", "agent_type", {"agent_type": 3}),
+        id="http-agent-type-not-a-string",
+    ),
+    pytest.param(
+        GrpcCase(submit(), grpc.StatusCode.INVALID_ARGUMENT, "agent_type"),
+        id="grpc-missing-agent-type",
+    ),
     # payload
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "payload", {"agent_type": "coding", "payload": [1]}),
-                 id="http-payload-not-an-object"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "payload",
-                          {"agent_type": "coding", "payload": "text"}), id="http-payload-a-string"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "payload",
-                          {"agent_type": "coding", "payload": {"blob": BIG}}), id="http-payload-over-limit"),
-    pytest.param(GrpcCase(submit(agent_type=CODING, payload={"blob": BIG}), grpc.StatusCode.INVALID_ARGUMENT,
-                          "payload"), id="grpc-payload-over-limit"),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "payload",
+            {"agent_type": "coding", "payload": [1]},
+        ),
+        id="http-payload-not-an-object",
+    ),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "payload",
+            {"agent_type": "coding", "payload": "text"},
+        ),
+        id="http-payload-a-string",
+    ),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "payload",
+            {"agent_type": "coding", "payload": {"blob": BIG}},
+        ),
+        id="http-payload-over-limit",
+    ),
+    pytest.param(
+        GrpcCase(
+            submit(agent_type=CODING, payload={"blob": BIG}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "payload",
+        ),
+        id="grpc-payload-over-limit",
+    ),
     # body
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "JSON", raw_body=b'{"agent_type": "coding"'),
-                 id="http-body-not-json"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "JSON", raw_body=b"\xff\xfe\x00"),
-                 id="http-body-not-utf8"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "body", json_body=[{"agent_type": "coding"}]),
-                 id="http-body-not-an-object"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "body", raw_body=b""), id="http-body-empty"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "colour", {"agent_type": "coding", "colour": "red"}),
-                 id="http-unknown-json-field"),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "JSON",
+            raw_body=b'{"agent_type": "coding"',
+        ),
+        id="http-body-not-json",
+    ),
+    pytest.param(
+        HttpCase(*POST_TASKS, 400, "invalid_argument", "JSON", raw_body=b"\xff\xfe\x00"),
+        id="http-body-not-utf8",
+    ),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "body",
+            json_body=[{"agent_type": "coding"}],
+        ),
+        id="http-body-not-an-object",
+    ),
+    pytest.param(
+        HttpCase(*POST_TASKS, 400, "invalid_argument", "body", raw_body=b""),
+        id="http-body-empty",
+    ),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "colour",
+            {"agent_type": "coding", "colour": "red"},
+        ),
+        id="http-unknown-json-field",
+    ),
     pytest.param(
         HttpCase(*POST_TASKS, 400, "invalid_argument", "JSON", raw_body=_deep(3000)),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "http_api._json_body catches only JSONDecodeError/UnicodeDecodeError; a deeply nested body makes "
-            "json.loads raise RecursionError, answered 500 internal; fix: also catch RecursionError (400)"
-        )),
         id="http-body-nested-too-deep",
     ),
     # task ids
-    pytest.param(HttpCase("GET", "/v1/tasks/not-a-uuid", 400, "invalid_argument", "task_id"), id="http-bad-task-id"),
-    pytest.param(HttpCase("POST", "/v1/tasks/12345:cancel", 400, "invalid_argument", "task_id"),
-                 id="http-cancel-bad-task-id"),
-    pytest.param(GrpcCase(lambda w: w.stubs.tasks.GetTask(tasks_pb2.GetTaskRequest(task_id="nope"), timeout=5),
-                          grpc.StatusCode.INVALID_ARGUMENT, "task_id"), id="grpc-bad-task-id"),
-    pytest.param(GrpcCase(lambda w: w.stubs.tasks.CompleteTask(tasks_pb2.CompleteTaskRequest(task_id=""), timeout=5),
-                          grpc.StatusCode.INVALID_ARGUMENT, "task_id"), id="grpc-complete-empty-task-id"),
-    pytest.param(HttpCase("GET", "/v1/tasks/{missing}", 404, "not_found", MISSING), id="http-unknown-task"),
-    pytest.param(HttpCase("POST", "/v1/tasks/{missing}:cancel", 404, "not_found", MISSING),
-                 id="http-cancel-unknown-task"),
-    pytest.param(GrpcCase(lambda w: w.stubs.tasks.GetTask(tasks_pb2.GetTaskRequest(task_id=MISSING), timeout=5),
-                          grpc.StatusCode.NOT_FOUND, MISSING), id="grpc-unknown-task"),
-    pytest.param(GrpcCase(lambda w: w.stubs.tasks.FailTask(
-        tasks_pb2.FailTaskRequest(task_id=MISSING, lease_token=1, error="x"), timeout=5),
-        grpc.StatusCode.NOT_FOUND, MISSING), id="grpc-fail-unknown-task"),
-    pytest.param(HttpCase("GET", "/v1/agents/ghost", 404, "not_found", "ghost"), id="http-unknown-agent"),
-    # state conflicts
-    pytest.param(HttpCase("POST", "/v1/tasks/{finished}:cancel", 409, "failed_precondition", "succeeded"),
-                 id="http-cancel-finished-task"),
-    pytest.param(GrpcCase(lambda w: w.stubs.tasks.CancelTask(tasks_pb2.CancelTaskRequest(task_id=w.finished),
-                                                             timeout=5),
-                          grpc.StatusCode.FAILED_PRECONDITION, "succeeded"), id="grpc-cancel-finished-task"),
-    pytest.param(GrpcCase(lambda w: w.stubs.tasks.CompleteTask(
-        tasks_pb2.CompleteTaskRequest(task_id=w.queued, lease_token=1), timeout=5),
-        grpc.StatusCode.FAILED_PRECONDITION, "queued"), id="grpc-complete-unleased-task"),
-    # listing
-    pytest.param(HttpCase("GET", "/v1/tasks?page_token=garbage!", 400, "invalid_argument", "page_token"),
-                 id="http-bad-page-token"),
-    pytest.param(GrpcCase(list_tasks(page_token="@@@"), grpc.StatusCode.INVALID_ARGUMENT, "page_token"),
-                 id="grpc-bad-page-token"),
     pytest.param(
-        HttpCase("GET", "/v1/tasks?page_token=" + _token("2024-01-01T00:00:00+00:00|not-a-uuid"), 400,
-                 "invalid_argument", "page_token"),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "store.tasks.decode_page_token checks only the timestamp; a well-formed token whose key is not a UUID "
-            "reaches uuid.UUID() in TaskStore.list and raises ValueError -> 500 internal; fix: validate the key "
-            "with uuid.UUID inside decode_page_token (raise InvalidArgument)"
-        )),
+        HttpCase("GET", "/v1/tasks/not-a-uuid", 400, "invalid_argument", "task_id"),
+        id="http-bad-task-id",
+    ),
+    pytest.param(
+        HttpCase("POST", "/v1/tasks/12345:cancel", 400, "invalid_argument", "task_id"),
+        id="http-cancel-bad-task-id",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.tasks.GetTask(tasks_pb2.GetTaskRequest(task_id="nope"), timeout=5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "task_id",
+        ),
+        id="grpc-bad-task-id",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.tasks.CompleteTask(tasks_pb2.CompleteTaskRequest(task_id=""), timeout=5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "task_id",
+        ),
+        id="grpc-complete-empty-task-id",
+    ),
+    pytest.param(
+        HttpCase("GET", "/v1/tasks/{missing}", 404, "not_found", MISSING),
+        id="http-unknown-task",
+    ),
+    pytest.param(
+        HttpCase("POST", "/v1/tasks/{missing}:cancel", 404, "not_found", MISSING),
+        id="http-cancel-unknown-task",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.tasks.GetTask(tasks_pb2.GetTaskRequest(task_id=MISSING), timeout=5),
+            grpc.StatusCode.NOT_FOUND,
+            MISSING,
+        ),
+        id="grpc-unknown-task",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.tasks.FailTask(
+                tasks_pb2.FailTaskRequest(task_id=MISSING, lease_token=1, error="x"),
+                timeout=5,
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            MISSING,
+        ),
+        id="grpc-fail-unknown-task",
+    ),
+    pytest.param(
+        HttpCase("GET", "/v1/agents/ghost", 404, "not_found", "ghost"),
+        id="http-unknown-agent",
+    ),
+    # state conflicts
+    pytest.param(
+        HttpCase(
+            "POST",
+            "/v1/tasks/{finished}:cancel",
+            409,
+            "failed_precondition",
+            "succeeded",
+        ),
+        id="http-cancel-finished-task",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.tasks.CancelTask(tasks_pb2.CancelTaskRequest(task_id=w.finished), timeout=5),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "succeeded",
+        ),
+        id="grpc-cancel-finished-task",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.tasks.CompleteTask(
+                tasks_pb2.CompleteTaskRequest(task_id=w.queued, lease_token=1),
+                timeout=5,
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "queued",
+        ),
+        id="grpc-complete-unleased-task",
+    ),
+    # listing
+    pytest.param(
+        HttpCase(
+            "GET",
+            "/v1/tasks?page_token=garbage!",
+            400,
+            "invalid_argument",
+            "page_token",
+        ),
+        id="http-bad-page-token",
+    ),
+    pytest.param(
+        GrpcCase(list_tasks(page_token="@@@"), grpc.StatusCode.INVALID_ARGUMENT, "page_token"),
+        id="grpc-bad-page-token",
+    ),
+    pytest.param(
+        HttpCase(
+            "GET",
+            "/v1/tasks?page_token=" + _token("2024-01-01T00:00:00+00:00|not-a-uuid"),
+            400,
+            "invalid_argument",
+            "page_token",
+        ),
         id="http-forged-page-token",
     ),
-    pytest.param(HttpCase("GET", "/v1/tasks?page_size=5000", 400, "invalid_argument", "page_size"),
-                 id="http-page-size-too-large"),
-    pytest.param(HttpCase("GET", "/v1/tasks?page_size=-1", 400, "invalid_argument", "page_size"),
-                 id="http-page-size-negative"),
-    pytest.param(HttpCase("GET", "/v1/tasks?page_size=ten", 400, "invalid_argument", "page_size"),
-                 id="http-page-size-not-int"),
-    pytest.param(HttpCase("GET", "/v1/agents?page_size=1001", 400, "invalid_argument", "page_size"),
-                 id="http-agents-page-size-too-large"),
-    pytest.param(GrpcCase(list_tasks(page_size=1001), grpc.StatusCode.INVALID_ARGUMENT, "page_size"),
-                 id="grpc-page-size-too-large"),
-    pytest.param(GrpcCase(list_tasks(page_size=-3), grpc.StatusCode.INVALID_ARGUMENT, "page_size"),
-                 id="grpc-page-size-negative"),
-    pytest.param(HttpCase("GET", "/v1/tasks?state=sleeping", 400, "invalid_argument", "state"),
-                 id="http-bad-state-filter"),
-    pytest.param(HttpCase("GET", "/v1/agents?state=asleep", 400, "invalid_argument", "state"),
-                 id="http-bad-agent-state-filter"),
-    pytest.param(GrpcCase(list_tasks(state=42), grpc.StatusCode.INVALID_ARGUMENT, "state"),
-                 id="grpc-bad-state-filter"),
+    pytest.param(
+        HttpCase("GET", "/v1/tasks?page_size=5000", 400, "invalid_argument", "page_size"),
+        id="http-page-size-too-large",
+    ),
+    pytest.param(
+        HttpCase("GET", "/v1/tasks?page_size=-1", 400, "invalid_argument", "page_size"),
+        id="http-page-size-negative",
+    ),
+    pytest.param(
+        HttpCase("GET", "/v1/tasks?page_size=ten", 400, "invalid_argument", "page_size"),
+        id="http-page-size-not-int",
+    ),
+    pytest.param(
+        HttpCase("GET", "/v1/agents?page_size=1001", 400, "invalid_argument", "page_size"),
+        id="http-agents-page-size-too-large",
+    ),
+    pytest.param(
+        GrpcCase(list_tasks(page_size=1001), grpc.StatusCode.INVALID_ARGUMENT, "page_size"),
+        id="grpc-page-size-too-large",
+    ),
+    pytest.param(
+        GrpcCase(list_tasks(page_size=-3), grpc.StatusCode.INVALID_ARGUMENT, "page_size"),
+        id="grpc-page-size-negative",
+    ),
+    pytest.param(
+        HttpCase("GET", "/v1/tasks?state=sleeping", 400, "invalid_argument", "state"),
+        id="http-bad-state-filter",
+    ),
+    pytest.param(
+        HttpCase("GET", "/v1/agents?state=asleep", 400, "invalid_argument", "state"),
+        id="http-bad-agent-state-filter",
+    ),
+    pytest.param(
+        GrpcCase(list_tasks(state=42), grpc.StatusCode.INVALID_ARGUMENT, "state"),
+        id="grpc-bad-state-filter",
+    ),
     # numbers
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "priority", {"agent_type": "coding", "priority": 5000}),
-                 id="http-priority-out-of-range"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "priority", {"agent_type": "coding", "priority": "hi"}),
-                 id="http-priority-not-int"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "priority", {"agent_type": "coding", "priority": True}),
-                 id="http-priority-bool"),
-    pytest.param(GrpcCase(submit(agent_type=CODING, priority=-1001), grpc.StatusCode.INVALID_ARGUMENT, "priority"),
-                 id="grpc-priority-out-of-range"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "max_attempts",
-                          {"agent_type": "coding", "max_attempts": 101}), id="http-max-attempts-out-of-range"),
-    pytest.param(HttpCase(*POST_TASKS, 400, "invalid_argument", "idempotency_key",
-                          {"agent_type": "coding", "idempotency_key": 7}), id="http-idempotency-key-not-string"),
-    pytest.param(GrpcCase(submit(agent_type=CODING, idempotency_key="k" * 201), grpc.StatusCode.INVALID_ARGUMENT,
-                          "idempotency_key"), id="grpc-idempotency-key-too-long"),
-    pytest.param(GrpcCase(lambda w: w.stubs.tasks.LeaseTasks(tasks_pb2.LeaseTasksRequest(
-        agent_id="w", agent_type=CODING, max_tasks=101), timeout=5),
-        grpc.StatusCode.INVALID_ARGUMENT, "max_tasks"), id="grpc-lease-too-many"),
-    pytest.param(GrpcCase(lambda w: w.stubs.tasks.LeaseTasks(tasks_pb2.LeaseTasksRequest(
-        agent_id="w", agent_type=CODING, wait_seconds=600), timeout=900),
-        grpc.StatusCode.INVALID_ARGUMENT, "wait_seconds"), id="grpc-lease-wait-too-long"),
-    pytest.param(GrpcCase(lambda w: w.stubs.tasks.UpdateTaskProgress(tasks_pb2.UpdateTaskProgressRequest(
-        task_id=MISSING, lease_token=1, progress=2.0), timeout=5),
-        grpc.StatusCode.INVALID_ARGUMENT, "progress"), id="grpc-progress-out-of-range"),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "priority",
+            {"agent_type": "coding", "priority": 5000},
+        ),
+        id="http-priority-out-of-range",
+    ),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "priority",
+            {"agent_type": "coding", "priority": "hi"},
+        ),
+        id="http-priority-not-int",
+    ),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "priority",
+            {"agent_type": "coding", "priority": True},
+        ),
+        id="http-priority-bool",
+    ),
+    pytest.param(
+        GrpcCase(
+            submit(agent_type=CODING, priority=-1001),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "priority",
+        ),
+        id="grpc-priority-out-of-range",
+    ),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "max_attempts",
+            {"agent_type": "coding", "max_attempts": 101},
+        ),
+        id="http-max-attempts-out-of-range",
+    ),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            400,
+            "invalid_argument",
+            "idempotency_key",
+            {"agent_type": "coding", "idempotency_key": 7},
+        ),
+        id="http-idempotency-key-not-string",
+    ),
+    pytest.param(
+        GrpcCase(
+            submit(agent_type=CODING, idempotency_key="k" * 201),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "idempotency_key",
+        ),
+        id="grpc-idempotency-key-too-long",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.tasks.LeaseTasks(
+                tasks_pb2.LeaseTasksRequest(agent_id="w", agent_type=CODING, max_tasks=101),
+                timeout=5,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "max_tasks",
+        ),
+        id="grpc-lease-too-many",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.tasks.LeaseTasks(
+                tasks_pb2.LeaseTasksRequest(agent_id="w", agent_type=CODING, wait_seconds=600),
+                timeout=900,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "wait_seconds",
+        ),
+        id="grpc-lease-wait-too-long",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.tasks.UpdateTaskProgress(
+                tasks_pb2.UpdateTaskProgressRequest(task_id=MISSING, lease_token=1, progress=2.0),
+                timeout=5,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "progress",
+        ),
+        id="grpc-progress-out-of-range",
+    ),
     # agents, messaging, resources
-    pytest.param(GrpcCase(lambda w: w.stubs.agents.RegisterAgent(agents_pb2.RegisterAgentRequest(
-        agent_id="has spaces", agent_type=CODING), timeout=5),
-        grpc.StatusCode.INVALID_ARGUMENT, "agent_id"), id="grpc-bad-agent-id"),
-    pytest.param(GrpcCase(lambda w: w.stubs.agents.RegisterAgent(agents_pb2.RegisterAgentRequest(
-        agent_id="ok-1", agent_type=CODING, capacity=-2), timeout=5),
-        grpc.StatusCode.INVALID_ARGUMENT, "capacity"), id="grpc-bad-capacity"),
-    pytest.param(GrpcCase(lambda w: w.stubs.messaging.SendMessage(messaging_pb2.SendMessageRequest(
-        recipient_agent_id=""), timeout=5),
-        grpc.StatusCode.INVALID_ARGUMENT, "recipient_agent_id"), id="grpc-message-without-recipient"),
-    pytest.param(GrpcCase(lambda w: w.stubs.resources.AllocateResource(resources_pb2.AllocateResourceRequest(
-        agent_id="ghost", resource="gpu", amount=1), timeout=5),
-        grpc.StatusCode.NOT_FOUND, "ghost"), id="grpc-allocate-unknown-agent"),
-    pytest.param(GrpcCase(lambda w: w.stubs.resources.ReleaseResource(resources_pb2.ReleaseResourceRequest(
-        allocation_id=MISSING), timeout=5),
-        grpc.StatusCode.NOT_FOUND, MISSING), id="grpc-release-unknown-allocation"),
-    pytest.param(GrpcCase(lambda w: w.stubs.resources.ReleaseResource(resources_pb2.ReleaseResourceRequest(
-        allocation_id="x"), timeout=5),
-        grpc.StatusCode.INVALID_ARGUMENT, "allocation_id"), id="grpc-release-bad-allocation-id"),
-    pytest.param(GrpcCase(lambda w: w.stubs.resources.SetResourceQuota(resources_pb2.SetResourceQuotaRequest(
-        agent_type=CODING, resource="GPU!", quota=1), timeout=5),
-        grpc.StatusCode.INVALID_ARGUMENT, "resource"), id="grpc-bad-resource-name"),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.agents.RegisterAgent(
+                agents_pb2.RegisterAgentRequest(agent_id="has spaces", agent_type=CODING),
+                timeout=5,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "agent_id",
+        ),
+        id="grpc-bad-agent-id",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.agents.RegisterAgent(
+                agents_pb2.RegisterAgentRequest(agent_id="ok-1", agent_type=CODING, capacity=-2),
+                timeout=5,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "capacity",
+        ),
+        id="grpc-bad-capacity",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.messaging.SendMessage(messaging_pb2.SendMessageRequest(recipient_agent_id=""), timeout=5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "recipient_agent_id",
+        ),
+        id="grpc-message-without-recipient",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.resources.AllocateResource(
+                resources_pb2.AllocateResourceRequest(agent_id="ghost", resource="gpu", amount=1),
+                timeout=5,
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            "ghost",
+        ),
+        id="grpc-allocate-unknown-agent",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.resources.ReleaseResource(
+                resources_pb2.ReleaseResourceRequest(allocation_id=MISSING), timeout=5
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            MISSING,
+        ),
+        id="grpc-release-unknown-allocation",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.resources.ReleaseResource(
+                resources_pb2.ReleaseResourceRequest(allocation_id="x"), timeout=5
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "allocation_id",
+        ),
+        id="grpc-release-bad-allocation-id",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.stubs.resources.SetResourceQuota(
+                resources_pb2.SetResourceQuotaRequest(agent_type=CODING, resource="GPU!", quota=1),
+                timeout=5,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "resource",
+        ),
+        id="grpc-bad-resource-name",
+    ),
     # transport limits and routing
-    pytest.param(GrpcCase(submit(agent_type=CODING, payload={"blob": HUGE}), grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          "larger than max"), id="grpc-message-over-max"),
-    pytest.param(HttpCase(*POST_TASKS, 413, "payload_too_large", "",
-                          {"agent_type": "coding", "payload": {"blob": HUGE}}), id="http-body-over-max"),
-    pytest.param(HttpCase("GET", "/v1/nothing/here", 404, "not_found", ""), id="http-unknown-route"),
+    pytest.param(
+        GrpcCase(
+            submit(agent_type=CODING, payload={"blob": HUGE}),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "larger than max",
+        ),
+        id="grpc-message-over-max",
+    ),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            413,
+            "payload_too_large",
+            "",
+            {"agent_type": "coding", "payload": {"blob": HUGE}},
+        ),
+        id="http-body-over-max",
+    ),
+    pytest.param(
+        HttpCase("GET", "/v1/nothing/here", 404, "not_found", ""),
+        id="http-unknown-route",
+    ),
     pytest.param(HttpCase("GET", "/", 404, "not_found", ""), id="http-root"),
-    pytest.param(HttpCase("DELETE", "/v1/tasks", 405, "method_not_allowed", ""), id="http-wrong-method"),
-    pytest.param(HttpCase("PUT", "/v1/tasks/{queued}", 405, "method_not_allowed", ""), id="http-wrong-method-item"),
+    pytest.param(
+        HttpCase("DELETE", "/v1/tasks", 405, "method_not_allowed", ""),
+        id="http-wrong-method",
+    ),
+    pytest.param(
+        HttpCase("PUT", "/v1/tasks/{queued}", 405, "method_not_allowed", ""),
+        id="http-wrong-method-item",
+    ),
     # auth
-    pytest.param(HttpCase(*POST_TASKS, 401, "unauthenticated", "token", {"agent_type": "coding"}, secured=True),
-                 id="http-missing-token"),
-    pytest.param(HttpCase(*POST_TASKS, 401, "unauthenticated", "token", {"agent_type": "coding"}, headers=WRONG,
-                          secured=True), id="http-wrong-token"),
-    pytest.param(HttpCase("GET", "/v1/tasks", 401, "unauthenticated", "token", headers=(("Authorization", TOKEN),),
-                          secured=True), id="http-token-without-bearer"),
-    pytest.param(HttpCase("GET", "/v1/status", 401, "unauthenticated", "token", headers=(("Authorization", "Bearer"),),
-                          secured=True), id="http-empty-bearer"),
-    pytest.param(GrpcCase(lambda w: w.secured_stubs.tasks.SubmitTask(
-        tasks_pb2.SubmitTaskRequest(agent_type=CODING), timeout=5),
-        grpc.StatusCode.UNAUTHENTICATED, "token", secured=True), id="grpc-missing-token"),
-    pytest.param(GrpcCase(lambda w: w.secured_stubs.monitoring.GetStatus(
-        monitoring_pb2.GetStatusRequest(), timeout=5, metadata=(("authorization", "Bearer wrong"),)),
-        grpc.StatusCode.UNAUTHENTICATED, "token", secured=True), id="grpc-wrong-token"),
-    pytest.param(GrpcCase(lambda w: w.secured_stubs.messaging.ReceiveMessages(
-        messaging_pb2.ReceiveMessagesRequest(agent_id="a"), timeout=5).read(),
-        grpc.StatusCode.UNAUTHENTICATED, "token", secured=True), id="grpc-stream-missing-token"),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            401,
+            "unauthenticated",
+            "token",
+            {"agent_type": "coding"},
+            secured=True,
+        ),
+        id="http-missing-token",
+    ),
+    pytest.param(
+        HttpCase(
+            *POST_TASKS,
+            401,
+            "unauthenticated",
+            "token",
+            {"agent_type": "coding"},
+            headers=WRONG,
+            secured=True,
+        ),
+        id="http-wrong-token",
+    ),
+    pytest.param(
+        HttpCase(
+            "GET",
+            "/v1/tasks",
+            401,
+            "unauthenticated",
+            "token",
+            headers=(("Authorization", TOKEN),),
+            secured=True,
+        ),
+        id="http-token-without-bearer",
+    ),
+    pytest.param(
+        HttpCase(
+            "GET",
+            "/v1/status",
+            401,
+            "unauthenticated",
+            "token",
+            headers=(("Authorization", "Bearer"),),
+            secured=True,
+        ),
+        id="http-empty-bearer",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.secured_stubs.tasks.SubmitTask(tasks_pb2.SubmitTaskRequest(agent_type=CODING), timeout=5),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "token",
+            secured=True,
+        ),
+        id="grpc-missing-token",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.secured_stubs.monitoring.GetStatus(
+                monitoring_pb2.GetStatusRequest(),
+                timeout=5,
+                metadata=(("authorization", "Bearer wrong"),),
+            ),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "token",
+            secured=True,
+        ),
+        id="grpc-wrong-token",
+    ),
+    pytest.param(
+        GrpcCase(
+            lambda w: w.secured_stubs.messaging.ReceiveMessages(
+                messaging_pb2.ReceiveMessagesRequest(agent_id="a"), timeout=5
+            ).read(),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "token",
+            secured=True,
+        ),
+        id="grpc-stream-missing-token",
+    ),
 ]
 
 
@@ -384,23 +759,30 @@ async def test_bad_input(world: World, case: HttpCase | GrpcCase) -> None:
 
 async def test_right_token_is_accepted(world: World) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with world.http.post(world.url("/v1/tasks", secured=True), json={"agent_type": "testing",
-                               "payload": {"auth": True}}, headers=headers) as response:
+    async with world.http.post(
+        world.url("/v1/tasks", secured=True),
+        json={"agent_type": "testing", "payload": {"auth": True}},
+        headers=headers,
+    ) as response:
         assert response.status == 201
         body = await response.json()
     world.acknowledged[body["task_id"]] = {"auth": True}
     async with world.http.get(world.url(f"/v1/tasks/{body['task_id']}", secured=True), headers=headers) as response:
         assert response.status == 200
     metadata = (("authorization", f"Bearer {TOKEN}"),)
-    got = await world.secured_stubs.tasks.GetTask(tasks_pb2.GetTaskRequest(task_id=body["task_id"]), timeout=5,
-                                                  metadata=metadata)
+    got = await world.secured_stubs.tasks.GetTask(
+        tasks_pb2.GetTaskRequest(task_id=body["task_id"]), timeout=5, metadata=metadata
+    )
     assert got.task.task_id == body["task_id"]
-    status = await world.secured_stubs.monitoring.GetStatus(monitoring_pb2.GetStatusRequest(), timeout=5,
-                                                            metadata=metadata)
+    status = await world.secured_stubs.monitoring.GetStatus(
+        monitoring_pb2.GetStatusRequest(), timeout=5, metadata=metadata
+    )
     assert status.database_ok
 
 
-async def test_probes_metrics_health_and_reflection_stay_open_without_token(world: World) -> None:
+async def test_probes_metrics_health_and_reflection_stay_open_without_token(
+    world: World,
+) -> None:
     o = world.secured
     for path in ("/healthz", "/readyz"):
         async with world.http.get(f"http://127.0.0.1:{health_port(o)}{path}") as response:

@@ -8,12 +8,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from ai_agents.client import OrchestratorClient
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.v1 import tasks_pb2
-from tests.runtime._api_support import _postgres_dirs_traversable, metrics_port, sample, scrape  # noqa: F401
-from tests.runtime.conftest import http_base
+
+from ._api_support import metrics_port, sample, scrape
+from .conftest import http_base
 
 
 @pytest.fixture
@@ -23,7 +23,12 @@ async def http(orchestrator: Orchestrator) -> AsyncIterator[aiohttp.ClientSessio
 
 
 async def call(
-    http: aiohttp.ClientSession, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None
+    http: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     async with http.request(method, path, json=json, headers=headers) as response:
         assert response.content_type == "application/json", await response.text()
@@ -31,32 +36,74 @@ async def call(
 
 
 async def test_submit_is_idempotent(http: aiohttp.ClientSession, client: OrchestratorClient) -> None:
-    status, body = await call(http, "POST", "/v1/tasks", json={
-        "agent_type": "coding", "payload": {"repo": "x/y", "issue": 7}, "idempotency_key": "idem-1", "priority": 3,
-    })
+    status, body = await call(
+        http,
+        "POST",
+        "/v1/tasks",
+        json={
+            "agent_type": "coding",
+            "payload": {"repo": "x/y", "issue": 7},
+            "idempotency_key": "idem-1",
+            "priority": 3,
+        },
+    )
     assert status == 201
     assert uuid.UUID(body["task_id"])
-    assert (body["state"], body["agent_type"], body["payload"]) == ("queued", "coding", {"repo": "x/y", "issue": 7})
-    assert (body["priority"], body["idempotency_key"], body["attempts"], body["max_attempts"]) == (3, "idem-1", 0, 3)
+    assert (body["state"], body["agent_type"], body["payload"]) == (
+        "queued",
+        "coding",
+        {"repo": "x/y", "issue": 7},
+    )
+    assert (
+        body["priority"],
+        body["idempotency_key"],
+        body["attempts"],
+        body["max_attempts"],
+    ) == (3, "idem-1", 0, 3)
     assert body["created_at"] and body["finished_at"] is None and body["result"] is None
 
-    status, again = await call(http, "POST", "/v1/tasks", json={
-        "agent_type": "coding", "payload": {"repo": "x/y", "issue": 7}, "idempotency_key": "idem-1", "priority": 3,
-    })
+    status, again = await call(
+        http,
+        "POST",
+        "/v1/tasks",
+        json={
+            "agent_type": "coding",
+            "payload": {"repo": "x/y", "issue": 7},
+            "idempotency_key": "idem-1",
+            "priority": 3,
+        },
+    )
     assert status == 200 and again["task_id"] == body["task_id"]
 
-    status, conflict = await call(http, "POST", "/v1/tasks", json={
-        "agent_type": "coding", "payload": {"repo": "x/y", "issue": 8}, "idempotency_key": "idem-1",
-    })
+    status, conflict = await call(
+        http,
+        "POST",
+        "/v1/tasks",
+        json={
+            "agent_type": "coding",
+            "payload": {"repo": "x/y", "issue": 8},
+            "idempotency_key": "idem-1",
+        },
+    )
     assert status == 409
     assert conflict["error"]["code"] == "already_exists" and "idempotency_key" in conflict["error"]["message"]
 
     # The Idempotency-Key header works the same way.
-    status, first = await call(http, "POST", "/v1/tasks", json={"agent_type": "testing"},
-                               headers={"Idempotency-Key": "hdr-1"})
+    status, first = await call(
+        http,
+        "POST",
+        "/v1/tasks",
+        json={"agent_type": "testing"},
+        headers={"Idempotency-Key": "hdr-1"},
+    )
     assert status == 201 and first["idempotency_key"] == "hdr-1" and first["payload"] == {}
-    status, second = await call(http, "POST", "/v1/tasks", json={"agent_type": "testing"},
-                                headers={"Idempotency-Key": "hdr-1"})
+    status, second = await call(
+        http,
+        "POST",
+        "/v1/tasks",
+        json={"agent_type": "testing"},
+        headers={"Idempotency-Key": "hdr-1"},
+    )
     assert status == 200 and second["task_id"] == first["task_id"]
 
     # Without a key, each POST is a new task; HTTP and gRPC see the same queue.
@@ -85,15 +132,33 @@ async def test_get_and_cancel(http: aiohttp.ClientSession, client: OrchestratorC
     lease = (await client.lease_tasks(agent_id="w-1", agent_type="security", max_tasks=1, wait_seconds=0))[0]
     await client.complete_task(lease.task.task_id, lease.lease_token, {"vulnerabilities_found": 2})
     _, done = await call(http, "GET", f"/v1/tasks/{other['task_id']}")
-    assert (done["state"], done["result"], done["attempts"]) == ("succeeded", {"vulnerabilities_found": 2}, 1)
+    assert (done["state"], done["result"], done["attempts"]) == (
+        "succeeded",
+        {"vulnerabilities_found": 2},
+        1,
+    )
 
 
 async def test_list_tasks_filters_and_pages(http: aiohttp.ClientSession) -> None:
     coding = []
     for i in range(5):
-        coding.append((await call(http, "POST", "/v1/tasks", json={"agent_type": "coding", "payload": {"i": i}}))[1])
+        coding.append(
+            (
+                await call(
+                    http,
+                    "POST",
+                    "/v1/tasks",
+                    json={"agent_type": "coding", "payload": {"i": i}},
+                )
+            )[1]
+        )
     for i in range(2):
-        await call(http, "POST", "/v1/tasks", json={"agent_type": "documentation", "payload": {"i": i}})
+        await call(
+            http,
+            "POST",
+            "/v1/tasks",
+            json={"agent_type": "documentation", "payload": {"i": i}},
+        )
     await call(http, "POST", f"/v1/tasks/{coding[0]['task_id']}:cancel")
 
     seen: list[str] = []
@@ -123,23 +188,41 @@ async def test_list_tasks_filters_and_pages(http: aiohttp.ClientSession) -> None
 
 
 async def test_list_and_get_agents(http: aiohttp.ClientSession, client: OrchestratorClient) -> None:
-    await client.register_agent(agent_id="cmp-1", agent_type="compliance", capacity=2, address="a:1", version="v9")
+    await client.register_agent(
+        agent_id="cmp-1",
+        agent_type="compliance",
+        capacity=2,
+        address="a:1",
+        version="v9",
+    )
     await client.register_agent(agent_id="cmp-2", agent_type="compliance", capacity=1)
     await client.register_agent(agent_id="dsc-1", agent_type="discovery", capacity=1, labels={"k": "v"})
     await client.update_agent("cmp-2", state="draining")
 
     status, body = await call(http, "GET", "/v1/agents?agent_type=compliance")
     assert status == 200
-    assert [(a["agent_id"], a["state"]) for a in body["agents"]] == [("cmp-1", "active"), ("cmp-2", "draining")]
+    assert [(a["agent_id"], a["state"]) for a in body["agents"]] == [
+        ("cmp-1", "active"),
+        ("cmp-2", "draining"),
+    ]
     first = body["agents"][0]
-    assert (first["agent_type"], first["capacity"], first["address"], first["version"]) == ("compliance", 2, "a:1", "v9")
+    assert (
+        first["agent_type"],
+        first["capacity"],
+        first["address"],
+        first["version"],
+    ) == ("compliance", 2, "a:1", "v9")
     assert first["registered_at"] and first["last_heartbeat_at"]
     _, discovery = await call(http, "GET", "/v1/agents?agent_type=discovery")
     assert [(a["agent_id"], a["labels"]) for a in discovery["agents"]] == [("dsc-1", {"k": "v"})]
     _, page = await call(http, "GET", "/v1/agents?page_size=2")
     assert len(page["agents"]) == 2 and page["next_page_token"]
     _, rest = await call(http, "GET", f"/v1/agents?page_size=2&page_token={page['next_page_token']}")
-    assert [a["agent_id"] for a in page["agents"] + rest["agents"]] == ["cmp-1", "cmp-2", "dsc-1"]
+    assert [a["agent_id"] for a in page["agents"] + rest["agents"]] == [
+        "cmp-1",
+        "cmp-2",
+        "dsc-1",
+    ]
     status, one = await call(http, "GET", "/v1/agents/dsc-1")
     assert status == 200 and one["agent_id"] == "dsc-1"
     status, missing = await call(http, "GET", "/v1/agents/nobody")
@@ -156,7 +239,14 @@ async def test_status_counts(http: aiohttp.ClientSession, client: OrchestratorCl
     status, body = await call(http, "GET", "/v1/status")
     assert status == 200
     assert body["database_ok"] is True and body["version"]
-    assert set(body["types"]) == {"coding", "testing", "security", "compliance", "documentation", "discovery"}
+    assert set(body["types"]) == {
+        "coding",
+        "testing",
+        "security",
+        "compliance",
+        "documentation",
+        "discovery",
+    }
     assert body["types"]["coding"]["tasks"] == {"queued": 1, "succeeded": 1}
     assert body["types"]["testing"] == {"tasks": {"queued": 1}, "agents": {"active": 1}}
     assert body["types"]["security"] == {"tasks": {}, "agents": {}}
@@ -165,7 +255,12 @@ async def test_status_counts(http: aiohttp.ClientSession, client: OrchestratorCl
 async def test_request_metrics_by_route_template(http: aiohttp.ClientSession, orchestrator: Orchestrator) -> None:
     ids = []
     for i in range(3):
-        status, body = await call(http, "POST", "/v1/tasks", json={"agent_type": "coding", "payload": {"i": i}})
+        status, body = await call(
+            http,
+            "POST",
+            "/v1/tasks",
+            json={"agent_type": "coding", "payload": {"i": i}},
+        )
         assert status == 201
         ids.append(body["task_id"])
     for task_id in ids:
@@ -189,10 +284,19 @@ async def test_request_metrics_by_route_template(http: aiohttp.ClientSession, or
     assert count("/v1/tasks", "GET", "200") == 1
     routes = {dict(labels)["route"] for (sample_name, labels) in samples if sample_name == name}
     assert not any(task_id in route for route in routes for task_id in ids), "raw ids would explode cardinality"
-    unmatched = {dict(labels)["route"] for (sample_name, labels) in samples
-                 if sample_name == name and dict(labels)["status"] == "404" and dict(labels)["method"] == "GET"}
+    unmatched = {
+        dict(labels)["route"]
+        for (sample_name, labels) in samples
+        if sample_name == name and dict(labels)["status"] == "404" and dict(labels)["method"] == "GET"
+    }
     unmatched -= {"/v1/tasks/{task_id}"}
     assert len(unmatched) == 1 and "/v1/no/such/route" not in unmatched, unmatched
-    assert sum(v for (n, labels), v in samples.items()
-               if n == "ai_agents_http_request_duration_seconds_count"
-               and dict(labels).get("route") == "/v1/tasks/{task_id}") == 4
+    assert (
+        sum(
+            v
+            for (n, labels), v in samples.items()
+            if n == "ai_agents_http_request_duration_seconds_count"
+            and dict(labels).get("route") == "/v1/tasks/{task_id}"
+        )
+        == 4
+    )

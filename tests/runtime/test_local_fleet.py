@@ -22,14 +22,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "charts"))
-from promql import contract_metric_names  # noqa: E402
+from promql import contract_metric_names
 
 pytestmark = pytest.mark.timeout(240)
 
 CLI = [sys.executable, "-m", "ai_agents"]
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
         raise AssertionError(f"ai-agents {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
@@ -42,8 +44,19 @@ def fleet() -> Iterator[tuple[dict[str, object], dict[str, str]]]:
     state_dir = tempfile.mkdtemp(prefix="ai-agents-fleet-")
     env = {**os.environ, "AI_AGENTS_LOCAL_DIR": state_dir}
     env.pop("AI_AGENTS_ORCHESTRATOR_TARGET", None)
-    up = run_cli("local", "up", "--detach", "--orchestrators", "2", "--agents-per-type", "1", "--latency-ms", "5",
-                 env=env, timeout=180)
+    up = run_cli(
+        "local",
+        "up",
+        "--detach",
+        "--orchestrators",
+        "2",
+        "--agents-per-type",
+        "1",
+        "--latency-ms",
+        "5",
+        env=env,
+        timeout=180,
+    )
     lines = [line for line in up.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, f"`local up --detach` must print exactly one JSON line, got: {up.stdout!r}"
     summary = json.loads(lines[0])
@@ -87,8 +100,15 @@ def test_local_up_prints_the_fleet_as_one_json_line(fleet: tuple[dict, dict]) ->
 
 def test_cli_submits_and_waits_for_a_task(fleet: tuple[dict, dict]) -> None:
     _, env = fleet
-    done = run_cli("submit", "security", "--payload", '{"repo": "demo", "vulnerabilities_found": 4}', "--wait",
-                   "--quiet", env=env)
+    done = run_cli(
+        "submit",
+        "security",
+        "--payload",
+        '{"repo": "demo", "vulnerabilities_found": 4}',
+        "--wait",
+        "--quiet",
+        env=env,
+    )
     task = json.loads(done.stdout)
     assert task["state"] == "succeeded"
     assert task["result"]["vulnerabilities_found"] == 4
@@ -105,7 +125,17 @@ def test_cli_lists_agents_and_status(fleet: tuple[dict, dict]) -> None:
     for agent in agents:
         assert agent["state"] == "active"
         by_type[agent["agent_type"]] = by_type.get(agent["agent_type"], 0) + 1
-    assert by_type == {t: 1 for t in ("coding", "testing", "security", "compliance", "documentation", "discovery")}
+    assert by_type == {
+        t: 1
+        for t in (
+            "coding",
+            "testing",
+            "security",
+            "compliance",
+            "documentation",
+            "discovery",
+        )
+    }
     status = json.loads(run_cli("status", "--json", env=env).stdout)
     assert status["database_ok"] is True
     assert len(status["types"]) == 6
@@ -133,7 +163,9 @@ def _scrape(url: str) -> tuple[set[str], set[str]]:
     return declared, samples
 
 
-def test_every_contract_metric_is_exported_by_the_running_fleet(fleet: tuple[dict, dict]) -> None:
+def test_every_contract_metric_is_exported_by_the_running_fleet(
+    fleet: tuple[dict, dict],
+) -> None:
     summary, env = fleet
     # Traffic for the type-specific signals: a testing, a security and a compliance task.
     for agent_type in ("testing", "security", "compliance"):
@@ -144,24 +176,45 @@ def test_every_contract_metric_is_exported_by_the_running_fleet(fleet: tuple[dic
         d, s = _scrape(endpoint)
         declared |= d
         samples |= s
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "charts"))
+    from promql import contract_metric_names  # the same reader the chart tests check queries with
+
     contract = contract_metric_names(REPO_ROOT / "docs" / "contracts.md")
     assert contract, "the contract lists no metrics"
     missing = sorted(name for name in contract if name not in declared)
     assert not missing, f"named in docs/contracts.md but not exported by any process: {missing}"
     # The series that scaling and alerting read must carry data, not just be declared.
-    for name in ("ai_agents_queue_depth", "ai_agents_tasks_submitted_total", "ai_agents_tasks_completed_total",
-                 "ai_agents_agents", "ai_agents_test_duration_seconds_bucket",
-                 "ai_agents_vulnerabilities_found_total", "ai_agents_compliance_violations_total",
-                 "ai_agents_grpc_requests_total", "ai_agents_grpc_request_duration_seconds_bucket",
-                 "ai_agents_agent_tasks_total", "ai_agents_log_messages_total", "ai_agents_client_requests_total"):
+    for name in (
+        "ai_agents_queue_depth",
+        "ai_agents_tasks_submitted_total",
+        "ai_agents_tasks_completed_total",
+        "ai_agents_agents",
+        "ai_agents_test_duration_seconds_bucket",
+        "ai_agents_vulnerabilities_found_total",
+        "ai_agents_compliance_violations_total",
+        "ai_agents_grpc_requests_total",
+        "ai_agents_grpc_request_duration_seconds_bucket",
+        "ai_agents_agent_tasks_total",
+        "ai_agents_log_messages_total",
+        "ai_agents_client_requests_total",
+    ):
         assert name in samples, f"{name} has no samples after traffic"
 
 
-def test_chaos_monkey_kills_local_agents_and_respects_dry_run(fleet: tuple[dict, dict]) -> None:
+def test_chaos_monkey_kills_local_agents_and_respects_dry_run(
+    fleet: tuple[dict, dict],
+) -> None:
     summary, env = fleet
-    chaos_env = {**env, "AI_AGENTS_CHAOS_MODE": "local", "AI_AGENTS_CHAOS_INTERVAL_SECONDS": "0.2",
-                 "AI_AGENTS_CHAOS_MAX_ROUNDS": "1", "AI_AGENTS_CHAOS_MAX_DELETIONS_PER_RUN": "1",
-                 "AI_AGENTS_HEALTH_PORT": "0", "AI_AGENTS_METRICS_PORT": "0", "AI_AGENTS_LOG_FORMAT": "text"}
+    chaos_env = {
+        **env,
+        "AI_AGENTS_CHAOS_MODE": "local",
+        "AI_AGENTS_CHAOS_INTERVAL_SECONDS": "0.2",
+        "AI_AGENTS_CHAOS_MAX_ROUNDS": "1",
+        "AI_AGENTS_CHAOS_MAX_DELETIONS_PER_RUN": "1",
+        "AI_AGENTS_HEALTH_PORT": "0",
+        "AI_AGENTS_METRICS_PORT": "0",
+        "AI_AGENTS_LOG_FORMAT": "text",
+    }
     agent_pids = [a["pid"] for a in summary["agents"]]
     run_cli("chaos-monkey", env={**chaos_env, "AI_AGENTS_CHAOS_DRY_RUN": "true"}, timeout=60)
     assert all(_alive(p) for p in agent_pids), "a dry run must not kill anything"

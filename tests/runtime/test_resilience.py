@@ -8,10 +8,9 @@ import signal
 import asyncpg
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from ai_agents.client import OrchestratorClient
 from ai_agents.convert import task_state_to_str
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import AgentProcesses, OrchestratorFactory, eventually, grpc_target
 
@@ -32,7 +31,12 @@ async def test_sigkilled_agent_task_is_redelivered_and_succeeds_exactly_once(
     orchestrator = await start_orchestrator(lease_seconds=2, maintenance_interval_seconds=0.2)
     target = grpc_target(orchestrator)
     async with await OrchestratorClient.connect(target) as client:
-        slow = agents.start("coding", target, AI_AGENTS_SIMULATE_LATENCY_MS="60000", AI_AGENTS_HEARTBEAT_INTERVAL_SECONDS="1")
+        slow = agents.start(
+            "coding",
+            target,
+            AI_AGENTS_SIMULATE_LATENCY_MS="60000",
+            AI_AGENTS_HEARTBEAT_INTERVAL_SECONDS="1",
+        )
         task = (await client.submit_task("coding", {"step": 1})).task
 
         async def leased_by_slow() -> None:
@@ -48,7 +52,11 @@ async def test_sigkilled_agent_task_is_redelivered_and_succeeds_exactly_once(
             current = await client.get_task(task.task_id)
             assert task_state_to_str(current.state) == "succeeded", task_state_to_str(current.state)
 
-        await eventually(succeeded, timeout=40, message="the task was not redelivered to the surviving agent")
+        await eventually(
+            succeeded,
+            timeout=40,
+            message="the task was not redelivered to the surviving agent",
+        )
         final = await client.get_task(task.task_id)
         assert final.attempts == 2, "one attempt died with the killed agent, the second succeeded"
 
@@ -63,12 +71,21 @@ async def test_sigkilled_agent_task_is_redelivered_and_succeeds_exactly_once(
     from prometheus_client import generate_latest
 
     exposition = generate_latest(metrics).decode()
-    assert sample_value(exposition, "ai_agents_tasks_completed_total", {"agent_type": "coding", "outcome": "succeeded"}) == 1
+    assert (
+        sample_value(
+            exposition,
+            "ai_agents_tasks_completed_total",
+            {"agent_type": "coding", "outcome": "succeeded"},
+        )
+        == 1
+    )
     assert sample_value(exposition, "ai_agents_lease_expiries_total", {"agent_type": "coding"}) >= 1
     assert sample_value(exposition, "ai_agents_task_redeliveries_total", {"agent_type": "coding"}) >= 1
 
 
-async def test_stale_fencing_token_cannot_complete_or_fail(start_orchestrator: OrchestratorFactory) -> None:
+async def test_stale_fencing_token_cannot_complete_or_fail(
+    start_orchestrator: OrchestratorFactory,
+) -> None:
     orchestrator = await start_orchestrator(lease_seconds=1, maintenance_interval_seconds=0.1)
     async with await OrchestratorClient.connect(grpc_target(orchestrator)) as client:
         task = (await client.submit_task("security", {"repo": "a"})).task
@@ -123,6 +140,7 @@ async def test_two_orchestrators_share_one_database_without_double_delivery(
 
     conn = await asyncpg.connect(dsn)
     try:
+
         async def all_done() -> None:
             done = await conn.fetchval("SELECT count(*) FROM tasks WHERE state = 'succeeded'")
             assert done == total, f"{done}/{total} succeeded"
@@ -137,8 +155,12 @@ async def test_two_orchestrators_share_one_database_without_double_delivery(
         await conn.close()
     served = [
         sum(
-            s.value for f in text_string_to_metric_families(__import__("prometheus_client").generate_latest(o.metrics.registry).decode())
-            for s in f.samples if s.name == "ai_agents_grpc_requests_total" and s.labels["method"].endswith("/SubmitTask")
+            s.value
+            for f in text_string_to_metric_families(
+                __import__("prometheus_client").generate_latest(o.metrics.registry).decode()
+            )
+            for s in f.samples
+            if s.name == "ai_agents_grpc_requests_total" and s.labels["method"].endswith("/SubmitTask")
         )
         for o in (first, second)
     ]
@@ -164,8 +186,13 @@ async def test_sigterm_lets_running_tasks_finish_then_deregisters(
     orchestrator, client: OrchestratorClient, agents: AgentProcesses
 ) -> None:
     target = grpc_target(orchestrator)
-    agent = agents.start("documentation", target, AI_AGENTS_SIMULATE_LATENCY_MS="1500", AI_AGENTS_CONCURRENCY="2",
-                         AI_AGENTS_SHUTDOWN_GRACE_SECONDS="20")
+    agent = agents.start(
+        "documentation",
+        target,
+        AI_AGENTS_SIMULATE_LATENCY_MS="1500",
+        AI_AGENTS_CONCURRENCY="2",
+        AI_AGENTS_SHUTDOWN_GRACE_SECONDS="20",
+    )
     tasks = [(await client.submit_task("documentation", {"doc": i})).task.task_id for i in range(2)]
 
     async def both_running_in_agent() -> None:
@@ -186,8 +213,12 @@ async def test_sigterm_past_grace_releases_tasks_without_spending_an_attempt(
     orchestrator, client: OrchestratorClient, agents: AgentProcesses
 ) -> None:
     target = grpc_target(orchestrator)
-    agent = agents.start("discovery", target, AI_AGENTS_SIMULATE_LATENCY_MS="60000",
-                         AI_AGENTS_SHUTDOWN_GRACE_SECONDS="0.5")
+    agent = agents.start(
+        "discovery",
+        target,
+        AI_AGENTS_SIMULATE_LATENCY_MS="60000",
+        AI_AGENTS_SHUTDOWN_GRACE_SECONDS="0.5",
+    )
     task_id = (await client.submit_task("discovery", {"scan": "x"})).task.task_id
 
     async def running_in_agent() -> None:

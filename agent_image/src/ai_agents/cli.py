@@ -20,10 +20,18 @@ from pydantic import ValidationError
 from ai_agents import __version__
 from ai_agents.domain import AGENT_TYPES
 
-DEFAULT_LOCAL_AGENTS = {"coding": 2, "testing": 2, "security": 1, "compliance": 1, "documentation": 1, "discovery": 1}
+DEFAULT_LOCAL_AGENTS = {
+    "coding": 2,
+    "testing": 2,
+    "security": 1,
+    "compliance": 1,
+    "documentation": 1,
+    "discovery": 1,
+}
 
 
 # ---- long-running processes ------------------------------------------------------------------------------
+
 
 def _serve(run: Callable[[], Awaitable[None]], on_signal: Callable[[], None]) -> int:
     async def main() -> None:
@@ -44,8 +52,12 @@ def cmd_orchestrator(_args: argparse.Namespace) -> int:
 
     settings = OrchestratorSettings()
     orchestrator = Orchestrator(settings)
-    configure_logging(component="orchestrator", level=settings.log_level, fmt=settings.log_format,
-                      counter=orchestrator.metrics.log_messages)
+    configure_logging(
+        component="orchestrator",
+        level=settings.log_level,
+        fmt=settings.log_format,
+        counter=orchestrator.metrics.log_messages,
+    )
     configure_tracing("ai-agents-orchestrator")
     stop = asyncio.Event()
 
@@ -67,8 +79,12 @@ def cmd_agent(_args: argparse.Namespace) -> int:
 
     settings = AgentSettings()  # type: ignore[call-arg]  # agent_type comes from the environment
     process = AgentProcess(settings)
-    configure_logging(component=f"agent-{settings.agent_type}", level=settings.log_level, fmt=settings.log_format,
-                      counter=process.metrics.log_messages)
+    configure_logging(
+        component=f"agent-{settings.agent_type}",
+        level=settings.log_level,
+        fmt=settings.log_format,
+        counter=process.metrics.log_messages,
+    )
     configure_tracing(f"ai-agents-agent-{settings.agent_type}")
     return _serve(process.run, process.shutdown)
 
@@ -88,11 +104,18 @@ def cmd_chaos_monkey(_args: argparse.Namespace) -> int:
             raise SystemExit("no local fleet is running (ai-agents local up)")
         targets = LocalProcessTargets([(p.agent_id, p.pid) for p in state.agents])
     else:
-        targets = KubernetesTargets(namespace=settings.chaos_namespace, label_selector=settings.chaos_label_selector,
-                                    exclude_label=settings.chaos_exclude_label)
-    monkey = ChaosMonkey(targets, interval_seconds=settings.chaos_interval_seconds,
-                         max_per_round=settings.chaos_max_deletions_per_run, dry_run=settings.chaos_dry_run,
-                         max_rounds=settings.chaos_max_rounds)
+        targets = KubernetesTargets(
+            namespace=settings.chaos_namespace,
+            label_selector=settings.chaos_label_selector,
+            exclude_label=settings.chaos_exclude_label,
+        )
+    monkey = ChaosMonkey(
+        targets,
+        interval_seconds=settings.chaos_interval_seconds,
+        max_per_round=settings.chaos_max_deletions_per_run,
+        dry_run=settings.chaos_dry_run,
+        max_rounds=settings.chaos_max_rounds,
+    )
     stop = asyncio.Event()
 
     async def run() -> None:
@@ -105,8 +128,10 @@ def cmd_chaos_monkey(_args: argparse.Namespace) -> int:
             return True, "ok"
 
         # The same health and metrics ports as every other process, so the chart probes it the same way.
-        servers = [HttpServer(health_app(ready), settings.host, settings.health_port),
-                   HttpServer(metrics_app(metrics.registry), settings.host, settings.metrics_port)]
+        servers = [
+            HttpServer(health_app(ready), settings.host, settings.health_port),
+            HttpServer(metrics_app(metrics.registry), settings.host, settings.metrics_port),
+        ]
         for server in servers:
             await server.start()
         try:
@@ -130,11 +155,9 @@ def cmd_check_health(args: argparse.Namespace) -> int:
 
 # ---- local fleet -----------------------------------------------------------------------------------------
 
+
 def _parse_agent_counts(values: list[str] | None, per_type: int | None) -> dict[str, int]:
-    if per_type is not None:
-        counts = {t: per_type for t in AGENT_TYPES}
-    else:
-        counts = dict(DEFAULT_LOCAL_AGENTS)
+    counts = {t: per_type for t in AGENT_TYPES} if per_type is not None else dict(DEFAULT_LOCAL_AGENTS)
     for item in values or []:
         name, _, number = item.partition("=")
         if name not in AGENT_TYPES or not number.isdigit():
@@ -147,10 +170,18 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     from ai_agents.local.fleet import Fleet
 
     fleet = Fleet(Path(args.state_dir).resolve())
-    agent_env = {"AI_AGENTS_HANDLER": args.handler, "AI_AGENTS_SIMULATE_LATENCY_MS": str(args.latency_ms),
-                 "AI_AGENTS_SIMULATE_FAILURE_RATE": str(args.failure_rate), "AI_AGENTS_LOG_FORMAT": "json"}
-    state = fleet.up(dsn=args.dsn, orchestrators=args.orchestrators,
-                     agents=_parse_agent_counts(args.agents, args.agents_per_type), agent_env=agent_env)
+    agent_env = {
+        "AI_AGENTS_HANDLER": args.handler,
+        "AI_AGENTS_SIMULATE_LATENCY_MS": str(args.latency_ms),
+        "AI_AGENTS_SIMULATE_FAILURE_RATE": str(args.failure_rate),
+        "AI_AGENTS_LOG_FORMAT": "json",
+    }
+    state = fleet.up(
+        dsn=args.dsn,
+        orchestrators=args.orchestrators,
+        agents=_parse_agent_counts(args.agents, args.agents_per_type),
+        agent_env=agent_env,
+    )
     print(json.dumps(state.summary()), flush=True)
     if args.detach:
         return 0
@@ -172,6 +203,7 @@ def cmd_local_down(args: argparse.Namespace) -> int:
 
 # ---- API commands ----------------------------------------------------------------------------------------
 
+
 def _default_target() -> str:
     if target := os.environ.get("AI_AGENTS_ORCHESTRATOR_TARGET"):
         return target
@@ -181,13 +213,16 @@ def _default_target() -> str:
     return state.grpc_target() if state else "127.0.0.1:9090"
 
 
-def _client_command(run: Callable[[Any, argparse.Namespace], Awaitable[int]]) -> Callable[[argparse.Namespace], int]:
+def _client_command(
+    run: Callable[[Any, argparse.Namespace], Awaitable[int]],
+) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         from ai_agents.client import OrchestratorClient
 
         async def main() -> int:
             async with await OrchestratorClient.connect(
-                args.target or _default_target(), token=os.environ.get("AI_AGENTS_API_TOKEN") or None,
+                args.target or _default_target(),
+                token=os.environ.get("AI_AGENTS_API_TOKEN") or None,
                 timeout=args.timeout,
             ) as client:
                 return await run(client, args)
@@ -212,8 +247,9 @@ async def _submit(client: Any, args: argparse.Namespace) -> int:
         payload = json.loads(args.payload)
     except json.JSONDecodeError as exc:
         raise SystemExit(f"--payload is not JSON: {exc}") from exc
-    response = await client.submit_task(args.agent_type, payload, idempotency_key=args.idempotency_key,
-                                        priority=args.priority)
+    response = await client.submit_task(
+        args.agent_type, payload, idempotency_key=args.idempotency_key, priority=args.priority
+    )
     if not args.wait:
         _emit(response.task)
         return 0
@@ -231,8 +267,14 @@ async def _cancel(client: Any, args: argparse.Namespace) -> int:
 
 
 async def _list(client: Any, args: argparse.Namespace) -> int:
-    _emit(await client.list_tasks(agent_type=args.agent_type, state=args.state, page_size=args.page_size,
-                                  page_token=args.page_token or ""))
+    _emit(
+        await client.list_tasks(
+            agent_type=args.agent_type,
+            state=args.state,
+            page_size=args.page_size,
+            page_token=args.page_token or "",
+        )
+    )
     return 0
 
 
@@ -281,8 +323,16 @@ async def _status(client: Any, args: argparse.Namespace) -> int:
     for column in ("type", "queued", "leased", "succeeded", "failed", "dead letter", "agents", "stale"):
         table.add_column(column, justify="right" if column != "type" else "left")
     for t in response.types:
-        table.add_row(agent_type_to_str(t.agent_type), str(t.queued), str(t.leased), str(t.succeeded), str(t.failed),
-                      str(t.dead_letter), str(t.agents_active), str(t.agents_stale))
+        table.add_row(
+            agent_type_to_str(t.agent_type),
+            str(t.queued),
+            str(t.leased),
+            str(t.succeeded),
+            str(t.failed),
+            str(t.dead_letter),
+            str(t.agents_active),
+            str(t.agents_stale),
+        )
     Console().print(table)
     return 0
 
@@ -297,8 +347,13 @@ async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: boo
     states: dict[str, str] = {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
-                  disable=quiet, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[state]}"),
+        disable=quiet,
+        transient=False,
+    ) as progress:
         bars = {tid: progress.add_task(tid[:8], total=1.0, state="?") for tid in task_ids}
         while loop.time() < deadline:
             for task_id in task_ids:
@@ -324,24 +379,29 @@ async def _watch_cmd(client: Any, args: argparse.Namespace) -> int:
 
 # ---- parser ----------------------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ai-agents", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ai-agents {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("orchestrator", help="run an orchestrator (settings from AI_AGENTS_* env)").set_defaults(
-        func=cmd_orchestrator)
+        func=cmd_orchestrator
+    )
     sub.add_parser("agent", help="run an agent (AI_AGENTS_AGENT_TYPE and other settings from env)").set_defaults(
-        func=cmd_agent)
+        func=cmd_agent
+    )
     sub.add_parser("chaos-monkey", help="delete random agent pods or kill local agents").set_defaults(
-        func=cmd_chaos_monkey)
+        func=cmd_chaos_monkey
+    )
     health = sub.add_parser("check-health", help="exit 0 when URL answers 200")
     health.add_argument("url")
     health.add_argument("--timeout", type=float, default=5.0)
     health.set_defaults(func=cmd_check_health)
 
     local = sub.add_parser("local", help="run the fleet as local processes").add_subparsers(
-        dest="local_command", required=True)
+        dest="local_command", required=True
+    )
     up = local.add_parser("up", help="start PostgreSQL (unless --dsn), orchestrators and agents")
     up.add_argument("--dsn", help="use this PostgreSQL instead of starting a throwaway one")
     up.add_argument("--orchestrators", type=int, default=2)
@@ -357,7 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_local_up)
     down.set_defaults(func=cmd_local_down)
 
-    def api(name: str, help_text: str, run: Callable[[Any, argparse.Namespace], Awaitable[int]]) -> argparse.ArgumentParser:
+    def api(
+        name: str, help_text: str, run: Callable[[Any, argparse.Namespace], Awaitable[int]]
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--target", help="orchestrator gRPC target (default: env, then the local fleet)")
         p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call in seconds")

@@ -7,7 +7,13 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from ai_agents.store.records import AgentRecord, AllocationRecord, MessageRecord, ResourceUsageRecord, TaskRecord
+from ai_agents.store.records import (
+    AgentRecord,
+    AllocationRecord,
+    MessageRecord,
+    ResourceUsageRecord,
+    TaskRecord,
+)
 from ai_agents.v1 import agents_pb2, common_pb2, messaging_pb2, resources_pb2, tasks_pb2
 
 _AGENT_TYPE_PREFIX = "AGENT_TYPE_"

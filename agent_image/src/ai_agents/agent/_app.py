@@ -57,8 +57,13 @@ class AgentProcess:
         metrics = HttpServer(metrics_app(self.metrics.registry), s.host, s.metrics_port)
         info = HttpServer(self._info_app(tokens), s.host, s.http_port)
         self.grpc = GrpcServer(
-            host=s.host, port=s.grpc_port, metrics=self.metrics, tokens=tokens,
-            max_message_bytes=s.max_message_bytes, add_servicers=[], service_names=[],
+            host=s.host,
+            port=s.grpc_port,
+            metrics=self.metrics,
+            tokens=tokens,
+            max_message_bytes=s.max_message_bytes,
+            add_servicers=[],
+            service_names=[],
         )
         try:
             for server in (health, metrics, info):
@@ -66,8 +71,15 @@ class AgentProcess:
                 self._servers.append(server)
             await self.grpc.start()
             await self.grpc.set_serving(True)
-            log.info("agent starting", extra={"agent_id": s.agent_id, "agent_type": s.agent_type,
-                                              "handler": s.handler, "target": s.orchestrator_target})
+            log.info(
+                "agent starting",
+                extra={
+                    "agent_id": s.agent_id,
+                    "agent_type": s.agent_type,
+                    "handler": s.handler,
+                    "target": s.orchestrator_target,
+                },
+            )
             await self.worker.run()
         finally:
             if self.grpc is not None:

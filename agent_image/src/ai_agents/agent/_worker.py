@@ -47,8 +47,11 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, Unavailable):  # includes an open circuit breaker
         return True
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (
-        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
     )
 
 
@@ -78,9 +81,14 @@ class AgentWorker:
 
     def info(self) -> dict[str, Any]:
         return {
-            "agent_id": self.agent_id, "agent_type": self._s.agent_type, "handler": self._s.handler,
-            "concurrency": self._s.concurrency, "running": sorted(self._running),
-            "registered": self.registered.is_set(), "stopping": self._stopping.is_set(), "version": __version__,
+            "agent_id": self.agent_id,
+            "agent_type": self._s.agent_type,
+            "handler": self._s.handler,
+            "concurrency": self._s.concurrency,
+            "running": sorted(self._running),
+            "registered": self.registered.is_set(),
+            "stopping": self._stopping.is_set(),
+            "version": __version__,
         }
 
     def shutdown(self) -> None:
@@ -97,8 +105,11 @@ class AgentWorker:
         while not self._stopping.is_set():
             try:
                 response = await self._client.register_agent(
-                    agent_id=self.agent_id, agent_type=self._s.agent_type, capacity=self._s.concurrency,
-                    address=self._s.agent_address, version=__version__,
+                    agent_id=self.agent_id,
+                    agent_type=self._s.agent_type,
+                    capacity=self._s.concurrency,
+                    address=self._s.agent_address,
+                    version=__version__,
                 )
             except Exception as exc:
                 if not _transient(exc):
@@ -151,7 +162,9 @@ class AgentWorker:
                 continue
             self._lease_call = asyncio.ensure_future(
                 self._client.lease_tasks(
-                    agent_id=self.agent_id, agent_type=self._s.agent_type, max_tasks=free,
+                    agent_id=self.agent_id,
+                    agent_type=self._s.agent_type,
+                    max_tasks=free,
                     wait_seconds=self._s.lease_wait_seconds,
                 )
             )
@@ -187,8 +200,11 @@ class AgentWorker:
             await self._client.update_task_progress(task_id, token, progress, message)
 
         context = TaskContext(
-            task_id=task_id, agent_type=agent_type, payload=c.struct_to_dict(lease.task.payload),
-            attempt=lease.task.attempts, report_progress=report_progress,
+            task_id=task_id,
+            agent_type=agent_type,
+            payload=c.struct_to_dict(lease.task.payload),
+            attempt=lease.task.attempts,
+            report_progress=report_progress,
         )
         started = time.perf_counter()
         try:
@@ -196,15 +212,22 @@ class AgentWorker:
                 result = await self._handler.run(context)
             except HandlerError as exc:
                 self._metrics.tasks.labels(agent_type, "failed").inc()
-                await self._report("FailTask", self._client.fail_task, task_id, token, str(exc),
-                                   retryable=exc.retryable)
+                await self._report(
+                    "FailTask", self._client.fail_task, task_id, token, str(exc), retryable=exc.retryable
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.exception("handler crashed", extra={"task_id": task_id})
                 self._metrics.tasks.labels(agent_type, "failed").inc()
-                await self._report("FailTask", self._client.fail_task, task_id, token, f"handler error: {exc!r}",
-                                   retryable=True)
+                await self._report(
+                    "FailTask",
+                    self._client.fail_task,
+                    task_id,
+                    token,
+                    f"handler error: {exc!r}",
+                    retryable=True,
+                )
             else:
                 self._metrics.tasks.labels(agent_type, "succeeded").inc()
                 await self._report("CompleteTask", self._client.complete_task, task_id, token, result)
@@ -228,8 +251,10 @@ class AgentWorker:
                     log.info("outcome refused", extra={"task_id": args[0], "reason": exc.details()})
                     return
                 if not _transient(exc) or time.monotonic() > deadline:
-                    log.error("outcome lost; the lease will expire and the task be redelivered",
-                              extra={"task_id": args[0], "error": repr(exc)})
+                    log.error(
+                        "outcome lost; the lease will expire and the task be redelivered",
+                        extra={"task_id": args[0], "error": repr(exc)},
+                    )
                     return
             except Unavailable as exc:
                 if time.monotonic() > deadline:

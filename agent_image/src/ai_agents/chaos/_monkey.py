@@ -44,9 +44,7 @@ class KubernetesTargets:
         self._exclude = exclude_label
 
     async def eligible(self) -> list[Victim]:
-        pods = await asyncio.to_thread(
-            self._api.list_namespaced_pod, self._namespace, label_selector=self._selector
-        )
+        pods = await asyncio.to_thread(self._api.list_namespaced_pod, self._namespace, label_selector=self._selector)
         return [
             Victim(pod.metadata.name, self._namespace)
             for pod in pods.items

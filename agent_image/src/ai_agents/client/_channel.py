@@ -53,18 +53,19 @@ def resolve_target(target: str, *, environ: dict[str, str] | None = None) -> str
     env = os.environ if environ is None else environ
     if "://" not in target and not target.startswith(("dns:", "unix:", "ipv4:", "ipv6:")):
         target = f"dns:///{target}"
-    if env.get("GRPC_XDS_BOOTSTRAP") or env.get("GRPC_XDS_BOOTSTRAP_CONFIG"):
-        if target.startswith("dns:///"):
-            target = "xds:///" + target[len("dns:///") :]
+    xds = bool(env.get("GRPC_XDS_BOOTSTRAP") or env.get("GRPC_XDS_BOOTSTRAP_CONFIG"))
+    if xds and target.startswith("dns:///"):
+        target = "xds:///" + target[len("dns:///") :]
     return target
 
 
 def create_channel(
     target: str,
     *,
-    options: ChannelOptions = ChannelOptions(),
+    options: ChannelOptions | None = None,
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
+    options = options or ChannelOptions()
     resolved = resolve_target(target)
     channel_args: list[tuple[str, Any]] = [
         ("grpc.service_config", json.dumps(service_config(options))),
@@ -78,6 +79,8 @@ def create_channel(
     ]
     if resolved.startswith("xds:"):
         # The control plane decides endpoints, LB and security; fall back to plaintext as the mesh does mTLS.
-        credentials = grpc.xds_channel_credentials(fallback_credentials=grpc.experimental.insecure_channel_credentials())
+        credentials = grpc.xds_channel_credentials(
+            fallback_credentials=grpc.experimental.insecure_channel_credentials()
+        )
         return grpc.aio.secure_channel(resolved, credentials, options=channel_args, interceptors=interceptors)
     return grpc.aio.insecure_channel(resolved, options=channel_args, interceptors=interceptors)

@@ -13,6 +13,7 @@ from ai_agents import convert as c
 from ai_agents.client._breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from ai_agents.client._channel import ChannelOptions, create_channel
 from ai_agents.observability.metrics import CommonMetrics
+from ai_agents.observability.tracing import tracing_enabled
 from ai_agents.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -64,10 +65,12 @@ class OrchestratorClient:
         token: str | None = None,
         timeout: float = 10.0,
         metrics: CommonMetrics | None = None,
-        options: ChannelOptions = ChannelOptions(),
+        options: ChannelOptions | None = None,
         wait_ready: float | None = None,
     ) -> OrchestratorClient:
-        channel = create_channel(target, options=options, interceptors=aio_client_interceptors())
+        # Trace context is injected into every call only when tracing is configured (it costs CPU per call).
+        interceptors = aio_client_interceptors() if tracing_enabled() else []
+        channel = create_channel(target, options=options, interceptors=interceptors)
         if wait_ready is not None:
             await channel.channel_ready()  # bounded by the caller with asyncio.wait_for when needed
         return cls(channel, target=target, token=token, timeout=timeout, metrics=metrics)
@@ -122,8 +125,11 @@ class OrchestratorClient:
     ) -> tasks_pb2.SubmitTaskResponse:
         # A key is always sent so that transparent retries can never create a second task.
         request = tasks_pb2.SubmitTaskRequest(
-            agent_type=c.agent_type_to_proto(agent_type), payload=c.dict_to_struct(payload),
-            idempotency_key=idempotency_key or f"auto-{uuid.uuid4()}", priority=priority, max_attempts=max_attempts,
+            agent_type=c.agent_type_to_proto(agent_type),
+            payload=c.dict_to_struct(payload),
+            idempotency_key=idempotency_key or f"auto-{uuid.uuid4()}",
+            priority=priority,
+            max_attempts=max_attempts,
         )
         return await self._call("SubmitTask", self.tasks.SubmitTask, request, timeout)
 
@@ -132,12 +138,19 @@ class OrchestratorClient:
         return response.task
 
     async def list_tasks(
-        self, *, agent_type: str | None = None, state: str | None = None, page_size: int = 0, page_token: str = "",
+        self,
+        *,
+        agent_type: str | None = None,
+        state: str | None = None,
+        page_size: int = 0,
+        page_token: str = "",
         timeout: float | None = None,
     ) -> tasks_pb2.ListTasksResponse:
         request = tasks_pb2.ListTasksRequest(
-            agent_type=c.agent_type_to_proto(agent_type), state=c.task_state_to_proto(state) if state else 0,
-            page_size=page_size, page_token=page_token,
+            agent_type=c.agent_type_to_proto(agent_type),
+            state=c.task_state_to_proto(state) if state else 0,
+            page_size=page_size,
+            page_token=page_token,
         )
         return await self._call("ListTasks", self.tasks.ListTasks, request, timeout)
 
@@ -151,7 +164,9 @@ class OrchestratorClient:
         self, *, agent_id: str, agent_type: str, max_tasks: int, wait_seconds: int
     ) -> list[tasks_pb2.TaskLease]:
         request = tasks_pb2.LeaseTasksRequest(
-            agent_id=agent_id, agent_type=c.agent_type_to_proto(agent_type), max_tasks=max_tasks,
+            agent_id=agent_id,
+            agent_type=c.agent_type_to_proto(agent_type),
+            max_tasks=max_tasks,
             wait_seconds=wait_seconds,
         )
         # The deadline covers the long poll plus a margin for the lease itself.
@@ -161,7 +176,9 @@ class OrchestratorClient:
     async def complete_task(
         self, task_id: str, lease_token: int, result: dict[str, Any], *, timeout: float | None = None
     ) -> tasks_pb2.Task:
-        request = tasks_pb2.CompleteTaskRequest(task_id=task_id, lease_token=lease_token, result=c.dict_to_struct(result))
+        request = tasks_pb2.CompleteTaskRequest(
+            task_id=task_id, lease_token=lease_token, result=c.dict_to_struct(result)
+        )
         return (await self._call("CompleteTask", self.tasks.CompleteTask, request, timeout)).task
 
     async def fail_task(
@@ -175,7 +192,13 @@ class OrchestratorClient:
         return (await self._call("ReleaseTask", self.tasks.ReleaseTask, request, timeout)).task
 
     async def update_task_progress(
-        self, task_id: str, lease_token: int, progress: float, message: str = "", *, timeout: float | None = None
+        self,
+        task_id: str,
+        lease_token: int,
+        progress: float,
+        message: str = "",
+        *,
+        timeout: float | None = None,
     ) -> tasks_pb2.Task:
         request = tasks_pb2.UpdateTaskProgressRequest(
             task_id=task_id, lease_token=lease_token, progress=progress, message=message
@@ -185,39 +208,62 @@ class OrchestratorClient:
     # ---- agents ------------------------------------------------------------------------------------------
 
     async def register_agent(
-        self, *, agent_id: str, agent_type: str, capacity: int, address: str = "", version: str = "",
+        self,
+        *,
+        agent_id: str,
+        agent_type: str,
+        capacity: int,
+        address: str = "",
+        version: str = "",
         labels: dict[str, str] | None = None,
     ) -> agents_pb2.RegisterAgentResponse:
         request = agents_pb2.RegisterAgentRequest(
-            agent_id=agent_id, agent_type=c.agent_type_to_proto(agent_type), capacity=capacity, address=address,
-            version=version, labels=labels or {},
+            agent_id=agent_id,
+            agent_type=c.agent_type_to_proto(agent_type),
+            capacity=capacity,
+            address=address,
+            version=version,
+            labels=labels or {},
         )
         return await self._call("RegisterAgent", self.agents.RegisterAgent, request, None)
 
     async def deregister_agent(self, agent_id: str) -> None:
         await self._call(
-            "DeregisterAgent", self.agents.DeregisterAgent, agents_pb2.DeregisterAgentRequest(agent_id=agent_id), None
+            "DeregisterAgent",
+            self.agents.DeregisterAgent,
+            agents_pb2.DeregisterAgentRequest(agent_id=agent_id),
+            None,
         )
 
     async def heartbeat(
         self, agent_id: str, leases: Sequence[tuple[str, int]], running: int
     ) -> agents_pb2.HeartbeatResponse:
         request = agents_pb2.HeartbeatRequest(
-            agent_id=agent_id, running=running,
+            agent_id=agent_id,
+            running=running,
             leases=[agents_pb2.HeldLease(task_id=t, lease_token=tok) for t, tok in leases],
         )
         return await self._call("Heartbeat", self.agents.Heartbeat, request, None)
 
     async def get_agent(self, agent_id: str) -> agents_pb2.Agent:
-        response = await self._call("GetAgent", self.agents.GetAgent, agents_pb2.GetAgentRequest(agent_id=agent_id), None)
+        response = await self._call(
+            "GetAgent", self.agents.GetAgent, agents_pb2.GetAgentRequest(agent_id=agent_id), None
+        )
         return response.agent
 
     async def list_agents(
-        self, *, agent_type: str | None = None, state: str | None = None, page_size: int = 0, page_token: str = ""
+        self,
+        *,
+        agent_type: str | None = None,
+        state: str | None = None,
+        page_size: int = 0,
+        page_token: str = "",
     ) -> agents_pb2.ListAgentsResponse:
         request = agents_pb2.ListAgentsRequest(
-            agent_type=c.agent_type_to_proto(agent_type), state=c.agent_state_to_proto(state) if state else 0,
-            page_size=page_size, page_token=page_token,
+            agent_type=c.agent_type_to_proto(agent_type),
+            state=c.agent_state_to_proto(state) if state else 0,
+            page_size=page_size,
+            page_token=page_token,
         )
         return await self._call("ListAgents", self.agents.ListAgents, request, None)
 
@@ -225,15 +271,26 @@ class OrchestratorClient:
         self, *, agent_type: str, agent_id: str = "", capacity: int = 1, labels: dict[str, str] | None = None
     ) -> agents_pb2.Agent:
         request = agents_pb2.CreateAgentRequest(
-            agent_id=agent_id, agent_type=c.agent_type_to_proto(agent_type), capacity=capacity, labels=labels or {}
+            agent_id=agent_id,
+            agent_type=c.agent_type_to_proto(agent_type),
+            capacity=capacity,
+            labels=labels or {},
         )
         return (await self._call("CreateAgent", self.agents.CreateAgent, request, None)).agent
 
     async def update_agent(
-        self, agent_id: str, *, labels: dict[str, str] | None = None, capacity: int = 0, state: str | None = None
+        self,
+        agent_id: str,
+        *,
+        labels: dict[str, str] | None = None,
+        capacity: int = 0,
+        state: str | None = None,
     ) -> agents_pb2.Agent:
         request = agents_pb2.UpdateAgentRequest(
-            agent_id=agent_id, labels=labels or {}, update_labels=labels is not None, capacity=capacity,
+            agent_id=agent_id,
+            labels=labels or {},
+            update_labels=labels is not None,
+            capacity=capacity,
             state=c.agent_state_to_proto(state) if state else 0,
         )
         return (await self._call("UpdateAgent", self.agents.UpdateAgent, request, None)).agent
@@ -255,7 +312,10 @@ class OrchestratorClient:
         self, *, sender: str, agent_type: str | None, topic: str, body: dict[str, Any] | None = None
     ) -> messaging_pb2.Message:
         request = messaging_pb2.BroadcastMessageRequest(
-            sender=sender, agent_type=c.agent_type_to_proto(agent_type), topic=topic, body=c.dict_to_struct(body)
+            sender=sender,
+            agent_type=c.agent_type_to_proto(agent_type),
+            topic=topic,
+            body=c.dict_to_struct(body),
         )
         return (await self._call("BroadcastMessage", self.messaging.BroadcastMessage, request, None)).message
 
@@ -266,7 +326,8 @@ class OrchestratorClient:
         self.breaker.before_call()
         call = self.messaging.ReceiveMessages(
             messaging_pb2.ReceiveMessagesRequest(agent_id=agent_id, after_message_id=after_message_id),
-            timeout=timeout, metadata=self._metadata,
+            timeout=timeout,
+            metadata=self._metadata,
         )
         async for response in call:
             yield response.message

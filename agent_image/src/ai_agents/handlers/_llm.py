@@ -38,16 +38,21 @@ class LlmHandler:
         return [{"role": "system", "content": str(system)}, {"role": "user", "content": user}]
 
     async def run(self, task: TaskContext) -> dict[str, Any]:
-        body = {"model": task.payload.get("model", self._model), "messages": self._messages(task),
-                "max_tokens": self._max_tokens}
+        body = {
+            "model": task.payload.get("model", self._model),
+            "messages": self._messages(task),
+            "max_tokens": self._max_tokens,
+        }
         try:
             async with self._session.post(self._url, json=body) as response:
                 text = await response.text()
                 if response.status == 429 or response.status >= 500:
                     raise HandlerError(f"model endpoint answered {response.status}: {text[:200]}", retryable=True)
                 if response.status >= 400:
-                    raise HandlerError(f"model endpoint refused the request ({response.status}): {text[:200]}",
-                                       retryable=False)
+                    raise HandlerError(
+                        f"model endpoint refused the request ({response.status}): {text[:200]}",
+                        retryable=False,
+                    )
                 data = json.loads(text)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise HandlerError(f"model endpoint unreachable: {exc!r}", retryable=True) from exc
@@ -57,7 +62,11 @@ class LlmHandler:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
             raise HandlerError("model response has no choices[0].message.content", retryable=False) from exc
-        result: dict[str, Any] = {"handler": "llm", "model": data.get("model", body["model"]), "content": content}
+        result: dict[str, Any] = {
+            "handler": "llm",
+            "model": data.get("model", body["model"]),
+            "content": content,
+        }
         if isinstance(data.get("usage"), dict):
             result["usage"] = data["usage"]
         return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -58,13 +59,21 @@ class FleetState:
     def summary(self) -> dict[str, object]:
         return {
             "orchestrators": [
-                {"http": f"http://127.0.0.1:{p.http}", "grpc": f"127.0.0.1:{p.grpc}", "pid": p.pid,
-                 "metrics": f"http://127.0.0.1:{p.metrics}/metrics"}
+                {
+                    "http": f"http://127.0.0.1:{p.http}",
+                    "grpc": f"127.0.0.1:{p.grpc}",
+                    "pid": p.pid,
+                    "metrics": f"http://127.0.0.1:{p.metrics}/metrics",
+                }
                 for p in self.orchestrators
             ],
             "agents": [
-                {"agent_type": p.agent_type, "agent_id": p.agent_id, "pid": p.pid,
-                 "metrics": f"http://127.0.0.1:{p.metrics}/metrics"}
+                {
+                    "agent_type": p.agent_type,
+                    "agent_id": p.agent_id,
+                    "pid": p.pid,
+                    "metrics": f"http://127.0.0.1:{p.metrics}/metrics",
+                }
                 for p in self.agents
             ],
             "grpc_target": self.grpc_target(),
@@ -113,7 +122,10 @@ class Fleet:
         with log_path.open("ab") as log_file:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ai_agents", kind],
-                env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **env},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 # A session of its own: the fleet outlives `local up --detach` and a Ctrl-C of the shell.
                 start_new_session=True,
             )
@@ -126,8 +138,10 @@ class Fleet:
     def _port_env(ports: Mapping[str, int]) -> dict[str, str]:
         return {
             "AI_AGENTS_HOST": "127.0.0.1",
-            "AI_AGENTS_HTTP_PORT": str(ports["http"]), "AI_AGENTS_GRPC_PORT": str(ports["grpc"]),
-            "AI_AGENTS_HEALTH_PORT": str(ports["health"]), "AI_AGENTS_METRICS_PORT": str(ports["metrics"]),
+            "AI_AGENTS_HTTP_PORT": str(ports["http"]),
+            "AI_AGENTS_GRPC_PORT": str(ports["grpc"]),
+            "AI_AGENTS_HEALTH_PORT": str(ports["health"]),
+            "AI_AGENTS_METRICS_PORT": str(ports["metrics"]),
         }
 
     def up(
@@ -156,8 +170,12 @@ class Fleet:
         try:
             for index in range(orchestrators):
                 ports = self._ports()
-                env = {**self._port_env(ports), "AI_AGENTS_DATABASE_URL": dsn,
-                       "AI_AGENTS_ORCHESTRATOR_ID": f"orchestrator-{index}", **(orchestrator_env or {})}
+                env = {
+                    **self._port_env(ports),
+                    "AI_AGENTS_DATABASE_URL": dsn,
+                    "AI_AGENTS_ORCHESTRATOR_ID": f"orchestrator-{index}",
+                    **(orchestrator_env or {}),
+                }
                 pid, log_path = self._spawn("orchestrator", env, f"orchestrator-{index}")
                 state.processes.append(ProcessInfo("orchestrator", pid, **ports))
                 state.save()
@@ -169,15 +187,23 @@ class Fleet:
                 for index in range(count):
                     ports = self._ports()
                     agent_id = f"local-{agent_type}-{index}"
-                    env = {**self._port_env(ports), "AI_AGENTS_AGENT_TYPE": agent_type,
-                           "AI_AGENTS_AGENT_ID": agent_id, "AI_AGENTS_ORCHESTRATOR_TARGET": target,
-                           **(agent_env or {})}
+                    env = {
+                        **self._port_env(ports),
+                        "AI_AGENTS_AGENT_TYPE": agent_type,
+                        "AI_AGENTS_AGENT_ID": agent_id,
+                        "AI_AGENTS_ORCHESTRATOR_TARGET": target,
+                        **(agent_env or {}),
+                    }
                     pid, log_path = self._spawn("agent", env, agent_id)
                     state.processes.append(ProcessInfo("agent", pid, agent_type=agent_type, agent_id=agent_id, **ports))
                     state.save()
             for proc in state.agents:
-                _wait_ready(f"http://127.0.0.1:{proc.health}/readyz", proc.pid, timeout,
-                            self.state_dir / "logs" / f"{proc.agent_id}.log")
+                _wait_ready(
+                    f"http://127.0.0.1:{proc.health}/readyz",
+                    proc.pid,
+                    timeout,
+                    self.state_dir / "logs" / f"{proc.agent_id}.log",
+                )
         except BaseException:
             self.down()
             raise
@@ -204,18 +230,14 @@ class Fleet:
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.kill(pid, sig)
-    except OSError:
-        pass
 
 
 def _alive(pid: int) -> bool:
-    try:
+    with contextlib.suppress(ChildProcessError):
         # Reap it if it is our child; a zombie would otherwise look alive.
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     try:
         os.kill(pid, 0)
     except OSError:

@@ -101,9 +101,21 @@ class LocalPostgres:
         _chown_for_postgres(self.data_dir)
         if not (pgdata / "PG_VERSION").exists():
             subprocess.run(
-                [*prefix, str(pg_bin / "initdb"), "-D", str(pgdata), "-U", self.user, "--auth=trust",
-                 "--no-sync", "-E", "UTF8"],
-                check=True, capture_output=True, timeout=120,
+                [
+                    *prefix,
+                    str(pg_bin / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=120,
             )
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={sockets} "
@@ -111,16 +123,44 @@ class LocalPostgres:
             "-c full_page_writes=off -c shared_buffers=128MB"
         )
         subprocess.run(
-            [*prefix, str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-o", options, "-l",
-             str(self.data_dir / "postgres.log"), "-w", "-t", str(int(timeout)), "start"],
-            check=True, capture_output=True, timeout=timeout + 10,
+            [
+                *prefix,
+                str(pg_bin / "pg_ctl"),
+                "-D",
+                str(pgdata),
+                "-o",
+                options,
+                "-l",
+                str(self.data_dir / "postgres.log"),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=timeout + 10,
         )
         deadline = time.monotonic() + timeout
         while True:
             done = subprocess.run(
-                [*prefix, str(pg_bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-                 "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"],
-                capture_output=True, text=True, timeout=30,
+                [
+                    *prefix,
+                    str(pg_bin / "psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.user,
+                    "-d",
+                    "postgres",
+                    "-tAc",
+                    f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
             if done.returncode == 0:
                 break
@@ -129,9 +169,20 @@ class LocalPostgres:
             time.sleep(0.2)
         if done.stdout.strip() != "1":
             subprocess.run(
-                [*prefix, str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-                 self.database],
-                check=True, capture_output=True, timeout=30,
+                [
+                    *prefix,
+                    str(pg_bin / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.user,
+                    self.database,
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
             )
 
     def stop(self) -> None:
@@ -140,5 +191,6 @@ class LocalPostgres:
             return
         subprocess.run(
             [*_run_as_prefix(), str(find_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
-            capture_output=True, timeout=60,
+            capture_output=True,
+            timeout=60,
         )

@@ -29,40 +29,63 @@ class CommonMetrics:
     def __init__(self, registry: CollectorRegistry, component: str) -> None:
         self.registry = registry
         self.build_info = Gauge(
-            "ai_agents_build_info", "Version of the running runtime.", ["version", "component"], registry=registry
+            "ai_agents_build_info",
+            "Version of the running runtime.",
+            ["version", "component"],
+            registry=registry,
         )
         self.build_info.labels(__version__, component).set(1)
         self.grpc_requests = Counter(
             "ai_agents_grpc_requests", "gRPC requests served.", ["method", "code"], registry=registry
         )
         self.grpc_retried = Counter(
-            "ai_agents_grpc_retried_requests", "gRPC requests that arrived as a client's transparent retry attempt.",
-            ["method"], registry=registry,
+            "ai_agents_grpc_retried_requests",
+            "gRPC requests that arrived as a client's transparent retry attempt.",
+            ["method"],
+            registry=registry,
         )
         self.grpc_duration = Histogram(
-            "ai_agents_grpc_request_duration_seconds", "gRPC request handling time.", ["method"],
-            buckets=_RPC_BUCKETS, registry=registry,
+            "ai_agents_grpc_request_duration_seconds",
+            "gRPC request handling time.",
+            ["method"],
+            buckets=_RPC_BUCKETS,
+            registry=registry,
         )
         self.http_requests = Counter(
-            "ai_agents_http_requests", "HTTP API requests served.", ["route", "method", "status"], registry=registry
+            "ai_agents_http_requests",
+            "HTTP API requests served.",
+            ["route", "method", "status"],
+            registry=registry,
         )
         self.http_duration = Histogram(
-            "ai_agents_http_request_duration_seconds", "HTTP API request handling time.", ["route", "method"],
-            buckets=_RPC_BUCKETS, registry=registry,
+            "ai_agents_http_request_duration_seconds",
+            "HTTP API request handling time.",
+            ["route", "method"],
+            buckets=_RPC_BUCKETS,
+            registry=registry,
         )
         self.client_requests = Counter(
-            "ai_agents_client_requests", "gRPC calls made by this process.", ["method", "code"], registry=registry
+            "ai_agents_client_requests",
+            "gRPC calls made by this process.",
+            ["method", "code"],
+            registry=registry,
         )
         self.client_retries = Counter(
-            "ai_agents_client_retries", "Transparent gRPC retries observed on calls made by this process.",
-            ["method"], registry=registry,
+            "ai_agents_client_retries",
+            "Transparent gRPC retries observed on calls made by this process.",
+            ["method"],
+            registry=registry,
         )
         self.circuit_state = Gauge(
-            "ai_agents_circuit_breaker_state", "Client circuit breaker: 0 closed, 1 half-open, 2 open.", ["target"],
+            "ai_agents_circuit_breaker_state",
+            "Client circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["target"],
             registry=registry,
         )
         self.circuit_rejections = Counter(
-            "ai_agents_circuit_breaker_rejections", "Calls refused locally by an open circuit breaker.", ["target"],
+            "ai_agents_circuit_breaker_rejections",
+            "Calls refused locally by an open circuit breaker.",
+            ["target"],
             registry=registry,
         )
         self.log_messages = Counter(
@@ -74,50 +97,78 @@ class OrchestratorMetrics(CommonMetrics):
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry, "orchestrator")
         self.queue_depth = Gauge(
-            "ai_agents_queue_depth", "Queued tasks per agent type (same value on every replica: use max).",
-            ["agent_type"], registry=registry,
+            "ai_agents_queue_depth",
+            "Queued tasks per agent type (same value on every replica: use max).",
+            ["agent_type"],
+            registry=registry,
         )
         self.tasks_leased = Gauge(
-            "ai_agents_tasks_leased", "Leased tasks per agent type (same value on every replica: use max).",
-            ["agent_type"], registry=registry,
+            "ai_agents_tasks_leased",
+            "Leased tasks per agent type (same value on every replica: use max).",
+            ["agent_type"],
+            registry=registry,
         )
         self.tasks_submitted = Counter(
-            "ai_agents_tasks_submitted", "Tasks accepted (new, not idempotent repeats).", ["agent_type"],
+            "ai_agents_tasks_submitted",
+            "Tasks accepted (new, not idempotent repeats).",
+            ["agent_type"],
             registry=registry,
         )
         self.tasks_completed = Counter(
-            "ai_agents_tasks_completed", "Tasks that reached a final state.", ["agent_type", "outcome"],
+            "ai_agents_tasks_completed",
+            "Tasks that reached a final state.",
+            ["agent_type", "outcome"],
             registry=registry,
         )
         self.task_duration = Histogram(
-            "ai_agents_task_duration_seconds", "Time from lease to completion.", ["agent_type"],
-            buckets=_TASK_BUCKETS, registry=registry,
+            "ai_agents_task_duration_seconds",
+            "Time from lease to completion.",
+            ["agent_type"],
+            buckets=_TASK_BUCKETS,
+            registry=registry,
         )
         self.queue_wait = Histogram(
-            "ai_agents_task_queue_wait_seconds", "Time from submission to first lease.", ["agent_type"],
-            buckets=_TASK_BUCKETS, registry=registry,
+            "ai_agents_task_queue_wait_seconds",
+            "Time from submission to first lease.",
+            ["agent_type"],
+            buckets=_TASK_BUCKETS,
+            registry=registry,
         )
         self.lease_expiries = Counter(
-            "ai_agents_lease_expiries", "Leases that ran out without an outcome.", ["agent_type"], registry=registry
+            "ai_agents_lease_expiries",
+            "Leases that ran out without an outcome.",
+            ["agent_type"],
+            registry=registry,
         )
         self.redeliveries = Counter(
-            "ai_agents_task_redeliveries", "Tasks returned to the queue for another attempt.", ["agent_type"],
+            "ai_agents_task_redeliveries",
+            "Tasks returned to the queue for another attempt.",
+            ["agent_type"],
             registry=registry,
         )
         self.agents = Gauge(
-            "ai_agents_agents", "Registered agents by type and state (same value on every replica: use max).",
-            ["agent_type", "state"], registry=registry,
+            "ai_agents_agents",
+            "Registered agents by type and state (same value on every replica: use max).",
+            ["agent_type", "state"],
+            registry=registry,
         )
         self.test_duration = Histogram(
-            "ai_agents_test_duration_seconds", "Test run duration reported by testing tasks.", ["agent_type"],
-            buckets=_TASK_BUCKETS, registry=registry,
+            "ai_agents_test_duration_seconds",
+            "Test run duration reported by testing tasks.",
+            ["agent_type"],
+            buckets=_TASK_BUCKETS,
+            registry=registry,
         )
         self.vulnerabilities = Counter(
-            "ai_agents_vulnerabilities_found", "Vulnerabilities reported by security tasks.", ["agent_type"],
+            "ai_agents_vulnerabilities_found",
+            "Vulnerabilities reported by security tasks.",
+            ["agent_type"],
             registry=registry,
         )
         self.compliance_violations = Counter(
-            "ai_agents_compliance_violations", "Violations reported by compliance tasks.", ["agent_type"],
+            "ai_agents_compliance_violations",
+            "Violations reported by compliance tasks.",
+            ["agent_type"],
             registry=registry,
         )
         self.initialize(AGENT_TYPES)
@@ -125,8 +176,13 @@ class OrchestratorMetrics(CommonMetrics):
     def initialize(self, agent_types: tuple[str, ...]) -> None:
         """Create every per-type series at zero so rate() and increase() see the first event."""
         for agent_type in agent_types:
-            for metric in (self.tasks_submitted, self.lease_expiries, self.redeliveries, self.vulnerabilities,
-                           self.compliance_violations):
+            for metric in (
+                self.tasks_submitted,
+                self.lease_expiries,
+                self.redeliveries,
+                self.vulnerabilities,
+                self.compliance_violations,
+            ):
                 metric.labels(agent_type)
             for outcome in ("succeeded", "failed", "dead_letter", "cancelled"):
                 self.tasks_completed.labels(agent_type, outcome)
@@ -139,10 +195,15 @@ class AgentMetrics(CommonMetrics):
             "ai_agents_agent_tasks_running", "Tasks this agent is running.", ["agent_type"], registry=registry
         )
         self.tasks = Counter(
-            "ai_agents_agent_tasks", "Tasks this agent finished, by outcome.", ["agent_type", "outcome"],
+            "ai_agents_agent_tasks",
+            "Tasks this agent finished, by outcome.",
+            ["agent_type", "outcome"],
             registry=registry,
         )
         self.handler_duration = Histogram(
-            "ai_agents_agent_handler_duration_seconds", "Handler run time.", ["agent_type"],
-            buckets=_TASK_BUCKETS, registry=registry,
+            "ai_agents_agent_handler_duration_seconds",
+            "Handler run time.",
+            ["agent_type"],
+            buckets=_TASK_BUCKETS,
+            registry=registry,
         )

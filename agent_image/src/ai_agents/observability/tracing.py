@@ -10,9 +10,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 
+def tracing_enabled() -> bool:
+    """Tracing (and so context propagation across gRPC) is on when an OTLP endpoint is configured."""
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
 def configure_tracing(service_name: str) -> TracerProvider | None:
     """Install a tracer provider in an entry point; returns it so shutdown can flush spans."""
-    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    if not tracing_enabled():
         return None
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 

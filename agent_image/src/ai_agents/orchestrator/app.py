@@ -27,7 +27,9 @@ class Orchestrator:
         self.settings = settings
         self.metrics = metrics or OrchestratorMetrics(new_registry())
         self.database = Database(
-            settings.database_url, min_size=settings.database_pool_min, max_size=settings.database_pool_max,
+            settings.database_url,
+            min_size=settings.database_pool_min,
+            max_size=settings.database_pool_max,
             agent_stale_seconds=settings.agent_stale_seconds,
         )
         self._stop = asyncio.Event()
@@ -59,13 +61,19 @@ class Orchestrator:
         service = OrchestratorService(settings=s, database=self.database, stores=stores, metrics=self.metrics)
         tokens = TokenCheck(s.api_token.get_secret_value() if s.api_token else None)
         self.grpc = GrpcServer(
-            host=s.host, port=s.grpc_port, metrics=self.metrics, tokens=tokens,
-            max_message_bytes=s.max_message_bytes, add_servicers=servicer_adders(service, s.orchestrator_id),
+            host=s.host,
+            port=s.grpc_port,
+            metrics=self.metrics,
+            tokens=tokens,
+            max_message_bytes=s.max_message_bytes,
+            add_servicers=servicer_adders(service, s.orchestrator_id),
             service_names=SERVICE_NAMES,
         )
         await self.grpc.start()
         self.http = HttpServer(
-            build_http_app(service, self.metrics, tokens, max_body_bytes=s.max_message_bytes), s.host, s.http_port
+            build_http_app(service, self.metrics, tokens, max_body_bytes=s.max_message_bytes),
+            s.host,
+            s.http_port,
         )
         await self.http.start()
         self._servers.append(self.http)
@@ -76,8 +84,13 @@ class Orchestrator:
         self._ready = True
         log.info(
             "orchestrator serving",
-            extra={"grpc_port": self.grpc.port, "http_port": self.http.port, "health_port": self.health.port,
-                   "metrics_port": self.metrics_server.port, "auth": tokens.enabled},
+            extra={
+                "grpc_port": self.grpc.port,
+                "http_port": self.http.port,
+                "health_port": self.health.port,
+                "metrics_port": self.metrics_server.port,
+                "auth": tokens.enabled,
+            },
         )
 
     async def stop(self) -> None:

@@ -38,8 +38,11 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
 
     async def SubmitTask(self, request: tasks_pb2.SubmitTaskRequest, context: Ctx) -> tasks_pb2.SubmitTaskResponse:
         task, created = await self._s.submit_task(
-            agent_type=c.agent_type_to_str(request.agent_type), payload=c.struct_to_dict(request.payload),
-            idempotency_key=request.idempotency_key, priority=request.priority, max_attempts=request.max_attempts,
+            agent_type=c.agent_type_to_str(request.agent_type),
+            payload=c.struct_to_dict(request.payload),
+            idempotency_key=request.idempotency_key,
+            priority=request.priority,
+            max_attempts=request.max_attempts,
         )
         return tasks_pb2.SubmitTaskResponse(task=c.task_to_proto(task), created=created)
 
@@ -48,8 +51,10 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
 
     async def ListTasks(self, request: tasks_pb2.ListTasksRequest, context: Ctx) -> tasks_pb2.ListTasksResponse:
         tasks, token = await self._s.list_tasks(
-            agent_type=c.agent_type_to_str(request.agent_type), state=c.task_state_to_str(request.state),
-            page_size=request.page_size, page_token=request.page_token,
+            agent_type=c.agent_type_to_str(request.agent_type),
+            state=c.task_state_to_str(request.state),
+            page_size=request.page_size,
+            page_token=request.page_token,
         )
         return tasks_pb2.ListTasksResponse(tasks=[c.task_to_proto(t) for t in tasks], next_page_token=token or "")
 
@@ -83,8 +88,10 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
             # Answer before the caller's deadline so an empty result is not mistaken for a failure.
             wait = max(0, min(wait, int(remaining) - 1))
         tasks = await self._s.lease_tasks(
-            agent_id=request.agent_id, agent_type=c.agent_type_to_str(request.agent_type),
-            max_tasks=request.max_tasks, wait_seconds=wait,
+            agent_id=request.agent_id,
+            agent_type=c.agent_type_to_str(request.agent_type),
+            max_tasks=request.max_tasks,
+            wait_seconds=wait,
         )
         if tasks and context.cancelled():
             # The agent gave up (e.g. it is shutting down): hand the tasks straight back instead of letting
@@ -107,8 +114,10 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
 
     async def CreateAgent(self, request: agents_pb2.CreateAgentRequest, context: Ctx) -> agents_pb2.CreateAgentResponse:
         agent = await self._s.create_agent(
-            agent_id=request.agent_id, agent_type=c.agent_type_to_str(request.agent_type),
-            labels=dict(request.labels), capacity=request.capacity,
+            agent_id=request.agent_id,
+            agent_type=c.agent_type_to_str(request.agent_type),
+            labels=dict(request.labels),
+            capacity=request.capacity,
         )
         return agents_pb2.CreateAgentResponse(agent=c.agent_to_proto(agent))
 
@@ -117,8 +126,10 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
 
     async def ListAgents(self, request: agents_pb2.ListAgentsRequest, context: Ctx) -> agents_pb2.ListAgentsResponse:
         agents, token = await self._s.list_agents(
-            agent_type=c.agent_type_to_str(request.agent_type), state=c.agent_state_to_str(request.state),
-            page_size=request.page_size, page_token=request.page_token,
+            agent_type=c.agent_type_to_str(request.agent_type),
+            state=c.agent_state_to_str(request.state),
+            page_size=request.page_size,
+            page_token=request.page_token,
         )
         return agents_pb2.ListAgentsResponse(agents=[c.agent_to_proto(a) for a in agents], next_page_token=token or "")
 
@@ -139,8 +150,12 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
         self, request: agents_pb2.RegisterAgentRequest, context: Ctx
     ) -> agents_pb2.RegisterAgentResponse:
         agent = await self._s.register_agent(
-            agent_id=request.agent_id, agent_type=c.agent_type_to_str(request.agent_type),
-            labels=dict(request.labels), capacity=request.capacity, address=request.address, version=request.version,
+            agent_id=request.agent_id,
+            agent_type=c.agent_type_to_str(request.agent_type),
+            labels=dict(request.labels),
+            capacity=request.capacity,
+            address=request.address,
+            version=request.version,
         )
         return agents_pb2.RegisterAgentResponse(
             agent=c.agent_to_proto(agent),
@@ -156,7 +171,9 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
 
     async def Heartbeat(self, request: agents_pb2.HeartbeatRequest, context: Ctx) -> agents_pb2.HeartbeatResponse:
         revoked, reregister = await self._s.heartbeat(
-            request.agent_id, leases=[(h.task_id, h.lease_token) for h in request.leases], running=request.running
+            request.agent_id,
+            leases=[(h.task_id, h.lease_token) for h in request.leases],
+            running=request.running,
         )
         return agents_pb2.HeartbeatResponse(revoked_task_ids=revoked, reregister=reregister)
 
@@ -169,7 +186,9 @@ class MessagingServicer(messaging_pb2_grpc.MessagingServiceServicer):
         self, request: messaging_pb2.SendMessageRequest, context: Ctx
     ) -> messaging_pb2.SendMessageResponse:
         message = await self._s.send_message(
-            sender=request.sender, recipient_agent_id=request.recipient_agent_id, topic=request.topic,
+            sender=request.sender,
+            recipient_agent_id=request.recipient_agent_id,
+            topic=request.topic,
             body=c.struct_to_dict(request.body),
         )
         return messaging_pb2.SendMessageResponse(message=c.message_to_proto(message))
@@ -178,7 +197,9 @@ class MessagingServicer(messaging_pb2_grpc.MessagingServiceServicer):
         self, request: messaging_pb2.BroadcastMessageRequest, context: Ctx
     ) -> messaging_pb2.BroadcastMessageResponse:
         message = await self._s.broadcast_message(
-            sender=request.sender, agent_type=c.agent_type_to_str(request.agent_type) or None, topic=request.topic,
+            sender=request.sender,
+            agent_type=c.agent_type_to_str(request.agent_type) or None,
+            topic=request.topic,
             body=c.struct_to_dict(request.body),
         )
         return messaging_pb2.BroadcastMessageResponse(message=c.message_to_proto(message))
@@ -197,7 +218,9 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         self._s = service
         self._id = orchestrator_id
 
-    async def GetStatus(self, request: monitoring_pb2.GetStatusRequest, context: Ctx) -> monitoring_pb2.GetStatusResponse:
+    async def GetStatus(
+        self, request: monitoring_pb2.GetStatusRequest, context: Ctx
+    ) -> monitoring_pb2.GetStatusResponse:
         counts, database_ok = await self._s.status()
         return monitoring_pb2.GetStatusResponse(
             version=self._s.version,
@@ -206,10 +229,14 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             types=[
                 monitoring_pb2.AgentTypeStatus(
                     agent_type=c.agent_type_to_proto(t.agent_type),
-                    queued=t.tasks.get("queued", 0), leased=t.tasks.get("leased", 0),
-                    succeeded=t.tasks.get("succeeded", 0), failed=t.tasks.get("failed", 0),
-                    cancelled=t.tasks.get("cancelled", 0), dead_letter=t.tasks.get("dead_letter", 0),
-                    agents_active=t.agents.get("active", 0), agents_draining=t.agents.get("draining", 0),
+                    queued=t.tasks.get("queued", 0),
+                    leased=t.tasks.get("leased", 0),
+                    succeeded=t.tasks.get("succeeded", 0),
+                    failed=t.tasks.get("failed", 0),
+                    cancelled=t.tasks.get("cancelled", 0),
+                    dead_letter=t.tasks.get("dead_letter", 0),
+                    agents_active=t.agents.get("active", 0),
+                    agents_draining=t.agents.get("draining", 0),
                     agents_stale=t.agents.get("stale", 0),
                 )
                 for t in counts

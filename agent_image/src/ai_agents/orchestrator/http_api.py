@@ -62,7 +62,7 @@ def agent_json(agent: AgentRecord) -> dict[str, Any]:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.read() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidArgument(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidArgument("request body must be a JSON object")
@@ -98,8 +98,11 @@ class HttpApi:
         if not isinstance(agent_type, str):
             raise InvalidArgument("agent_type: required string")
         task, created = await self._s.submit_task(
-            agent_type=agent_type, payload=body.get("payload", {}), idempotency_key=key,
-            priority=body.get("priority", 0), max_attempts=body.get("max_attempts", 0),
+            agent_type=agent_type,
+            payload=body.get("payload", {}),
+            idempotency_key=key,
+            priority=body.get("priority", 0),
+            max_attempts=body.get("max_attempts", 0),
         )
         return web.json_response(task_json(task), status=201 if created else 200)
 
@@ -111,15 +114,19 @@ class HttpApi:
 
     async def list_tasks(self, request: web.Request) -> web.Response:
         tasks, token = await self._s.list_tasks(
-            agent_type=request.query.get("agent_type") or None, state=request.query.get("state") or None,
-            page_size=_int_query(request, "page_size"), page_token=request.query.get("page_token") or None,
+            agent_type=request.query.get("agent_type") or None,
+            state=request.query.get("state") or None,
+            page_size=_int_query(request, "page_size"),
+            page_token=request.query.get("page_token") or None,
         )
         return web.json_response({"tasks": [task_json(t) for t in tasks], "next_page_token": token or ""})
 
     async def list_agents(self, request: web.Request) -> web.Response:
         agents, token = await self._s.list_agents(
-            agent_type=request.query.get("agent_type") or None, state=request.query.get("state") or None,
-            page_size=_int_query(request, "page_size"), page_token=request.query.get("page_token") or None,
+            agent_type=request.query.get("agent_type") or None,
+            state=request.query.get("state") or None,
+            page_size=_int_query(request, "page_size"),
+            page_token=request.query.get("page_token") or None,
         )
         return web.json_response({"agents": [agent_json(a) for a in agents], "next_page_token": token or ""})
 

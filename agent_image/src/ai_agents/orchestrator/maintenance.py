@@ -6,6 +6,7 @@ Every replica runs it; SKIP LOCKED makes concurrent sweeps split the work instea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -67,7 +68,5 @@ class Maintenance:
             except Exception:
                 # The database may be briefly unreachable; readiness reports it, the loop keeps trying.
                 log.warning("maintenance round failed", exc_info=True)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._settings.maintenance_interval_seconds)
-            except TimeoutError:
-                pass

@@ -32,7 +32,12 @@ _MAX_LEASE_WAIT = 60
 
 class OrchestratorService:
     def __init__(
-        self, *, settings: OrchestratorSettings, database: Database, stores: Stores, metrics: OrchestratorMetrics
+        self,
+        *,
+        settings: OrchestratorSettings,
+        database: Database,
+        stores: Stores,
+        metrics: OrchestratorMetrics,
     ) -> None:
         self._settings = settings
         self._db = database
@@ -57,7 +62,8 @@ class OrchestratorService:
             priority=v.int_in_range(priority, field="priority", low=-1000, high=1000),
             max_attempts=(
                 v.int_in_range(max_attempts, field="max_attempts", low=1, high=100)
-                if max_attempts else self._settings.default_max_attempts
+                if max_attempts
+                else self._settings.default_max_attempts
             ),
         )
         if created:
@@ -94,7 +100,9 @@ class OrchestratorService:
         while True:
             seen = self._db.task_wakeups.generation(agent_type)
             tasks = await self._stores.tasks.lease(
-                agent_id=agent_id, agent_type=agent_type, max_tasks=max_tasks,
+                agent_id=agent_id,
+                agent_type=agent_type,
+                max_tasks=max_tasks,
                 lease_seconds=self._settings.lease_seconds,
             )
             remaining = deadline - time.monotonic()
@@ -137,7 +145,10 @@ class OrchestratorService:
         if len(error) > 4096:
             error = error[:4096]
         task = await self._stores.tasks.fail(
-            v.task_id(task_id), lease_token, error=error, retryable=retryable,
+            v.task_id(task_id),
+            lease_token,
+            error=error,
+            retryable=retryable,
             backoff_seconds=self._settings.retry_backoff_seconds,
         )
         if task.state == "queued":
@@ -153,15 +164,16 @@ class OrchestratorService:
         self, task_id: str, lease_token: int, *, progress: float, message: str
     ) -> TaskRecord:
         return await self._stores.tasks.update_progress(
-            v.task_id(task_id), lease_token, progress=v.progress(progress), message=message[:1024],
+            v.task_id(task_id),
+            lease_token,
+            progress=v.progress(progress),
+            message=message[:1024],
             lease_seconds=self._settings.lease_seconds,
         )
 
     # ---- agents ------------------------------------------------------------------------------------------
 
-    async def create_agent(
-        self, *, agent_id: str, agent_type: str, labels: Any, capacity: int
-    ) -> AgentRecord:
+    async def create_agent(self, *, agent_id: str, agent_type: str, labels: Any, capacity: int) -> AgentRecord:
         return await self._stores.agents.create(
             agent_id=v.agent_id(agent_id) if agent_id else f"{agent_type}-{uuid.uuid4().hex[:12]}",
             agent_type=v.agent_type(agent_type),
@@ -188,8 +200,10 @@ class OrchestratorService:
         self, *, agent_type: str | None, state: str | None, page_size: int | None, page_token: str | None
     ) -> tuple[list[AgentRecord], str | None]:
         return await self._stores.agents.list(
-            agent_type=v.optional_agent_type(agent_type), state=v.agent_state(state),
-            page_size=v.page_size(page_size), after=page_token or None,
+            agent_type=v.optional_agent_type(agent_type),
+            state=v.agent_state(state),
+            page_size=v.page_size(page_size),
+            after=page_token or None,
         )
 
     async def update_agent(
@@ -226,16 +240,21 @@ class OrchestratorService:
     async def send_message(self, *, sender: str, recipient_agent_id: str, topic: str, body: Any) -> MessageRecord:
         recipient = await self._stores.agents.get(v.agent_id(recipient_agent_id, field="recipient_agent_id"))
         return await self._stores.messages.insert(
-            sender=sender[:253], recipient_agent_id=recipient.agent_id, recipient_type=None, to_all=False,
-            topic=topic[:253], body=v.payload(body, max_bytes=self._settings.max_payload_bytes, field="body"),
+            sender=sender[:253],
+            recipient_agent_id=recipient.agent_id,
+            recipient_type=None,
+            to_all=False,
+            topic=topic[:253],
+            body=v.payload(body, max_bytes=self._settings.max_payload_bytes, field="body"),
         )
 
-    async def broadcast_message(
-        self, *, sender: str, agent_type: str | None, topic: str, body: Any
-    ) -> MessageRecord:
+    async def broadcast_message(self, *, sender: str, agent_type: str | None, topic: str, body: Any) -> MessageRecord:
         return await self._stores.messages.insert(
-            sender=sender[:253], recipient_agent_id=None, recipient_type=v.optional_agent_type(agent_type),
-            to_all=not agent_type, topic=topic[:253],
+            sender=sender[:253],
+            recipient_agent_id=None,
+            recipient_type=v.optional_agent_type(agent_type),
+            to_all=not agent_type,
+            topic=topic[:253],
             body=v.payload(body, max_bytes=self._settings.max_payload_bytes, field="body"),
         )
 
@@ -259,7 +278,9 @@ class OrchestratorService:
     async def allocate_resource(self, *, agent_id: str, resource: str, amount: int) -> AllocationRecord:
         agent = await self._stores.agents.get(v.agent_id(agent_id))
         return await self._stores.resources.allocate(
-            agent_id=agent.agent_id, agent_type=agent.agent_type, resource=v.resource_name(resource),
+            agent_id=agent.agent_id,
+            agent_type=agent.agent_type,
+            resource=v.resource_name(resource),
             amount=v.int_in_range(amount, field="amount", low=1, high=2**62),
         )
 
@@ -271,7 +292,8 @@ class OrchestratorService:
 
     async def set_resource_quota(self, *, agent_type: str, resource: str, quota: int) -> ResourceUsageRecord:
         return await self._stores.resources.set_quota(
-            v.agent_type(agent_type), v.resource_name(resource),
+            v.agent_type(agent_type),
+            v.resource_name(resource),
             v.int_in_range(quota, field="quota", low=0, high=2**62),
         )
 

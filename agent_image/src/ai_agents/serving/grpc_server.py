@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -13,7 +15,10 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from ai_agents.errors import AiAgentsError
 from ai_agents.observability.metrics import CommonMetrics
+from ai_agents.observability.tracing import tracing_enabled
 from ai_agents.serving.auth import TokenCheck
+
+log = logging.getLogger(__name__)
 
 # Health and reflection stay open so probes and grpcurl work without the token.
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -25,6 +30,8 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: CommonMetrics, tokens: TokenCheck) -> None:
         self._metrics = metrics
         self._tokens = tokens
+        # Wrapped handlers are built once per (method, authorized) and reused: this runs on every call.
+        self._wrapped: dict[tuple[str, bool], grpc.RpcMethodHandler] = {}
 
     def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
         if details.method.startswith(_OPEN_PREFIXES):
@@ -41,14 +48,22 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
         method = handler_call_details.method
         authorized = self._authorized(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
         if metadata.get("grpc-previous-rpc-attempts") not in (None, "0"):
             self._metrics.grpc_retried.labels(method).inc()
+        cached = self._wrapped.get((method, authorized))
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        wrapped = self._wrap(handler, method, authorized)
+        self._wrapped[(method, authorized)] = wrapped
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str, authorized: bool) -> grpc.RpcMethodHandler:
 
         async def guard(context: grpc.aio.ServicerContext) -> None:
             if not authorized:
@@ -69,14 +84,20 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                 except AiAgentsError as exc:
                     self._record(method, exc.grpc_code, started)
                     await context.abort(exc.grpc_code, exc.message)
-                except BaseException:
-                    self._record(method, final_code(context) if context.code() else grpc.StatusCode.UNKNOWN, started)
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    self._record(method, final_code(context) if context.code() else grpc.StatusCode.CANCELLED, started)
                     raise
+                except Exception:
+                    # A bug, not bad input: log it whole, tell the caller nothing about internals.
+                    log.exception("unhandled error", extra={"method": method})
+                    self._record(method, grpc.StatusCode.INTERNAL, started)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
                 self._record(method, final_code(context), started)
                 return response
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, request_deserializer=handler.request_deserializer,
+                unary,
+                request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
@@ -91,13 +112,18 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                 except AiAgentsError as exc:
                     self._record(method, exc.grpc_code, started)
                     await context.abort(exc.grpc_code, exc.message)
-                except BaseException:
+                except (grpc.aio.AbortError, asyncio.CancelledError):
                     self._record(method, final_code(context) if context.code() else grpc.StatusCode.CANCELLED, started)
                     raise
+                except Exception:
+                    log.exception("unhandled error", extra={"method": method})
+                    self._record(method, grpc.StatusCode.INTERNAL, started)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
                 self._record(method, final_code(context), started)
 
             return grpc.unary_stream_rpc_method_handler(
-                stream, request_deserializer=handler.request_deserializer,
+                stream,
+                request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -117,8 +143,10 @@ class GrpcServer:
         add_servicers: Iterable[Callable[[grpc.aio.Server], None]],
         service_names: Iterable[str],
     ) -> None:
+        # Trace extraction costs CPU on every call: only when tracing is configured.
+        tracing_interceptors = [aio_server_interceptor()] if tracing_enabled() else []
         self.server = grpc.aio.server(
-            interceptors=[aio_server_interceptor(), ApiInterceptor(metrics, tokens)],
+            interceptors=[*tracing_interceptors, ApiInterceptor(metrics, tokens)],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -133,8 +161,11 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._service_names = list(service_names)
         reflection.enable_server_reflection(
-            [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                *self._service_names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self.server,
         )
         self.port = self.server.add_insecure_port(f"{host}:{port}")

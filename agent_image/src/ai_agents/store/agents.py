@@ -35,16 +35,27 @@ class AgentStore:
                 ON CONFLICT (agent_id) DO NOTHING
                 RETURNING *
             )
-            SELECT *, {_effective_state('$1')} AS effective_state FROM ins
+            SELECT *, {_effective_state("$1")} AS effective_state FROM ins
             """,
-            self._stale, agent_id, agent_type, json.dumps(labels), capacity,
+            self._stale,
+            agent_id,
+            agent_type,
+            json.dumps(labels),
+            capacity,
         )
         if row is None:
             raise AlreadyExists(f"agent {agent_id} already exists")
         return AgentRecord.from_row(row)
 
     async def register(
-        self, *, agent_id: str, agent_type: str, labels: dict[str, str], capacity: int, address: str, version: str
+        self,
+        *,
+        agent_id: str,
+        agent_type: str,
+        labels: dict[str, str],
+        capacity: int,
+        address: str,
+        version: str,
     ) -> AgentRecord:
         """Upsert: a restarted process with the same id simply becomes active again."""
         row = await self._pool.fetchrow(
@@ -58,9 +69,15 @@ class AgentStore:
                     registered_at = now(), last_heartbeat = now(), running = 0
                 RETURNING *
             )
-            SELECT *, {_effective_state('$1')} AS effective_state FROM up
+            SELECT *, {_effective_state("$1")} AS effective_state FROM up
             """,
-            self._stale, agent_id, agent_type, json.dumps(labels), capacity, address, version,
+            self._stale,
+            agent_id,
+            agent_type,
+            json.dumps(labels),
+            capacity,
+            address,
+            version,
         )
         return AgentRecord.from_row(row)
 
@@ -81,7 +98,11 @@ class AgentStore:
               AND (effective_state <> 'deregistered' OR $3 = 'deregistered')
             ORDER BY agent_id LIMIT $5
             """,
-            self._stale, agent_type, state, after, page_size + 1,
+            self._stale,
+            agent_type,
+            state,
+            after,
+            page_size + 1,
         )
         agents = [AgentRecord.from_row(r) for r in rows[:page_size]]
         return agents, agents[-1].agent_id if len(rows) > page_size else None
@@ -99,9 +120,13 @@ class AgentStore:
                 WHERE agent_id = $2
                 RETURNING *
             )
-            SELECT *, {_effective_state('$1')} AS effective_state FROM up
+            SELECT *, {_effective_state("$1")} AS effective_state FROM up
             """,
-            self._stale, agent_id, json.dumps(labels) if labels is not None else None, capacity, state,
+            self._stale,
+            agent_id,
+            json.dumps(labels) if labels is not None else None,
+            capacity,
+            state,
         )
         if row is None:
             raise NotFound(f"agent {agent_id} not found")
@@ -117,7 +142,8 @@ class AgentStore:
         """Mark deregistered and free its resource allocations; its leases expire or were released."""
         async with self._pool.acquire() as conn, conn.transaction():
             found = await conn.fetchval(
-                "UPDATE agents SET state = 'deregistered', running = 0 WHERE agent_id = $1 RETURNING 1", agent_id
+                "UPDATE agents SET state = 'deregistered', running = 0 WHERE agent_id = $1 RETURNING 1",
+                agent_id,
             )
             if found is None:
                 raise NotFound(f"agent {agent_id} not found")
@@ -128,7 +154,8 @@ class AgentStore:
         found = await self._pool.fetchval(
             "UPDATE agents SET last_heartbeat = now(), running = $2 "
             "WHERE agent_id = $1 AND state <> 'deregistered' RETURNING 1",
-            agent_id, running,
+            agent_id,
+            running,
         )
         return found is not None
 

@@ -130,14 +130,19 @@ class Database:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
 
+    @staticmethod
+    async def _until_closed(conn: asyncpg.Connection) -> None:
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await lost.wait()
+
     async def _listen_forever(self) -> None:
         """Keep a LISTEN connection open; waiters time out and re-poll, so a gap only delays wake-ups."""
         while True:
             try:
                 async with self._listening_connection() as conn:
                     self.listening.set()
-                    while not conn.is_closed():
-                        await asyncio.sleep(1)
+                    await self._until_closed(conn)
             except asyncio.CancelledError:
                 raise
             except Exception:

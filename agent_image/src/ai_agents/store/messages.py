@@ -35,7 +35,13 @@ class MessageStore:
             )
             SELECT ins.*, pg_notify($7, ins.message_id::text) FROM ins
             """,
-            sender, recipient_agent_id, recipient_type, to_all, topic, json.dumps(body), MESSAGES_CHANNEL,
+            sender,
+            recipient_agent_id,
+            recipient_type,
+            to_all,
+            topic,
+            json.dumps(body),
+            MESSAGES_CHANNEL,
         )
         return MessageRecord.from_row(row)
 
@@ -46,6 +52,9 @@ class MessageStore:
             WHERE message_id > $3 AND (recipient_agent_id = $1 OR recipient_type = $2 OR to_all)
             ORDER BY message_id LIMIT $4
             """,
-            agent_id, agent_type, after_id, limit,
+            agent_id,
+            agent_type,
+            after_id,
+            limit,
         )
         return [MessageRecord.from_row(r) for r in rows]

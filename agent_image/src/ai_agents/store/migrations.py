@@ -14,7 +14,7 @@ _MIGRATION_LOCK_KEY = 0x41494147
 
 
 def _migration_files() -> list[tuple[int, str, str]]:
-    files = resources.files("ai_agents.store").joinpath("migrations")
+    files = resources.files("ai_agents.store").joinpath("sql")
     found = []
     for entry in files.iterdir():
         if entry.name.endswith(".sql"):

@@ -18,7 +18,9 @@ class ResourceStore:
         await self._pool.execute(
             "INSERT INTO resource_quotas (agent_type, resource, quota) VALUES ($1, $2, $3) "
             "ON CONFLICT (agent_type, resource) DO UPDATE SET quota = excluded.quota",
-            agent_type, resource, quota,
+            agent_type,
+            resource,
+            quota,
         )
         usage = await self.usage(agent_type)
         return next(u for u in usage if u.resource == resource)
@@ -28,13 +30,16 @@ class ResourceStore:
         async with self._pool.acquire() as conn, conn.transaction():
             quota = await conn.fetchval(
                 "SELECT quota FROM resource_quotas WHERE agent_type = $1 AND resource = $2 FOR UPDATE",
-                agent_type, resource,
+                agent_type,
+                resource,
             )
             if quota is None:
                 raise ResourceExhausted(f"no quota for resource {resource!r} and agent type {agent_type}")
             used = await conn.fetchval(
-                "SELECT coalesce(sum(amount), 0) FROM resource_allocations WHERE agent_type = $1 AND resource = $2",
-                agent_type, resource,
+                "SELECT coalesce(sum(amount), 0)::bigint FROM resource_allocations "
+                "WHERE agent_type = $1 AND resource = $2",
+                agent_type,
+                resource,
             )
             if used + amount > quota:
                 raise ResourceExhausted(
@@ -43,7 +48,11 @@ class ResourceStore:
             row = await conn.fetchrow(
                 "INSERT INTO resource_allocations (allocation_id, agent_id, agent_type, resource, amount) "
                 "VALUES ($1, $2, $3, $4, $5) RETURNING *",
-                uuid.uuid4(), agent_id, agent_type, resource, amount,
+                uuid.uuid4(),
+                agent_id,
+                agent_type,
+                resource,
+                amount,
             )
         return AllocationRecord.from_row(row)
 
@@ -59,7 +68,7 @@ class ResourceStore:
             """
             SELECT q.agent_type, q.resource, q.quota,
                    coalesce((SELECT sum(a.amount) FROM resource_allocations a
-                             WHERE a.agent_type = q.agent_type AND a.resource = q.resource), 0) AS allocated
+                             WHERE a.agent_type = q.agent_type AND a.resource = q.resource), 0)::bigint AS allocated
             FROM resource_quotas q
             WHERE $1::text IS NULL OR q.agent_type = $1
             ORDER BY q.agent_type, q.resource

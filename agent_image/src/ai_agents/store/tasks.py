@@ -35,7 +35,7 @@ def encode_page_token(created_at: datetime, key: str) -> str:
 def decode_page_token(token: str) -> tuple[datetime, str]:
     try:
         created, key = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), key
+        return datetime.fromisoformat(created), str(uuid.UUID(key))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument("page_token is not a token this API returned") from exc
 
@@ -65,7 +65,13 @@ class TaskStore:
             )
             SELECT ins.*, pg_notify($7, ins.agent_type) FROM ins
             """,
-            uuid.uuid4(), agent_type, payload_json, idempotency_key, priority, max_attempts, TASKS_CHANNEL,
+            uuid.uuid4(),
+            agent_type,
+            payload_json,
+            idempotency_key,
+            priority,
+            max_attempts,
+            TASKS_CHANNEL,
         )
         if row is not None:
             return TaskRecord.from_row(row), True
@@ -99,15 +105,17 @@ class TaskStore:
             ORDER BY created_at, task_id
             LIMIT $5
             """,
-            agent_type, state, after_created, uuid.UUID(after_id) if after_id else None, page_size + 1,
+            agent_type,
+            state,
+            after_created,
+            uuid.UUID(after_id) if after_id else None,
+            page_size + 1,
         )
         tasks = [TaskRecord.from_row(r) for r in rows[:page_size]]
         more = len(rows) > page_size
         return tasks, encode_page_token(tasks[-1].created_at, tasks[-1].task_id) if more else None
 
-    async def lease(
-        self, *, agent_id: str, agent_type: str, max_tasks: int, lease_seconds: int
-    ) -> list[TaskRecord]:
+    async def lease(self, *, agent_id: str, agent_type: str, max_tasks: int, lease_seconds: int) -> list[TaskRecord]:
         """Lease up to max_tasks queued tasks; SKIP LOCKED lets many orchestrators lease concurrently."""
         rows = await self._pool.fetch(
             """
@@ -126,7 +134,10 @@ class TaskStore:
             FROM candidates WHERE t.task_id = candidates.task_id
             RETURNING t.*
             """,
-            agent_type, max_tasks, agent_id, float(lease_seconds),
+            agent_type,
+            max_tasks,
+            agent_id,
+            float(lease_seconds),
         )
         return [TaskRecord.from_row(r) for r in rows]
 
@@ -142,7 +153,8 @@ class TaskStore:
 
     async def complete(self, task_id: str, token: int, result: dict[str, Any]) -> TaskRecord:
         return await self._fenced_update(
-            task_id, token,
+            task_id,
+            token,
             f"""
             UPDATE tasks SET state = 'succeeded', result = $3::jsonb, progress = 1, finished_at = now(), {_CLEAR_LEASE}
             WHERE task_id = $1 AND state = 'leased' AND lease_token = $2
@@ -156,7 +168,8 @@ class TaskStore:
     ) -> TaskRecord:
         """A retryable failure goes back to the queue after a backoff until max_attempts, then dead-letters."""
         return await self._fenced_update(
-            task_id, token,
+            task_id,
+            token,
             f"""
             WITH updated AS (
                 UPDATE tasks SET
@@ -172,13 +185,17 @@ class TaskStore:
             )
             SELECT updated.*, CASE WHEN state = 'queued' THEN pg_notify($6, agent_type) END FROM updated
             """,
-            error, retryable, backoff_seconds, TASKS_CHANNEL,
+            error,
+            retryable,
+            backoff_seconds,
+            TASKS_CHANNEL,
         )
 
     async def release(self, task_id: str, token: int) -> TaskRecord:
         """Give a leased task back without counting the attempt (the agent is shutting down)."""
         return await self._fenced_update(
-            task_id, token,
+            task_id,
+            token,
             f"""
             WITH updated AS (
                 UPDATE tasks SET state = 'queued', attempts = greatest(attempts - 1, 0), available_at = now(),
@@ -195,14 +212,17 @@ class TaskStore:
         self, task_id: str, token: int, *, progress: float, message: str, lease_seconds: int
     ) -> TaskRecord:
         return await self._fenced_update(
-            task_id, token,
+            task_id,
+            token,
             """
             UPDATE tasks SET progress = $3, progress_message = $4,
                 lease_expires_at = now() + make_interval(secs => $5), updated_at = now()
             WHERE task_id = $1 AND state = 'leased' AND lease_token = $2
             RETURNING *
             """,
-            progress, message, float(lease_seconds),
+            progress,
+            message,
+            float(lease_seconds),
         )
 
     async def cancel(self, task_id: str) -> TaskRecord:
@@ -220,9 +240,7 @@ class TaskStore:
         current = await self.get(task_id)
         raise FailedPrecondition(f"task {task_id} is already {current.state}")
 
-    async def extend_leases(
-        self, agent_id: str, leases: Sequence[tuple[str, int]], lease_seconds: int
-    ) -> list[str]:
+    async def extend_leases(self, agent_id: str, leases: Sequence[tuple[str, int]], lease_seconds: int) -> list[str]:
         """Extend the leases the agent still holds; return the task ids whose lease it has lost."""
         if not leases:
             return []
@@ -240,7 +258,10 @@ class TaskStore:
             )
             SELECT held.task_id FROM held WHERE held.task_id NOT IN (SELECT task_id FROM extended)
             """,
-            agent_id, ids, tokens, float(lease_seconds),
+            agent_id,
+            ids,
+            tokens,
+            float(lease_seconds),
         )
         return [str(r["task_id"]) for r in rows]
 
@@ -266,7 +287,8 @@ class TaskStore:
             )
             SELECT updated.*, CASE WHEN state = 'queued' THEN pg_notify($2, agent_type) END FROM updated
             """,
-            limit, TASKS_CHANNEL,
+            limit,
+            TASKS_CHANNEL,
         )
         return [ExpiredLease(str(r["task_id"]), r["agent_type"], r["state"]) for r in rows]
 
