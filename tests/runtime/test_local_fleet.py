@@ -21,8 +21,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "tests" / "charts"))
-from promql import contract_metric_names
 
 pytestmark = pytest.mark.timeout(240)
 
