@@ -29,8 +29,7 @@ def helm_binaries() -> dict[str, Path]:
     found = helmrender.helm_binaries()
     if not found:
         pytest.skip(
-            f"no helm binary at {TOOLS_BIN}/h3/helm or {TOOLS_BIN}/h4/helm (nor $HELM3/$HELM4): "
-            "run `make tools`"
+            f"no helm binary at {TOOLS_BIN}/h3/helm or {TOOLS_BIN}/h4/helm (nor $HELM3/$HELM4): run `make tools`"
         )
     return found
 
@@ -38,9 +37,7 @@ def helm_binaries() -> dict[str, Path]:
 def _one_helm(major: str) -> Path:
     path = helmrender.helm_binaries().get(f"helm{major}")
     if path is None:
-        pytest.skip(
-            f"helm {major} not found at {TOOLS_BIN}/h{major}/helm (nor $HELM{major}): run `make tools`"
-        )
+        pytest.skip(f"helm {major} not found at {TOOLS_BIN}/h{major}/helm (nor $HELM{major}): run `make tools`")
     return path
 
 

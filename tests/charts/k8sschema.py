@@ -90,9 +90,7 @@ def is_builtin(api_version: str, kind: str) -> bool:
 def _validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     contents = schema(api_version, kind)
     if contents is None:
-        raise UnknownKindError(
-            f"{api_version} {kind} is not a built-in kind of Kubernetes {KUBERNETES_VERSION}"
-        )
+        raise UnknownKindError(f"{api_version} {kind} is not a built-in kind of Kubernetes {KUBERNETES_VERSION}")
     registry: referencing.Registry[Any] = referencing.Registry().with_resources(
         [
             ("https://kubernetes.io/api/_definitions.json", _definitions()),
@@ -102,9 +100,7 @@ def _validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(contents, registry=registry)
 
 
-_OBJECT_META = (
-    "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-)
+_OBJECT_META = "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
 @functools.cache
@@ -122,9 +118,7 @@ def metadata_errors(obj: dict[str, Any]) -> list[str]:
     """
     validator = _metadata_validator()
     return [
-        f"metadata.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}".replace(
-            "metadata.:", "metadata:"
-        )
+        f"metadata.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}".replace("metadata.:", "metadata:")
         for e in validator.iter_errors(obj.get("metadata") or {})
     ]
 

@@ -12,6 +12,7 @@ What passing proves:
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import subprocess
@@ -72,9 +73,7 @@ def test_helm_lint_strict(scenario: Scenario, helm_name: str) -> None:
         env=charttree.helm_env(charts_root.parent / "helm-home"),
         timeout=300,
     )
-    assert proc.returncode == 0, (
-        f"helm lint --strict {scenario.id} ({helm_name}):\n{proc.stdout}{proc.stderr}"
-    )
+    assert proc.returncode == 0, f"helm lint --strict {scenario.id} ({helm_name}):\n{proc.stdout}{proc.stderr}"
 
 
 @pytest.mark.parametrize("helm_name", HELMS)
@@ -130,7 +129,16 @@ def test_readme_matches_helm_docs(chart: str, generated_docs: Path) -> None:
     committed = charttree.CHARTS_DIR / chart / "README.md"
     generated = generated_docs / chart / "README.md"
     assert committed.is_file(), f"charts/{chart}/README.md is missing: run `make docs`"
-    assert committed.read_text() == generated.read_text(), (
+    diff = list(
+        difflib.unified_diff(
+            committed.read_text().splitlines(),
+            generated.read_text().splitlines(),
+            f"charts/{chart}/README.md",
+            "helm-docs output",
+            lineterm="",
+        )
+    )
+    assert not diff, (
         f"charts/{chart}/README.md differs from what helm-docs generates: run `make docs` "
-        "(and document new values with `# --` comments)"
+        "(and document new values with `# --` comments)\n" + "\n".join(diff[:60])
     )

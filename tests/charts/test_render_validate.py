@@ -127,9 +127,7 @@ def test_renders(scenario: Scenario, helm_name: str) -> None:
     objects = rendered(scenario, helm_name)
     assert objects, f"{scenario.id} renders no object with {helm_name}"
     malformed = [
-        o
-        for o in objects
-        if not (o.get("apiVersion") and o.get("kind") and o.get("metadata", {}).get("name"))
+        o for o in objects if not (o.get("apiVersion") and o.get("kind") and o.get("metadata", {}).get("name"))
     ]
     assert not malformed, f"documents without apiVersion/kind/metadata.name: {malformed}"
 
@@ -147,8 +145,7 @@ def test_objects_match_schemas(scenario: Scenario) -> None:
     if custom and not crd_dir.is_dir():
         assert not problems, "\n".join(problems)
         pytest.skip(
-            f"{len(custom)} custom resources not validated: CRD directory {crd_dir} not found "
-            "(set CRD_SCHEMA_DIR)"
+            f"{len(custom)} custom resources not validated: CRD directory {crd_dir} not found (set CRD_SCHEMA_DIR)"
         )
     for obj in custom:
         problems += [f"{_label(obj)}: {e}" for e in k8sschema.metadata_errors(obj)]
@@ -203,8 +200,7 @@ def test_helm3_and_helm4_render_the_same_objects(scenario: Scenario) -> None:
         for path in sorted(h3[key].keys() | h4[key].keys()):
             if (key, path) not in volatile and h3[key].get(path, "<absent>") != h4[key].get(path, "<absent>"):
                 report.append(
-                    f"{key} {path}: helm3={h3[key].get(path, '<absent>')!r} "
-                    f"helm4={h4[key].get(path, '<absent>')!r}"
+                    f"{key} {path}: helm3={h3[key].get(path, '<absent>')!r} helm4={h4[key].get(path, '<absent>')!r}"
                 )
     assert not report, (
         f"{scenario.id}:\n" + "\n".join(report) + f"\n(ignored as random on every render: {sorted(volatile)})"
@@ -255,9 +251,7 @@ def test_every_object_carries_the_common_labels(scenario: Scenario) -> None:
                 if key == "app.kubernetes.io/managed-by" and where:
                     continue  # pods are not managed by Helm; only part-of is required on them
                 if labels.get(key) != value:
-                    problems.append(
-                        f"{_label(obj)}{where}: label {key}={labels.get(key)!r}, expected {value!r}"
-                    )
+                    problems.append(f"{_label(obj)}{where}: label {key}={labels.get(key)!r}, expected {value!r}")
     assert not problems, f"{scenario.id}:\n" + "\n".join(problems)
 
 

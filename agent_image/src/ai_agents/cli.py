@@ -77,7 +77,7 @@ def cmd_agent(_args: argparse.Namespace) -> int:
     from ai_agents.observability.logs import configure_logging
     from ai_agents.observability.tracing import configure_tracing
 
-    settings = AgentSettings()  # type: ignore[call-arg]  # agent_type comes from the environment
+    settings = AgentSettings()  # agent_type comes from the environment
     process = AgentProcess(settings)
     configure_logging(
         component=f"agent-{settings.agent_type}",

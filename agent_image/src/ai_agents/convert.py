@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
@@ -26,39 +26,48 @@ def agent_type_to_str(value: int) -> str:
     if value == common_pb2.AGENT_TYPE_UNSPECIFIED:
         return ""
     try:
-        return str(common_pb2.AgentType.Name(value))[len(_AGENT_TYPE_PREFIX) :].lower()
+        name = common_pb2.AgentType.Name(cast("common_pb2.AgentType.ValueType", value))
+        return str(name)[len(_AGENT_TYPE_PREFIX) :].lower()
     except ValueError:
         return f"#{value}"
 
 
-def agent_type_to_proto(value: str | None) -> int:
-    return int(common_pb2.AgentType.Value(_AGENT_TYPE_PREFIX + value.upper())) if value else 0
+def agent_type_to_proto(value: str | None) -> common_pb2.AgentType.ValueType:
+    # int(...) and 0 are plain ints at run time; the stubs' ValueType is a NewType of int.
+    return cast(
+        "common_pb2.AgentType.ValueType",
+        int(common_pb2.AgentType.Value(_AGENT_TYPE_PREFIX + value.upper())) if value else 0,
+    )
 
 
 def task_state_to_str(value: int) -> str:
     if value == tasks_pb2.TASK_STATE_UNSPECIFIED:
         return ""
     try:
-        return str(tasks_pb2.TaskState.Name(value))[len(_TASK_STATE_PREFIX) :].lower()
+        name = tasks_pb2.TaskState.Name(cast("tasks_pb2.TaskState.ValueType", value))
+        return str(name)[len(_TASK_STATE_PREFIX) :].lower()
     except ValueError:
         return f"#{value}"
 
 
-def task_state_to_proto(value: str) -> int:
-    return int(tasks_pb2.TaskState.Value(_TASK_STATE_PREFIX + value.upper()))
+def task_state_to_proto(value: str) -> tasks_pb2.TaskState.ValueType:
+    return cast("tasks_pb2.TaskState.ValueType", int(tasks_pb2.TaskState.Value(_TASK_STATE_PREFIX + value.upper())))
 
 
 def agent_state_to_str(value: int) -> str:
     if value == agents_pb2.AGENT_STATE_UNSPECIFIED:
         return ""
     try:
-        return str(agents_pb2.AgentState.Name(value))[len(_AGENT_STATE_PREFIX) :].lower()
+        name = agents_pb2.AgentState.Name(cast("agents_pb2.AgentState.ValueType", value))
+        return str(name)[len(_AGENT_STATE_PREFIX) :].lower()
     except ValueError:
         return f"#{value}"
 
 
-def agent_state_to_proto(value: str) -> int:
-    return int(agents_pb2.AgentState.Value(_AGENT_STATE_PREFIX + value.upper()))
+def agent_state_to_proto(value: str) -> agents_pb2.AgentState.ValueType:
+    return cast(
+        "agents_pb2.AgentState.ValueType", int(agents_pb2.AgentState.Value(_AGENT_STATE_PREFIX + value.upper()))
+    )
 
 
 def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
@@ -157,7 +166,7 @@ def message_to_dict(message: Any) -> dict[str, Any]:
     data = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-    return _lower_enums(data)
+    return cast("dict[str, Any]", _lower_enums(data))  # a dict in gives a dict out
 
 
 def _lower_enums(value: Any) -> Any:

@@ -7,9 +7,12 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1ObjectMeta, V1PodStatus
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +37,13 @@ class KubernetesTargets:
     def __init__(self, *, namespace: str, label_selector: str, exclude_label: str) -> None:
         from kubernetes import client, config
 
+        # kubernetes ships py.typed but leaves these loaders unannotated: called with no arguments, they return None.
+        load_incluster_config: Callable[[], None] = config.load_incluster_config
+        load_kube_config: Callable[[], None] = config.load_kube_config
         try:
-            config.load_incluster_config()
+            load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()
+            load_kube_config()
         self._api = client.CoreV1Api()
         self._namespace = namespace
         self._selector = label_selector
@@ -45,13 +51,18 @@ class KubernetesTargets:
 
     async def eligible(self) -> list[Victim]:
         pods = await asyncio.to_thread(self._api.list_namespaced_pod, self._namespace, label_selector=self._selector)
-        return [
-            Victim(pod.metadata.name, self._namespace)
-            for pod in pods.items
-            if (pod.metadata.labels or {}).get(self._exclude) != "true"
-            and pod.status.phase == "Running"
-            and pod.metadata.deletion_timestamp is None
-        ]
+        victims: list[Victim] = []
+        for pod in pods.items:
+            # The models make every field optional; a listed pod always has metadata, a name and a status.
+            meta = cast("V1ObjectMeta", pod.metadata)
+            status = cast("V1PodStatus", pod.status)
+            if (
+                (meta.labels or {}).get(self._exclude) != "true"
+                and status.phase == "Running"
+                and meta.deletion_timestamp is None
+            ):
+                victims.append(Victim(cast(str, meta.name), self._namespace))
+        return victims
 
     async def strike(self, victim: Victim) -> None:
         await asyncio.to_thread(self._api.delete_namespaced_pod, victim.name, victim.scope)

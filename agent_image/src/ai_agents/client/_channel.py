@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,8 +79,10 @@ def create_channel(
     ]
     if resolved.startswith("xds:"):
         # The control plane decides endpoints, LB and security; fall back to plaintext as the mesh does mTLS.
-        credentials = grpc.xds_channel_credentials(
-            fallback_credentials=grpc.experimental.insecure_channel_credentials()
+        # grpc.experimental has no stubs in types-grpcio and no annotations in grpcio: its real signature.
+        insecure_channel_credentials: Callable[[], grpc.ChannelCredentials] = (
+            grpc.experimental.insecure_channel_credentials
         )
+        credentials = grpc.xds_channel_credentials(fallback_credentials=insecure_channel_credentials())
         return grpc.aio.secure_channel(resolved, credentials, options=channel_args, interceptors=interceptors)
     return grpc.aio.insecure_channel(resolved, options=channel_args, interceptors=interceptors)

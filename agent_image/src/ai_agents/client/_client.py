@@ -29,6 +29,9 @@ from ai_agents.v1 import (
 
 T = TypeVar("T")
 
+# opentelemetry-instrumentation-grpc ships py.typed but leaves this factory unannotated: its real signature.
+_aio_client_interceptors: Callable[[], list[grpc.aio.ClientInterceptor]] = aio_client_interceptors
+
 
 class OrchestratorClient:
     """Use `OrchestratorClient.connect(target, token=...)` (or `async with`); every call has a deadline."""
@@ -69,7 +72,7 @@ class OrchestratorClient:
         wait_ready: float | None = None,
     ) -> OrchestratorClient:
         # Trace context is injected into every call only when tracing is configured (it costs CPU per call).
-        interceptors = aio_client_interceptors() if tracing_enabled() else []
+        interceptors = _aio_client_interceptors() if tracing_enabled() else []
         channel = create_channel(target, options=options, interceptors=interceptors)
         if wait_ready is not None:
             await channel.channel_ready()  # bounded by the caller with asyncio.wait_for when needed
@@ -134,7 +137,9 @@ class OrchestratorClient:
         return await self._call("SubmitTask", self.tasks.SubmitTask, request, timeout)
 
     async def get_task(self, task_id: str, *, timeout: float | None = None) -> tasks_pb2.Task:
-        response = await self._call("GetTask", self.tasks.GetTask, tasks_pb2.GetTaskRequest(task_id=task_id), timeout)
+        response: tasks_pb2.GetTaskResponse = await self._call(
+            "GetTask", self.tasks.GetTask, tasks_pb2.GetTaskRequest(task_id=task_id), timeout
+        )
         return response.task
 
     async def list_tasks(
@@ -148,14 +153,14 @@ class OrchestratorClient:
     ) -> tasks_pb2.ListTasksResponse:
         request = tasks_pb2.ListTasksRequest(
             agent_type=c.agent_type_to_proto(agent_type),
-            state=c.task_state_to_proto(state) if state else 0,
+            state=c.task_state_to_proto(state) if state else tasks_pb2.TASK_STATE_UNSPECIFIED,
             page_size=page_size,
             page_token=page_token,
         )
         return await self._call("ListTasks", self.tasks.ListTasks, request, timeout)
 
     async def cancel_task(self, task_id: str, *, timeout: float | None = None) -> tasks_pb2.Task:
-        response = await self._call(
+        response: tasks_pb2.CancelTaskResponse = await self._call(
             "CancelTask", self.tasks.CancelTask, tasks_pb2.CancelTaskRequest(task_id=task_id), timeout
         )
         return response.task
@@ -179,17 +184,24 @@ class OrchestratorClient:
         request = tasks_pb2.CompleteTaskRequest(
             task_id=task_id, lease_token=lease_token, result=c.dict_to_struct(result)
         )
-        return (await self._call("CompleteTask", self.tasks.CompleteTask, request, timeout)).task
+        response: tasks_pb2.CompleteTaskResponse = await self._call(
+            "CompleteTask", self.tasks.CompleteTask, request, timeout
+        )
+        return response.task
 
     async def fail_task(
         self, task_id: str, lease_token: int, error: str, *, retryable: bool, timeout: float | None = None
     ) -> tasks_pb2.Task:
         request = tasks_pb2.FailTaskRequest(task_id=task_id, lease_token=lease_token, error=error, retryable=retryable)
-        return (await self._call("FailTask", self.tasks.FailTask, request, timeout)).task
+        response: tasks_pb2.FailTaskResponse = await self._call("FailTask", self.tasks.FailTask, request, timeout)
+        return response.task
 
     async def release_task(self, task_id: str, lease_token: int, *, timeout: float | None = None) -> tasks_pb2.Task:
         request = tasks_pb2.ReleaseTaskRequest(task_id=task_id, lease_token=lease_token)
-        return (await self._call("ReleaseTask", self.tasks.ReleaseTask, request, timeout)).task
+        response: tasks_pb2.ReleaseTaskResponse = await self._call(
+            "ReleaseTask", self.tasks.ReleaseTask, request, timeout
+        )
+        return response.task
 
     async def update_task_progress(
         self,
@@ -203,7 +215,10 @@ class OrchestratorClient:
         request = tasks_pb2.UpdateTaskProgressRequest(
             task_id=task_id, lease_token=lease_token, progress=progress, message=message
         )
-        return (await self._call("UpdateTaskProgress", self.tasks.UpdateTaskProgress, request, timeout)).task
+        response: tasks_pb2.UpdateTaskProgressResponse = await self._call(
+            "UpdateTaskProgress", self.tasks.UpdateTaskProgress, request, timeout
+        )
+        return response.task
 
     # ---- agents ------------------------------------------------------------------------------------------
 
@@ -246,7 +261,7 @@ class OrchestratorClient:
         return await self._call("Heartbeat", self.agents.Heartbeat, request, None)
 
     async def get_agent(self, agent_id: str) -> agents_pb2.Agent:
-        response = await self._call(
+        response: agents_pb2.GetAgentResponse = await self._call(
             "GetAgent", self.agents.GetAgent, agents_pb2.GetAgentRequest(agent_id=agent_id), None
         )
         return response.agent
@@ -261,7 +276,7 @@ class OrchestratorClient:
     ) -> agents_pb2.ListAgentsResponse:
         request = agents_pb2.ListAgentsRequest(
             agent_type=c.agent_type_to_proto(agent_type),
-            state=c.agent_state_to_proto(state) if state else 0,
+            state=c.agent_state_to_proto(state) if state else agents_pb2.AGENT_STATE_UNSPECIFIED,
             page_size=page_size,
             page_token=page_token,
         )
@@ -276,7 +291,10 @@ class OrchestratorClient:
             capacity=capacity,
             labels=labels or {},
         )
-        return (await self._call("CreateAgent", self.agents.CreateAgent, request, None)).agent
+        response: agents_pb2.CreateAgentResponse = await self._call(
+            "CreateAgent", self.agents.CreateAgent, request, None
+        )
+        return response.agent
 
     async def update_agent(
         self,
@@ -291,9 +309,12 @@ class OrchestratorClient:
             labels=labels or {},
             update_labels=labels is not None,
             capacity=capacity,
-            state=c.agent_state_to_proto(state) if state else 0,
+            state=c.agent_state_to_proto(state) if state else agents_pb2.AGENT_STATE_UNSPECIFIED,
         )
-        return (await self._call("UpdateAgent", self.agents.UpdateAgent, request, None)).agent
+        response: agents_pb2.UpdateAgentResponse = await self._call(
+            "UpdateAgent", self.agents.UpdateAgent, request, None
+        )
+        return response.agent
 
     async def delete_agent(self, agent_id: str) -> None:
         await self._call("DeleteAgent", self.agents.DeleteAgent, agents_pb2.DeleteAgentRequest(agent_id=agent_id), None)
@@ -306,7 +327,10 @@ class OrchestratorClient:
         request = messaging_pb2.SendMessageRequest(
             sender=sender, recipient_agent_id=recipient_agent_id, topic=topic, body=c.dict_to_struct(body)
         )
-        return (await self._call("SendMessage", self.messaging.SendMessage, request, None)).message
+        response: messaging_pb2.SendMessageResponse = await self._call(
+            "SendMessage", self.messaging.SendMessage, request, None
+        )
+        return response.message
 
     async def broadcast_message(
         self, *, sender: str, agent_type: str | None, topic: str, body: dict[str, Any] | None = None
@@ -317,7 +341,10 @@ class OrchestratorClient:
             topic=topic,
             body=c.dict_to_struct(body),
         )
-        return (await self._call("BroadcastMessage", self.messaging.BroadcastMessage, request, None)).message
+        response: messaging_pb2.BroadcastMessageResponse = await self._call(
+            "BroadcastMessage", self.messaging.BroadcastMessage, request, None
+        )
+        return response.message
 
     async def receive_messages(
         self, agent_id: str, *, after_message_id: int = 0, timeout: float | None = None
@@ -336,7 +363,10 @@ class OrchestratorClient:
 
     async def allocate_resource(self, *, agent_id: str, resource: str, amount: int) -> resources_pb2.Allocation:
         request = resources_pb2.AllocateResourceRequest(agent_id=agent_id, resource=resource, amount=amount)
-        return (await self._call("AllocateResource", self.resources.AllocateResource, request, None)).allocation
+        response: resources_pb2.AllocateResourceResponse = await self._call(
+            "AllocateResource", self.resources.AllocateResource, request, None
+        )
+        return response.allocation
 
     async def release_resource(self, allocation_id: str) -> None:
         request = resources_pb2.ReleaseResourceRequest(allocation_id=allocation_id)
@@ -350,7 +380,10 @@ class OrchestratorClient:
         request = resources_pb2.SetResourceQuotaRequest(
             agent_type=c.agent_type_to_proto(agent_type), resource=resource, quota=quota
         )
-        return (await self._call("SetResourceQuota", self.resources.SetResourceQuota, request, None)).usage
+        response: resources_pb2.SetResourceQuotaResponse = await self._call(
+            "SetResourceQuota", self.resources.SetResourceQuota, request, None
+        )
+        return response.usage
 
     async def status(self) -> monitoring_pb2.GetStatusResponse:
         return await self._call("GetStatus", self.monitoring.GetStatus, monitoring_pb2.GetStatusRequest(), None)

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from ai_agents.domain import AGENT_TYPES
 from ai_agents.local.postgres import LocalPostgres, free_port
@@ -23,6 +24,15 @@ STATE_FILE = "state.json"
 
 def default_state_dir() -> Path:
     return Path(os.environ.get("AI_AGENTS_LOCAL_DIR", ".local-fleet")).resolve()
+
+
+class _Ports(TypedDict):
+    """The ports of one process, named as ProcessInfo's fields (it is splatted into it)."""
+
+    http: int
+    grpc: int
+    health: int
+    metrics: int
 
 
 @dataclass
@@ -98,10 +108,8 @@ def _wait_ready(url: str, pid: int, timeout: float, log_path: Path) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            raise RuntimeError(f"process {pid} exited during start-up; see {log_path}") from None
+        if not _alive(pid):
+            raise RuntimeError(f"process {pid} exited during start-up; see {log_path}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -131,11 +139,11 @@ class Fleet:
             )
         return proc.pid, log_path
 
-    def _ports(self) -> dict[str, int]:
+    def _ports(self) -> _Ports:
         return {"http": free_port(), "grpc": free_port(), "health": free_port(), "metrics": free_port()}
 
     @staticmethod
-    def _port_env(ports: Mapping[str, int]) -> dict[str, str]:
+    def _port_env(ports: _Ports) -> dict[str, str]:
         return {
             "AI_AGENTS_HOST": "127.0.0.1",
             "AI_AGENTS_HTTP_PORT": str(ports["http"]),

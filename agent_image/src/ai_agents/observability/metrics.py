@@ -91,6 +91,8 @@ class CommonMetrics:
         self.log_messages = Counter(
             "ai_agents_log_messages", "Log records emitted, by level.", ["level"], registry=registry
         )
+        for level in ("debug", "info", "warning", "error", "critical"):
+            self.log_messages.labels(level)
 
 
 class OrchestratorMetrics(CommonMetrics):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -23,9 +25,11 @@ class HttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._requested_port, reuse_address=True)
         await site.start()
-        server = site._server  # the bound socket tells the real port when 0 was asked for
-        if server is not None and server.sockets:  # type: ignore[union-attr]
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # The bound socket tells the real port when 0 was asked for. aiohttp declares the attribute as
+        # asyncio.AbstractServer, but TCPSite.start stores what loop.create_server returns: an asyncio.Server.
+        server = cast("asyncio.Server | None", site._server)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         await self._runner.cleanup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -21,7 +22,7 @@ from ai_agents.v1 import (
     tasks_pb2_grpc,
 )
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 SERVICE_NAMES = [
     tasks_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 # Health and reflection stay open so probes and grpcurl work without the token.
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
+_Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+# A string: grpc.RpcMethodHandler is generic only in the stubs, not at run time.
+_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+# types-grpcio types RpcMethodHandler's behaviours for the sync server; under grpc.aio they are a coroutine
+# function and an async generator function that take a grpc.aio.ServicerContext.
+_AioUnary: TypeAlias = Callable[[Any, _Ctx], Awaitable[Any]]
+_AioStream: TypeAlias = Callable[[Any, _Ctx], AsyncIterator[Any]]
+# opentelemetry-instrumentation-grpc ships py.typed but leaves this factory unannotated: its real signature.
+_aio_server_interceptor: Callable[[], grpc.aio.ServerInterceptor] = aio_server_interceptor
+
 
 class ApiInterceptor(grpc.aio.ServerInterceptor):
     """Checks the bearer token, turns typed errors into status codes, and records count and latency."""
@@ -31,7 +41,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self._metrics = metrics
         self._tokens = tokens
         # Wrapped handlers are built once per (method, authorized) and reused: this runs on every call.
-        self._wrapped: dict[tuple[str, bool], grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[tuple[str, bool], _Handler] = {}
 
     def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
         if details.method.startswith(_OPEN_PREFIXES):
@@ -45,9 +55,9 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> _Handler | None:
         method = handler_call_details.method
         authorized = self._authorized(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
@@ -63,20 +73,20 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[(method, authorized)] = wrapped
         return wrapped
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str, authorized: bool) -> grpc.RpcMethodHandler:
+    def _wrap(self, handler: _Handler, method: str, authorized: bool) -> _Handler:
 
-        async def guard(context: grpc.aio.ServicerContext) -> None:
+        async def guard(context: _Ctx) -> None:
             if not authorized:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
 
-        def final_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+        def final_code(context: _Ctx) -> grpc.StatusCode:
             code = context.code()
             return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
 
         if handler.unary_unary:
-            inner_unary = handler.unary_unary
+            inner_unary = cast("_AioUnary", handler.unary_unary)
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary(request: Any, context: _Ctx) -> Any:
                 started = time.perf_counter()
                 try:
                     await guard(context)
@@ -101,9 +111,9 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
-            inner_stream = handler.unary_stream
+            inner_stream = cast("_AioStream", handler.unary_stream)
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def stream(request: Any, context: _Ctx) -> AsyncIterator[Any]:
                 started = time.perf_counter()
                 try:
                     await guard(context)
@@ -144,7 +154,7 @@ class GrpcServer:
         service_names: Iterable[str],
     ) -> None:
         # Trace extraction costs CPU on every call: only when tracing is configured.
-        tracing_interceptors = [aio_server_interceptor()] if tracing_enabled() else []
+        tracing_interceptors = [_aio_server_interceptor()] if tracing_enabled() else []
         self.server = grpc.aio.server(
             interceptors=[*tracing_interceptors, ApiInterceptor(metrics, tokens)],
             options=[

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ai_agents.errors import AiAgentsError
 from ai_agents.observability.metrics import CommonMetrics
@@ -27,9 +28,7 @@ def _route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def metrics_middleware(
-    metrics: CommonMetrics,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def metrics_middleware(metrics: CommonMetrics) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -63,7 +62,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, "internal", "internal error")
 
 
-def auth_middleware(tokens: TokenCheck) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def auth_middleware(tokens: TokenCheck) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not tokens.allows(request.headers.get("Authorization")):

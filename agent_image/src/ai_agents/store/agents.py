@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 
 import asyncpg
@@ -159,7 +160,7 @@ class AgentStore:
         )
         return found is not None
 
-    async def sweep(self, older_than_seconds: int) -> list[str]:
+    async def sweep(self, older_than_seconds: int) -> builtins.list[str]:
         """Deregister agents silent for far longer than the stale threshold, freeing their allocations."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(

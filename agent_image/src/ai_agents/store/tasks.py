@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import uuid
 from collections.abc import Sequence
@@ -115,7 +116,9 @@ class TaskStore:
         more = len(rows) > page_size
         return tasks, encode_page_token(tasks[-1].created_at, tasks[-1].task_id) if more else None
 
-    async def lease(self, *, agent_id: str, agent_type: str, max_tasks: int, lease_seconds: int) -> list[TaskRecord]:
+    async def lease(
+        self, *, agent_id: str, agent_type: str, max_tasks: int, lease_seconds: int
+    ) -> builtins.list[TaskRecord]:
         """Lease up to max_tasks queued tasks; SKIP LOCKED lets many orchestrators lease concurrently."""
         rows = await self._pool.fetch(
             """
@@ -240,7 +243,9 @@ class TaskStore:
         current = await self.get(task_id)
         raise FailedPrecondition(f"task {task_id} is already {current.state}")
 
-    async def extend_leases(self, agent_id: str, leases: Sequence[tuple[str, int]], lease_seconds: int) -> list[str]:
+    async def extend_leases(
+        self, agent_id: str, leases: Sequence[tuple[str, int]], lease_seconds: int
+    ) -> builtins.list[str]:
         """Extend the leases the agent still holds; return the task ids whose lease it has lost."""
         if not leases:
             return []
@@ -265,7 +270,7 @@ class TaskStore:
         )
         return [str(r["task_id"]) for r in rows]
 
-    async def expire_leases(self, limit: int = 1000) -> list[ExpiredLease]:
+    async def expire_leases(self, limit: int = 1000) -> builtins.list[ExpiredLease]:
         """Return expired leases to the queue (or dead-letter them when out of attempts)."""
         rows = await self._pool.fetch(
             f"""

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds the offline cluster's binaries from the Go module proxy into the cache (see lib.sh), skipping each
+# component already built from the same build module. Usage: build.sh [kubernetes] [etcd] [coredns] [metrics-server]
+# (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
+# Times of each build are appended to $OC_CACHE/build-times.tsv.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+components=("$@")
+[[ ${#components[@]} -gt 0 ]] || components=(kubernetes etcd coredns metrics-server)
+
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -p=${OFFLINE_BUILD_P:-1}"
+nice_n="${OFFLINE_BUILD_NICE:-10}"
+mkdir -p "$OC_CACHE/bin" "$OC_CACHE/logs"
+
+# The go.mod of a build module must carry the pin from versions.env (gen-build-modules.sh writes both).
+require_pin() { # dir module version
+  grep -Eq "^(require )?\s*$2 $3( |$)" "$OC_DIR/build/$1/go.mod" \
+    || oc_die "build/$1/go.mod does not require $2 $3: run hack/offline-cluster/gen-build-modules.sh"
+}
+
+# build NAME MODDIR OUTDIR LDFLAGS PKG=OUT...
+build() {
+  local name="$1" moddir="$OC_DIR/build/$2" out="$3" ldflags="$4"; shift 4
+  local stamp; stamp="$(cat "$moddir/go.mod" "$moddir/go.sum" | sha256sum | cut -c1-16)-$(go env GOVERSION)"
+  if [[ -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$stamp" ]]; then
+    oc_log "$name: cached in $out"; return 0
+  fi
+  local tmp="$out.tmp.$$" log="$OC_CACHE/logs/build-$name.log" pkg start end
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  oc_log "$name: building into $out (log: $log)"
+  start=$(date +%s)
+  (
+    cd "$moddir"
+    go mod download >/dev/null
+    local pkgs=() p
+    for p in "$@"; do pkgs+=("${p%%=*}"); done
+    # One go build for all packages of a module: shared dependencies compile once. -o DIR names each binary
+    # by its package's last element; rename where that differs.
+    nice -n "$nice_n" go build -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}"
+    for p in "$@"; do
+      local base="${p%%=*}"; base="${base##*/}"
+      if [[ "$base" =~ ^v[0-9]+$ ]]; then base="${p%%=*}"; base="${base%/*}"; base="${base##*/}"; fi
+      [[ "$base" == "${p##*=}" ]] || mv "$tmp/$base" "$tmp/${p##*=}"
+    done
+  ) >"$log" 2>&1 || { tail -30 "$log" >&2; rm -rf "$tmp"; oc_die "$name: build failed (log: $log)"; }
+  end=$(date +%s)
+  echo "$stamp" > "$tmp/.stamp"
+  rm -rf "$out"; mv "$tmp" "$out"
+  printf '%s\t%s\t%ss\tp=%s\t%s\n' "$(date -u +%FT%TZ)" "$name" "$((end - start))" "${OFFLINE_BUILD_P:-1}" \
+    "$(go env GOVERSION)" >> "$OC_CACHE/build-times.tsv"
+  oc_log "$name: built in $((end - start))s"
+}
+
+for c in "${components[@]}"; do
+  case "$c" in
+    kubernetes)
+      require_pin . k8s.io/kubernetes "$OFFLINE_K8S_VERSION"
+      v="$OFFLINE_K8S_VERSION"; minor="${v#v1.}"; minor="${minor%%.*}"
+      ld="-s -w"
+      for pkgvar in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld+=" -X $pkgvar.gitVersion=$v -X $pkgvar.gitMajor=1 -X $pkgvar.gitMinor=$minor"
+        ld+=" -X $pkgvar.gitTreeState=clean -X $pkgvar.buildDate=1970-01-01T00:00:00Z"
+      done
+      build kubernetes . "$OC_K8S_BIN" "$ld" \
+        k8s.io/kubernetes/cmd/kube-apiserver=kube-apiserver \
+        k8s.io/kubernetes/cmd/kube-controller-manager=kube-controller-manager \
+        k8s.io/kubernetes/cmd/kube-scheduler=kube-scheduler \
+        k8s.io/kubernetes/cmd/kubelet=kubelet \
+        k8s.io/kubernetes/cmd/kube-proxy=kube-proxy ;;
+    etcd)
+      require_pin etcd go.etcd.io/etcd/server/v3 "$OFFLINE_ETCD_VERSION"
+      build etcd etcd "$OC_ETCD_BIN" "-s -w" go.etcd.io/etcd/server/v3=etcd ;;
+    coredns)
+      require_pin coredns github.com/coredns/coredns "$OFFLINE_COREDNS_VERSION"
+      build coredns coredns "$OC_COREDNS_BIN" "-s -w" github.com/coredns/coredns=coredns ;;
+    metrics-server)
+      require_pin metrics-server sigs.k8s.io/metrics-server "$OFFLINE_METRICS_SERVER_VERSION"
+      build metrics-server metrics-server "$OC_METRICS_SERVER_BIN" "-s -w" \
+        sigs.k8s.io/metrics-server/cmd/metrics-server=metrics-server ;;
+    *) oc_die "unknown component: $c" ;;
+  esac
+done

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the node's images as OCI archives in $OC_CACHE/images (skipping those already built from the same
+# inputs): pause (a static C binary), busybox (Debian's busybox-static: the smoke test's server and client),
+# coredns and metrics-server (the binaries build.sh made). up.sh imports them into the node's containerd.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+mkdir -p "$OC_IMAGES"
+mk="$OC_DIR/images/mkimage.py"
+
+# image FILE_STEM NAME INPUT... -- MKIMAGE_ARGS...: rebuild when the name, an input or mkimage.py changed.
+image() {
+  local stem="$1" name="$2"; shift 2
+  local inputs=() sum out="$OC_IMAGES/$stem.tar"
+  while [[ "$1" != "--" ]]; do inputs+=("$1"); shift; done; shift
+  sum="$( { echo "$name"; cat "$mk" "${inputs[@]}"; } | sha256sum | cut -c1-16)"
+  if [[ -f "$out" && "$(cat "$out.stamp" 2>/dev/null)" == "$sum" ]]; then oc_log "image $name: cached"; return; fi
+  python3 "$mk" --name "$name" --out "$out" "$@" >/dev/null
+  echo "$sum" > "$out.stamp"
+  oc_log "image $name: $out ($(du -h "$out" | cut -f1))"
+}
+
+pause_bin="$OC_IMAGES/pause.bin"
+if [[ ! -f "$pause_bin" || "$OC_DIR/images/pause.c" -nt "$pause_bin" ]]; then
+  gcc -Os -static -o "$pause_bin" "$OC_DIR/images/pause.c" && strip "$pause_bin"
+fi
+image pause "$OFFLINE_PAUSE_IMAGE" "$pause_bin" -- --entrypoint /pause --file "$pause_bin=/pause"
+
+# busybox: the binary and its applet links for the few commands the smoke test uses.
+bb=/bin/busybox
+[[ -x $bb ]] || oc_die "missing $bb (Debian busybox-static)"
+bb_args=(--entrypoint /bin/sh --file "$bb=/bin/busybox" --file "$bb=/bin/sh" --dir /tmp --dir /www)
+for applet in httpd wget nslookup sleep cat echo ls hostname env ps kill; do bb_args+=(--file "$bb=/bin/$applet"); done
+image busybox "$OFFLINE_BUSYBOX_IMAGE" "$bb" -- "${bb_args[@]}"
+
+if [[ -x "$OC_COREDNS_BIN/coredns" ]]; then
+  image coredns "$OFFLINE_COREDNS_IMAGE" "$OC_COREDNS_BIN/coredns" -- \
+    --entrypoint /coredns --file "$OC_COREDNS_BIN/coredns=/coredns"
+else oc_log "image $OFFLINE_COREDNS_IMAGE: skipped, run build.sh coredns first"; fi
+
+if [[ -x "$OC_METRICS_SERVER_BIN/metrics-server" ]]; then
+  image metrics-server "$OFFLINE_METRICS_SERVER_IMAGE" "$OC_METRICS_SERVER_BIN/metrics-server" -- \
+    --entrypoint /metrics-server --file "$OC_METRICS_SERVER_BIN/metrics-server=/metrics-server" --dir /tmp --user 65534
+else oc_log "image $OFFLINE_METRICS_SERVER_IMAGE: skipped, run build.sh metrics-server first"; fi

@@ -1,0 +1,119 @@
+"""The orchestrator's HTTP JSON API (`/v1/...`) as the tests use it, through a port-forward."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "dead_letter"})
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass
+class OrchestratorApi:
+    base_url: str
+    token: str | None
+    timeout_sec: float = 10.0
+
+    def __post_init__(self) -> None:
+        self._session = requests.Session()
+        if self.token:
+            self._session.headers["Authorization"] = f"Bearer {self.token}"
+
+    def _get(self, path: str, **params: Any) -> Any:
+        response = self._session.get(self.base_url + path, params=params, timeout=self.timeout_sec)
+        response.raise_for_status()
+        return response.json()
+
+    def status(self) -> dict[str, Any]:
+        return self._get("/v1/status")
+
+    def submit(self, agent_type: str, payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
+               attempts: int = 3) -> dict[str, Any]:
+        """Submit with an idempotency key and retry transport errors with the same key (safe to repeat)."""
+        key = idempotency_key or f"e2e-{uuid.uuid4()}"
+        body = {"agent_type": agent_type, "payload": payload or {}, "idempotency_key": key}
+        last: Exception | None = None
+        for _ in range(attempts):
+            try:
+                response = self._session.post(self.base_url + "/v1/tasks", json=body, timeout=self.timeout_sec)
+                if response.status_code in (200, 201):
+                    return response.json()
+                if response.status_code < 500:
+                    response.raise_for_status()
+                last = requests.HTTPError(f"{response.status_code}: {response.text[:200]}")
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return self._get(f"/v1/tasks/{task_id}")
+
+    def list_tasks(self, *, agent_type: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        """Every task (all pages)."""
+        tasks: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params: dict[str, Any] = {"page_size": MAX_PAGE_SIZE}
+            if agent_type:
+                params["agent_type"] = agent_type
+            if state:
+                params["state"] = state
+            if token:
+                params["page_token"] = token
+            page = self._get("/v1/tasks", **params)
+            tasks.extend(page["tasks"])
+            token = page.get("next_page_token") or ""
+            if not token:
+                return tasks
+
+    def list_agents(self, *, agent_type: str | None = None) -> list[dict[str, Any]]:
+        agents: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params: dict[str, Any] = {"page_size": MAX_PAGE_SIZE}
+            if agent_type:
+                params["agent_type"] = agent_type
+            if token:
+                params["page_token"] = token
+            page = self._get("/v1/agents", **params)
+            agents.extend(page["agents"])
+            token = page.get("next_page_token") or ""
+            if not token:
+                return agents
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What the client was told (acknowledged submissions) against what the server holds."""
+
+    acknowledged: dict[str, str]  # idempotency key -> task id
+
+    def check(self, tasks: list[dict[str, Any]]) -> dict[str, list[str]]:
+        """Problems by kind: lost (acknowledged, absent), unfinished, duplicated (one key, several tasks),
+        id_mismatch (key now maps to another task)."""
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            if task.get("idempotency_key"):
+                by_key.setdefault(task["idempotency_key"], []).append(task)
+        by_id = {t["task_id"]: t for t in tasks}
+        problems: dict[str, list[str]] = {"lost": [], "unfinished": [], "duplicated": [], "id_mismatch": []}
+        for key, task_id in self.acknowledged.items():
+            same_key = by_key.get(key, [])
+            if len(same_key) > 1:
+                problems["duplicated"].append(f"{key}: {[t['task_id'] for t in same_key]}")
+            task = by_id.get(task_id)
+            if task is None:
+                problems["lost" if not same_key else "id_mismatch"].append(f"{key} -> {task_id}")
+            elif task["state"] not in FINAL_STATES:
+                problems["unfinished"].append(f"{task_id} ({task['state']})")
+        return problems
+
+    @staticmethod
+    def states(tasks: list[dict[str, Any]]) -> Counter[str]:
+        return Counter(t["state"] for t in tasks)

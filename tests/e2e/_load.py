@@ -1,0 +1,118 @@
+"""Run locust headless against a URL (a port-forward on 127.0.0.1), bounded by task count and by time."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _loadplan import AckLog, LoadSummary, logical_summary
+
+log = logging.getLogger("e2e.load")
+
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+
+
+@dataclass(frozen=True)
+class LoadProfile:
+    users: int = 4
+    rate_per_user: float = 5.0
+    run_time_sec: int = 60
+    max_tasks: int = 1000
+    agent_types: tuple[str, ...] = ("coding", "testing", "security", "compliance", "documentation", "discovery")
+    payload: dict[str, Any] | None = None
+
+    @property
+    def target_rps(self) -> float:
+        return self.users * self.rate_per_user
+
+
+@dataclass
+class LoadResult:
+    summary: LoadSummary
+    acknowledged: dict[str, str]
+    returncode: int
+    elapsed_sec: float
+    output_tail: str
+
+
+def locust_command(host: str, profile: LoadProfile, csv_prefix: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
+        "--users", str(profile.users), "--spawn-rate", str(profile.users),
+        "--run-time", f"{profile.run_time_sec}s", "--stop-timeout", "15",
+        "--csv", str(csv_prefix), "--only-summary", "--exit-code-on-error", "0",
+    ]
+
+
+class LoadRun:
+    """locust in a subprocess; `start()` returns at once, `wait()` returns the result."""
+
+    def __init__(self, host: str, profile: LoadProfile, workdir: Path, *, token: str | None, run_id: str) -> None:
+        self.profile = profile
+        self.workdir = workdir
+        self.ack_file = workdir / "acks.jsonl"
+        self.csv_prefix = workdir / "locust"
+        self._cmd = locust_command(host, profile, self.csv_prefix)
+        self._env = {
+            **os.environ,
+            "E2E_LOAD_MAX_TASKS": str(profile.max_tasks),
+            "E2E_LOAD_ACK_FILE": str(self.ack_file),
+            "E2E_LOAD_TOKEN": token or "",
+            "E2E_LOAD_AGENT_TYPES": ",".join(profile.agent_types),
+            "E2E_LOAD_RATE_PER_USER": str(profile.rate_per_user),
+            "E2E_LOAD_RUN_ID": run_id,
+            "E2E_LOAD_PAYLOAD": json.dumps(profile.payload or {}),
+        }
+        self._proc: subprocess.Popen[str] | None = None
+        self._started = 0.0
+        self._output: list[str] = []
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> LoadRun:
+        log.info("$ %s", " ".join(self._cmd))
+        self._started = time.monotonic()
+        self._proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, cwd=self.workdir)
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        return self
+
+    def _drain(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._output.append(line)
+            del self._output[:-200]
+
+    def wait(self, *, grace_sec: float = 60) -> LoadResult:
+        assert self._proc is not None
+        budget = self.profile.run_time_sec + grace_sec
+        try:
+            rc = self._proc.wait(timeout=budget)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+            raise AssertionError(f"locust did not stop within {budget:.0f}s (--run-time {self.profile.run_time_sec}s)")
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        tail = "".join(self._output[-40:])
+        stats = Path(f"{self.csv_prefix}_stats.csv")
+        if not stats.exists():
+            raise AssertionError(f"locust exited {rc} without writing {stats}:\n{tail}")
+        return LoadResult(summary=logical_summary(stats), acknowledged=AckLog(self.ack_file).read(), returncode=rc,
+                          elapsed_sec=time.monotonic() - self._started, output_tail=tail)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
