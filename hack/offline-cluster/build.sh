@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the offline cluster's binaries from the Go module proxy into the cache (see lib.sh), skipping each
 # component already built from the same build module. Usage: build.sh [kubernetes] [etcd] [coredns] [metrics-server]
-# (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
+# [kubectl] (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
 # Times of each build are appended to $OC_CACHE/build-times.tsv.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(kubernetes etcd coredns metrics-server)
+[[ ${#components[@]} -gt 0 ]] || components=(kubernetes kubectl etcd coredns metrics-server)
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -p=${OFFLINE_BUILD_P:-1}"
 nice_n="${OFFLINE_BUILD_NICE:-10}"
@@ -52,22 +52,27 @@ build() {
   oc_log "$name: built in $((end - start))s"
 }
 
+# Version stamps as Kubernetes' own build sets them (hack/lib/version.sh), so `version` and the API report it.
+v="$OFFLINE_K8S_VERSION"; minor="${v#v1.}"; minor="${minor%%.*}"
+k8s_ld="-s -w"
+for pkgvar in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ld+=" -X $pkgvar.gitVersion=$v -X $pkgvar.gitMajor=1 -X $pkgvar.gitMinor=$minor"
+  k8s_ld+=" -X $pkgvar.gitTreeState=clean -X $pkgvar.buildDate=1970-01-01T00:00:00Z"
+done
+
 for c in "${components[@]}"; do
   case "$c" in
     kubernetes)
       require_pin . k8s.io/kubernetes "$OFFLINE_K8S_VERSION"
-      v="$OFFLINE_K8S_VERSION"; minor="${v#v1.}"; minor="${minor%%.*}"
-      ld="-s -w"
-      for pkgvar in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ld+=" -X $pkgvar.gitVersion=$v -X $pkgvar.gitMajor=1 -X $pkgvar.gitMinor=$minor"
-        ld+=" -X $pkgvar.gitTreeState=clean -X $pkgvar.buildDate=1970-01-01T00:00:00Z"
-      done
-      build kubernetes . "$OC_K8S_BIN" "$ld" \
+      build kubernetes . "$OC_K8S_BIN" "$k8s_ld" \
         k8s.io/kubernetes/cmd/kube-apiserver=kube-apiserver \
         k8s.io/kubernetes/cmd/kube-controller-manager=kube-controller-manager \
         k8s.io/kubernetes/cmd/kube-scheduler=kube-scheduler \
         k8s.io/kubernetes/cmd/kubelet=kubelet \
         k8s.io/kubernetes/cmd/kube-proxy=kube-proxy ;;
+    kubectl)
+      require_pin kubectl k8s.io/kubernetes "$OFFLINE_K8S_VERSION"
+      build kubectl kubectl "$OC_KUBECTL_BIN" "$k8s_ld" k8s.io/kubernetes/cmd/kubectl=kubectl ;;
     etcd)
       require_pin etcd go.etcd.io/etcd/server/v3 "$OFFLINE_ETCD_VERSION"
       build etcd etcd "$OC_ETCD_BIN" "-s -w" go.etcd.io/etcd/server/v3=etcd ;;

@@ -2,6 +2,7 @@
 # Writes the go.mod files of the build modules under build/ from the pins in versions.env and resolves their
 # go.sum (needs the Go module proxy). Run after changing a pin; build.sh only reads what this wrote.
 #   build/go.mod                 k8s.io/kubernetes + each k8s.io staging module replaced by its published v0.X.Y
+#   build/kubectl/go.mod         the same for k8s.io/kubernetes/cmd/kubectl (own go.sum: the node binaries' stays put)
 #   build/etcd/go.mod            go.etcd.io/etcd/server/v3 (its own go.mod replaces its siblings with ../ paths)
 #   build/coredns/go.mod         github.com/coredns/coredns
 #   build/metrics-server/go.mod  sigs.k8s.io/metrics-server
@@ -24,8 +25,9 @@ header() {
   echo
 }
 
-{
-  header ""
+k8s_module() { # suffix cmd...
+  local suffix="$1"; shift
+  header "$suffix"
   echo "require k8s.io/kubernetes $k8s"
   echo
   echo "// k8s.io/kubernetes points these at ./staging/src/...; use the releases published from that tree."
@@ -33,10 +35,12 @@ header() {
   awk -v s="$staging" '$2 == "=>" && $3 ~ /^\.\/staging\// {print "\t" $1 " => " $1 " " s}' "$modfile"
   echo ")"
   echo
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
-    echo "tool k8s.io/kubernetes/cmd/$c"
-  done
-} > "$here/build/go.mod"
+  local c
+  for c in "$@"; do echo "tool k8s.io/kubernetes/cmd/$c"; done
+}
+mkdir -p "$here/build/kubectl"
+k8s_module "" kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy > "$here/build/go.mod"
+k8s_module /kubectl kubectl > "$here/build/kubectl/go.mod"
 
 { header "/etcd"; echo "require go.etcd.io/etcd/server/v3 $OFFLINE_ETCD_VERSION"; echo; echo "tool go.etcd.io/etcd/server/v3"; } \
   > "$here/build/etcd/go.mod"
@@ -45,7 +49,7 @@ header() {
 { header "/metrics-server"; echo "require sigs.k8s.io/metrics-server $OFFLINE_METRICS_SERVER_VERSION"; echo;
   echo "tool sigs.k8s.io/metrics-server/cmd/metrics-server"; } > "$here/build/metrics-server/go.mod"
 
-for d in "" /etcd /coredns /metrics-server; do
+for d in "" /kubectl /etcd /coredns /metrics-server; do
   ( cd "$here/build$d" && rm -f go.sum && go mod tidy )
   echo "resolved build$d/go.mod"
 done

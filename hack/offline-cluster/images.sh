@@ -39,5 +39,5 @@ else oc_log "image $OFFLINE_COREDNS_IMAGE: skipped, run build.sh coredns first";
 
 if [[ -x "$OC_METRICS_SERVER_BIN/metrics-server" ]]; then
   image metrics-server "$OFFLINE_METRICS_SERVER_IMAGE" "$OC_METRICS_SERVER_BIN/metrics-server" -- \
-    --entrypoint /metrics-server --file "$OC_METRICS_SERVER_BIN/metrics-server=/metrics-server" --dir /tmp --user 65534
+    --entrypoint /metrics-server --file "$OC_METRICS_SERVER_BIN/metrics-server=/metrics-server" --dir /tmp --user 1000
 else oc_log "image $OFFLINE_METRICS_SERVER_IMAGE: skipped, run build.sh metrics-server first"; fi

@@ -6,9 +6,10 @@ source "$OC_DIR/versions.env"
 # Built binaries and images, outside the repo, keyed by version; reused by later runs on the same machine.
 OC_CACHE="${OFFLINE_CLUSTER_CACHE:-/var/cache/ai-agents-offline-cluster}"
 # Runtime state of a running cluster (certs, configs, logs, pids, containerd root); removed by down.sh.
-OC_STATE="${OFFLINE_CLUSTER_STATE:-/run/ai-agents-offline-cluster}"
+OC_STATE="${OFFLINE_CLUSTER_STATE:-/var/lib/ai-agents-offline-cluster}"
 
 OC_K8S_BIN="$OC_CACHE/bin/kubernetes-$OFFLINE_K8S_VERSION"
+OC_KUBECTL_BIN="$OC_CACHE/bin/kubectl-$OFFLINE_K8S_VERSION"
 OC_ETCD_BIN="$OC_CACHE/bin/etcd-$OFFLINE_ETCD_VERSION"
 OC_COREDNS_BIN="$OC_CACHE/bin/coredns-$OFFLINE_COREDNS_VERSION"
 OC_METRICS_SERVER_BIN="$OC_CACHE/bin/metrics-server-$OFFLINE_METRICS_SERVER_VERSION"

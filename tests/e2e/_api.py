@@ -32,8 +32,14 @@ class OrchestratorApi:
     def status(self) -> dict[str, Any]:
         return self._get("/v1/status")
 
-    def submit(self, agent_type: str, payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
-               attempts: int = 3) -> dict[str, Any]:
+    def submit(
+        self,
+        agent_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        attempts: int = 3,
+    ) -> dict[str, Any]:
         """Submit with an idempotency key and retry transport errors with the same key (safe to repeat)."""
         key = idempotency_key or f"e2e-{uuid.uuid4()}"
         body = {"agent_type": agent_type, "payload": payload or {}, "idempotency_key": key}

@@ -113,8 +113,17 @@ def ensure_kind_cluster(cfg: E2EConfig) -> None:
     if cfg.kind_cluster_name in clusters:
         log.info("reusing kind cluster %s", cfg.kind_cluster_name)
     else:
-        cmd = [cfg.kind, "create", "cluster", "--name", cfg.kind_cluster_name, "--config", str(KIND_CONFIG),
-               "--wait", "5m"]
+        cmd = [
+            cfg.kind,
+            "create",
+            "cluster",
+            "--name",
+            cfg.kind_cluster_name,
+            "--config",
+            str(KIND_CONFIG),
+            "--wait",
+            "5m",
+        ]
         if cfg.kind_node_image:
             cmd += ["--image", cfg.kind_node_image]
         _run(cmd, timeout=900)
@@ -198,13 +207,23 @@ def detect_prerequisites(api_client: Any, cfg: E2EConfig) -> Prerequisites:
     pre = Prerequisites()
     crds = _crds(api_client)
 
-    istio_crds = {"peerauthentications.security.istio.io", "authorizationpolicies.security.istio.io",
-                  "destinationrules.networking.istio.io", "telemetries.telemetry.istio.io"}
-    gateway_crds = {"gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io",
-                    "grpcroutes.gateway.networking.k8s.io"}
+    istio_crds = {
+        "peerauthentications.security.istio.io",
+        "authorizationpolicies.security.istio.io",
+        "destinationrules.networking.istio.io",
+        "telemetries.telemetry.istio.io",
+    }
+    gateway_crds = {
+        "gateways.gateway.networking.k8s.io",
+        "httproutes.gateway.networking.k8s.io",
+        "grpcroutes.gateway.networking.k8s.io",
+    }
     keda_crds = {"scaledobjects.keda.sh", "triggerauthentications.keda.sh"}
-    prom_crds = {"servicemonitors.monitoring.coreos.com", "podmonitors.monitoring.coreos.com",
-                 "prometheusrules.monitoring.coreos.com"}
+    prom_crds = {
+        "servicemonitors.monitoring.coreos.com",
+        "podmonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+    }
 
     missing = sorted(gateway_crds - crds)
     pre.gateway_api_missing = f"Gateway API CRDs missing: {', '.join(missing)}" if missing else None

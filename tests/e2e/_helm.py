@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from _cluster import CHARTS_DIR, E2E_VALUES, E2EConfig, Prerequisites
 
 log = logging.getLogger("e2e.helm")
@@ -84,7 +83,9 @@ def release_values(cfg: E2EConfig, namespace: str, opts: ReleaseOptions) -> list
     for item in sets:
         args += ["--set", item]
     selectors = {
-        "networkPolicy.prometheus.namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.monitoring_namespace}},
+        "networkPolicy.prometheus.namespaceSelector": {
+            "matchLabels": {"kubernetes.io/metadata.name": cfg.monitoring_namespace}
+        },
         "networkPolicy.keda.namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.keda_namespace}},
     }
     for key, value in selectors.items():
@@ -104,8 +105,20 @@ def options_for(pre: Prerequisites, **overrides: Any) -> ReleaseOptions:
 
 
 def install(helm: str, chart: Path, *, release: str, namespace: str, values: list[str], timeout: str = "10m") -> None:
-    run_helm(helm, "upgrade", "--install", release, str(chart), "--namespace", namespace, "--wait",
-             "--timeout", timeout, *values, timeout=1200)
+    run_helm(
+        helm,
+        "upgrade",
+        "--install",
+        release,
+        str(chart),
+        "--namespace",
+        namespace,
+        "--wait",
+        "--timeout",
+        timeout,
+        *values,
+        timeout=1200,
+    )
 
 
 def uninstall(helm: str, *, release: str, namespace: str) -> None:

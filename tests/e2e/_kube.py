@@ -76,8 +76,12 @@ class Kube:
         return [deployment_state(d) for d in deployments] + [statefulset_state(s) for s in statefulsets]
 
     def wait_workloads_ready(self, namespace: str, names: set[str], *, selector: str, timeout_sec: float) -> None:
-        wait_for_rollouts(lambda: self.rollout_states(namespace, selector), expected=names, timeout_sec=timeout_sec,
-                          what=f"workloads in {namespace}")
+        wait_for_rollouts(
+            lambda: self.rollout_states(namespace, selector),
+            expected=names,
+            timeout_sec=timeout_sec,
+            what=f"workloads in {namespace}",
+        )
 
     def deployment_replicas(self, namespace: str, name: str) -> tuple[int, int]:
         """(spec.replicas, status.readyReplicas) of a Deployment."""
@@ -114,23 +118,37 @@ class Kube:
 
         env_list = [client.V1EnvVar(name=k, value=v) for k, v in (env or {}).items()]
         for var, (secret, key) in (env_from_secret or {}).items():
-            env_list.append(client.V1EnvVar(name=var, value_from=client.V1EnvVarSource(
-                secret_key_ref=client.V1SecretKeySelector(name=secret, key=key))))
+            env_list.append(
+                client.V1EnvVar(
+                    name=var,
+                    value_from=client.V1EnvVarSource(secret_key_ref=client.V1SecretKeySelector(name=secret, key=key)),
+                )
+            )
         pod = client.V1Pod(
-            metadata=client.V1ObjectMeta(name=name, labels={"app.kubernetes.io/part-of": "ai-agents-e2e",
-                                                            **(labels or {})}),
+            metadata=client.V1ObjectMeta(
+                name=name, labels={"app.kubernetes.io/part-of": "ai-agents-e2e", **(labels or {})}
+            ),
             spec=client.V1PodSpec(
                 restart_policy="Never",
                 service_account_name=service_account,
-                security_context=client.V1PodSecurityContext(run_as_non_root=True, run_as_user=10001,
-                                                             run_as_group=10001),
-                containers=[client.V1Container(
-                    name="probe", image=image, image_pull_policy="IfNotPresent", command=command, env=env_list,
-                    security_context=client.V1SecurityContext(allow_privilege_escalation=False,
-                                                              capabilities=client.V1Capabilities(drop=["ALL"])),
-                    resources=client.V1ResourceRequirements(requests={"cpu": "10m", "memory": "32Mi"},
-                                                            limits={"cpu": "500m", "memory": "256Mi"}),
-                )],
+                security_context=client.V1PodSecurityContext(
+                    run_as_non_root=True, run_as_user=10001, run_as_group=10001
+                ),
+                containers=[
+                    client.V1Container(
+                        name="probe",
+                        image=image,
+                        image_pull_policy="IfNotPresent",
+                        command=command,
+                        env=env_list,
+                        security_context=client.V1SecurityContext(
+                            allow_privilege_escalation=False, capabilities=client.V1Capabilities(drop=["ALL"])
+                        ),
+                        resources=client.V1ResourceRequirements(
+                            requests={"cpu": "10m", "memory": "32Mi"}, limits={"cpu": "500m", "memory": "256Mi"}
+                        ),
+                    )
+                ],
             ),
         )
         self.core.create_namespaced_pod(namespace, pod)
@@ -152,22 +170,30 @@ class Kube:
         pod = self.core.read_namespaced_pod(name, namespace)
         for status in pod.status.container_statuses or []:
             waiting = status.state.waiting if status.state else None
-            if waiting and waiting.reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-                                              "CreateContainerConfigError"):
+            if waiting and waiting.reason in (
+                "ErrImagePull",
+                "ImagePullBackOff",
+                "InvalidImageName",
+                "CreateContainerConfigError",
+            ):
                 return f"container {status.name} is {waiting.reason}: {waiting.message}"
         return None
 
-    def can_i(self, namespace: str, service_account: str, *, verb: str, resource: str, target_namespace: str,
-              group: str = "") -> bool:
+    def can_i(
+        self, namespace: str, service_account: str, *, verb: str, resource: str, target_namespace: str, group: str = ""
+    ) -> bool:
         """SubjectAccessReview for a ServiceAccount of `namespace`."""
         from kubernetes import client
 
-        review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
-            user=f"system:serviceaccount:{namespace}:{service_account}",
-            groups=["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
-            resource_attributes=client.V1ResourceAttributes(
-                namespace=target_namespace, verb=verb, resource=resource, group=group),
-        ))
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=f"system:serviceaccount:{namespace}:{service_account}",
+                groups=["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
+                resource_attributes=client.V1ResourceAttributes(
+                    namespace=target_namespace, verb=verb, resource=resource, group=group
+                ),
+            )
+        )
         return bool(self.authz.create_subject_access_review(review).status.allowed)
 
 
@@ -249,8 +275,12 @@ class PortForward:
             pod = self._pick_pod()
             self.stats.connections += 1
             self.stats.pods_used[pod] = self.stats.pods_used.get(pod, 0) + 1
-            pf = portforward(self._kube.core.connect_get_namespaced_pod_portforward, pod, self._namespace,
-                             ports=str(self._remote_port))
+            pf = portforward(
+                self._kube.core.connect_get_namespaced_pod_portforward,
+                pod,
+                self._namespace,
+                ports=str(self._remote_port),
+            )
             remote = pf.socket(self._remote_port)
             remote.setblocking(True)
             _pump(conn, remote, self._stop)
@@ -281,8 +311,9 @@ def _pump(a: socket.socket, b: Any, stop: threading.Event) -> None:
             (b if src is a else a).sendall(data)
 
 
-def round_robin_ready_pod(kube: Kube, namespace: str, selector: str, *, exclude: Callable[[str], bool] | None = None
-                          ) -> Callable[[], str]:
+def round_robin_ready_pod(
+    kube: Kube, namespace: str, selector: str, *, exclude: Callable[[str], bool] | None = None
+) -> Callable[[], str]:
     """A `pick_pod` for PortForward: the ready pods of `selector` in turn (what a Service would pick from)."""
     counter = {"n": 0}
 

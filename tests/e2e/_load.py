@@ -43,12 +43,27 @@ class LoadResult:
     output_tail: str
 
 
-def locust_command(host: str, profile: LoadProfile, csv_prefix: Path) -> list[str]:
+def locust_command(host: str, profile: LoadProfile) -> list[str]:
     return [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
-        "--users", str(profile.users), "--spawn-rate", str(profile.users),
-        "--run-time", f"{profile.run_time_sec}s", "--stop-timeout", "15",
-        "--csv", str(csv_prefix), "--only-summary", "--exit-code-on-error", "0",
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        host,
+        "--users",
+        str(profile.users),
+        "--spawn-rate",
+        str(profile.users),
+        "--run-time",
+        f"{profile.run_time_sec}s",
+        "--stop-timeout",
+        "15",
+        "--only-summary",
+        "--exit-code-on-error",
+        "0",
     ]
 
 
@@ -59,8 +74,8 @@ class LoadRun:
         self.profile = profile
         self.workdir = workdir
         self.ack_file = workdir / "acks.jsonl"
-        self.csv_prefix = workdir / "locust"
-        self._cmd = locust_command(host, profile, self.csv_prefix)
+        self.summary_file = workdir / "summary.json"
+        self._cmd = locust_command(host, profile)
         self._env = {
             **os.environ,
             "E2E_LOAD_MAX_TASKS": str(profile.max_tasks),
@@ -70,6 +85,7 @@ class LoadRun:
             "E2E_LOAD_RATE_PER_USER": str(profile.rate_per_user),
             "E2E_LOAD_RUN_ID": run_id,
             "E2E_LOAD_PAYLOAD": json.dumps(profile.payload or {}),
+            "E2E_LOAD_SUMMARY_FILE": str(self.summary_file),
         }
         self._proc: subprocess.Popen[str] | None = None
         self._started = 0.0
@@ -79,8 +95,9 @@ class LoadRun:
     def start(self) -> LoadRun:
         log.info("$ %s", " ".join(self._cmd))
         self._started = time.monotonic()
-        self._proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True, cwd=self.workdir)
+        self._proc = subprocess.Popen(
+            self._cmd, env=self._env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.workdir
+        )
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
         return self
@@ -99,15 +116,21 @@ class LoadRun:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait(timeout=10)
-            raise AssertionError(f"locust did not stop within {budget:.0f}s (--run-time {self.profile.run_time_sec}s)")
+            raise AssertionError(
+                f"locust did not stop within {budget:.0f}s (--run-time {self.profile.run_time_sec}s)"
+            ) from None
         if self._reader is not None:
             self._reader.join(timeout=5)
         tail = "".join(self._output[-40:])
-        stats = Path(f"{self.csv_prefix}_stats.csv")
-        if not stats.exists():
-            raise AssertionError(f"locust exited {rc} without writing {stats}:\n{tail}")
-        return LoadResult(summary=logical_summary(stats), acknowledged=AckLog(self.ack_file).read(), returncode=rc,
-                          elapsed_sec=time.monotonic() - self._started, output_tail=tail)
+        if not self.summary_file.exists():
+            raise AssertionError(f"locust exited {rc} without writing {self.summary_file}:\n{tail}")
+        return LoadResult(
+            summary=logical_summary(self.summary_file),
+            acknowledged=AckLog(self.ack_file).read(),
+            returncode=rc,
+            elapsed_sec=time.monotonic() - self._started,
+            output_tail=tail,
+        )
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

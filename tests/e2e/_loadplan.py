@@ -3,7 +3,6 @@ idempotency keys, the acknowledgement ledger file, and the parsing of locust's C
 
 from __future__ import annotations
 
-import csv
 import json
 import threading
 import uuid
@@ -75,44 +74,29 @@ class LoadSummary:
         return self.failures / self.requests if self.requests else 1.0
 
     def line(self) -> str:
-        return (f"{self.requests} requests, {self.failures} failed ({self.error_rate:.2%}), {self.rps:.1f} RPS, "
-                f"p50 {self.p50_ms:.0f} ms, p95 {self.p95_ms:.0f} ms, p99 {self.p99_ms:.0f} ms")
+        return (
+            f"{self.requests} requests, {self.failures} failed ({self.error_rate:.2%}), {self.rps:.1f} RPS, "
+            f"p50 {self.p50_ms:.0f} ms, p95 {self.p95_ms:.0f} ms, p99 {self.p99_ms:.0f} ms"
+        )
 
 
-def parse_stats_csv(path: Path, *, name: str = "Aggregated", request_type: str | None = None) -> LoadSummary:
-    """One row of locust's `<prefix>_stats.csv` (by default the aggregate of the logical requests)."""
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for row in rows:
-        if row["Name"] == name and (request_type is None or row["Type"] == request_type):
-            return LoadSummary(
-                requests=int(row["Request Count"]),
-                failures=int(row["Failure Count"]),
-                rps=float(row["Requests/s"]),
-                p50_ms=_num(row["50%"]),
-                p95_ms=_num(row["95%"]),
-                p99_ms=_num(row["99%"]),
-            )
-    raise KeyError(f"no row {request_type or '*'} {name!r} in {path}; rows: {[(r['Type'], r['Name']) for r in rows]}")
-
-
-def _num(value: Any) -> float:
-    return float(value) if value not in ("", "N/A", None) else 0.0
+def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text(json.dumps({"rows": rows}, indent=2))
 
 
 def logical_summary(path: Path) -> LoadSummary:
     """The logical requests (every row but the retried "ATTEMPT"s): counts and RPS summed, latency percentiles
     of the submissions (POST /v1/tasks, the request the SLO is about)."""
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["Name"] != "Aggregated" and r["Type"] != "ATTEMPT"]
-    if not rows:
-        raise KeyError(f"no logical requests in {path}")
-    submit = parse_stats_csv(path, name="/v1/tasks", request_type="POST")
+    rows = [r for r in json.loads(path.read_text())["rows"] if r["type"] != "ATTEMPT"]
+    submits = [r for r in rows if r["type"] == "POST" and r["name"] == "/v1/tasks"]
+    if not submits:
+        raise KeyError(f"no POST /v1/tasks row in {path}: nothing was submitted")
+    submit = submits[0]
     return LoadSummary(
-        requests=sum(int(r["Request Count"]) for r in rows),
-        failures=sum(int(r["Failure Count"]) for r in rows),
-        rps=sum(float(r["Requests/s"]) for r in rows),
-        p50_ms=submit.p50_ms,
-        p95_ms=submit.p95_ms,
-        p99_ms=submit.p99_ms,
+        requests=sum(int(r["requests"]) for r in rows),
+        failures=sum(int(r["failures"]) for r in rows),
+        rps=sum(float(r["rps"]) for r in rows),
+        p50_ms=float(submit["p50_ms"]),
+        p95_ms=float(submit["p95_ms"]),
+        p99_ms=float(submit["p99_ms"]),
     )

@@ -19,8 +19,9 @@ class ChartQuery:
     needs_istio: bool = False
 
 
-def substitute_grafana(expr: str, *, namespace: str, rate_interval: str = "2m", range_: str = "10m",
-                       interval: str = "1m") -> str:
+def substitute_grafana(
+    expr: str, *, namespace: str, rate_interval: str = "2m", range_: str = "10m", interval: str = "1m"
+) -> str:
     """Replace the Grafana variables the dashboards use with concrete values."""
     out = expr.replace("$__rate_interval", rate_interval).replace("${__rate_interval}", rate_interval)
     out = out.replace("$__range", range_).replace("${__range}", range_)
@@ -60,9 +61,11 @@ def _top_level_split(expr: str, separators: tuple[str, ...], *, words: bool) -> 
                     after = expr[i + len(sep)] if i + len(sep) < len(expr) else " "
                     if not (before.isspace() or before == ")") or not (after.isspace() or after == "("):
                         continue
-                elif sep in (">", "<") and expr.startswith(sep + "=", i):
-                    continue
-                elif sep == "=" or (sep in ("==",) and expr.startswith("=~", i)):
+                elif (
+                    (sep in (">", "<") and expr.startswith(sep + "=", i))
+                    or sep == "="
+                    or (sep in ("==",) and expr.startswith("=~", i))
+                ):
                     continue
                 parts.append((op_before, expr[start:i]))
                 op_before = sep
@@ -85,7 +88,7 @@ def _strip_modifiers(text: str) -> str:
         m = re.match(r"^(bool|on\s*\([^)]*\)|ignoring\s*\([^)]*\)|group_(?:left|right)(?:\s*\([^)]*\))?)\s*", text)
         if not m:
             return text
-        text = text[m.end():]
+        text = text[m.end() :]
 
 
 def _is_scalar(text: str) -> bool:
@@ -175,7 +178,10 @@ def chart_queries(objects: list[dict[str, Any]], *, namespace: str) -> list[Char
         elif kind == "ScaledObject":
             for trigger in obj["spec"].get("triggers", []):
                 if trigger.get("type") == "prometheus":
-                    queries.append(ChartQuery(
-                        f"ScaledObject {obj['metadata']['name']} trigger {trigger.get('name')}",
-                        trigger["metadata"]["query"]))
+                    queries.append(
+                        ChartQuery(
+                            f"ScaledObject {obj['metadata']['name']} trigger {trigger.get('name')}",
+                            trigger["metadata"]["query"],
+                        )
+                    )
     return queries

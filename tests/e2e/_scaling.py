@@ -25,7 +25,10 @@ def duration_seconds(text: str) -> float:
 
 def query_windows(query: str) -> list[float]:
     """The range windows (`[5m]`, subquery `[10m:1m]`) in a PromQL query, in seconds."""
-    return [duration_seconds(m.group(1)) for m in re.finditer(r"\[(\d+(?:ms|s|m|h|d)(?:\d+(?:ms|s|m|h|d))*)(?::[^\]]*)?\]", query)]
+    return [
+        duration_seconds(m.group(1))
+        for m in re.finditer(r"\[(\d+(?:ms|s|m|h|d)(?:\d+(?:ms|s|m|h|d))*)(?::[^\]]*)?\]", query)
+    ]
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,16 @@ def budget_from(scaled_object: dict[str, Any], *, scrape_interval: float) -> Sca
     # "back to min", so it is granted on top of the HPA's scaleDown schedule.
     down_after = schedule[-1][0] + HPA_SYNC_SECONDS + polling + cooldown
     return ScalingBudget(
-        name=scaled_object["metadata"]["name"], min_replicas=min_r, max_replicas=max_r, polling_interval=polling,
-        cooldown=cooldown, scrape_interval=scrape_interval, scale_up_sec=scale_up_sec, signal_tail_sec=tails,
-        scale_down_steps=len(schedule) - 1, scale_down_sec_after_signal=down_after,
+        name=scaled_object["metadata"]["name"],
+        min_replicas=min_r,
+        max_replicas=max_r,
+        polling_interval=polling,
+        cooldown=cooldown,
+        scrape_interval=scrape_interval,
+        scale_up_sec=scale_up_sec,
+        signal_tail_sec=tails,
+        scale_down_steps=len(schedule) - 1,
+        scale_down_sec_after_signal=down_after,
     )
 
 

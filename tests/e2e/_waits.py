@@ -23,8 +23,9 @@ _MISSING: Any = object()
 class WaitTimeout(AssertionError):
     """The condition did not hold within the budget; carries the last observation and the last error."""
 
-    def __init__(self, expectation: str, *, timeout_sec: float, last: Any, last_error: BaseException | None,
-                 attempts: int) -> None:
+    def __init__(
+        self, expectation: str, *, timeout_sec: float, last: Any, last_error: BaseException | None, attempts: int
+    ) -> None:
         self.expectation = expectation
         self.timeout_sec = timeout_sec
         self.last = None if last is _MISSING else last
@@ -99,8 +100,9 @@ def eventually(
                 raise WaitAborted(f"gave up waiting for: {expectation}: {reason}; observed {value!r}")
         remaining = deadline - clock.now()
         if remaining <= 0:
-            raise WaitTimeout(expectation, timeout_sec=timeout_sec, last=poll.last, last_error=poll.last_error,
-                              attempts=poll.attempts)
+            raise WaitTimeout(
+                expectation, timeout_sec=timeout_sec, last=poll.last, last_error=poll.last_error, attempts=poll.attempts
+            )
         clock.sleep(min(interval_sec, remaining))
 
 
@@ -242,14 +244,14 @@ def wait_for_rollouts(
         detail = "; ".join(laggards) if laggards else "no successful read"
         err = f"; last error: {exc.last_error}" if exc.last_error else ""
         raise WaitTimeout(
-            f"{what} ready; not ready: {detail}{err}", timeout_sec=timeout_sec, last=exc.last,
-            last_error=exc.last_error, attempts=exc.attempts,
+            f"{what} ready; not ready: {detail}{err}",
+            timeout_sec=timeout_sec,
+            last=exc.last,
+            last_error=exc.last_error,
+            attempts=exc.attempts,
         ) from None
 
 
-def wait_gone(
-    exists: Callable[[], bool], *, timeout_sec: float, what: str, clock: Clock | None = None
-) -> None:
+def wait_gone(exists: Callable[[], bool], *, timeout_sec: float, what: str, clock: Clock | None = None) -> None:
     """Wait until `exists()` is False (the read returning 404 must be mapped to False by the caller)."""
-    eventually(exists, lambda present: not present, timeout_sec=timeout_sec, expectation=f"{what} deleted",
-               clock=clock)
+    eventually(exists, lambda present: not present, timeout_sec=timeout_sec, expectation=f"{what} deleted", clock=clock)

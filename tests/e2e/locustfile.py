@@ -6,7 +6,8 @@ errors with the same idempotency key (safe: the server returns the same task), a
 reported apart, as request type "ATTEMPT", so they stay visible without counting twice.
 
 Environment: E2E_LOAD_MAX_TASKS, E2E_LOAD_ACK_FILE, E2E_LOAD_TOKEN, E2E_LOAD_AGENT_TYPES (comma-separated),
-E2E_LOAD_RATE_PER_USER (requests/s per user), E2E_LOAD_RUN_ID, E2E_LOAD_PAYLOAD (JSON object).
+E2E_LOAD_RATE_PER_USER (requests/s per user), E2E_LOAD_RUN_ID, E2E_LOAD_PAYLOAD (JSON object),
+E2E_LOAD_SUMMARY_FILE (written when locust quits: per request name counts, RPS and percentiles).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from pathlib import Path
 
 import gevent
 import requests
-from locust import User, constant_throughput, task
+from locust import User, constant_throughput, events, task
 from locust.exception import StopUser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _loadplan import AckLog, TaskBudget, new_idempotency_key  # noqa: E402
+from _loadplan import AckLog, TaskBudget, new_idempotency_key, write_summary
 
 MAX_TASKS = int(os.environ.get("E2E_LOAD_MAX_TASKS", "500"))
 ACK_FILE = Path(os.environ.get("E2E_LOAD_ACK_FILE", "acks.jsonl"))
@@ -33,6 +34,7 @@ AGENT_TYPES = [t for t in os.environ.get("E2E_LOAD_AGENT_TYPES", "coding").split
 RATE_PER_USER = float(os.environ.get("E2E_LOAD_RATE_PER_USER", "5"))
 RUN_ID = os.environ.get("E2E_LOAD_RUN_ID", "e2e-load")
 PAYLOAD = json.loads(os.environ.get("E2E_LOAD_PAYLOAD", "{}"))
+SUMMARY_FILE = Path(os.environ.get("E2E_LOAD_SUMMARY_FILE", "summary.json"))
 ATTEMPTS = 4
 TIMEOUT_SEC = 10.0
 
@@ -50,8 +52,14 @@ class ApiUser(User):
         self.recent: list[str] = []
 
     def _report(self, method: str, name: str, started: float, length: int, exc: Exception | None) -> None:
-        self.environment.events.request.fire(request_type=method, name=name, response_time=(time.perf_counter() - started) * 1000,
-                            response_length=length, exception=exc, context={})
+        self.environment.events.request.fire(
+            request_type=method,
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=length,
+            exception=exc,
+            context={},
+        )
 
     @task(4)
     def submit(self) -> None:
@@ -96,3 +104,24 @@ class ApiUser(User):
             self._report("GET", "/v1/tasks/{task_id}", started, len(response.content), error)
         except requests.RequestException as exc:
             self._report("GET", "/v1/tasks/{task_id}", started, 0, exc)
+
+
+@events.quitting.add_listener
+def _write_summary(environment, **_kwargs) -> None:  # type: ignore[no-untyped-def]
+    """The final statistics, written by the process itself (locust's CSV writer may miss a short run's end)."""
+    write_summary(
+        SUMMARY_FILE,
+        [
+            {
+                "type": entry.method,
+                "name": entry.name,
+                "requests": entry.num_requests,
+                "failures": entry.num_failures,
+                "rps": entry.total_rps,
+                "p50_ms": entry.get_response_time_percentile(0.50) or 0.0,
+                "p95_ms": entry.get_response_time_percentile(0.95) or 0.0,
+                "p99_ms": entry.get_response_time_percentile(0.99) or 0.0,
+            }
+            for entry in environment.stats.entries.values()
+        ],
+    )

@@ -27,12 +27,11 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "charts"))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from charttree import prepared_charts  # noqa: E402
+from fleet_cli import run_cli  # noqa: E402
 from helmrender import helm_binaries, render  # noqa: E402
 from promql import metric_names  # noqa: E402
-from runtime.conftest import fleet, run_cli  # noqa: E402, F401  (the module-scoped local fleet fixture)
 
 pytestmark = pytest.mark.timeout(300)
 

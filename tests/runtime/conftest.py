@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -211,63 +209,3 @@ async def eventually(
                     raise AssertionError(message) from None
                 raise
         await asyncio.sleep(interval)
-
-
-# ---- the local fleet as a developer runs it (`ai-agents local up --detach`) -------------------------------------
-
-CLI = [sys.executable, "-m", "ai_agents"]
-
-
-def run_cli(
-    *args: str, env: dict[str, str], timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
-    if check and done.returncode != 0:
-        raise AssertionError(f"ai-agents {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-    return done
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
-    """`local up --detach` once per module; `local down` at the end, checking nothing is left running."""
-    state_dir = tempfile.mkdtemp(prefix="ai-agents-fleet-")
-    env = {**os.environ, "AI_AGENTS_LOCAL_DIR": state_dir}
-    env.pop("AI_AGENTS_ORCHESTRATOR_TARGET", None)
-    up = run_cli(
-        "local",
-        "up",
-        "--detach",
-        "--orchestrators",
-        "2",
-        "--agents-per-type",
-        "1",
-        "--latency-ms",
-        "5",
-        env=env,
-        timeout=180,
-    )
-    lines = [line for line in up.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, f"`local up --detach` must print exactly one JSON line, got: {up.stdout!r}"
-    summary = json.loads(lines[0])
-    try:
-        yield summary, env
-    finally:
-        run_cli("local", "down", env=env, timeout=120)
-        pids = [o["pid"] for o in summary["orchestrators"]] + [a["pid"] for a in summary["agents"]]
-        deadline = time.monotonic() + 30
-        alive = pids
-        while alive and time.monotonic() < deadline:
-            alive = [p for p in pids if _alive(p)]
-            time.sleep(0.2)
-        shutil.rmtree(state_dir, ignore_errors=True)
-        assert not alive, f"processes still running after `local down`: {alive}"

@@ -14,9 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from fleet_cli import alive as _alive
+from fleet_cli import run_cli
 from prometheus_client.parser import text_string_to_metric_families
-
-from .conftest import _alive, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -34,16 +34,21 @@ def _add_dirs(tar: tarfile.TarFile, path: str, seen: set[str]) -> None:
 def layer_tar(files: list[tuple[str, str]], dirs: list[str]) -> bytes:
     buf = io.BytesIO()
     seen: set[str] = set()
+    first: dict[str, str] = {}  # a source added twice becomes a hard link to its first copy
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for d in sorted(dirs):
             _add_dirs(tar, d.rstrip("/") + "/x", seen)
         for src, dst in sorted(files, key=lambda f: f[1]):
             _add_dirs(tar, dst, seen)
             info = tar.gettarinfo(src, arcname=dst.lstrip("/"))
+            if info.isreg() and src in first:
+                info.type, info.linkname, info.size = tarfile.LNKTYPE, first[src], 0
+            elif info.isreg():
+                first[src] = dst.lstrip("/")
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
             info.mtime = 0
-            if info.isreg():
+            if info.isreg() or info.islnk():
                 info.mode = 0o755 if os.access(src, os.X_OK) else 0o644
                 with open(src, "rb") as fh:
                     tar.addfile(info, fh)

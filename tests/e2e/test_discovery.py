@@ -1,0 +1,89 @@
+"""Discovery: every agent pod registers with the orchestrator found by DNS; Service names resolve in-cluster."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import _probes
+import pytest
+from _waits import eventually
+
+pytestmark = pytest.mark.cluster
+
+
+def _ready_agent_pods(release) -> dict[str, set[str]]:
+    return {
+        t: {p.metadata.name for p in release.kube.ready_pods(release.namespace, release.agent_selector(t))}
+        for t in release.enabled_agent_types
+    }
+
+
+def test_every_agent_pod_is_registered(release, e2e_note) -> None:
+    """Each ready agent pod appears, active and of its type, in the orchestrator's agent list."""
+    with release.orchestrator_api() as api:
+
+        def read() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+            pods = _ready_agent_pods(release)
+            active: dict[str, set[str]] = {}
+            for agent in api.list_agents():
+                if agent["state"] == "active":
+                    active.setdefault(agent["agent_type"], set()).add(agent["agent_id"])
+            return pods, active
+
+        pods, active = eventually(
+            read,
+            lambda pa: all(pa[0][t] and pa[0][t] <= pa[1].get(t, set()) for t in pa[0]),
+            timeout_sec=120,
+            expectation="every ready agent pod registered as an active agent of its type",
+        )
+    e2e_note("registered: " + ", ".join(f"{t} {len(pods[t])}" for t in sorted(pods)))
+
+
+def test_service_names_resolve_inside_a_pod(release, image) -> None:
+    """The orchestrator's and every agent type's Services (and headless Services) resolve from a pod."""
+    ns = release.namespace
+    names = [f"{release.prefix}-orchestrator.{ns}.svc", f"{release.prefix}-orchestrator-headless.{ns}.svc"]
+    for t in release.enabled_agent_types:
+        names += [f"{release.deployment(t)}.{ns}.svc", f"{release.deployment(t)}-headless.{ns}.svc"]
+    phase, logs = release.kube.run_pod(
+        ns, "e2e-resolve", image=image, command=_probes.command(_probes.RESOLVE, *names), service_account="e2e-client"
+    )
+    assert phase == "Succeeded", f"resolver pod {phase}: {logs[-1000:]}"
+    resolved = _probes.result(logs)
+    unresolved = {n: v for n, v in resolved.items() if not isinstance(v, list) or not v}
+    assert not unresolved, f"names that did not resolve: {unresolved}"
+    orchestrators = len(release.kube.ready_pods(ns, release.selector("orchestrator")))
+    headless = resolved[f"{release.prefix}-orchestrator-headless.{ns}.svc"]
+    assert len(headless) == orchestrators, f"headless orchestrator Service has {headless}, ready pods {orchestrators}"
+
+
+def test_cli_lists_expected_agents_per_type(release, image) -> None:
+    """`ai-agents agents --json` in a pod, through `dns:///<P>-orchestrator-headless`, counts each type's pods."""
+    ns = release.namespace
+    target = f"dns:///{release.prefix}-orchestrator-headless.{ns}.svc.cluster.local:9090"
+    secret = (f"{release.prefix}-api-token", "token")
+
+    def run() -> tuple[Counter[str], dict[str, int]]:
+        phase, logs = release.kube.run_pod(
+            ns,
+            "e2e-cli-agents",
+            image=image,
+            command=["ai-agents", "agents", "--json", "--target", target],
+            env_from_secret={"AI_AGENTS_API_TOKEN": secret} if release.token() else None,
+            service_account="e2e-client",
+        )
+        assert phase == "Succeeded", f"`ai-agents agents` pod {phase}: {logs[-1000:]}"
+        agents = json.loads(logs[logs.index("[") :])
+        listed = Counter(a["agent_type"] for a in agents if a["state"] == "active")
+        expected = {t: len(pods) for t, pods in _ready_agent_pods(release).items()}
+        return listed, expected
+
+    listed, expected = eventually(
+        run,
+        lambda le: all(le[0].get(t, 0) >= n for t, n in le[1].items()),
+        timeout_sec=180,
+        interval_sec=5,
+        expectation="`ai-agents agents` lists at least one active agent per ready pod",
+    )
+    assert all(n > 0 for n in expected.values()), f"a type has no ready pods: {expected}"
