@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fleet_cli import run_cli
+from fleet_cli import alive, run_cli
 
 
 @pytest.fixture(scope="module")
