@@ -12,6 +12,9 @@ components=("$@")
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -p=${OFFLINE_BUILD_P:-1}"
 nice_n="${OFFLINE_BUILD_NICE:-10}"
 mkdir -p "$OC_CACHE/bin" "$OC_CACHE/logs"
+# One build at a time per cache (a second caller waits, then finds its components cached).
+exec 9>"$OC_CACHE/.build.lock"
+flock 9
 
 # The go.mod of a build module must carry the pin from versions.env (gen-build-modules.sh writes both).
 require_pin() { # dir module version
