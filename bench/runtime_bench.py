@@ -51,6 +51,7 @@ TARGETS = {
 
 # ---- configuration ---------------------------------------------------------------------------------------
 
+
 @dataclass
 class Config:
     quick: bool = False
@@ -83,12 +84,24 @@ class Config:
 
     @classmethod
     def quick_preset(cls) -> Config:
-        return cls(quick=True, baseline_pg_pairs=3000, baseline_health_calls=5000, baseline_seconds=3.0, agents=2,
-                   e2e_tasks=1000, e2e_timeout=30.0, rate_seconds=3.0, drain_timeout=15.0, hb_agents=1000,
-                   hb_seconds=10.0, hb_processes=1)
+        return cls(
+            quick=True,
+            baseline_pg_pairs=3000,
+            baseline_health_calls=5000,
+            baseline_seconds=3.0,
+            agents=2,
+            e2e_tasks=1000,
+            e2e_timeout=30.0,
+            rate_seconds=3.0,
+            drain_timeout=15.0,
+            hb_agents=1000,
+            hb_seconds=10.0,
+            hb_processes=1,
+        )
 
 
 # ---- small helpers ---------------------------------------------------------------------------------------
+
 
 def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
     """Nearest-rank p50/p95/p99, mean and max of values (milliseconds in, milliseconds out)."""
@@ -99,8 +112,14 @@ def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
     def rank(p: float) -> float:
         return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
 
-    return {"count": len(ordered), "p50": round(rank(50), 3), "p95": round(rank(95), 3), "p99": round(rank(99), 3),
-            "mean": round(sum(ordered) / len(ordered), 3), "max": round(ordered[-1], 3)}
+    return {
+        "count": len(ordered),
+        "p50": round(rank(50), 3),
+        "p95": round(rank(95), 3),
+        "p99": round(rank(99), 3),
+        "mean": round(sum(ordered) / len(ordered), 3),
+        "max": round(ordered[-1], 3),
+    }
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -214,6 +233,7 @@ class CpuMeter:
 
 # ---- processes -------------------------------------------------------------------------------------------
 
+
 class Proc:
     """A child process of this bench with its log file; stop() ends only this pid."""
 
@@ -223,8 +243,11 @@ class Proc:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("AI_AGENTS_", "OTEL_"))}
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "ai_agents", kind], env={**clean, **env}, stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [sys.executable, "-m", "ai_agents", kind],
+                env={**clean, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
 
     @property
@@ -260,10 +283,15 @@ class Proc:
 
 def port_env() -> tuple[dict[str, str], dict[str, int]]:
     ports = {"http": free_port(), "grpc": free_port(), "health": free_port(), "metrics": free_port()}
-    env = {"AI_AGENTS_HOST": "127.0.0.1", "AI_AGENTS_HTTP_PORT": str(ports["http"]),
-           "AI_AGENTS_GRPC_PORT": str(ports["grpc"]), "AI_AGENTS_HEALTH_PORT": str(ports["health"]),
-           "AI_AGENTS_METRICS_PORT": str(ports["metrics"]), "AI_AGENTS_LOG_LEVEL": "WARNING",
-           "AI_AGENTS_LOG_FORMAT": "json"}
+    env = {
+        "AI_AGENTS_HOST": "127.0.0.1",
+        "AI_AGENTS_HTTP_PORT": str(ports["http"]),
+        "AI_AGENTS_GRPC_PORT": str(ports["grpc"]),
+        "AI_AGENTS_HEALTH_PORT": str(ports["health"]),
+        "AI_AGENTS_METRICS_PORT": str(ports["metrics"]),
+        "AI_AGENTS_LOG_LEVEL": "WARNING",
+        "AI_AGENTS_LOG_FORMAT": "json",
+    }
     return env, ports
 
 
@@ -286,7 +314,7 @@ class ServerTimes:
         for line in text.splitlines():
             if not line.startswith(self._PREFIX) or "{" not in line:
                 continue
-            name, rest = line[len(self._PREFIX):].split("{", 1)
+            name, rest = line[len(self._PREFIX) :].split("{", 1)
             if name not in ("sum", "count") or 'method="' not in rest:
                 continue
             method = rest.split('method="', 1)[1].split('"', 1)[0].rsplit("/", 1)[-1]
@@ -323,6 +351,7 @@ def postgres_pids(data_dir: Path) -> list[int]:
 
 # ---- load generation -------------------------------------------------------------------------------------
 
+
 async def closed_loop(
     total: int, seconds: float, concurrency: int, call: Callable[[int, int], Awaitable[None]]
 ) -> dict[str, Any]:
@@ -347,14 +376,22 @@ async def closed_loop(
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     elapsed = time.perf_counter() - t0
-    return {"ok": len(latencies), "errors": dict(errors),
-            "error_samples": {k: ERROR_SAMPLES.get(k, "") for k in errors}, "seconds": round(elapsed, 3),
-            "per_second": round(len(latencies) / elapsed, 1) if elapsed else None,
-            "latency_ms": percentiles(latencies)}
+    return {
+        "ok": len(latencies),
+        "errors": dict(errors),
+        "error_samples": {k: ERROR_SAMPLES.get(k, "") for k in errors},
+        "seconds": round(elapsed, 3),
+        "per_second": round(len(latencies) / elapsed, 1) if elapsed else None,
+        "latency_ms": percentiles(latencies),
+    }
 
 
 async def open_loop(
-    rate: float, total: int, max_in_flight: int, call: Callable[[int], Awaitable[None]], *,
+    rate: float,
+    total: int,
+    max_in_flight: int,
+    call: Callable[[int], Awaitable[None]],
+    *,
     start_at: float | None = None,
 ) -> dict[str, Any]:
     """Start call(i) at t0 + i/rate (i < total) without waiting for earlier calls, at most max_in_flight at once.
@@ -404,12 +441,19 @@ async def open_loop(
         task.cancel()
         errors["abandoned"] += 1
     elapsed = (last_done or time.perf_counter()) - t0
-    return {"scheduled": total, "ok": len(latencies), "errors": dict(errors),
-            "target_per_second": rate, "send_seconds": round(sent_seconds, 3),
-            "achieved_per_second": round(len(latencies) / elapsed, 1) if elapsed > 0 else None,
-            "latency_ms": percentiles(latencies), "start_lag_ms": percentiles(lags),
-            "error_samples": {k: ERROR_SAMPLES.get(k, "") for k in errors},
-            "failed_after_ms": percentiles(failed_after), "_latencies": latencies}
+    return {
+        "scheduled": total,
+        "ok": len(latencies),
+        "errors": dict(errors),
+        "target_per_second": rate,
+        "send_seconds": round(sent_seconds, 3),
+        "achieved_per_second": round(len(latencies) / elapsed, 1) if elapsed > 0 else None,
+        "latency_ms": percentiles(latencies),
+        "start_lag_ms": percentiles(lags),
+        "error_samples": {k: ERROR_SAMPLES.get(k, "") for k in errors},
+        "failed_after_ms": percentiles(failed_after),
+        "_latencies": latencies,
+    }
 
 
 ERROR_SAMPLES: dict[str, str] = {}
@@ -435,20 +479,24 @@ def _error_name(exc: BaseException) -> str:
 
 # ---- phases ----------------------------------------------------------------------------------------------
 
+
 async def baseline_postgres(cfg: Config, dsn: str) -> dict[str, Any]:
     """One INSERT ... RETURNING then one UPDATE by primary key per pair, on a table of its own."""
     import asyncpg
 
     pool = await asyncpg.create_pool(dsn, min_size=cfg.load_concurrency // 4, max_size=cfg.load_concurrency // 4)
     try:
-        await pool.execute("CREATE TABLE IF NOT EXISTS bench_baseline ("
-                           " id bigserial PRIMARY KEY, n integer NOT NULL, payload jsonb NOT NULL,"
-                           " created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz)")
+        await pool.execute(
+            "CREATE TABLE IF NOT EXISTS bench_baseline ("
+            " id bigserial PRIMARY KEY, n integer NOT NULL, payload jsonb NOT NULL,"
+            " created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz)"
+        )
 
         async def pair(_w: int, i: int) -> None:
             async with pool.acquire() as conn:
                 row_id = await conn.fetchval(
-                    "INSERT INTO bench_baseline (n, payload) VALUES ($1, $2::jsonb) RETURNING id", i, '{"i": 1}')
+                    "INSERT INTO bench_baseline (n, payload) VALUES ($1, $2::jsonb) RETURNING id", i, '{"i": 1}'
+                )
                 await conn.execute("UPDATE bench_baseline SET n = n + 1, updated_at = now() WHERE id = $1", row_id)
 
         result = await closed_loop(cfg.baseline_pg_pairs, cfg.baseline_seconds, cfg.load_concurrency // 4, pair)
@@ -468,6 +516,7 @@ async def baseline_health(cfg: Config, target: str) -> dict[str, Any]:
     stubs = [health_pb2_grpc.HealthStub(ch) for ch in channels]
     request = health_pb2.HealthCheckRequest(service="")
     try:
+
         async def check(w: int, _i: int) -> None:
             await stubs[w % len(stubs)].Check(request, timeout=10)
 
@@ -520,7 +569,8 @@ async def store_latencies(dsn: str, phase: str) -> dict[str, Any]:
     done = [r for r in rows if r["state"] == "succeeded"]
     span = (max(float(r["finished"]) for r in done) - min(float(r["created"]) for r in rows)) if done else None
     return {
-        "tasks": len(rows), "states": dict(states),
+        "tasks": len(rows),
+        "states": dict(states),
         "submit_to_start_ms": percentiles([float(r["to_start"]) for r in rows if r["to_start"] is not None]),
         "submit_to_complete_ms": percentiles([float(r["to_complete"]) for r in done]),
         "first_created_to_last_finished_s": round(span, 3) if span else None,
@@ -540,20 +590,27 @@ async def phase_e2e(cfg: Config, target: str, dsn: str) -> dict[str, Any]:
 
         t0 = time.perf_counter()
         submitted = await closed_loop(cfg.e2e_tasks, cfg.e2e_timeout, cfg.load_concurrency, submit)
-        reached, t_done = await wait_succeeded(clients[0], before + submitted["ok"],
-                                               max(1.0, cfg.e2e_timeout - (time.perf_counter() - t0)))
+        reached, t_done = await wait_succeeded(
+            clients[0], before + submitted["ok"], max(1.0, cfg.e2e_timeout - (time.perf_counter() - t0))
+        )
     finally:
         for client in clients:
             await client.close()
     wall = t_done - t0
     store = await store_latencies(dsn, "e2e")
     return {
-        "agents": cfg.agents, "agent_concurrency": cfg.agent_concurrency, "tasks": cfg.e2e_tasks,
-        "submitters": cfg.load_concurrency, "channels": cfg.load_channels,
-        "all_succeeded": reached, "wall_seconds": round(wall, 3),
+        "agents": cfg.agents,
+        "agent_concurrency": cfg.agent_concurrency,
+        "tasks": cfg.e2e_tasks,
+        "submitters": cfg.load_concurrency,
+        "channels": cfg.load_channels,
+        "all_succeeded": reached,
+        "wall_seconds": round(wall, 3),
         "tasks_per_second": round(submitted["ok"] / wall, 1) if reached and wall > 0 else None,
-        "submit_per_second": submitted["per_second"], "submit_rpc_ms": submitted["latency_ms"],
-        "submit_errors": submitted["errors"], **store,
+        "submit_per_second": submitted["per_second"],
+        "submit_rpc_ms": submitted["latency_ms"],
+        "submit_errors": submitted["errors"],
+        **store,
     }
 
 
@@ -575,8 +632,13 @@ async def phase_rate(cfg: Config, target: str, dsn: str) -> dict[str, Any]:
         for client in clients:
             await client.close()
     store = await store_latencies(dsn, "rate")
-    return {"seconds": cfg.rate_seconds, "all_succeeded": reached, "submit_rpc_ms": load.pop("latency_ms"),
-            **load, **store}
+    return {
+        "seconds": cfg.rate_seconds,
+        "all_succeeded": reached,
+        "submit_rpc_ms": load.pop("latency_ms"),
+        **load,
+        **store,
+    }
 
 
 def _heartbeat_worker(args: dict[str, Any]) -> dict[str, Any]:
@@ -585,7 +647,13 @@ def _heartbeat_worker(args: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _heartbeat_load(
-    *, target: str, ids: list[str], interval: float, seconds: float, channels: int, max_in_flight: int,
+    *,
+    target: str,
+    ids: list[str],
+    interval: float,
+    seconds: float,
+    channels: int,
+    max_in_flight: int,
     start_at: float,
 ) -> dict[str, Any]:
     from ai_agents.client import OrchestratorClient
@@ -603,8 +671,7 @@ async def _heartbeat_load(
             if response.reregister:
                 raise RuntimeError("reregister")
 
-        result = await asyncio.wait_for(open_loop(rate, total, max_in_flight, beat, start_at=start_at),
-                                        seconds + 60)
+        result = await asyncio.wait_for(open_loop(rate, total, max_in_flight, beat, start_at=start_at), seconds + 60)
     finally:
         for client in clients:
             await client.close()
@@ -617,9 +684,11 @@ async def register_agents(cfg: Config, target: str, ids: list[str]) -> dict[str,
 
     clients = [await OrchestratorClient.connect(target, timeout=30) for _ in range(cfg.load_channels)]
     try:
+
         async def register(w: int, i: int) -> None:
-            await clients[w % len(clients)].register_agent(agent_id=ids[i], agent_type=AGENT_TYPE, capacity=1,
-                                                           version="bench")
+            await clients[w % len(clients)].register_agent(
+                agent_id=ids[i], agent_type=AGENT_TYPE, capacity=1, version="bench"
+            )
 
         return await closed_loop(len(ids), 120.0, cfg.load_concurrency, register)
     finally:
@@ -631,20 +700,31 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
     ids = [f"bench-hb-{i:05d}" for i in range(cfg.hb_agents)]
     registration = asyncio.run(register_agents(cfg, target, ids))
     registration.pop("_latencies", None)
-    shares = [ids[p::cfg.hb_processes] for p in range(cfg.hb_processes)]
+    shares = [ids[p :: cfg.hb_processes] for p in range(cfg.hb_processes)]
     per_channels = max(1, cfg.load_channels // cfg.hb_processes)
     # Load processes need a moment to import and connect: all of them start heartbeating at one instant.
     start_at = time.time() + 4.0
-    jobs = [dict(target=target, ids=share, interval=cfg.hb_interval, seconds=cfg.hb_seconds, channels=per_channels,
-                 max_in_flight=cfg.hb_max_in_flight // cfg.hb_processes, start_at=start_at) for share in shares]
+    jobs = [
+        dict(
+            target=target,
+            ids=share,
+            interval=cfg.hb_interval,
+            seconds=cfg.hb_seconds,
+            channels=per_channels,
+            max_in_flight=cfg.hb_max_in_flight // cfg.hb_processes,
+            start_at=start_at,
+        )
+        for share in shares
+    ]
     with ProcessPoolExecutor(cfg.hb_processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_heartbeat_worker, job) for job in jobs]
         time.sleep(max(0.0, start_at - time.time()))
         meter.start()
         results = [f.result(timeout=cfg.hb_seconds + 120) for f in futures]
         cpu = meter.stop(sum(r["load_process_cpu_seconds"] for r in results))
-        cpu["load_processes_cores"] = round(sum(r["load_process_cpu_seconds"] for r in results)
-                                            / max(r["send_seconds"] for r in results), 3)
+        cpu["load_processes_cores"] = round(
+            sum(r["load_process_cpu_seconds"] for r in results) / max(r["send_seconds"] for r in results), 3
+        )
     latencies = [x for r in results for x in r["_latencies"]]
     errors: Counter[str] = Counter()
     samples: dict[str, str] = {}
@@ -655,12 +735,22 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
     scheduled = sum(r["scheduled"] for r in results)
     window = max(r["send_seconds"] for r in results)
     return {
-        "agents": cfg.hb_agents, "interval_seconds": cfg.hb_interval, "window_seconds": cfg.hb_seconds,
-        "load_processes": cfg.hb_processes, "channels_per_process": per_channels,
-        "registration": {"per_second": registration["per_second"], "ok": registration["ok"],
-                         "errors": registration["errors"], "latency_ms": registration["latency_ms"]},
-        "target_per_second": round(cfg.hb_agents / cfg.hb_interval, 1), "scheduled": scheduled, "ok": ok,
-        "errors": dict(errors), "error_samples": samples,
+        "agents": cfg.hb_agents,
+        "interval_seconds": cfg.hb_interval,
+        "window_seconds": cfg.hb_seconds,
+        "load_processes": cfg.hb_processes,
+        "channels_per_process": per_channels,
+        "registration": {
+            "per_second": registration["per_second"],
+            "ok": registration["ok"],
+            "errors": registration["errors"],
+            "latency_ms": registration["latency_ms"],
+        },
+        "target_per_second": round(cfg.hb_agents / cfg.hb_interval, 1),
+        "scheduled": scheduled,
+        "ok": ok,
+        "errors": dict(errors),
+        "error_samples": samples,
         "failed_after_ms_worst_process": max((r["failed_after_ms"] for r in results), key=lambda p: p["count"]),
         "error_rate": round(1 - ok / scheduled, 5) if scheduled else None,
         "achieved_per_second": round(sum(r["achieved_per_second"] or 0 for r in results), 1),
@@ -673,6 +763,7 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
 
 
 # ---- orchestration of the run ----------------------------------------------------------------------------
+
 
 class Bench:
     def __init__(self, cfg: Config, workdir: Path) -> None:
@@ -704,10 +795,17 @@ class Bench:
         pending = []
         for index in range(self.cfg.agents):
             env, ports = port_env()
-            env.update({"AI_AGENTS_AGENT_TYPE": AGENT_TYPE, "AI_AGENTS_AGENT_ID": f"bench-{AGENT_TYPE}-{index}",
-                        "AI_AGENTS_ORCHESTRATOR_TARGET": self.target, "AI_AGENTS_HANDLER": "simulate",
-                        "AI_AGENTS_SIMULATE_LATENCY_MS": "0", "AI_AGENTS_SIMULATE_FAILURE_RATE": "0",
-                        "AI_AGENTS_CONCURRENCY": str(self.cfg.agent_concurrency)})
+            env.update(
+                {
+                    "AI_AGENTS_AGENT_TYPE": AGENT_TYPE,
+                    "AI_AGENTS_AGENT_ID": f"bench-{AGENT_TYPE}-{index}",
+                    "AI_AGENTS_ORCHESTRATOR_TARGET": self.target,
+                    "AI_AGENTS_HANDLER": "simulate",
+                    "AI_AGENTS_SIMULATE_LATENCY_MS": "0",
+                    "AI_AGENTS_SIMULATE_FAILURE_RATE": "0",
+                    "AI_AGENTS_CONCURRENCY": str(self.cfg.agent_concurrency),
+                }
+            )
             proc = Proc(f"agent-{index}", "agent", env, self.logs)
             self.agents.append(proc)
             pending.append((proc, ports))
@@ -729,19 +827,22 @@ class Bench:
             self.postgres.stop()
 
     def meter(self) -> CpuMeter:
-        return CpuMeter({
-            "orchestrator": lambda: [self.orchestrator.pid] if self.orchestrator else [],
-            "postgres": lambda: postgres_pids(self.workdir / "postgres"),
-            "agents": lambda: [p.pid for p in self.agents],
-            "bench": lambda: [os.getpid()],
-        })
+        return CpuMeter(
+            {
+                "orchestrator": lambda: [self.orchestrator.pid] if self.orchestrator else [],
+                "postgres": lambda: postgres_pids(self.workdir / "postgres"),
+                "agents": lambda: [p.pid for p in self.agents],
+                "bench": lambda: [os.getpid()],
+            }
+        )
 
     def postgres_version(self) -> str:
         from ai_agents.local.postgres import find_pg_bin
 
         with contextlib.suppress(Exception):
-            out = subprocess.run([str(find_pg_bin() / "postgres"), "--version"], capture_output=True, text=True,
-                                 timeout=10)
+            out = subprocess.run(
+                [str(find_pg_bin() / "postgres"), "--version"], capture_output=True, text=True, timeout=10
+            )
             return out.stdout.strip()
         return ""
 
@@ -760,30 +861,39 @@ class Bench:
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         report: dict[str, Any] = {
-            "schema": 1, "benchmark": "runtime", "mode": "quick" if cfg.quick else "full",
+            "schema": 1,
+            "benchmark": "runtime",
+            "mode": "quick" if cfg.quick else "full",
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine_info(), "config": asdict(cfg), "targets": {}, "ratios": {},
+            "machine": machine_info(),
+            "config": asdict(cfg),
+            "targets": {},
+            "ratios": {},
         }
         t0 = time.monotonic()
         print("starting PostgreSQL and one orchestrator", file=sys.stderr, flush=True)
         self.start_backend()
         report["machine"]["postgres"] = self.postgres_version()
-        report["machine"]["note"] = ("PostgreSQL, the orchestrator, the agents and the load generators all share "
-                                     "this machine's CPUs")
+        report["machine"]["note"] = (
+            "PostgreSQL, the orchestrator, the agents and the load generators all share this machine's CPUs"
+        )
         dsn, target = self.postgres.dsn, self.target
         if "baseline" in cfg.phases:
             report["baseline"] = {
-                "postgres_insert_update": self.measured("baseline postgres",
-                                                        lambda: asyncio.run(baseline_postgres(cfg, dsn))),
-                "grpc_health_check": self.measured("baseline gRPC health",
-                                                   lambda: asyncio.run(baseline_health(cfg, target))),
+                "postgres_insert_update": self.measured(
+                    "baseline postgres", lambda: asyncio.run(baseline_postgres(cfg, dsn))
+                ),
+                "grpc_health_check": self.measured(
+                    "baseline gRPC health", lambda: asyncio.run(baseline_health(cfg, target))
+                ),
             }
         if "e2e" in cfg.phases or "rate" in cfg.phases:
             print(f"starting {cfg.agents} agent processes", file=sys.stderr, flush=True)
             self.start_agents()
             if "e2e" in cfg.phases:
-                report["e2e_throughput"] = self.measured("e2e throughput",
-                                                         lambda: asyncio.run(phase_e2e(cfg, target, dsn)))
+                report["e2e_throughput"] = self.measured(
+                    "e2e throughput", lambda: asyncio.run(phase_e2e(cfg, target, dsn))
+                )
             if "rate" in cfg.phases:
                 report["fixed_rate"] = self.measured("fixed rate", lambda: asyncio.run(phase_rate(cfg, target, dsn)))
             self.stop_agents()
@@ -816,6 +926,7 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         value = measured[name]
         met = None if value is None else (value >= goal if op == ">=" else value < goal)
         report["targets"][name] = {"target": f"{op} {goal:g}", "measured": value, "met": met}
+
     def cpu_ms_per_op(phase: dict[str, Any], rate_key: str) -> float | None:
         cores, per_second = phase.get("cpu", {}).get("orchestrator_cores"), phase.get(rate_key)
         return round(cores / per_second * 1000, 3) if cores and per_second else None
@@ -830,18 +941,24 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
     report["ratios"] = {
         # A finished task costs at least an INSERT and two UPDATEs; one pair is the floor of its database work.
         "e2e_tasks_per_second_over_pg_pairs_per_second": ratio(e2e.get("tasks_per_second"), pg.get("per_second")),
-        "e2e_tasks_per_second_over_health_checks_per_second": ratio(e2e.get("tasks_per_second"),
-                                                                    health.get("per_second")),
-        "rate_submit_to_start_p95_over_pg_pair_p95": ratio(rate.get("submit_to_start_ms", {}).get("p95"),
-                                                           pg.get("latency_ms", {}).get("p95")),
-        "rate_submit_rpc_p95_over_health_p95": ratio(rate.get("submit_rpc_ms", {}).get("p95"),
-                                                     health.get("latency_ms", {}).get("p95")),
-        "heartbeats_per_second_over_health_checks_per_second": ratio(hb.get("achieved_per_second"),
-                                                                     health.get("per_second")),
-        "heartbeat_p99_over_health_p99": ratio(hb.get("latency_ms", {}).get("p99"),
-                                               health.get("latency_ms", {}).get("p99")),
+        "e2e_tasks_per_second_over_health_checks_per_second": ratio(
+            e2e.get("tasks_per_second"), health.get("per_second")
+        ),
+        "rate_submit_to_start_p95_over_pg_pair_p95": ratio(
+            rate.get("submit_to_start_ms", {}).get("p95"), pg.get("latency_ms", {}).get("p95")
+        ),
+        "rate_submit_rpc_p95_over_health_p95": ratio(
+            rate.get("submit_rpc_ms", {}).get("p95"), health.get("latency_ms", {}).get("p95")
+        ),
+        "heartbeats_per_second_over_health_checks_per_second": ratio(
+            hb.get("achieved_per_second"), health.get("per_second")
+        ),
+        "heartbeat_p99_over_health_p99": ratio(
+            hb.get("latency_ms", {}).get("p99"), health.get("latency_ms", {}).get("p99")
+        ),
         "heartbeat_registrations_per_second_over_pg_pairs_per_second": ratio(
-            hb.get("registration", {}).get("per_second"), pg.get("per_second")),
+            hb.get("registration", {}).get("per_second"), pg.get("per_second")
+        ),
     }
 
 
@@ -862,8 +979,10 @@ def print_table(report: dict[str, Any]) -> None:
     pg, health = base.get("postgres_insert_update", {}), base.get("grpc_health_check", {})
     e2e, rate, hb = report.get("e2e_throughput", {}), report.get("fixed_rate", {}), report.get("heartbeat", {})
     r = report["ratios"]
-    table = Table(title=f"runtime bench ({report['mode']}): {m['nproc']} CPU {m['cpu_model']}, {m['memory_gib']} GiB, "
-                        f"{report['duration_seconds']}s")
+    table = Table(
+        title=f"runtime bench ({report['mode']}): {m['nproc']} CPU {m['cpu_model']}, {m['memory_gib']} GiB, "
+        f"{report['duration_seconds']}s"
+    )
     for column in ("figure", "rate /s", "p50 / p95 / p99 ms", "errors", "vs baseline", "target"):
         table.add_column(column, justify="left" if column in ("figure", "target") else "right")
     t = report["targets"]
@@ -879,47 +998,96 @@ def print_table(report: dict[str, Any]) -> None:
         return str(sum((d or {}).values()))
 
     if pg:
-        table.add_row("baseline: asyncpg INSERT+UPDATE", num(pg.get("per_second")), ms(pg.get("latency_ms")),
-                      errs(pg.get("errors")), "1", "")
+        table.add_row(
+            "baseline: asyncpg INSERT+UPDATE",
+            num(pg.get("per_second")),
+            ms(pg.get("latency_ms")),
+            errs(pg.get("errors")),
+            "1",
+            "",
+        )
     if health:
-        table.add_row("baseline: gRPC health Check", num(health.get("per_second")), ms(health.get("latency_ms")),
-                      errs(health.get("errors")), "1", "")
+        table.add_row(
+            "baseline: gRPC health Check",
+            num(health.get("per_second")),
+            ms(health.get("latency_ms")),
+            errs(health.get("errors")),
+            "1",
+            "",
+        )
     if e2e:
-        table.add_row(f"e2e tasks ({e2e['tasks']}, {e2e['agents']}x{e2e['agent_concurrency']} agents)",
-                      num(e2e.get("tasks_per_second")), ms(e2e.get("submit_to_complete_ms")) + " (to complete)",
-                      errs(e2e.get("submit_errors")),
-                      f"{num(r['e2e_tasks_per_second_over_pg_pairs_per_second'], '{:.2f}')} of pg pairs",
-                      target("e2e_tasks_per_second"))
+        table.add_row(
+            f"e2e tasks ({e2e['tasks']}, {e2e['agents']}x{e2e['agent_concurrency']} agents)",
+            num(e2e.get("tasks_per_second")),
+            ms(e2e.get("submit_to_complete_ms")) + " (to complete)",
+            errs(e2e.get("submit_errors")),
+            f"{num(r['e2e_tasks_per_second_over_pg_pairs_per_second'], '{:.2f}')} of pg pairs",
+            target("e2e_tasks_per_second"),
+        )
     if rate:
-        table.add_row(f"fixed rate {rate['target_per_second']:g}/s for {rate['seconds']:g}s: submit->start",
-                      num(rate.get("achieved_per_second")), ms(rate.get("submit_to_start_ms")),
-                      errs(rate.get("errors")),
-                      f"{num(r['rate_submit_to_start_p95_over_pg_pair_p95'], '{:.1f}')}x pg pair p95",
-                      target("rate_submit_to_start_p95_ms"))
-        table.add_row("  submit RPC (client side)", "", ms(rate.get("submit_rpc_ms")), "",
-                      f"{num(r['rate_submit_rpc_p95_over_health_p95'], '{:.1f}')}x health p95", "")
+        table.add_row(
+            f"fixed rate {rate['target_per_second']:g}/s for {rate['seconds']:g}s: submit->start",
+            num(rate.get("achieved_per_second")),
+            ms(rate.get("submit_to_start_ms")),
+            errs(rate.get("errors")),
+            f"{num(r['rate_submit_to_start_p95_over_pg_pair_p95'], '{:.1f}')}x pg pair p95",
+            target("rate_submit_to_start_p95_ms"),
+        )
+        table.add_row(
+            "  submit RPC (client side)",
+            "",
+            ms(rate.get("submit_rpc_ms")),
+            "",
+            f"{num(r['rate_submit_rpc_p95_over_health_p95'], '{:.1f}')}x health p95",
+            "",
+        )
     if hb:
-        table.add_row(f"heartbeats: {hb['agents']:,} agents every {hb['interval_seconds']:g}s",
-                      num(hb.get("achieved_per_second")), ms(hb.get("latency_ms")), errs(hb.get("errors")),
-                      f"{num(r['heartbeat_p99_over_health_p99'], '{:.1f}')}x health p99", target("heartbeat_p99_ms"))
+        table.add_row(
+            f"heartbeats: {hb['agents']:,} agents every {hb['interval_seconds']:g}s",
+            num(hb.get("achieved_per_second")),
+            ms(hb.get("latency_ms")),
+            errs(hb.get("errors")),
+            f"{num(r['heartbeat_p99_over_health_p99'], '{:.1f}')}x health p99",
+            target("heartbeat_p99_ms"),
+        )
         reg = hb.get("registration", {})
-        table.add_row("  RegisterAgent (closed loop)", num(reg.get("per_second")), ms(reg.get("latency_ms")),
-                      errs(reg.get("errors")), "", "")
+        table.add_row(
+            "  RegisterAgent (closed loop)",
+            num(reg.get("per_second")),
+            ms(reg.get("latency_ms")),
+            errs(reg.get("errors")),
+            "",
+            "",
+        )
     Console(width=150).print(table)
-    phases = {"baseline pg": base.get("postgres_insert_update"), "baseline health": base.get("grpc_health_check"),
-              "e2e": e2e, "rate": rate, "heartbeat": hb}
+    phases = {
+        "baseline pg": base.get("postgres_insert_update"),
+        "baseline health": base.get("grpc_health_check"),
+        "e2e": e2e,
+        "rate": rate,
+        "heartbeat": hb,
+    }
     cpu_rows = [(name, p["cpu"]) for name, p in phases.items() if p and "cpu" in p]
     if cpu_rows:
         cpu = Table(title="CPU cores busy during each phase")
-        keys = ("orchestrator", "orchestrator_runqueue_wait", "postgres", "agents", "bench", "load_processes", "other",
-                "machine")
+        keys = (
+            "orchestrator",
+            "orchestrator_runqueue_wait",
+            "postgres",
+            "agents",
+            "bench",
+            "load_processes",
+            "other",
+            "machine",
+        )
         per_op = report.get("orchestrator_cpu_ms_per_op", {})
         op_keys = {"baseline health": "health_check", "e2e": "e2e_task", "rate": "rate_task", "heartbeat": "heartbeat"}
         for column in ("phase", *keys, "orchestrator CPU ms/op"):
             cpu.add_column(column.replace("_runqueue_wait", " waiting for CPU"), justify="right")
         for name, c in cpu_rows:
-            cpu.add_row(name, *(f"{c.get(k + '_cores', 0):.2f}" for k in keys),
-                        num(per_op.get(op_keys.get(name, "")), "{:.2f}"))
+            cpu.add_row(
+                name, *(f"{c.get(k + '_cores', 0):.2f}" for k in keys), num(per_op.get(op_keys.get(name, "")), "{:.2f}")
+            )
         Console(width=150).print(cpu)
 
 
@@ -941,10 +1109,18 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, PostgreSQL data)")
     args = parser.parse_args(argv)
     cfg = Config.quick_preset() if args.quick else Config()
-    for name, attr in (("agents", "agents"), ("agent_concurrency", "agent_concurrency"), ("tasks", "e2e_tasks"),
-                       ("rate", "rate_per_second"), ("rate_seconds", "rate_seconds"), ("hb_agents", "hb_agents"),
-                       ("hb_interval", "hb_interval"), ("hb_seconds", "hb_seconds"),
-                       ("hb_processes", "hb_processes"), ("pool_max", "pool_max")):
+    for name, attr in (
+        ("agents", "agents"),
+        ("agent_concurrency", "agent_concurrency"),
+        ("tasks", "e2e_tasks"),
+        ("rate", "rate_per_second"),
+        ("rate_seconds", "rate_seconds"),
+        ("hb_agents", "hb_agents"),
+        ("hb_interval", "hb_interval"),
+        ("hb_seconds", "hb_seconds"),
+        ("hb_processes", "hb_processes"),
+        ("pool_max", "pool_max"),
+    ):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)
@@ -962,6 +1138,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
 
 def main(argv: list[str] | None = None) -> int:
     cfg, args = parse_args(argv)
+
     # SIGTERM unwinds like Ctrl-C, so every child process and PostgreSQL are stopped.
     def on_term(*_: object) -> None:
         raise KeyboardInterrupt

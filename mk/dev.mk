@@ -23,7 +23,7 @@ test-local: ## Only the runtime tier (real PostgreSQL, orchestrators, agents)
 	$(PYTHON) -m pytest tests/runtime
 
 lint-code: ## ruff and mypy on the runtime and the tests, buf lint on the API
-	$(VENV)/bin/ruff check agent_image/src tests
-	$(VENV)/bin/ruff format --check agent_image/src tests
+	$(VENV)/bin/ruff check agent_image/src tests bench
+	$(VENV)/bin/ruff format --check agent_image/src tests bench
 	cd agent_image && $(VENV)/bin/mypy
 	$(MAKE) proto-lint

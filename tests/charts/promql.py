@@ -13,25 +13,49 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Words that look like identifiers in PromQL but are not series names.
 _KEYWORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-    "offset", "inf", "nan", "atan2",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+    "atan2",
 }
 _GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 # Aggregations may be written `sum by (x) (...)`, so the name is not always followed by "(".
 _AGGREGATIONS = {
-    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk",
-    "quantile", "limitk", "limit_ratio",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
 }
 _TOKEN = re.compile(
-    r'"(?:[^"\\]|\\.)*"'           # double-quoted string
-    r"|'(?:[^'\\]|\\.)*'"          # single-quoted string
-    r"|\{[^}]*\}"                  # label matchers
-    r"|\[[^\]]*\]"                 # range / subquery selectors
-    r"|\d[\dA-Za-z_.]*"          # numbers and durations such as 5m
+    r'"(?:[^"\\]|\\.)*"'  # double-quoted string
+    r"|'(?:[^'\\]|\\.)*'"  # single-quoted string
+    r"|\{[^}]*\}"  # label matchers
+    r"|\[[^\]]*\]"  # range / subquery selectors
+    r"|\d[\dA-Za-z_.]*"  # numbers and durations such as 5m
     r"|(?P<ident>[a-zA-Z_:][a-zA-Z0-9_:]*)(?P<call>\s*\()?"
     r"|\$\{?[a-zA-Z_][a-zA-Z0-9_]*\}?"  # Grafana / Helm-rendered template variables
-    r"|."
-    , re.S,
+    r"|.",
+    re.S,
 )
 
 

@@ -36,9 +36,7 @@ from helmrender import HelmError, by_kind, find
 CHART = "ai-agents"
 CHART_DIR = charttree.CHARTS_DIR / CHART
 
-pytestmark = pytest.mark.skipif(
-    not (CHART_DIR / "Chart.yaml").is_file(), reason="charts/ai-agents not written yet"
-)
+pytestmark = pytest.mark.skipif(not (CHART_DIR / "Chart.yaml").is_file(), reason="charts/ai-agents not written yet")
 
 # The rollout's service table (requirements, not rendered output): replicas per component.
 ORCHESTRATOR_REPLICAS = 3
@@ -66,9 +64,7 @@ def ci_file(name: str) -> Path:
 
 
 @functools.cache
-def _render_cached(
-    helm: Path, files: tuple[str, ...], sets: tuple[tuple[str, str], ...], release: str
-) -> str:
+def _render_cached(helm: Path, files: tuple[str, ...], sets: tuple[tuple[str, str], ...], release: str) -> str:
     charts = charttree.prepared_charts(helm)
     objs = helmrender.render(
         helm, charts / CHART, values_files=files, set_values=dict(sets), release=release, namespace=NAMESPACE
@@ -104,9 +100,7 @@ def pod_spec(obj: Obj) -> Obj:
 
 
 def pod_labels(obj: Obj) -> dict[str, str]:
-    return (
-        obj["metadata"]["labels"] if obj["kind"] == "Pod" else obj["spec"]["template"]["metadata"]["labels"]
-    )
+    return obj["metadata"]["labels"] if obj["kind"] == "Pod" else obj["spec"]["template"]["metadata"]["labels"]
 
 
 def workloads(objs: list[Obj]) -> list[Obj]:
@@ -216,23 +210,17 @@ def test_llm_handler_without_base_url_fails_naming_the_key(helm: Path) -> None:
 def test_four_named_ports_on_every_service_and_runtime_container(helm: Path, scenario: str | None) -> None:
     objs = render(helm, files=[ci_file(scenario)] if scenario else [])
     services = [
-        s
-        for s in by_kind(objs, "Service")
-        if s["metadata"]["labels"]["app.kubernetes.io/name"] in SERVING_NAMES
+        s for s in by_kind(objs, "Service") if s["metadata"]["labels"]["app.kubernetes.io/name"] in SERVING_NAMES
     ]
     assert len(services) == 2 * (1 + len(AGENT_REPLICAS)), "ClusterIP and headless Service per component"
     for service in services:
         ports = {p["name"]: p for p in service["spec"]["ports"]}
         assert {n: p["port"] for n, p in ports.items()} == PORTS, service["metadata"]["name"]
         assert {n: p["appProtocol"] for n, p in ports.items()} == APP_PROTOCOLS, service["metadata"]["name"]
-        assert all(p["targetPort"] == n for n, p in ports.items()), (
-            "Services target the named container ports"
-        )
+        assert all(p["targetPort"] == n for n, p in ports.items()), "Services target the named container ports"
     runtime = runtime_workloads(objs)
     assert any(pod_labels(w)["app.kubernetes.io/name"] == "chaos-monkey" for w in runtime) == bool(scenario)
-    serving = [
-        w for w in runtime if w["kind"] != "Pod" and pod_labels(w)["app.kubernetes.io/name"] in SERVING_NAMES
-    ]
+    serving = [w for w in runtime if w["kind"] != "Pod" and pod_labels(w)["app.kubernetes.io/name"] in SERVING_NAMES]
     assert len(serving) == 1 + len(AGENT_REPLICAS)
     for workload in serving:
         for container in pod_spec(workload)["containers"]:
@@ -278,9 +266,7 @@ def test_headless_services_back_dns_discovery(helm: Path) -> None:
     for component in ["orchestrator", *(f"agent-{t}" for t in AGENT_REPLICAS)]:
         headless = find(objs, "Service", f"{P}-{component}-headless")
         assert headless["spec"]["clusterIP"] == "None"
-        assert selects(
-            {"matchLabels": headless["spec"]["selector"]}, pod_labels(deployments[f"{P}-{component}"])
-        )
+        assert selects({"matchLabels": headless["spec"]["selector"]}, pod_labels(deployments[f"{P}-{component}"]))
         clusterip = find(objs, "Service", f"{P}-{component}")
         assert clusterip["spec"].get("clusterIP") != "None"
         assert clusterip["spec"]["selector"] == headless["spec"]["selector"]
@@ -334,9 +320,7 @@ def test_image_registry_tag_and_name_prefix(helm: Path) -> None:
         "fleet-orchestrator",
         *(f"fleet-agent-{t}" for t in AGENT_REPLICAS),
     }
-    assert pod_labels(orchestrator)["app.kubernetes.io/instance"] == RELEASE, (
-        "instance stays the release name"
-    )
+    assert pod_labels(orchestrator)["app.kubernetes.io/instance"] == RELEASE, "instance stays the release name"
     target = env_of(pod_spec(find(objs, "Deployment", "fleet-agent-coding"))["containers"][0])
     assert target["AI_AGENTS_ORCHESTRATOR_TARGET"]["value"].startswith("dns:///fleet-orchestrator-headless.")
 
@@ -389,8 +373,7 @@ def test_every_pod_is_restricted(helm: Path, scenario: str | None) -> None:
             mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
             assert "emptyDir" in volumes[mounts["/tmp"]], f"{name}: /tmp is a writable emptyDir"
     sa_automount = {
-        sa["metadata"]["name"]: sa.get("automountServiceAccountToken")
-        for sa in by_kind(objs, "ServiceAccount")
+        sa["metadata"]["name"]: sa.get("automountServiceAccountToken") for sa in by_kind(objs, "ServiceAccount")
     }
     for workload in pods:
         spec = pod_spec(workload)
@@ -423,9 +406,7 @@ def test_a_disruption_budget_per_component(helm: Path) -> None:
         assert len(matching) == 1, f"{deployment['metadata']['name']}: one PDB selects its pods"
         budget = matching[0]["spec"]
         assert "maxUnavailable" in budget or "minAvailable" in budget
-        assert budget.get("minAvailable") != deployment["spec"]["replicas"], (
-            "a PDB must not block every drain"
-        )
+        assert budget.get("minAvailable") != deployment["spec"]["replicas"], "a PDB must not block every drain"
     assert len(pdbs) == len(by_kind(objs, "Deployment"))
 
 
@@ -442,9 +423,7 @@ def test_topology_spread_over_zones_and_hosts(helm: Path) -> None:
             assert selects(constraint["labelSelector"], pod_labels(deployment))
             other = [d for d in by_kind(objs, "Deployment") if d is not deployment]
             assert not any(selects(constraint["labelSelector"], pod_labels(d)) for d in other)
-    custom = [
-        {"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {}}
-    ]
+    custom = [{"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {}}]
     values = {"agents": {"coding": {"topologySpreadConstraints": custom}}}
     objs = render(helm, files=[_values_file(values)])
     assert pod_spec(find(objs, "Deployment", f"{P}-agent-coding"))["topologySpreadConstraints"] == custom
@@ -551,9 +530,7 @@ class Fleet:
         out: set[tuple[str, int]] = set()
         for policy in self.isolating(labels, direction):
             for rule in policy["spec"].get(key, []):
-                assert rule.get("ports"), (
-                    f"{policy['metadata']['name']}: a rule without ports opens every port"
-                )
+                assert rule.get("ports"), f"{policy['metadata']['name']}: a rule without ports opens every port"
                 out |= {(p.get("protocol", "TCP"), p["port"]) for p in rule["ports"]}
         return out
 
@@ -585,9 +562,7 @@ def test_default_deny_covers_every_pod_of_the_release(helm: Path) -> None:
         deny[0]["spec"]["podSelector"],
         {"app.kubernetes.io/instance": "other", "app.kubernetes.io/part-of": "ai-agents"},
     )
-    assert not selects(
-        deny[0]["spec"]["podSelector"], {"gateway.networking.k8s.io/gateway-name": f"{P}-waypoint"}
-    )
+    assert not selects(deny[0]["spec"]["podSelector"], {"gateway.networking.k8s.io/gateway-name": f"{P}-waypoint"})
 
 
 def test_required_flows_are_allowed(helm: Path) -> None:
@@ -599,19 +574,13 @@ def test_required_flows_are_allowed(helm: Path) -> None:
         agent = fleet.labels(f"agent-{agent_type}")
         assert fleet.allowed(agent, orchestrator, 9090), f"{agent_type} -> orchestrator grpc"
         assert fleet.allowed(None, agent, 9091, src_ns="monitoring") is False, "policies check the peer"
-    assert fleet.allowed(client, orchestrator, 8080) and fleet.allowed(client, orchestrator, 9090), (
-        "clients -> API"
-    )
+    assert fleet.allowed(client, orchestrator, 8080) and fleet.allowed(client, orchestrator, 9090), "clients -> API"
     assert fleet.allowed(orchestrator, postgresql, 5432), "orchestrator -> PostgreSQL"
     for name in ["orchestrator", "chaos-monkey", *(f"agent-{t}" for t in AGENT_REPLICAS)]:
-        assert fleet.allowed(PROMETHEUS, fleet.labels(name), 9091, src_ns="monitoring"), (
-            f"Prometheus -> {name}"
-        )
+        assert fleet.allowed(PROMETHEUS, fleet.labels(name), 9091, src_ns="monitoring"), f"Prometheus -> {name}"
     for name, labels in fleet.pods.items():
         for protocol in ("UDP", "TCP"):
-            assert fleet.allowed(labels, KUBE_DNS, 53, protocol=protocol, dst_ns="kube-system"), (
-                f"{name} -> DNS"
-            )
+            assert fleet.allowed(labels, KUBE_DNS, 53, protocol=protocol, dst_ns="kube-system"), f"{name} -> DNS"
     assert fleet.allowed(chaos, None, 443, dst_ip="10.96.0.1"), "chaos monkey -> kube API"
     assert fleet.allowed(chaos, None, 6443, dst_ip="172.18.0.2"), "chaos monkey -> kube API endpoint"
     assert fleet.allowed(test_pod, orchestrator, 8081), "helm test -> orchestrator health"
@@ -657,12 +626,8 @@ def test_nothing_else_is_opened(helm: Path) -> None:
 def test_network_policy_knobs(helm: Path) -> None:
     values = {
         "networkPolicy": {
-            "clients": {
-                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "frontend"}}}]
-            },
-            "prometheus": {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}
-            },
+            "clients": {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "frontend"}}}]},
+            "prometheus": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}},
             "llm": {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [8443]},
         },
         "agents": {"security": {"handler": "llm", "llm": {"baseUrl": "https://203.0.113.7:8443/v1"}}},
@@ -670,9 +635,7 @@ def test_network_policy_knobs(helm: Path) -> None:
     fleet = Fleet(render(helm, files=[_values_file(values)]))
     orchestrator = fleet.labels("orchestrator")
     assert fleet.allowed({"app": "web"}, orchestrator, 8080, src_ns="frontend")
-    assert not fleet.allowed({"app": "web"}, orchestrator, 8080), (
-        "the default same-namespace peer is replaced"
-    )
+    assert not fleet.allowed({"app": "web"}, orchestrator, 8080), "the default same-namespace peer is replaced"
     assert fleet.allowed(PROMETHEUS, orchestrator, 9091, src_ns="observability")
     assert not fleet.allowed(PROMETHEUS, orchestrator, 9091, src_ns="monitoring")
     security, coding = fleet.labels("agent-security"), fleet.labels("agent-coding")
@@ -731,10 +694,7 @@ def test_dsn_secret_matches_the_embedded_postgresql(helm: Path) -> None:
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert named.get(ports[0]["targetPort"], ports[0]["targetPort"]) == 5432
     assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels(sts))
-    assert (
-        find(objs, "Secret", f"{P}-postgresql")["metadata"]["annotations"]["helm.sh/resource-policy"]
-        == "keep"
-    )
+    assert find(objs, "Secret", f"{P}-postgresql")["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 def test_external_database_renders_no_statefulset(helm: Path) -> None:
@@ -773,13 +733,9 @@ def test_no_database_fails_naming_the_key(helm: Path) -> None:
         pytest.param({"orchestrator.replicass": 3}, ["/orchestrator", "replicass"], id="typo"),
         pytest.param({"agents.coding.replicas": -1}, ["/agents/coding/replicas"], id="negative-replicas"),
         pytest.param({"agents.codng.replicas": 2}, ["/agents", "codng"], id="unknown-agent-type"),
-        pytest.param(
-            {"orchestrator.replicas": "three"}, ["/orchestrator/replicas", "integer"], id="wrong-type"
-        ),
+        pytest.param({"orchestrator.replicas": "three"}, ["/orchestrator/replicas", "integer"], id="wrong-type"),
         pytest.param({"agents.testing.handler": "magic"}, ["/agents/testing/handler"], id="unknown-handler"),
-        pytest.param(
-            {"agentDefaults.simulate.failureRate": 2}, ["/agentDefaults/simulate/failureRate"], id="rate"
-        ),
+        pytest.param({"agentDefaults.simulate.failureRate": 2}, ["/agentDefaults/simulate/failureRate"], id="rate"),
         pytest.param({"networkPolicy.enabeld": "true"}, ["/networkPolicy", "enabeld"], id="nested-typo"),
     ],
 )
@@ -800,9 +756,7 @@ def test_keda_owns_agent_replicas(helm: Path) -> None:
     assert agents and all("replicas" not in d["spec"] for d in agents.values())
     assert find(objs, "Deployment", f"{P}-orchestrator")["spec"]["replicas"] == ORCHESTRATOR_REPLICAS
     targets = {s["spec"]["scaleTargetRef"]["name"] for s in by_kind(objs, "ScaledObject")}
-    assert targets == {d["metadata"]["name"] for d in agents.values()}, (
-        "each ScaledObject scales an agent Deployment"
-    )
+    assert targets == {d["metadata"]["name"] for d in agents.values()}, "each ScaledObject scales an agent Deployment"
     assert all("replicas" in d["spec"] for d in agent_deployments(render(helm)).values())
 
 
@@ -816,9 +770,7 @@ def test_keda_and_agent_switches_must_agree(helm: Path) -> None:
     }
     objs = render(helm, sets=sets)
     assert "discovery" not in agent_deployments(objs)
-    assert not [
-        s for s in by_kind(objs, "ScaledObject") if s["spec"]["scaleTargetRef"]["name"].endswith("-discovery")
-    ]
+    assert not [s for s in by_kind(objs, "ScaledObject") if s["spec"]["scaleTargetRef"]["name"].endswith("-discovery")]
 
 
 def test_mesh_labels(helm: Path) -> None:
@@ -826,9 +778,7 @@ def test_mesh_labels(helm: Path) -> None:
     for workload in workloads(objs):
         assert pod_labels(workload).get("istio.io/dataplane-mode") == "ambient", workload["metadata"]["name"]
     waypoints = [
-        g["metadata"]["name"]
-        for g in by_kind(objs, "Gateway")
-        if g["spec"]["gatewayClassName"] == "istio-waypoint"
+        g["metadata"]["name"] for g in by_kind(objs, "Gateway") if g["spec"]["gatewayClassName"] == "istio-waypoint"
     ]
     assert waypoints == [f"{P}-waypoint"]
     for component in ["orchestrator", *(f"agent-{t}" for t in AGENT_REPLICAS)]:
@@ -878,9 +828,7 @@ def test_chaos_monkey(helm: Path) -> None:
     assert env["AI_AGENTS_CHAOS_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     selector = dict(term.split("=", 1) for term in env["AI_AGENTS_CHAOS_LABEL_SELECTOR"]["value"].split(","))
     victims = {n for n, labels in Fleet(objs).pods.items() if selects({"matchLabels": selector}, labels)}
-    assert victims == {d["metadata"]["name"] for d in agent_deployments(objs).values()}, (
-        "only this release's agents"
-    )
+    assert victims == {d["metadata"]["name"] for d in agent_deployments(objs).values()}, "only this release's agents"
 
     objs = render(
         helm,
@@ -897,15 +845,10 @@ def test_chaos_monkey(helm: Path) -> None:
 
 def test_helm_test_pod_checks_orchestrator_readiness(helm: Path) -> None:
     objs = render(helm)
-    pods = [
-        p for p in by_kind(objs, "Pod") if p["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
-    ]
+    pods = [p for p in by_kind(objs, "Pod") if p["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
     assert len(pods) == 1
     container = pods[0]["spec"]["containers"][0]
-    assert (
-        container["image"]
-        == pod_spec(find(objs, "Deployment", f"{P}-orchestrator"))["containers"][0]["image"]
-    )
+    assert container["image"] == pod_spec(find(objs, "Deployment", f"{P}-orchestrator"))["containers"][0]["image"]
     command = container["command"]
     assert command[:2] == ["ai-agents", "check-health"]
     url = urllib.parse.urlsplit(command[2])
@@ -937,8 +880,6 @@ def test_notes_explain_access_and_warn_about_risky_settings(helm: Path) -> None:
     assert f"port-forward svc/{P}-orchestrator 8080:8080 9090:9090" in notes
     assert f"get secret {P}-api-token" in notes
     assert "WARNING" not in notes
-    risky = _notes(
-        helm, {"apiToken.enabled": "false", "networkPolicy.enabled": "false", "chaosMonkey.enabled": "true"}
-    )
+    risky = _notes(helm, {"apiToken.enabled": "false", "networkPolicy.enabled": "false", "chaosMonkey.enabled": "true"})
     for key in ("apiToken.enabled", "networkPolicy.enabled", "chaosMonkey.enabled"):
         assert any(line.startswith("WARNING") and key in line for line in risky.splitlines()), key

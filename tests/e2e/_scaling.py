@@ -54,7 +54,7 @@ class ScalingBudget:
 def _policy_step(replicas: int, policy: dict[str, Any]) -> int:
     if policy["type"] == "Pods":
         return int(policy["value"])
-    return int(math.ceil(replicas * int(policy["value"]) / 100))
+    return math.ceil(replicas * int(policy["value"]) / 100)
 
 
 def scale_down_schedule(max_replicas: int, min_replicas: int, behavior: dict[str, Any]) -> list[tuple[float, int]]:

@@ -82,7 +82,7 @@ class ApiUser(User):
                 if response.status_code in (200, 201):
                     task_id = response.json()["task_id"]
                     ACKS.record(key, task_id, agent_type)
-                    self.recent = (self.recent + [task_id])[-20:]
+                    self.recent = [*self.recent, task_id][-20:]
                     self._report("POST", "/v1/tasks", started, len(response.content), None)
                     return
                 error = RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")

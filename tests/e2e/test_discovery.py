@@ -31,7 +31,7 @@ def test_every_agent_pod_is_registered(release, e2e_note) -> None:
                     active.setdefault(agent["agent_type"], set()).add(agent["agent_id"])
             return pods, active
 
-        pods, active = eventually(
+        pods, _active = eventually(
             read,
             lambda pa: all(pa[0][t] and pa[0][t] <= pa[1].get(t, set()) for t in pa[0]),
             timeout_sec=120,
@@ -79,7 +79,7 @@ def test_cli_lists_expected_agents_per_type(release, image) -> None:
         expected = {t: len(pods) for t, pods in _ready_agent_pods(release).items()}
         return listed, expected
 
-    listed, expected = eventually(
+    _listed, expected = eventually(
         run,
         lambda le: all(le[0].get(t, 0) >= n for t, n in le[1].items()),
         timeout_sec=180,

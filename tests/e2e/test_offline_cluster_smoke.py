@@ -59,8 +59,10 @@ def api() -> Any:
     """An ApiClient for E2E_KUBECONFIG/KUBECONFIG; skips (saying why) when there is no reachable cluster."""
     kubeconfig = os.environ.get("E2E_KUBECONFIG") or os.environ.get("KUBECONFIG")
     if not kubeconfig:
-        pytest.skip("no cluster: neither E2E_KUBECONFIG nor KUBECONFIG is set "
-                    "(`make offline-cluster-up` prints the offline cluster's KUBECONFIG path)")
+        pytest.skip(
+            "no cluster: neither E2E_KUBECONFIG nor KUBECONFIG is set "
+            "(`make offline-cluster-up` prints the offline cluster's KUBECONFIG path)"
+        )
     path = kubeconfig.split(os.pathsep)[0]
     if not Path(path).is_file():
         pytest.skip(f"no cluster: kubeconfig {path} does not exist")
@@ -71,7 +73,7 @@ def api() -> Any:
     api_client = config.new_client_from_config(config_file=path)
     try:
         version = client.VersionApi(api_client).get_code(_request_timeout=10)
-    except Exception as exc:  # noqa: BLE001 - any failure to answer means: no reachable cluster
+    except Exception as exc:
         pytest.skip(f"no cluster: the API server of {path} did not answer: {type(exc).__name__}: {exc}"[:300])
     print(f"cluster {api_client.configuration.host}: Kubernetes {version.git_version}")
     return api_client
@@ -80,12 +82,14 @@ def api() -> Any:
 @pytest.fixture(scope="module")
 def core(api: Any) -> Any:
     from kubernetes import client
+
     return client.CoreV1Api(api)
 
 
 @pytest.fixture(scope="module")
 def apps(api: Any) -> Any:
     from kubernetes import client
+
     return client.AppsV1Api(api)
 
 
@@ -94,27 +98,46 @@ def namespace(core: Any) -> Iterator[str]:
     name = f"smoke-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "e2e-smoke"}}})
     # The ServiceAccount controller creates `default` shortly after; pods cannot be admitted before that.
-    _wait("default ServiceAccount", 60,
-          lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items))
+    _wait(
+        "default ServiceAccount",
+        60,
+        lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
+    )
     yield name
     core.delete_namespace(name, grace_period_seconds=0)
 
 
 def _container(name: str, script: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": IMAGE, "imagePullPolicy": "IfNotPresent",
-            "command": ["/bin/sh", "-c", script], **extra}
+    return {
+        "name": name,
+        "image": IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/sh", "-c", script],
+        **extra,
+    }
 
 
 def _run_pod(core: Any, namespace: str, name: str, script: str, timeout: float = 120) -> str:
     """Runs a one-shot pod to completion; returns its log; fails with the log if it did not succeed."""
-    core.create_namespaced_pod(namespace, {
-        "metadata": {"name": name},
-        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
-                 "containers": [_container(name, script)]},
-    })
-    phase = _wait(f"pod {name} finished", timeout,
-                  lambda: core.read_namespaced_pod(name, namespace).status.phase in ("Succeeded", "Failed")
-                  and core.read_namespaced_pod(name, namespace).status.phase)
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 0,
+                "containers": [_container(name, script)],
+            },
+        },
+    )
+    phase = _wait(
+        f"pod {name} finished",
+        timeout,
+        lambda: (
+            core.read_namespaced_pod(name, namespace).status.phase in ("Succeeded", "Failed")
+            and core.read_namespaced_pod(name, namespace).status.phase
+        ),
+    )
     logs = core.read_namespaced_pod_log(name, namespace)
     assert phase == "Succeeded", f"pod {name} {phase}; log:\n{logs}"
     return logs
@@ -128,24 +151,42 @@ def web(core: Any, apps: Any, namespace: str) -> dict[str, str]:
     """A Deployment of one busybox httpd answering `hello-offline <pod name>`, and its Service on port 80."""
     labels = {"app.kubernetes.io/name": "web"}
     script = 'mkdir -p /www && echo "hello-offline $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www'
-    apps.create_namespaced_deployment(namespace, {
-        "metadata": {"name": "web", "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {
-                "terminationGracePeriodSeconds": 0,
-                "containers": [_container("web", script, ports=[{"containerPort": 8080, "name": "http"}],
-                                          readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 2})],
-            }},
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "web", "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 0,
+                        "containers": [
+                            _container(
+                                "web",
+                                script,
+                                ports=[{"containerPort": 8080, "name": "http"}],
+                                readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 2},
+                            )
+                        ],
+                    },
+                },
+            },
         },
-    })
-    core.create_namespaced_service(namespace, {
-        "metadata": {"name": "web"},
-        "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
-    })
-    _wait("deployment web available", 180,
-          lambda: (apps.read_namespaced_deployment_status("web", namespace).status.available_replicas or 0) >= 1)
+    )
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+        },
+    )
+    _wait(
+        "deployment web available",
+        180,
+        lambda: (apps.read_namespaced_deployment_status("web", namespace).status.available_replicas or 0) >= 1,
+    )
     pod = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=web").items[0]
     svc = core.read_namespaced_service("web", namespace)
     return {"pod": pod.metadata.name, "pod_ip": pod.status.pod_ip, "cluster_ip": svc.spec.cluster_ip}
@@ -160,16 +201,24 @@ def test_pod_runs(core: Any, namespace: str, web: dict[str, str]) -> None:
 
 def test_service_routes_to_pod(core: Any, namespace: str, web: dict[str, str]) -> None:
     # By the Service's cluster IP: kube-proxy's rules send it to the pod behind the Service.
-    logs = _run_pod(core, namespace, "svc-client",
-                    f"for i in $(seq 30); do wget -qO- -T 3 http://{web['cluster_ip']}/ && exit 0; sleep 1; done; exit 1")
+    logs = _run_pod(
+        core,
+        namespace,
+        "svc-client",
+        f"for i in $(seq 30); do wget -qO- -T 3 http://{web['cluster_ip']}/ && exit 0; sleep 1; done; exit 1",
+    )
     assert f"hello-offline {web['pod']}" in logs
 
 
 def test_dns_resolves_service(core: Any, namespace: str, web: dict[str, str]) -> None:
     fqdn = f"web.{namespace}.svc.cluster.local"
-    logs = _run_pod(core, namespace, "dns-client",
-                    f"for i in $(seq 30); do nslookup {fqdn} && break; sleep 1; done; "
-                    f"wget -qO- -T 3 http://web/ && wget -qO- -T 3 http://{fqdn}/")
+    logs = _run_pod(
+        core,
+        namespace,
+        "dns-client",
+        f"for i in $(seq 30); do nslookup {fqdn} && break; sleep 1; done; "
+        f"wget -qO- -T 3 http://web/ && wget -qO- -T 3 http://{fqdn}/",
+    )
     assert web["cluster_ip"] in logs, f"{fqdn} did not resolve to {web['cluster_ip']}:\n{logs}"
     # The short name works too: the pod's resolv.conf searches its namespace.
     assert logs.count(f"hello-offline {web['pod']}") == 2, logs
@@ -182,39 +231,61 @@ def test_hpa_changes_pod_count(api: Any, core: Any, apps: Any, namespace: str) -
     from kubernetes import client
 
     try:
-        client.CustomObjectsApi(api).list_cluster_custom_object("metrics.k8s.io", "v1beta1", "nodes",
-                                                               _request_timeout=10)
-    except Exception as exc:  # noqa: BLE001
+        client.CustomObjectsApi(api).list_cluster_custom_object(
+            "metrics.k8s.io", "v1beta1", "nodes", _request_timeout=10
+        )
+    except Exception as exc:
         pytest.skip(f"no resource metrics: metrics.k8s.io is not served (metrics-server missing?): {exc}"[:300])
 
     # One pod spinning a CPU at its 100m limit against a 20m request: 500% of the request, far above the
     # 50% target, so the HPA must scale up to its maximum.
     labels = {"app.kubernetes.io/name": "burn"}
-    apps.create_namespaced_deployment(namespace, {
-        "metadata": {"name": "burn", "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {
-                "terminationGracePeriodSeconds": 0,
-                "containers": [_container("burn", "while :; do :; done",
-                                          resources={"requests": {"cpu": "20m"}, "limits": {"cpu": "100m"}})],
-            }},
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "burn", "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 0,
+                        "containers": [
+                            _container(
+                                "burn",
+                                "while :; do :; done",
+                                resources={"requests": {"cpu": "20m"}, "limits": {"cpu": "100m"}},
+                            )
+                        ],
+                    },
+                },
+            },
         },
-    })
-    client.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(namespace, {
-        "metadata": {"name": "burn"},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "burn"},
-            "minReplicas": 1,
-            "maxReplicas": 3,
-            "metrics": [{"type": "Resource", "resource": {
-                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}],
-            "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}},
+    )
+    client.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(
+        namespace,
+        {
+            "metadata": {"name": "burn"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "burn"},
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}},
+                    }
+                ],
+                "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}},
+            },
         },
-    })
-    _wait("deployment burn available", 120,
-          lambda: (apps.read_namespaced_deployment_status("burn", namespace).status.available_replicas or 0) >= 1)
+    )
+    _wait(
+        "deployment burn available",
+        120,
+        lambda: (apps.read_namespaced_deployment_status("burn", namespace).status.available_replicas or 0) >= 1,
+    )
 
     def running() -> int:
         pods = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=burn").items

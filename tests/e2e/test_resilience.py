@@ -24,7 +24,7 @@ def _check_ledger(api: OrchestratorApi, acknowledged: dict[str, str], timeout_se
         tasks = api.list_tasks()
         return ledger.check(tasks), [t for t in tasks if t["task_id"] in ids]
 
-    problems, tasks = eventually(
+    _problems, tasks = eventually(
         read,
         lambda r: not any(r[0].values()),
         timeout_sec=timeout_sec,
