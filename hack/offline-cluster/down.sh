@@ -73,7 +73,10 @@ for h in /sys/fs/cgroup/*/; do
   [[ -d "$h$NS" ]] && { oc_log "cgroup $h$NS not removable"; failed=1; }
 done
 
-# 5. State; refuse if anything is still mounted below it.
+# 5. State; refuse if anything is still mounted below it. Then the /run directories up.sh made.
+made_run_netns=0 made_run_containerd=0
+[[ -f "$S/made-run-netns" ]] && made_run_netns=1
+[[ -f "$S/made-run-containerd" ]] && made_run_containerd=1
 if [[ -d "$S" ]]; then
   if grep -q " ${S}[/ ]" /proc/self/mountinfo; then
     oc_log "still mounted under $S:"; grep " ${S}[/ ]" /proc/self/mountinfo >&2; failed=1
@@ -81,8 +84,11 @@ if [[ -d "$S" ]]; then
     rm -rf "$S"
   fi
 fi
-rmdir /run/containerd 2>/dev/null || true   # up.sh's mount point, if nothing else uses the directory
-[[ -d /run/netns ]] && rmdir /run/netns 2>/dev/null || true
+[[ $made_run_containerd -eq 1 ]] && { rmdir /run/containerd 2>/dev/null || true; }
+if [[ $made_run_netns -eq 1 && -d /run/netns && -z "$(ls -A /run/netns)" ]]; then
+  mountpoint -q /run/netns && umount /run/netns
+  rmdir /run/netns 2>/dev/null || true
+fi
 
 if [[ $failed -eq 0 ]]; then oc_log "down in $(( $(date +%s) - t0 ))s"; else oc_log "down finished with errors"; fi
 exit $failed

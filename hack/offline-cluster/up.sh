@@ -100,6 +100,7 @@ for u in controller-manager scheduler kubelet kube-proxy; do kubeconfig "$CONF/$
 
 # -------------------------------------------------------------------------------------------------- network
 oc_log "network namespace $NS: $OFFLINE_HOST_IP/30 (host) <-> $OFFLINE_NODE_IP/30 (node), no default route"
+[[ -d /run/netns ]] || touch "$S/made-run-netns"   # ip netns add makes /run/netns (a mount of its own)
 ip netns add "$NS"
 echo "$NS" > "$S/netns"
 ip link add "${NS}-h" type veth peer name "${NS}-n"
@@ -125,6 +126,7 @@ ip netns exec "$NS" sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null 
 mount --bind "$S/ns" "$S/ns"
 mount --make-private "$S/ns"
 touch "$S/ns/mnt"
+[[ -d /run/containerd ]] || touch "$S/made-run-containerd"
 mkdir -p /run/containerd /run/netns
 declare -A want_sysctl=([vm/overcommit_memory]=1 [vm/panic_on_oom]=0 [kernel/panic]=10 [kernel/panic_on_oops]=1
   [kernel/keys/root_maxkeys]=1000000 [kernel/keys/root_maxbytes]=25000000)
@@ -140,7 +142,7 @@ nsenter --net="/run/netns/$NS" unshare --mount="$S/ns/mnt" --propagation private
   $fake_sysctls
   mount --make-rshared /
 "
-node() { nsenter --net="/run/netns/$NS" --mount="$S/ns/mnt" -- "$@"; }
+in_node() { nsenter --net="/run/netns/$NS" --mount="$S/ns/mnt" -- "$@"; }
 
 # Cgroups for the kubelet's pods: /$NODE in every v1 hierarchy (cpuset needs cpus and mems before children).
 for h in /sys/fs/cgroup/*/; do
@@ -174,7 +176,7 @@ start etcd "$OC_ETCD_BIN/etcd" --name "$NODE" --data-dir "$S/etcd" \
   --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
   --initial-cluster "$NODE=http://127.0.0.1:2380" --listen-metrics-urls http://127.0.0.1:2381 \
   --quota-backend-bytes 2147483648 --log-level warn
-wait_for etcd 30 node bash -c 'exec 3<>/dev/tcp/127.0.0.1/2381 && printf "GET /health HTTP/1.0\r\n\r\n" >&3 && grep -q "\"health\":\"true\"" <&3'
+wait_for etcd 30 in_node bash -c 'exec 3<>/dev/tcp/127.0.0.1/2381 && printf "GET /health HTTP/1.0\r\n\r\n" >&3 && grep -q "\"health\":\"true\"" <&3'
 
 start kube-apiserver "$OC_K8S_BIN/kube-apiserver" \
   --etcd-servers http://127.0.0.1:2379 --bind-address 0.0.0.0 --secure-port 6443 \
@@ -205,8 +207,8 @@ start kube-controller-manager "$OC_K8S_BIN/kube-controller-manager" \
 start kube-scheduler "$OC_K8S_BIN/kube-scheduler" --kubeconfig "$CONF/scheduler.kubeconfig" \
   --authentication-kubeconfig "$CONF/scheduler.kubeconfig" --authorization-kubeconfig "$CONF/scheduler.kubeconfig" \
   --bind-address 127.0.0.1 --leader-elect=false --profiling=false --v=1
-wait_for kube-controller-manager 60 node curl -fsSk https://127.0.0.1:10257/healthz
-wait_for kube-scheduler 60 node curl -fsSk https://127.0.0.1:10259/healthz
+wait_for kube-controller-manager 60 in_node curl -fsSk https://127.0.0.1:10257/healthz
+wait_for kube-scheduler 60 in_node curl -fsSk https://127.0.0.1:10259/healthz
 # The default ServiceAccount appears once the controller-manager's token controller runs.
 wait_for "default ServiceAccount" 60 k get serviceaccount default -n default
 
@@ -215,6 +217,14 @@ if [[ $control_plane_only -eq 1 ]]; then
 fi
 
 # ------------------------------------------------------------------------------------------------- node
+# Without CAP_SYS_RESOURCE (some sandboxes drop it, this workplace's among them) no process may lower an
+# oom_score_adj: runc then fails every pod sandbox (the kubelet asks -998 for it) with "can't get final child's
+# PID from pipe". containerd can clamp the scores to its own instead (restrict_oom_score_adj, meant for rootless).
+restrict_oom=false oom_adj=-999
+if (( ( 16#$(awk '/^CapEff/ {print $2}' /proc/self/status) >> 24 & 1 ) == 0 )); then
+  restrict_oom=true oom_adj=0
+  oc_log "no CAP_SYS_RESOURCE: pods and node daemons keep oom_score_adj >= 0"
+fi
 cat > "$CONF/containerd.toml" <<EOF
 version = 2
 root = "$S/containerd/root"
@@ -225,6 +235,7 @@ state = "/run/containerd"
   sandbox_image = "$OFFLINE_PAUSE_IMAGE"
   enable_unprivileged_ports = true
   enable_unprivileged_icmp = true
+  restrict_oom_score_adj = $restrict_oom
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -251,10 +262,10 @@ cat > "$S/cni/net.d/10-aiag.conflist" <<EOF
 }
 EOF
 start containerd containerd --config "$CONF/containerd.toml"
-wait_for containerd 30 node ctr --address /run/containerd/containerd.sock version
+wait_for containerd 30 in_node ctr --address /run/containerd/containerd.sock version
 for img in pause busybox coredns metrics-server; do
   [[ -f "$OC_IMAGES/$img.tar" ]] || continue
-  node ctr --address /run/containerd/containerd.sock -n k8s.io images import \
+  in_node ctr --address /run/containerd/containerd.sock -n k8s.io images import \
     "$OC_IMAGES/$img.tar" >> "$LOGS/images.log" 2>&1 || oc_die "importing $img.tar failed (see $LOGS/images.log)"
 done
 oc_log "images imported ($(elapsed))"
@@ -288,6 +299,7 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 200Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
 serializeImagePulls: false
 maxPods: 110
+oomScoreAdj: $oom_adj
 EOF
 start kubelet "$OC_K8S_BIN/kubelet" --config "$CONF/kubelet.yaml" --kubeconfig "$CONF/kubelet.kubeconfig" \
   --hostname-override "$NODE" --node-ip "$OFFLINE_NODE_IP" --root-dir "$S/kubelet" --v=1
@@ -306,9 +318,10 @@ metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 127.0.0.1:10256
 # Leave the kernel's conntrack table size and timeouts alone (global settings of the host).
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+oomScoreAdj: $oom_adj
 EOF
 start kube-proxy "$OC_K8S_BIN/kube-proxy" --config "$CONF/kube-proxy.yaml" --v=1
-wait_for kube-proxy 60 node curl -fsS http://127.0.0.1:10256/healthz
+wait_for kube-proxy 60 in_node curl -fsS http://127.0.0.1:10256/healthz
 wait_for "node $NODE Ready" 120 k wait --for=condition=Ready "node/$NODE" --timeout=1s
 
 # ----------------------------------------------------------------------------------------------- addons

@@ -40,8 +40,20 @@ def _serve(run: Callable[[], Awaitable[None]], on_signal: Callable[[], None]) ->
             loop.add_signal_handler(sig, on_signal)
         await run()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(main())
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (markedly less CPU per RPC), unless AI_AGENTS_EVENT_LOOP=asyncio asks for the default."""
+    if os.environ.get("AI_AGENTS_EVENT_LOOP", "uvloop") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def cmd_orchestrator(_args: argparse.Namespace) -> int:

@@ -24,35 +24,32 @@ class Wakeups:
     """Per-key generation counters: waiters sleep until the counter moves or their timeout passes.
 
     A notification that arrives between a waiter's empty lease and its wait is not lost, because the waiter
-    compares against the generation it read before leasing.
+    compares against the generation it read before leasing. `notify` is synchronous and creates no task: it
+    runs once per NOTIFY, i.e. once per submitted task.
     """
 
     def __init__(self) -> None:
         self._generation: dict[str, int] = defaultdict(int)
-        self._conditions: dict[str, asyncio.Condition] = {}
-
-    def _condition(self, key: str) -> asyncio.Condition:
-        if key not in self._conditions:
-            self._conditions[key] = asyncio.Condition()
-        return self._conditions[key]
+        self._events: dict[str, asyncio.Event] = {}
 
     def generation(self, key: str) -> int:
         return self._generation[key]
 
-    async def notify(self, key: str) -> None:
+    def notify(self, key: str) -> None:
         self._generation[key] += 1
-        condition = self._condition(key)
-        async with condition:
-            condition.notify_all()
+        event = self._events.pop(key, None)
+        if event is not None:
+            event.set()
 
     async def wait(self, key: str, seen: int, timeout: float) -> bool:
         """Wait until the generation of key differs from seen; False on timeout."""
-        condition = self._condition(key)
-        async with condition:
-            try:
-                await asyncio.wait_for(condition.wait_for(lambda: self._generation[key] != seen), timeout)
-            except TimeoutError:
-                return False
+        if self._generation[key] != seen:
+            return True
+        event = self._events.setdefault(key, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
         return True
 
 
@@ -117,7 +114,7 @@ class Database:
     def _on_notification(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
         wakeups = self.task_wakeups if channel == TASKS_CHANNEL else self.message_wakeups
         key = payload if channel == TASKS_CHANNEL else "all"
-        asyncio.get_running_loop().create_task(wakeups.notify(key))
+        wakeups.notify(key)
 
     @contextlib.asynccontextmanager
     async def _listening_connection(self) -> AsyncIterator[asyncpg.Connection]:
