@@ -8,7 +8,11 @@ running processes really export.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -164,3 +168,40 @@ def test_chaos_monkey_kills_local_agents_and_respects_dry_run(
     assert len(dead) == 1, f"one round with max 1 deletion kills exactly one agent, killed {dead}"
     orchestrators = [o["pid"] for o in summary["orchestrators"]]
     assert all(_alive(p) for p in orchestrators), "the monkey targets agents only"
+
+
+def test_foreground_local_up_stops_the_whole_fleet_on_sigterm() -> None:
+    state_dir = tempfile.mkdtemp(prefix="ai-agents-fleet-fg-")
+    env = {**os.environ, "AI_AGENTS_LOCAL_DIR": state_dir}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ai_agents",
+            "local",
+            "up",
+            "--orchestrators",
+            "1",
+            "--agents",
+            "coding=1",
+            "--agents-per-type",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        summary = json.loads(proc.stdout.readline())
+        pids = [o["pid"] for o in summary["orchestrators"]] + [a["pid"] for a in summary["agents"]]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not [p for p in pids if _alive(p)], "SIGTERM to `local up` must stop every process it started"
+        assert not (Path(state_dir) / "state.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run([sys.executable, "-m", "ai_agents", "local", "down"], env=env, capture_output=True, timeout=60)

@@ -198,8 +198,11 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     if args.detach:
         return 0
     print("local fleet running; Ctrl-C stops it", file=sys.stderr)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # Blocked first, so both arrive here instead of killing the process before it stops the fleet.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         fleet.down()
     return 0
