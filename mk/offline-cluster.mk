@@ -7,7 +7,7 @@ OFFLINE_CLUSTER_STATE ?= /var/lib/ai-agents-offline-cluster
 export OFFLINE_CLUSTER_CACHE OFFLINE_CLUSTER_STATE
 
 .PHONY: offline-cluster-build offline-cluster-up offline-cluster-down offline-cluster-test
-offline-cluster-build: ## Build (or reuse from the cache) the Kubernetes, etcd, CoreDNS, metrics-server binaries and the node's images
+offline-cluster-build: ## Build (or reuse from the cache) Kubernetes, etcd, CoreDNS, metrics-server, KEDA and the node's images
 	@$(OFFLINE_CLUSTER_DIR)/install-packages.sh
 	@$(OFFLINE_CLUSTER_DIR)/build.sh
 	@$(OFFLINE_CLUSTER_DIR)/images.sh
@@ -18,5 +18,5 @@ offline-cluster-up: ## Start the offline single-node cluster; the last line prin
 offline-cluster-down: ## Stop the offline cluster and remove every process, namespace, mount, veth and cgroup it made
 	@$(OFFLINE_CLUSTER_DIR)/down.sh
 
-offline-cluster-test: ## Smoke-test a running offline cluster (pod, Service, DNS, HPA)
+offline-cluster-test: ## Smoke-test a running offline cluster (pod, Service, DNS, HPA, KEDA)
 	E2E_KUBECONFIG=$(OFFLINE_CLUSTER_STATE)/kubeconfig $(PYTHON) -m pytest tests/e2e/test_offline_cluster_smoke.py -v

@@ -1,20 +1,17 @@
 #!/usr/bin/env bash
 # Builds the offline cluster's binaries from the Go module proxy into the cache (see lib.sh), skipping each
 # component already built from the same build module. Usage: build.sh [kubernetes] [etcd] [coredns] [metrics-server]
-# [kubectl] (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
+# [kubectl] [keda] (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
 # Times of each build are appended to $OC_CACHE/build-times.tsv.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(kubernetes kubectl etcd coredns metrics-server)
+[[ ${#components[@]} -gt 0 ]] || components=(kubernetes kubectl etcd coredns metrics-server keda)
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -p=${OFFLINE_BUILD_P:-1}"
 nice_n="${OFFLINE_BUILD_NICE:-10}"
 mkdir -p "$OC_CACHE/bin" "$OC_CACHE/logs"
-# One build at a time per cache (a second caller waits, then finds its components cached).
-exec 9>"$OC_CACHE/.build.lock"
-flock 9
 
 # The go.mod of a build module must carry the pin from versions.env (gen-build-modules.sh writes both).
 require_pin() { # dir module version
@@ -25,6 +22,9 @@ require_pin() { # dir module version
 # build NAME MODDIR OUTDIR LDFLAGS PKG=OUT...
 build() {
   local name="$1" moddir="$OC_DIR/build/$2" out="$3" ldflags="$4"; shift 4
+  # One build of a component at a time (a second caller waits for it, then finds it cached); other
+  # components are not held up.
+  local lock; exec {lock}>"$OC_CACHE/.build-$name.lock"; flock "$lock"
   local stamp; stamp="$(cat "$moddir/go.mod" "$moddir/go.sum" | sha256sum | cut -c1-16)-$(go env GOVERSION)"
   if [[ -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$stamp" ]]; then
     oc_log "$name: cached in $out"; return 0
@@ -86,6 +86,13 @@ for c in "${components[@]}"; do
       require_pin metrics-server sigs.k8s.io/metrics-server "$OFFLINE_METRICS_SERVER_VERSION"
       build metrics-server metrics-server "$OC_METRICS_SERVER_BIN" "-s -w" \
         sigs.k8s.io/metrics-server/cmd/metrics-server=metrics-server ;;
+    keda)
+      require_pin keda github.com/kedacore/keda/v2 "$OFFLINE_KEDA_VERSION"
+      kv="$OFFLINE_KEDA_VERSION"
+      build keda keda "$OC_KEDA_BIN" "-s -w -X github.com/kedacore/keda/v2/version.Version=${kv#v}" \
+        github.com/kedacore/keda/v2/cmd/operator=keda \
+        github.com/kedacore/keda/v2/cmd/adapter=keda-adapter \
+        github.com/kedacore/keda/v2/cmd/webhooks=keda-admission-webhooks ;;
     *) oc_die "unknown component: $c" ;;
   esac
 done

@@ -6,6 +6,7 @@
 #   build/etcd/go.mod            go.etcd.io/etcd/server/v3 (its own go.mod replaces its siblings with ../ paths)
 #   build/coredns/go.mod         github.com/coredns/coredns
 #   build/metrics-server/go.mod  sigs.k8s.io/metrics-server
+#   build/keda/go.mod            github.com/kedacore/keda/v2 + the replace block of its own go.mod (version pins)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -49,7 +50,20 @@ k8s_module /kubectl kubectl > "$here/build/kubectl/go.mod"
 { header "/metrics-server"; echo "require sigs.k8s.io/metrics-server $OFFLINE_METRICS_SERVER_VERSION"; echo;
   echo "tool sigs.k8s.io/metrics-server/cmd/metrics-server"; } > "$here/build/metrics-server/go.mod"
 
-for d in "" /kubectl /etcd /coredns /metrics-server; do
+# KEDA pins k8s.io/* and friends with replaces in its go.mod; a replace counts only in the main module, so
+# repeat them (all are module => module version; a path replace would not resolve here and is refused).
+keda_mod="$(go mod download -json "github.com/kedacore/keda/v2@$OFFLINE_KEDA_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')"
+[[ -f "$keda_mod" ]] || { echo "cannot download github.com/kedacore/keda/v2@$OFFLINE_KEDA_VERSION" >&2; exit 1; }
+if awk '/^replace \($/ {r=1; next} r && /^\)/ {r=0} r && $2 == "=>" && $3 ~ /^\./' "$keda_mod" | grep -q .; then
+  echo "KEDA's go.mod has a path replace: not buildable from the proxy this way" >&2; exit 1
+fi
+mkdir -p "$here/build/keda"
+{ header "/keda"; echo "require github.com/kedacore/keda/v2 $OFFLINE_KEDA_VERSION"; echo
+  echo "// Repeated from github.com/kedacore/keda/v2@$OFFLINE_KEDA_VERSION's go.mod."
+  awk '/^replace \($/ {p=1} p {print} p && /^\)/ {exit}' "$keda_mod"; echo
+  for c in operator adapter webhooks; do echo "tool github.com/kedacore/keda/v2/cmd/$c"; done; } > "$here/build/keda/go.mod"
+
+for d in "" /kubectl /etcd /coredns /metrics-server /keda; do
   ( cd "$here/build$d" && rm -f go.sum && go mod tidy )
   echo "resolved build$d/go.mod"
 done

@@ -12,7 +12,7 @@ image() {
   local stem="$1" name="$2"; shift 2
   local inputs=() sum out="$OC_IMAGES/$stem.tar"
   while [[ "$1" != "--" ]]; do inputs+=("$1"); shift; done; shift
-  sum="$( { echo "$name"; cat "$mk" "${inputs[@]}"; } | sha256sum | cut -c1-16)"
+  sum="$( { echo "$name $*"; cat "$mk" "${inputs[@]}"; } | sha256sum | cut -c1-16)"
   if [[ -f "$out" && "$(cat "$out.stamp" 2>/dev/null)" == "$sum" ]]; then oc_log "image $name: cached"; return; fi
   python3 "$mk" --name "$name" --out "$out" "$@" >/dev/null
   echo "$sum" > "$out.stamp"
@@ -25,11 +25,12 @@ if [[ ! -f "$pause_bin" || "$OC_DIR/images/pause.c" -nt "$pause_bin" ]]; then
 fi
 image pause "$OFFLINE_PAUSE_IMAGE" "$pause_bin" -- --entrypoint /pause --file "$pause_bin=/pause"
 
-# busybox: the binary and its applet links for the few commands the smoke test uses.
+# busybox: the binary and its applet links for the few commands the smoke test uses. (Debian's static wget
+# segfaults here, on the host too: clients use nc.)
 bb=/bin/busybox
 [[ -x $bb ]] || oc_die "missing $bb (Debian busybox-static)"
 bb_args=(--entrypoint /bin/sh --file "$bb=/bin/busybox" --file "$bb=/bin/sh" --dir /tmp --dir /www)
-for applet in httpd wget nslookup sleep cat echo ls hostname env ps kill; do bb_args+=(--file "$bb=/bin/$applet"); done
+for applet in httpd nc wget nslookup sleep cat echo ls hostname env ps kill seq grep; do bb_args+=(--file "$bb=/bin/$applet"); done
 image busybox "$OFFLINE_BUSYBOX_IMAGE" "$bb" -- "${bb_args[@]}"
 
 if [[ -x "$OC_COREDNS_BIN/coredns" ]]; then
@@ -41,3 +42,13 @@ if [[ -x "$OC_METRICS_SERVER_BIN/metrics-server" ]]; then
   image metrics-server "$OFFLINE_METRICS_SERVER_IMAGE" "$OC_METRICS_SERVER_BIN/metrics-server" -- \
     --entrypoint /metrics-server --file "$OC_METRICS_SERVER_BIN/metrics-server=/metrics-server" --dir /tmp --user 1000
 else oc_log "image $OFFLINE_METRICS_SERVER_IMAGE: skipped, run build.sh metrics-server first"; fi
+
+# KEDA: one image per binary, as upstream ships them (the manifests name the command, so only the binary matters).
+if [[ -x "$OC_KEDA_BIN/keda" ]]; then
+  for pair in "keda:$OFFLINE_KEDA_IMAGE" "keda-adapter:$OFFLINE_KEDA_ADAPTER_IMAGE" \
+              "keda-admission-webhooks:$OFFLINE_KEDA_WEBHOOKS_IMAGE"; do
+    bin="${pair%%:*}" ref="${pair#*:}"
+    image "$bin" "$ref" "$OC_KEDA_BIN/$bin" -- \
+      --entrypoint "/$bin" --file "$OC_KEDA_BIN/$bin=/$bin" --dir /tmp --dir /certs --user 65532:65532
+  done
+else oc_log "KEDA images: skipped, run build.sh keda first"; fi

@@ -3,13 +3,15 @@
 #
 # The node lives in a network namespace of its own ($OFFLINE_NODE_NETNS), joined to the host by one veth pair on
 # a /30 ($OFFLINE_HOST_IP <-> $OFFLINE_NODE_IP) and with no default route: pod and service traffic stays inside
-# it, and the host reaches only what listens on the node IP (the API server on :6443). Every node process also
+# it, and the host reaches only what listens on the node IP (API server :6443, kubelet :10250). Every node process also
 # runs in a mount namespace of its own, so the mounts that containerd and the kubelet make (and the tmpfs on
 # /run/containerd and /run/netns) never appear on the host. Nothing on the host changes but: the netns and its
 # veth, one private bind mount of $OC_STATE/ns, cgroups named /$OFFLINE_NODE_NETNS, files under $OC_STATE.
 # down.sh removes all of them.
 #
-# Usage: up.sh [--control-plane-only]     Env: OFFLINE_CLUSTER_CACHE, OFFLINE_CLUSTER_STATE (see lib.sh).
+# Usage: up.sh [--control-plane-only]
+# Env: OFFLINE_CLUSTER_CACHE, OFFLINE_CLUSTER_STATE (see lib.sh); OFFLINE_CLUSTER_KEDA=0 (no KEDA);
+#      OFFLINE_CLUSTER_CRDS (upstream CRDs to install; default ../shared/crds beside the repo).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -17,14 +19,26 @@ control_plane_only=0
 [[ "${1:-}" == "--control-plane-only" ]] && control_plane_only=1
 
 [[ "$(id -u)" -eq 0 ]] || oc_die "needs root (network namespaces, mounts, cgroups)"
-[[ -e "$OC_STATE/ns/mnt" || -e "/run/netns/$OFFLINE_NODE_NETNS" ]] && \
-  oc_die "a cluster is already up (state $OC_STATE, netns $OFFLINE_NODE_NETNS): run down.sh first"
+# A cluster whose processes are gone (the session or CI job that ran it ended) leaves its namespaces, mounts,
+# cgroups and state behind: clear them. A cluster still running is left alone.
+if [[ -e "$OC_STATE/ns/mnt" || -e "/run/netns/$OFFLINE_NODE_NETNS" || -d "$OC_STATE/pids" ]]; then
+  for f in "$OC_STATE"/pids/*.pid; do
+    # alive and still ours (every daemon's command line names a file under the state directory)
+    [[ -f "$f" ]] && tr '\0' ' ' < "/proc/$(cat "$f")/cmdline" 2>/dev/null | grep -qF "$OC_STATE" && \
+      oc_die "a cluster is already running (state $OC_STATE, $(basename "$f" .pid) alive): run down.sh first"
+  done
+  oc_log "removing what a stopped cluster left behind"
+  "$OC_DIR/down.sh" || oc_die "could not clear the stopped cluster's leftovers"
+fi
 
 t0=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
 
 "$OC_DIR/install-packages.sh"
-"$OC_DIR/build.sh" kubernetes kubectl etcd coredns metrics-server
+# OFFLINE_CLUSTER_KEDA=0 leaves KEDA out (no build, no deploy).
+build_components=(kubernetes kubectl etcd coredns metrics-server)
+[[ "${OFFLINE_CLUSTER_KEDA:-1}" == 1 ]] && build_components+=(keda)
+"$OC_DIR/build.sh" "${build_components[@]}"
 "$OC_DIR/images.sh"
 
 NS="$OFFLINE_NODE_NETNS" NODE="$OFFLINE_NODE_NETNS" S="$OC_STATE"
@@ -112,6 +126,12 @@ ip -n "$NS" link set lo up
 ip -n "$NS" link set "${NS}-n" name eth0
 ip -n "$NS" addr add "$OFFLINE_NODE_IP/30" dev eth0
 ip -n "$NS" link set eth0 up
+# Service IPs need a route for the node's own (host-network) processes to connect before kube-proxy's DNAT
+# rewrites them; an empty bridge takes the range (a dummy device, as in kube-proxy's IPVS mode, would do, but
+# this kernel has no dummy driver), so nothing un-DNATed leaves.
+ip -n "$NS" link add svc0 type bridge
+ip -n "$NS" link set svc0 up
+ip -n "$NS" route add "$OFFLINE_SERVICE_CIDR" dev svc0
 # Per-namespace sysctls: pods routed through the node, bridged traffic seen by kube-proxy's iptables rules.
 ip netns exec "$NS" sysctl -qw net.ipv4.ip_forward=1
 ip netns exec "$NS" sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || \
@@ -263,7 +283,7 @@ cat > "$S/cni/net.d/10-aiag.conflist" <<EOF
 EOF
 start containerd containerd --config "$CONF/containerd.toml"
 wait_for containerd 30 in_node ctr --address /run/containerd/containerd.sock version
-for img in pause busybox coredns metrics-server; do
+for img in pause busybox coredns metrics-server keda keda-adapter keda-admission-webhooks; do
   [[ -f "$OC_IMAGES/$img.tar" ]] || continue
   in_node ctr --address /run/containerd/containerd.sock -n k8s.io images import \
     "$OC_IMAGES/$img.tar" >> "$LOGS/images.log" 2>&1 || oc_die "importing $img.tar failed (see $LOGS/images.log)"
@@ -325,13 +345,42 @@ wait_for kube-proxy 60 in_node curl -fsS http://127.0.0.1:10256/healthz
 wait_for "node $NODE Ready" 120 k wait --for=condition=Ready "node/$NODE" --timeout=1s
 
 # ----------------------------------------------------------------------------------------------- addons
-oc_log "addons: CoreDNS${OC_METRICS_SERVER_BIN:+, metrics-server}"
+oc_log "addons: CoreDNS, metrics-server"
 sed -e "s|@COREDNS_IMAGE@|$OFFLINE_COREDNS_IMAGE|g" -e "s|@CLUSTER_DNS@|$OFFLINE_CLUSTER_DNS|g" \
   "$OC_DIR/manifests/coredns.yaml" | k apply -f - >> "$LOGS/addons.log"
 sed -e "s|@METRICS_SERVER_IMAGE@|$OFFLINE_METRICS_SERVER_IMAGE|g" \
   "$OC_DIR/manifests/metrics-server.yaml" | k apply -f - >> "$LOGS/addons.log"
 wait_for CoreDNS 120 k -n kube-system rollout status deployment/coredns --timeout=1s
 wait_for metrics-server 180 k get --raw /apis/metrics.k8s.io/v1beta1/nodes
+
+# Upstream CRDs the charts target (Istio, Gateway API, Prometheus Operator; KEDA's come with KEDA below), from
+# the shared reference copy when there is one: objects of those kinds can then be installed (nothing acts on them
+# but KEDA). Server-side apply: some are larger than the last-applied annotation allows.
+crds="$(realpath -m "${OFFLINE_CLUSTER_CRDS:-$OC_DIR/../../../shared/crds}")"
+if [[ -d "$crds" ]]; then
+  for d in "$crds"/istio-* "$crds"/gateway-api-*/standard "$crds"/prometheus-operator-*; do
+    [[ -d "$d" ]] || continue
+    k apply --server-side --force-conflicts -f "$d" >> "$LOGS/addons.log" || oc_die "applying CRDs from $d failed"
+  done
+  oc_log "CRDs from $crds applied ($(elapsed))"
+else
+  oc_log "no CRD directory at $crds (set OFFLINE_CLUSTER_CRDS): Istio, Gateway API, Prometheus Operator CRDs not installed"
+fi
+
+# KEDA (operator, metrics adapter registered as v1beta1.external.metrics.k8s.io, admission webhooks): upstream's
+# own kustomize manifests (config/default in the module build.sh compiled), with the local images, never pulled.
+if [[ "${OFFLINE_CLUSTER_KEDA:-1}" == 1 && -f "$OC_IMAGES/keda.tar" ]]; then
+  keda_src="$(cd "$OC_DIR/build/keda" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' github.com/kedacore/keda/v2)"
+  k kustomize "$keda_src/config/default" \
+    | sed -e "s|image: ghcr.io/kedacore/keda:main|image: $OFFLINE_KEDA_IMAGE|" \
+          -e "s|image: ghcr.io/kedacore/keda-metrics-apiserver:main|image: $OFFLINE_KEDA_ADAPTER_IMAGE|" \
+          -e "s|image: ghcr.io/kedacore/keda-admission-webhooks:main|image: $OFFLINE_KEDA_WEBHOOKS_IMAGE|" \
+          -e "s|imagePullPolicy: Always|imagePullPolicy: Never|" > "$CONF/keda.yaml"
+  grep -q "image: ghcr.io" "$CONF/keda.yaml" && oc_die "KEDA manifests still name a remote image ($CONF/keda.yaml)"
+  k apply --server-side --force-conflicts -f "$CONF/keda.yaml" >> "$LOGS/addons.log" || oc_die "applying KEDA failed"
+  wait_for "KEDA operator" 180 k -n keda rollout status deployment/keda-operator --timeout=1s
+  wait_for "KEDA metrics adapter" 180 k get --raw /apis/external.metrics.k8s.io/v1beta1
+fi
 
 oc_log "cluster up in $(elapsed); kubectl: $KUBECTL"
 trap - EXIT

@@ -1,13 +1,14 @@
 """Smoke test of a Kubernetes cluster itself, first of all the offline one (`make offline-cluster-up`).
 
 Proves what the harness's cluster tests take for granted: a pod runs, a Service routes to it, cluster DNS
-resolves the Service, and a Deployment scaled by a HorizontalPodAutoscaler (CPU, from metrics-server) changes
-its pod count. Everything runs in a throwaway namespace, removed at the end.
+resolves the Service, a Deployment scaled by a HorizontalPodAutoscaler (CPU, from metrics-server) changes
+its pod count, and KEDA (operator + metrics adapter) scales a Deployment through the external metrics API
+(that test skips where KEDA is not installed). Everything runs in a throwaway namespace, removed at the end.
 
 Environment: E2E_KUBECONFIG (or KUBECONFIG) names the cluster; without one, or when its API does not answer,
 every test skips with that reason. E2E_SMOKE_IMAGE is the busybox image to run (default: the one
 hack/offline-cluster/images.sh builds and up.sh imports, pinned in hack/offline-cluster/versions.env); it
-needs sh, httpd, wget and nslookup.
+needs sh, httpd, nc and nslookup (clients use nc: Debian's static busybox wget segfaults).
 """
 
 from __future__ import annotations
@@ -117,6 +118,11 @@ def _container(name: str, script: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _http_get(host: str) -> str:
+    """A shell line printing the body of http://host/ (busybox nc: HTTP/1.0, the server closes)."""
+    return f"printf 'GET / HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' | nc -w 3 {host} 80"
+
+
 def _run_pod(core: Any, namespace: str, name: str, script: str, timeout: float = 120) -> str:
     """Runs a one-shot pod to completion; returns its log; fails with the log if it did not succeed."""
     core.create_namespaced_pod(
@@ -205,7 +211,7 @@ def test_service_routes_to_pod(core: Any, namespace: str, web: dict[str, str]) -
         core,
         namespace,
         "svc-client",
-        f"for i in $(seq 30); do wget -qO- -T 3 http://{web['cluster_ip']}/ && exit 0; sleep 1; done; exit 1",
+        f"for i in $(seq 30); do {_http_get(web['cluster_ip'])} | grep hello-offline && exit 0; sleep 1; done; exit 1",
     )
     assert f"hello-offline {web['pod']}" in logs
 
@@ -216,8 +222,7 @@ def test_dns_resolves_service(core: Any, namespace: str, web: dict[str, str]) ->
         core,
         namespace,
         "dns-client",
-        f"for i in $(seq 30); do nslookup {fqdn} && break; sleep 1; done; "
-        f"wget -qO- -T 3 http://web/ && wget -qO- -T 3 http://{fqdn}/",
+        f"for i in $(seq 30); do nslookup {fqdn} && break; sleep 1; done; {_http_get('web')} && {_http_get(fqdn)}",
     )
     assert web["cluster_ip"] in logs, f"{fqdn} did not resolve to {web['cluster_ip']}:\n{logs}"
     # The short name works too: the pod's resolv.conf searches its namespace.
@@ -297,3 +302,73 @@ def test_hpa_changes_pod_count(api: Any, core: Any, apps: Any, namespace: str) -
     status = hpa.read_namespaced_horizontal_pod_autoscaler_status("burn", namespace).status
     print(f"HPA burn: current {status.current_replicas}, desired {status.desired_replicas}, running pods {count}")
     assert status.desired_replicas > 1
+
+
+def test_keda_scales_deployment(api: Any, core: Any, apps: Any, namespace: str) -> None:
+    """KEDA's operator and metrics adapter scale a Deployment through the external metrics API.
+
+    The trigger is KEDA's in-cluster `kubernetes-workload` scaler (one replica per pod matching a selector), so
+    nothing outside the cluster is needed: three marker pods must bring the target from 1 to 3 replicas.
+    """
+    from kubernetes import client
+
+    try:
+        client.ApiextensionsV1Api(api).read_custom_resource_definition("scaledobjects.keda.sh", _request_timeout=10)
+        client.CustomObjectsApi(api).get_api_resources("external.metrics.k8s.io", "v1beta1", _request_timeout=10)
+    except Exception as exc:
+        pytest.skip(f"no KEDA: ScaledObject CRD or external.metrics.k8s.io not served: {exc}"[:300])
+
+    def deployment(name: str, replicas: int) -> dict[str, Any]:
+        labels = {"app.kubernetes.io/name": name}
+        return {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 0,
+                        "containers": [_container(name, "exec sleep 3600")],
+                    },
+                },
+            },
+        }
+
+    apps.create_namespaced_deployment(namespace, deployment("keda-target", 1))
+    apps.create_namespaced_deployment(namespace, deployment("keda-marker", 3))
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "keda.sh",
+        "v1alpha1",
+        namespace,
+        "scaledobjects",
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "keda-target"},
+            "spec": {
+                "scaleTargetRef": {"name": "keda-target"},
+                "minReplicaCount": 1,
+                "maxReplicaCount": 5,
+                "pollingInterval": 5,
+                "advanced": {
+                    "horizontalPodAutoscalerConfig": {"behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}}}
+                },
+                "triggers": [
+                    {
+                        "type": "kubernetes-workload",
+                        "metadata": {"podSelector": "app.kubernetes.io/name=keda-marker", "value": "1"},
+                    }
+                ],
+            },
+        },
+    )
+
+    def target_pods() -> int:
+        pods = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=keda-target").items
+        return sum(1 for p in pods if p.status.phase == "Running")
+
+    count = _wait("KEDA scaled keda-target to 3 pods", 300, lambda: target_pods() >= 3 and target_pods(), interval=5)
+    hpa = client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler("keda-hpa-keda-target", namespace)
+    print(f"KEDA HPA keda-hpa-keda-target: desired {hpa.status.desired_replicas}, running pods {count}")
+    assert hpa.status.desired_replicas == 3
