@@ -19,7 +19,7 @@ control_plane_only=0
 [[ "${1:-}" == "--control-plane-only" ]] && control_plane_only=1
 
 [[ "$(id -u)" -eq 0 ]] || oc_die "needs root (network namespaces, mounts, cgroups)"
-# A cluster whose processes are gone (the session or CI job that ran it ended) leaves its namespaces, mounts,
+# A cluster whose processes are gone (the shell or CI job that ran it ended) leaves its namespaces, mounts,
 # cgroups and state behind: clear them. A cluster still running is left alone.
 if [[ -e "$OC_STATE/ns/mnt" || -e "/run/netns/$OFFLINE_NODE_NETNS" || -d "$OC_STATE/pids" ]]; then
   for f in "$OC_STATE"/pids/*.pid; do

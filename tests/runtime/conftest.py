@@ -25,7 +25,7 @@ from ai_agents.orchestrator.app import Orchestrator
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[LocalPostgres]:
-    """One real PostgreSQL server for the session; each test gets its own database (see `dsn`)."""
+    """One real PostgreSQL server for the whole test run; each test gets its own database (see `dsn`)."""
     # Not under pytest's tmp dir: as root, PostgreSQL runs as another user who must be able to reach the directory.
     data_dir = Path(tempfile.mkdtemp(prefix="ai-agents-test-pg-"))
     try:
