@@ -6,11 +6,14 @@ OFFLINE_CLUSTER_CACHE ?= /var/cache/ai-agents-offline-cluster
 OFFLINE_CLUSTER_STATE ?= /var/lib/ai-agents-offline-cluster
 export OFFLINE_CLUSTER_CACHE OFFLINE_CLUSTER_STATE
 
-.PHONY: offline-cluster-build offline-cluster-up offline-cluster-down offline-cluster-test
+.PHONY: offline-cluster-build offline-cluster-images offline-cluster-up offline-cluster-down offline-cluster-test
 offline-cluster-build: ## Build (or reuse from the cache) Kubernetes, etcd, CoreDNS, metrics-server, KEDA and the node's images
 	@$(OFFLINE_CLUSTER_DIR)/install-packages.sh
 	@$(OFFLINE_CLUSTER_DIR)/build.sh
 	@$(OFFLINE_CLUSTER_DIR)/images.sh
+
+offline-cluster-images: ## Build (or reuse) the runtime image from agent_image/Dockerfile and PostgreSQL with buildah, no registry
+	@$(OFFLINE_CLUSTER_DIR)/agent-image.sh
 
 offline-cluster-up: ## Start the offline single-node cluster; the last line printed is its KUBECONFIG path
 	@$(OFFLINE_CLUSTER_DIR)/up.sh

@@ -52,3 +52,10 @@ if [[ -x "$OC_KEDA_BIN/keda" ]]; then
       --entrypoint "/$bin" --file "$OC_KEDA_BIN/$bin=/$bin" --dir /tmp --dir /certs --user 65532:65532
   done
 else oc_log "KEDA images: skipped, run build.sh keda first"; fi
+
+# The umbrella chart's images (the runtime from agent_image/Dockerfile, PostgreSQL from Debian), built with
+# buildah on a debootstrap base (agent-image.sh); the runtime's pip install needs PyPI on a cold cache or after
+# agent_image/ changed. OFFLINE_CLUSTER_APP_IMAGES=0 leaves them out (the cluster then runs only its addons).
+if [[ "${OFFLINE_CLUSTER_APP_IMAGES:-1}" == 1 ]]; then
+  "$OC_DIR/agent-image.sh" runtime postgres
+else oc_log "runtime and PostgreSQL images: skipped (OFFLINE_CLUSTER_APP_IMAGES=0)"; fi

@@ -283,7 +283,7 @@ cat > "$S/cni/net.d/10-aiag.conflist" <<EOF
 EOF
 start containerd containerd --config "$CONF/containerd.toml"
 wait_for containerd 30 in_node ctr --address /run/containerd/containerd.sock version
-for img in pause busybox coredns metrics-server keda keda-adapter keda-admission-webhooks; do
+for img in pause busybox coredns metrics-server keda keda-adapter keda-admission-webhooks agent-runtime postgres; do
   [[ -f "$OC_IMAGES/$img.tar" ]] || continue
   in_node ctr --address /run/containerd/containerd.sock -n k8s.io images import \
     "$OC_IMAGES/$img.tar" >> "$LOGS/images.log" 2>&1 || oc_die "importing $img.tar failed (see $LOGS/images.log)"
@@ -350,6 +350,22 @@ sed -e "s|@COREDNS_IMAGE@|$OFFLINE_COREDNS_IMAGE|g" -e "s|@CLUSTER_DNS@|$OFFLINE
   "$OC_DIR/manifests/coredns.yaml" | k apply -f - >> "$LOGS/addons.log"
 sed -e "s|@METRICS_SERVER_IMAGE@|$OFFLINE_METRICS_SERVER_IMAGE|g" \
   "$OC_DIR/manifests/metrics-server.yaml" | k apply -f - >> "$LOGS/addons.log"
+# Storage: no provisioner runs here, so a default StorageClass without one and $OFFLINE_LOCAL_PVS (20) pre-made
+# `local` PersistentVolumes (directories under $S/pv, nominally 10Gi each; the kubelet applies fsGroup to
+# them, unlike hostPath). A claim binds to one when its pod is scheduled; a released volume is not reused
+# (Retain: local volumes have no deleter), so each StatefulSet install uses one up until down.sh.
+{
+  printf '%s\n' 'apiVersion: storage.k8s.io/v1' 'kind: StorageClass' 'metadata:' '  name: local' \
+    '  annotations: {storageclass.kubernetes.io/is-default-class: "true"}' \
+    'provisioner: kubernetes.io/no-provisioner' 'volumeBindingMode: WaitForFirstConsumer' 'reclaimPolicy: Retain'
+  for i in $(seq 1 "${OFFLINE_LOCAL_PVS:-20}"); do
+    mkdir -p "$S/pv/pv$i"
+    printf '%s\n' '---' 'apiVersion: v1' 'kind: PersistentVolume' "metadata: {name: local-pv$i}" 'spec:' \
+      '  capacity: {storage: 10Gi}' '  accessModes: [ReadWriteOnce]' '  persistentVolumeReclaimPolicy: Retain' \
+      '  storageClassName: local' "  local: {path: $S/pv/pv$i}" \
+      "  nodeAffinity: {required: {nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [$NODE]}]}]}}"
+  done
+} | k apply -f - >> "$LOGS/addons.log" || oc_die "applying the StorageClass and local volumes failed"
 wait_for CoreDNS 120 k -n kube-system rollout status deployment/coredns --timeout=1s
 wait_for metrics-server 180 k get --raw /apis/metrics.k8s.io/v1beta1/nodes
 

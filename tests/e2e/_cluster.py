@@ -50,6 +50,8 @@ class E2EConfig:
     kind_node_image: str = ""
     kubeconfig: str | None = None
     prometheus_service: str = "kube-prometheus-stack-prometheus"
+    # Image of the embedded PostgreSQL (`registry/repository:tag`); empty keeps the chart's default.
+    postgres_image: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> E2EConfig:
@@ -76,6 +78,7 @@ class E2EConfig:
             kind_node_image=env.get("KIND_NODE_IMAGE", versions.get("KIND_NODE_IMAGE", "")),
             kubeconfig=env.get("KUBECONFIG") or None,
             prometheus_service=env.get("E2E_PROMETHEUS_SERVICE", "kube-prometheus-stack-prometheus"),
+            postgres_image=env.get("E2E_POSTGRES_IMAGE", ""),
         )
 
     @property
@@ -87,6 +90,19 @@ class E2EConfig:
     def image_tag(self) -> str:
         _repo, sep, tag = self.image.rpartition(":")
         return tag if sep and "/" not in tag else ""
+
+    @property
+    def postgres_image_values(self) -> dict[str, str]:
+        """`store.postgresql.image.*` for E2E_POSTGRES_IMAGE (empty: none, the chart's default image)."""
+        if not self.postgres_image:
+            return {}
+        ref, sep, tag = self.postgres_image.rpartition(":")
+        if not sep or "/" in tag:
+            ref, tag = self.postgres_image, "latest"
+        first, _, rest = ref.partition("/")
+        registry = first if rest and ("." in first or ":" in first or first == "localhost") else ""
+        repository = rest if registry else ref
+        return {"registry": registry, "repository": repository, "tag": tag}
 
 
 class ClusterUnavailable(Exception):

@@ -79,6 +79,8 @@ def release_values(cfg: E2EConfig, namespace: str, opts: ReleaseOptions) -> list
             sets.append("mesh.chaos.enabled=true")
         if opts.mesh_clients:
             sets.append("mesh.authorization.orchestratorClients={" + ",".join(opts.mesh_clients) + "}")
+    for key, value in cfg.postgres_image_values.items():
+        sets.append(f"store.postgresql.image.{key}={value}")
     sets.extend(opts.extra_set)
     for item in sets:
         args += ["--set", item]

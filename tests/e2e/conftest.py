@@ -5,7 +5,8 @@ no KEDA, no Prometheus); a skip is reported as a skip in the table at the end, n
 
 Environment (as `make ai-agents-test` passes it): E2E_CLUSTER (`existing`: KUBECONFIG as it is; `kind`: create
 the kind cluster from hack/kind-config.yaml and load E2E_IMAGE), E2E_RELEASE, E2E_NAMESPACE,
-E2E_MONITORING_NAMESPACE, E2E_ISTIO_NAMESPACE, E2E_KEDA_NAMESPACE, E2E_IMAGE, HELM.
+E2E_MONITORING_NAMESPACE, E2E_ISTIO_NAMESPACE, E2E_KEDA_NAMESPACE, E2E_IMAGE, HELM; E2E_POSTGRES_IMAGE
+(`registry/repository:tag` of the embedded PostgreSQL: `store.postgresql.image.*`; empty keeps the chart's).
 """
 
 from __future__ import annotations

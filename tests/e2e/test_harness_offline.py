@@ -262,3 +262,26 @@ def test_locust_run_stops_at_its_task_count_long_before_its_time_limit(tmp_path:
     assert result.elapsed_sec < 30, f"locust ran {result.elapsed_sec:.0f}s: the count bound did not stop it"
     assert result.summary.failures == 0 and result.summary.requests >= 12
     assert result.summary.p99_ms >= result.summary.p50_ms > 0
+
+
+@pytest.mark.parametrize(
+    ("ref", "values"),
+    [
+        ("", {}),
+        (
+            "localhost/offline/postgres:15-bookworm",
+            {"registry": "localhost", "repository": "offline/postgres", "tag": "15-bookworm"},
+        ),
+        ("docker.io/library/postgres:17.6", {"registry": "docker.io", "repository": "library/postgres", "tag": "17.6"}),
+        ("registry.test:5000/pg", {"registry": "registry.test:5000", "repository": "pg", "tag": "latest"}),
+        ("postgres:16", {"registry": "", "repository": "postgres", "tag": "16"}),
+    ],
+)
+def test_postgres_image_override(ref: str, values: dict[str, str]) -> None:
+    """E2E_POSTGRES_IMAGE becomes store.postgresql.image.* (the offline cluster's Debian-built PostgreSQL)."""
+    cfg = E2EConfig.from_env({"E2E_POSTGRES_IMAGE": ref})
+    assert cfg.postgres_image_values == values
+    sets = release_values(cfg, "ns", ReleaseOptions())
+    assert [a for a in sets if a.startswith("store.postgresql.image.")] == [
+        f"store.postgresql.image.{k}={v}" for k, v in values.items()
+    ]

@@ -188,24 +188,35 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         "AI_AGENTS_SIMULATE_FAILURE_RATE": str(args.failure_rate),
         "AI_AGENTS_LOG_FORMAT": "json",
     }
-    state = fleet.up(
-        dsn=args.dsn,
-        orchestrators=args.orchestrators,
-        agents=_parse_agent_counts(args.agents, args.agents_per_type),
-        agent_env=agent_env,
-    )
-    print(json.dumps(state.summary()), flush=True)
-    if args.detach:
-        return 0
-    print("local fleet running; Ctrl-C stops it", file=sys.stderr)
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    # Blocked first, so both arrive here instead of killing the process before it stops the fleet.
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+
+    # Python-level handlers (unlike a blocked signal mask) are not inherited by the processes the fleet starts,
+    # and they turn SIGTERM into the same orderly stop as Ctrl-C, also while the fleet is still starting.
+    def request_stop(signum: int, _frame: object) -> None:
+        raise _StopRequested(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
     try:
-        signal.sigwait(stop_signals)
-    finally:
+        state = fleet.up(
+            dsn=args.dsn,
+            orchestrators=args.orchestrators,
+            agents=_parse_agent_counts(args.agents, args.agents_per_type),
+            agent_env=agent_env,
+        )
+        print(json.dumps(state.summary()), flush=True)
+        if args.detach:
+            return 0
+        print("local fleet running; Ctrl-C stops it", file=sys.stderr)
+        while True:
+            signal.pause()
+    except _StopRequested:
+        # fleet.up() already cleaned up if it was interrupted; down() is a no-op then.
         fleet.down()
-    return 0
+        return 0
+
+
+class _StopRequested(Exception):
+    """SIGINT or SIGTERM arrived while `local up` runs in the foreground."""
 
 
 def cmd_local_down(args: argparse.Namespace) -> int:
