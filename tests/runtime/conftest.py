@@ -38,16 +38,21 @@ def postgres() -> Iterator[LocalPostgres]:
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
-@pytest.fixture
-async def dsn(postgres: LocalPostgres) -> AsyncIterator[str]:
-    """A fresh, empty database per test, so tests never see each other's tasks."""
+async def create_database(postgres: LocalPostgres) -> str:
+    """A new, empty database on the shared server; returns its DSN."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(postgres.dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield f"postgresql://{postgres.user}@127.0.0.1:{postgres.port}/{name}"
+    return f"postgresql://{postgres.user}@127.0.0.1:{postgres.port}/{name}"
+
+
+@pytest.fixture
+async def dsn(postgres: LocalPostgres) -> str:
+    """A fresh, empty database per test, so tests never see each other's tasks."""
+    return await create_database(postgres)
 
 
 def orchestrator_settings(dsn: str, **overrides: Any) -> OrchestratorSettings:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
@@ -37,7 +36,7 @@ from ai_agents.v1 import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._api_support import health_port, metrics_port
-from .conftest import grpc_target, http_base, orchestrator_settings
+from .conftest import create_database, grpc_target, http_base, orchestrator_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -77,19 +76,9 @@ class World:
 MISSING = str(uuid.uuid4())
 
 
-async def _create_database(postgres: LocalPostgres) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres.dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return f"postgresql://{postgres.user}@127.0.0.1:{postgres.port}/{name}"
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(postgres: LocalPostgres) -> AsyncIterator[World]:
-    dsn = await _create_database(postgres)
+    dsn = await create_database(postgres)
     limits = Orchestrator(orchestrator_settings(dsn, max_payload_bytes=MAX_PAYLOAD, max_message_bytes=MAX_MESSAGE))
     secured = Orchestrator(orchestrator_settings(dsn, api_token=TOKEN))
     await limits.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -74,36 +75,13 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap(self, handler: _Handler, method: str, authorized: bool) -> _Handler:
-
-        async def guard(context: _Ctx) -> None:
-            if not authorized:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
-
-        def final_code(context: _Ctx) -> grpc.StatusCode:
-            code = context.code()
-            return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
-
+        """Wrap a servicer method: token check first, then one outcome per call, recorded and mapped to a status."""
         if handler.unary_unary:
             inner_unary = cast("_AioUnary", handler.unary_unary)
 
             async def unary(request: Any, context: _Ctx) -> Any:
-                started = time.perf_counter()
-                try:
-                    await guard(context)
-                    response = await inner_unary(request, context)
-                except AiAgentsError as exc:
-                    self._record(method, exc.grpc_code, started)
-                    await context.abort(exc.grpc_code, exc.message)
-                except (grpc.aio.AbortError, asyncio.CancelledError):
-                    self._record(method, final_code(context) if context.code() else grpc.StatusCode.CANCELLED, started)
-                    raise
-                except Exception:
-                    # A bug, not bad input: log it whole, tell the caller nothing about internals.
-                    log.exception("unhandled error", extra={"method": method})
-                    self._record(method, grpc.StatusCode.INTERNAL, started)
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-                self._record(method, final_code(context), started)
-                return response
+                async with self._served(method, authorized, context):
+                    return await inner_unary(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
@@ -114,22 +92,9 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = cast("_AioStream", handler.unary_stream)
 
             async def stream(request: Any, context: _Ctx) -> AsyncIterator[Any]:
-                started = time.perf_counter()
-                try:
-                    await guard(context)
+                async with self._served(method, authorized, context):
                     async for response in inner_stream(request, context):
                         yield response
-                except AiAgentsError as exc:
-                    self._record(method, exc.grpc_code, started)
-                    await context.abort(exc.grpc_code, exc.message)
-                except (grpc.aio.AbortError, asyncio.CancelledError):
-                    self._record(method, final_code(context) if context.code() else grpc.StatusCode.CANCELLED, started)
-                    raise
-                except Exception:
-                    log.exception("unhandled error", extra={"method": method})
-                    self._record(method, grpc.StatusCode.INTERNAL, started)
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-                self._record(method, final_code(context), started)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
@@ -137,6 +102,29 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+    @contextlib.asynccontextmanager
+    async def _served(self, method: str, authorized: bool, context: _Ctx) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        try:
+            if not authorized:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+            yield
+        except AiAgentsError as exc:
+            self._record(method, exc.grpc_code, started)
+            await context.abort(exc.grpc_code, exc.message)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            code = context.code()
+            self._record(method, code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.CANCELLED, started)
+            raise
+        except Exception:
+            # A bug, not bad input: log it whole, tell the caller nothing about internals.
+            log.exception("unhandled error", extra={"method": method})
+            self._record(method, grpc.StatusCode.INTERNAL, started)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        else:
+            code = context.code()
+            self._record(method, code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK, started)
 
 
 class GrpcServer:
