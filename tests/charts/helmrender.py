@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -67,3 +69,29 @@ def find(objects: Iterable[dict[str, Any]], kind: str, name: str) -> dict[str, A
         if obj.get("kind") == kind and obj["metadata"]["name"] == name:
             return obj
     raise KeyError(f"no {kind} named {name}")
+
+
+@functools.cache
+def _render_cached(
+    helm: Path, chart: str, values: tuple[str, ...], sets: tuple[tuple[str, str], ...], release: str, namespace: str
+) -> list[dict[str, Any]]:
+    return render(helm, chart, values_files=values, set_values=dict(sets), release=release, namespace=namespace)
+
+
+def render_chart(
+    helm: Path,
+    chart: str | Path,
+    *values_files: Path,
+    release: str = "ai-agents",
+    namespace: str = "ai-agents",
+    **sets: Any,
+) -> list[dict[str, Any]]:
+    """Render once per distinct input (tests share the result; each gets its own copy).
+
+    Keyword `a__b=1` means `--set a.b=1`; booleans are written as helm reads them (`true`, not `True`).
+    """
+    set_items = tuple(
+        sorted((k.replace("__", "."), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in sets.items())
+    )
+    objects = _render_cached(helm, str(chart), tuple(str(v) for v in values_files), set_items, release, namespace)
+    return copy.deepcopy(objects)

@@ -10,8 +10,6 @@ The `helm` fixture (conftest.py) runs each test once with Helm 3 and once with H
 
 from __future__ import annotations
 
-import copy
-import functools
 import math
 import re
 import shutil
@@ -22,7 +20,7 @@ from typing import Any
 import crdschema
 import pytest
 import yaml
-from helmrender import CHARTS_DIR, HelmError, by_kind, find, render, run_helm
+from helmrender import CHARTS_DIR, HelmError, by_kind, find, render_chart, run_helm
 from promql import contract_metric_names, is_known_runtime_series, metric_names
 
 CHART = CHARTS_DIR / "keda-scalers"
@@ -48,13 +46,6 @@ TYPE_SPECIFIC_METRIC = {
 }
 
 
-@functools.cache
-def _render_cached(
-    helm: Path, values: tuple[str, ...], sets: tuple[tuple[str, str], ...], release: str, namespace: str
-) -> list[dict[str, Any]]:
-    return render(helm, CHART, values_files=values, set_values=dict(sets), release=release, namespace=namespace)
-
-
 def chart(
     helm: Path,
     *values_files: Path,
@@ -63,9 +54,7 @@ def chart(
     **sets: Any,
 ) -> list[dict[str, Any]]:
     """Render the chart; keyword `a__b=1` means `--set a.b=1`."""
-    set_items = tuple(sorted((k.replace("__", "."), str(v)) for k, v in sets.items()))
-    objs = _render_cached(helm, tuple(str(v) for v in values_files), set_items, release, namespace)
-    return copy.deepcopy(objs)
+    return render_chart(helm, CHART, *values_files, release=release, namespace=namespace, **sets)
 
 
 def render_error(helm: Path, **sets: Any) -> str:

@@ -14,14 +14,13 @@ The `helm` fixture (conftest.py) runs each test once with Helm 3 and once with H
 from __future__ import annotations
 
 import copy
-import functools
 from pathlib import Path
 from typing import Any
 
 import crdschema
 import pytest
 import yaml
-from helmrender import CHARTS_DIR, HelmError, by_kind, find, render
+from helmrender import CHARTS_DIR, HelmError, by_kind, find, render_chart
 
 CHART = CHARTS_DIR / "mesh"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -42,24 +41,6 @@ L7_OPERATION_KEYS = {"paths", "notPaths", "methods", "notMethods", "hosts", "not
 L7_SOURCE_KEYS = {"requestPrincipals", "notRequestPrincipals"}
 
 
-@functools.cache
-def _render_cached(
-    helm: Path,
-    values: tuple[str, ...],
-    sets: tuple[tuple[str, str], ...],
-    release: str,
-    namespace: str,
-) -> list[dict[str, Any]]:
-    return render(
-        helm,
-        CHART,
-        values_files=values,
-        set_values=dict(sets),
-        release=release,
-        namespace=namespace,
-    )
-
-
 def chart(
     helm: Path,
     *values_files: Path,
@@ -68,9 +49,7 @@ def chart(
     **sets: Any,
 ) -> list[dict[str, Any]]:
     """Render the chart; keyword `a__b=1` means `--set a.b=1`."""
-    set_items = tuple(sorted((k.replace("__", "."), str(v)) for k, v in sets.items()))
-    objs = _render_cached(helm, tuple(str(v) for v in values_files), set_items, release, namespace)
-    return copy.deepcopy(objs)
+    return render_chart(helm, CHART, *values_files, release=release, namespace=namespace, **sets)
 
 
 def chart_with(helm: Path, tmp_path: Path, values: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ import charttree
 import crdschema
 import pytest
 import yaml
-from helmrender import CHARTS_DIR, HelmError, by_kind, find, render, run_helm
+from helmrender import CHARTS_DIR, HelmError, by_kind, find, render, render_chart, run_helm
 from promql import contract_metric_names, is_known_runtime_series, metric_names
 
 CHART = CHARTS_DIR / "observability"
@@ -78,21 +78,11 @@ PROMETHEUS_TARGET_SERIES = {"up", "scrape_samples_scraped"}
 # --- rendering -----------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _render_cached(
-    helm: Path, values: tuple[str, ...], sets: tuple[tuple[str, str], ...], release: str, namespace: str
-) -> list[dict[str, Any]]:
-    return render(helm, CHART, values_files=values, set_values=dict(sets), release=release, namespace=namespace)
-
-
 def chart(
     helm: Path, *values_files: Path, release: str = RELEASE, namespace: str = NAMESPACE, **sets: Any
 ) -> list[dict[str, Any]]:
     """Render the chart; keyword `a__b=1` means `--set a.b=1`."""
-    set_items = tuple(
-        sorted((k.replace("__", "."), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in sets.items())
-    )
-    return copy.deepcopy(_render_cached(helm, tuple(str(v) for v in values_files), set_items, release, namespace))
+    return render_chart(helm, CHART, *values_files, release=release, namespace=namespace, **sets)
 
 
 def chart_with(helm: Path, values: dict[str, Any], tmp_path: Path, **kwargs: Any) -> list[dict[str, Any]]:
