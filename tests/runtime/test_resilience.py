@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -230,3 +233,31 @@ async def test_sigterm_past_grace_releases_tasks_without_spending_an_attempt(
     released = await client.get_task(task_id)
     assert task_state_to_str(released.state) == "queued"
     assert released.attempts == 0, "a release on shutdown must not use up an attempt"
+
+
+async def test_orchestrator_waits_for_a_database_that_comes_up_after_it() -> None:
+    """As in a fresh install: the orchestrator pods start before the PostgreSQL StatefulSet accepts connections."""
+    from ai_agents.local.postgres import LocalPostgres, free_port
+    from ai_agents.orchestrator.app import Orchestrator
+
+    from .conftest import orchestrator_settings
+
+    data_dir = Path(tempfile.mkdtemp(prefix="ai-agents-late-pg-"))
+    late = LocalPostgres(data_dir, port=free_port())
+    orchestrator = Orchestrator(orchestrator_settings(late.dsn, database_connect_timeout_seconds=60))
+    starting = asyncio.create_task(orchestrator.start())
+    try:
+        await asyncio.sleep(2)
+        assert not starting.done(), "start-up must keep retrying while the database is unreachable"
+        await asyncio.to_thread(late.start)
+        await asyncio.wait_for(starting, 60)
+        async with await OrchestratorClient.connect(grpc_target(orchestrator)) as client:
+            task = (await client.submit_task("coding", {"after": "late database"})).task
+            assert task.task_id
+    finally:
+        if starting.done():
+            await orchestrator.stop()
+        else:
+            starting.cancel()
+        late.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -37,6 +37,8 @@ class OrchestratorSettings(CommonSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_pool_min: int = Field(2, ge=1)
     database_pool_max: int = Field(20, ge=1)
+    # How long start-up keeps retrying an unreachable database before the process gives up.
+    database_connect_timeout_seconds: float = Field(60.0, ge=0)
     orchestrator_id: str = Field(default_factory=socket.gethostname)
     # A lease lasts this long unless a heartbeat extends it.
     lease_seconds: int = Field(30, ge=1)

@@ -57,7 +57,7 @@ class Orchestrator:
         for server in (self.health, self.metrics_server):
             await server.start()
             self._servers.append(server)
-        stores = await self.database.start()
+        stores = await self.database.start(connect_timeout=s.database_connect_timeout_seconds)
         service = OrchestratorService(settings=s, database=self.database, stores=stores, metrics=self.metrics)
         tokens = TokenCheck(s.api_token.get_secret_value() if s.api_token else None)
         self.grpc = GrpcServer(

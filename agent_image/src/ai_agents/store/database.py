@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -81,10 +82,9 @@ class Database:
             raise RuntimeError("database not started")
         return self._pool
 
-    async def start(self) -> Stores:
-        self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=self._min_size, max_size=self._max_size, command_timeout=30
-        )
+    async def start(self, *, connect_timeout: float = 60.0) -> Stores:
+        """Connect (retrying while the database comes up, e.g. a StatefulSet started with us), then migrate."""
+        self._pool = await self._create_pool(connect_timeout)
         async with self._pool.acquire() as conn:
             applied = await migrate(conn)
         if applied:
@@ -96,6 +96,22 @@ class Database:
             messages=MessageStore(self._pool),
             resources=ResourceStore(self._pool),
         )
+
+    async def _create_pool(self, timeout: float) -> asyncpg.Pool:
+        deadline = time.monotonic() + timeout
+        delay = 0.5
+        while True:
+            try:
+                pool: asyncpg.Pool = await asyncpg.create_pool(
+                    self._dsn, min_size=self._min_size, max_size=self._max_size, command_timeout=30
+                )
+                return pool
+            except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("database not reachable yet; retrying", extra={"error": repr(exc), "in_seconds": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def close(self) -> None:
         if self._listener_task is not None:
