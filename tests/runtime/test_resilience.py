@@ -12,7 +12,8 @@ import asyncpg
 import grpc
 import pytest
 from ai_agents.client import OrchestratorClient
-from ai_agents.convert import task_state_to_str
+from ai_agents.convert import struct_to_dict, task_state_to_str
+from ai_agents.v1 import agents_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import AgentProcesses, OrchestratorFactory, eventually, grpc_target
@@ -49,7 +50,7 @@ async def test_sigkilled_agent_task_is_redelivered_and_succeeds_exactly_once(
         await eventually(leased_by_slow, timeout=30, message="the slow agent never leased the task")
         agents.kill(slow, signal.SIGKILL)
         agents.wait(slow, timeout=10)
-        fast = agents.start("coding", target)
+        agents.start("coding", target)  # the survivor that receives the redelivery
 
         async def succeeded() -> None:
             current = await client.get_task(task.task_id)
@@ -62,6 +63,7 @@ async def test_sigkilled_agent_task_is_redelivered_and_succeeds_exactly_once(
         )
         final = await client.get_task(task.task_id)
         assert final.attempts == 2, "one attempt died with the killed agent, the second succeeded"
+        assert struct_to_dict(final.result)["attempt"] == 2, "the recorded result is the second attempt's"
 
     conn = await asyncpg.connect(dsn)
     try:
@@ -69,7 +71,6 @@ async def test_sigkilled_agent_task_is_redelivered_and_succeeds_exactly_once(
         assert await conn.fetchval("SELECT count(*) FROM tasks WHERE state = 'succeeded'") == 1
     finally:
         await conn.close()
-    assert fast in agents.log(fast) or True  # the agent process ran; its log exists
     metrics = orchestrator.metrics.registry
     from prometheus_client import generate_latest
 
@@ -209,7 +210,7 @@ async def test_sigterm_lets_running_tasks_finish_then_deregisters(
         assert task_state_to_str(final.state) == "succeeded"
         assert final.attempts == 1
     registered = await client.get_agent(agent)
-    assert registered.state == 4, "the agent deregistered on the way out"  # AGENT_STATE_DEREGISTERED
+    assert registered.state == agents_pb2.AGENT_STATE_DEREGISTERED, "the agent deregistered on the way out"
 
 
 async def test_sigterm_past_grace_releases_tasks_without_spending_an_attempt(
