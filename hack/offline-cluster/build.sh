@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the offline cluster's binaries from the Go module proxy into the cache (see lib.sh), skipping each
 # component already built from the same build module. Usage: build.sh [kubernetes] [etcd] [coredns] [metrics-server]
-# [kubectl] [keda] (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
+# [kubectl] [keda] [prometheus-operator] [prometheus] (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
 # Times of each build are appended to $OC_CACHE/build-times.tsv.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(kubernetes kubectl etcd coredns metrics-server keda)
+[[ ${#components[@]} -gt 0 ]] || components=(kubernetes kubectl etcd coredns metrics-server keda prometheus-operator prometheus)
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -p=${OFFLINE_BUILD_P:-1}"
 nice_n="${OFFLINE_BUILD_NICE:-10}"
@@ -25,7 +25,7 @@ build() {
   # One build of a component at a time (a second caller waits for it, then finds it cached); other
   # components are not held up.
   local lock; exec {lock}>"$OC_CACHE/.build-$name.lock"; flock "$lock"
-  local stamp; stamp="$(cat "$moddir/go.mod" "$moddir/go.sum" | sha256sum | cut -c1-16)-$(go env GOVERSION)"
+  local stamp; stamp="$( { cat "$moddir/go.mod" "$moddir/go.sum"; printf %s "${BUILD_TAGS:+tags=$BUILD_TAGS}"; } | sha256sum | cut -c1-16)-$(go env GOVERSION)"
   if [[ -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$stamp" ]]; then
     oc_log "$name: cached in $out"; return 0
   fi
@@ -40,7 +40,7 @@ build() {
     for p in "$@"; do pkgs+=("${p%%=*}"); done
     # One go build for all packages of a module: shared dependencies compile once. -o DIR names each binary
     # by its package's last element; rename where that differs.
-    nice -n "$nice_n" go build -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}"
+    nice -n "$nice_n" go build -tags "${BUILD_TAGS:-}" -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}"
     for p in "$@"; do
       local base="${p%%=*}"; base="${base##*/}"
       if [[ "$base" =~ ^v[0-9]+$ ]]; then base="${p%%=*}"; base="${base%/*}"; base="${base##*/}"; fi
@@ -93,6 +93,23 @@ for c in "${components[@]}"; do
         github.com/kedacore/keda/v2/cmd/operator=keda \
         github.com/kedacore/keda/v2/cmd/adapter=keda-adapter \
         github.com/kedacore/keda/v2/cmd/webhooks=keda-admission-webhooks ;;
+    prometheus-operator)
+      require_pin prometheus-operator github.com/prometheus-operator/prometheus-operator "$OFFLINE_PROMETHEUS_OPERATOR_VERSION"
+      pv="$OFFLINE_PROMETHEUS_OPERATOR_VERSION"
+      build prometheus-operator prometheus-operator "$OC_PROMETHEUS_OPERATOR_BIN" \
+        "-s -w -X github.com/prometheus/common/version.Version=${pv#v}" \
+        github.com/prometheus-operator/prometheus-operator/cmd/operator=operator \
+        github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader=prometheus-config-reloader ;;
+    prometheus)
+      pv="${OFFLINE_PROMETHEUS_VERSION#v3.}"; pmv="v0.$((300 + ${pv%%.*})).${pv#*.}"
+      require_pin prometheus github.com/prometheus/prometheus "$pmv"
+      pl="-s -w"
+      for var in Version="${OFFLINE_PROMETHEUS_VERSION#v}" Revision=module-proxy Branch=HEAD BuildUser=offline-cluster \
+                 BuildDate=19700101-00:00:00; do pl+=" -X github.com/prometheus/common/version.$var"; done
+      # Only Kubernetes service discovery (Prometheus's own build tags): the cluster needs nothing else and the
+      # build skips every cloud SDK.
+      BUILD_TAGS="remove_all_sd,enable_kubernetes_sd" build prometheus prometheus "$OC_PROMETHEUS_BIN" "$pl" \
+        github.com/prometheus/prometheus/cmd/prometheus=prometheus ;;
     *) oc_die "unknown component: $c" ;;
   esac
 done

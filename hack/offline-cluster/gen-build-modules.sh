@@ -7,6 +7,9 @@
 #   build/coredns/go.mod         github.com/coredns/coredns
 #   build/metrics-server/go.mod  sigs.k8s.io/metrics-server
 #   build/keda/go.mod            github.com/kedacore/keda/v2 + the replace block of its own go.mod (version pins)
+#   build/prometheus-operator/go.mod  github.com/prometheus-operator/prometheus-operator (its ./pkg/* replaces
+#                                 pointed at the submodules published at the same version)
+#   build/prometheus/go.mod      github.com/prometheus/prometheus v0.3MM.P (= Prometheus v3.MM.P) + its replaces
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -63,7 +66,34 @@ mkdir -p "$here/build/keda"
   awk '/^replace \($/ {p=1} p {print} p && /^\)/ {exit}' "$keda_mod"; echo
   for c in operator adapter webhooks; do echo "tool github.com/kedacore/keda/v2/cmd/$c"; done; } > "$here/build/keda/go.mod"
 
-for d in "" /kubectl /etcd /coredns /metrics-server /keda; do
+# The Prometheus Operator replaces its own submodules (pkg/apis/monitoring, pkg/client) with ./ paths; each is
+# published under the same tag, so point them there.
+po="$OFFLINE_PROMETHEUS_OPERATOR_VERSION"
+po_mod="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$po" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')"
+[[ -f "$po_mod" ]] || { echo "cannot download github.com/prometheus-operator/prometheus-operator@$po" >&2; exit 1; }
+mkdir -p "$here/build/prometheus-operator"
+{ header "/prometheus-operator"; echo "require github.com/prometheus-operator/prometheus-operator $po"; echo
+  echo "// Its go.mod points these at ./pkg/...; use the submodules published from that tag."
+  echo "replace ("
+  awk -v v="$po" '$2 == "=>" && $3 ~ /^\.\/pkg\// {print "\t" $1 " => " $1 " " v}' "$po_mod"
+  echo ")"; echo
+  for c in operator prometheus-config-reloader; do echo "tool github.com/prometheus-operator/prometheus-operator/cmd/$c"; done
+} > "$here/build/prometheus-operator/go.mod"
+
+# Prometheus publishes v3.MM.P as the Go module version v0.3MM.P.
+pv="${OFFLINE_PROMETHEUS_VERSION#v3.}"; prom_mod_version="v0.$((300 + ${pv%%.*})).${pv#*.}"
+prom_mod="$(go mod download -json "github.com/prometheus/prometheus@$prom_mod_version" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')"
+[[ -f "$prom_mod" ]] || { echo "cannot download github.com/prometheus/prometheus@$prom_mod_version" >&2; exit 1; }
+if grep -E '^replace|^\s+\S+ => ' "$prom_mod" | grep -q '=> \.'; then
+  echo "Prometheus's go.mod has a path replace: not buildable from the proxy this way" >&2; exit 1
+fi
+mkdir -p "$here/build/prometheus"
+{ header "/prometheus"; echo "require github.com/prometheus/prometheus $prom_mod_version"; echo
+  echo "// Repeated from github.com/prometheus/prometheus@$prom_mod_version's go.mod."
+  grep -E '^replace [^(]' "$prom_mod"; echo
+  echo "tool github.com/prometheus/prometheus/cmd/prometheus"; } > "$here/build/prometheus/go.mod"
+
+for d in "" /kubectl /etcd /coredns /metrics-server /keda /prometheus-operator /prometheus; do
   ( cd "$here/build$d" && rm -f go.sum && go mod tidy )
   echo "resolved build$d/go.mod"
 done

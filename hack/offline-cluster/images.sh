@@ -53,6 +53,24 @@ if [[ -x "$OC_KEDA_BIN/keda" ]]; then
   done
 else oc_log "KEDA images: skipped, run build.sh keda first"; fi
 
+# Prometheus Operator and its config reloader: the binaries build.sh made, at the paths upstream's images use
+# (the operator starts the reloader sidecar as /bin/prometheus-config-reloader).
+if [[ -x "$OC_PROMETHEUS_OPERATOR_BIN/operator" ]]; then
+  for triple in "prometheus-operator:operator:$OFFLINE_PROMETHEUS_OPERATOR_IMAGE" \
+                "prometheus-config-reloader:prometheus-config-reloader:$OFFLINE_PROMETHEUS_CONFIG_RELOADER_IMAGE"; do
+    IFS=: read -r stem bin ref <<< "$triple"
+    image "$stem" "$ref" "$OC_PROMETHEUS_OPERATOR_BIN/$bin" -- \
+      --entrypoint "/bin/$bin" --file "$OC_PROMETHEUS_OPERATOR_BIN/$bin=/bin/$bin" --dir /tmp --user 65534:65534
+  done
+else oc_log "Prometheus Operator images: skipped, run build.sh prometheus-operator first"; fi
+
+# Prometheus: the binary build.sh made (Kubernetes service discovery only), laid out as upstream's image is.
+if [[ -x "$OC_PROMETHEUS_BIN/prometheus" ]]; then
+  image prometheus "$OFFLINE_PROMETHEUS_IMAGE" "$OC_PROMETHEUS_BIN/prometheus" -- \
+    --entrypoint /bin/prometheus --file "$OC_PROMETHEUS_BIN/prometheus=/bin/prometheus" --dir /prometheus --dir /etc/prometheus --dir /tmp \
+    --user 65534:65534
+else oc_log "image $OFFLINE_PROMETHEUS_IMAGE: skipped, run build.sh prometheus first"; fi
+
 # The umbrella chart's images (the runtime from agent_image/Dockerfile, PostgreSQL from Debian), built with
 # buildah on a debootstrap base (agent-image.sh); the runtime's pip install needs PyPI on a cold cache or after
 # agent_image/ changed. OFFLINE_CLUSTER_APP_IMAGES=0 leaves them out (the cluster then runs only its addons).

@@ -11,6 +11,7 @@
 #
 # Usage: up.sh [--control-plane-only]
 # Env: OFFLINE_CLUSTER_CACHE, OFFLINE_CLUSTER_STATE (see lib.sh); OFFLINE_CLUSTER_KEDA=0 (no KEDA);
+#      OFFLINE_CLUSTER_PROMETHEUS=0 (no Prometheus Operator, no Prometheus);
 #      OFFLINE_CLUSTER_CRDS (upstream CRDs to install; default ../shared/crds beside the repo).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,6 +39,7 @@ elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
 # OFFLINE_CLUSTER_KEDA=0 leaves KEDA out (no build, no deploy).
 build_components=(kubernetes kubectl etcd coredns metrics-server)
 [[ "${OFFLINE_CLUSTER_KEDA:-1}" == 1 ]] && build_components+=(keda)
+[[ "${OFFLINE_CLUSTER_PROMETHEUS:-1}" == 1 ]] && build_components+=(prometheus-operator prometheus)
 "$OC_DIR/build.sh" "${build_components[@]}"
 "$OC_DIR/images.sh"
 
@@ -283,7 +285,8 @@ cat > "$S/cni/net.d/10-aiag.conflist" <<EOF
 EOF
 start containerd containerd --config "$CONF/containerd.toml"
 wait_for containerd 30 in_node ctr --address /run/containerd/containerd.sock version
-for img in pause busybox coredns metrics-server keda keda-adapter keda-admission-webhooks agent-runtime postgres; do
+for img in pause busybox coredns metrics-server keda keda-adapter keda-admission-webhooks prometheus-operator \
+           prometheus-config-reloader agent-runtime postgres prometheus; do
   [[ -f "$OC_IMAGES/$img.tar" ]] || continue
   in_node ctr --address /run/containerd/containerd.sock -n k8s.io images import \
     "$OC_IMAGES/$img.tar" >> "$LOGS/images.log" 2>&1 || oc_die "importing $img.tar failed (see $LOGS/images.log)"
@@ -397,6 +400,44 @@ if [[ "${OFFLINE_CLUSTER_KEDA:-1}" == 1 && -f "$OC_IMAGES/keda.tar" ]]; then
   wait_for "KEDA operator" 180 k -n keda rollout status deployment/keda-operator --timeout=1s
   wait_for "KEDA metrics adapter" 180 k get --raw /apis/external.metrics.k8s.io/v1beta1
 fi
+
+# Prometheus Operator (upstream's example manifests from the module build.sh compiled, moved to `monitoring`, local
+# images) and a Prometheus it runs (manifests/prometheus.yaml): ServiceMonitors and
+# PrometheusRules of the charts are acted on as on a cluster with kube-prometheus-stack. OFFLINE_CLUSTER_PROMETHEUS=0
+# leaves it out.
+if [[ "${OFFLINE_CLUSTER_PROMETHEUS:-1}" == 1 && -f "$OC_IMAGES/prometheus-operator.tar" && -f "$OC_IMAGES/prometheus.tar" ]]; then
+  po_src="$(cd "$OC_DIR/build/prometheus-operator" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' \
+    github.com/prometheus-operator/prometheus-operator)"
+  pv="$OFFLINE_PROMETHEUS_OPERATOR_VERSION"
+  for f in "$po_src"/example/rbac/prometheus-operator/prometheus-operator-{service-account,cluster-role,cluster-role-binding,deployment,service}.yaml \
+           "$po_src"/example/rbac/prometheus/prometheus-{service-account,cluster-role,cluster-role-binding}.yaml; do
+    echo "---"
+    sed -e "s|namespace: default|namespace: monitoring|" \
+        -e "s|image: quay.io/prometheus-operator/prometheus-operator:$pv|image: $OFFLINE_PROMETHEUS_OPERATOR_IMAGE|" \
+        -e "s|=quay.io/prometheus-operator/prometheus-config-reloader:$pv|=$OFFLINE_PROMETHEUS_CONFIG_RELOADER_IMAGE|" "$f"
+  done > "$CONF/prometheus-operator.yaml"
+  grep -q "quay.io" "$CONF/prometheus-operator.yaml" && oc_die "Prometheus Operator manifests still name a remote image ($CONF/prometheus-operator.yaml)"
+  sed -e "s|@PROMETHEUS_IMAGE@|$OFFLINE_PROMETHEUS_IMAGE|" -e "s|@PROMETHEUS_VERSION@|$OFFLINE_PROMETHEUS_VERSION|" "$OC_DIR/manifests/prometheus.yaml" > "$CONF/prometheus.yaml"
+  k create namespace monitoring --dry-run=client -o yaml | k apply -f - >> "$LOGS/addons.log" \
+    || oc_die "creating namespace monitoring failed"
+  k -n monitoring apply --server-side --force-conflicts -f "$CONF/prometheus-operator.yaml" >> "$LOGS/addons.log" \
+    || oc_die "applying the Prometheus Operator failed"
+  wait_for "Prometheus Operator" 180 k -n monitoring rollout status deployment/prometheus-operator --timeout=1s
+  k apply -f "$CONF/prometheus.yaml" >> "$LOGS/addons.log" || oc_die "applying the Prometheus failed"
+  wait_for Prometheus 240 k -n monitoring wait --for=condition=Available prometheus/prometheus --timeout=1s
+fi
+
+# What the e2e harness (tests/e2e) needs to know about this cluster: `set -a; . $S/e2e.env; set +a`, then pytest.
+{
+  echo "E2E_CLUSTER=existing"
+  echo "E2E_KUBECONFIG=$S/kubeconfig"
+  echo "KUBECONFIG=$S/kubeconfig"
+  [[ -f "$OC_IMAGES/postgres.tar" ]] && echo "E2E_POSTGRES_IMAGE=$OFFLINE_POSTGRES_IMAGE"
+  if k -n monitoring get prometheus/prometheus >/dev/null 2>&1; then
+    echo "E2E_MONITORING_NAMESPACE=monitoring"
+    echo "E2E_PROMETHEUS_SERVICE=prometheus-operated"
+  fi
+} > "$S/e2e.env"
 
 oc_log "cluster up in $(elapsed); kubectl: $KUBECTL"
 trap - EXIT

@@ -268,6 +268,7 @@ class PortForward:
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        from kubernetes import client
         from kubernetes.stream import portforward
 
         pf = None
@@ -275,8 +276,12 @@ class PortForward:
             pod = self._pick_pod()
             self.stats.connections += 1
             self.stats.pods_used[pod] = self.stats.pods_used.get(pod, 0) + 1
+            # An ApiClient of its own: portforward() swaps the client's `request` for a websocket call while it
+            # connects, so on a shared client a concurrent call (another connection, a pod lookup) would take
+            # the wrong path or leave the swap in place ("Missing required parameter `ports`").
+            own = client.CoreV1Api(client.ApiClient(self._kube.api_client.configuration))
             pf = portforward(
-                self._kube.core.connect_get_namespaced_pod_portforward,
+                own.connect_get_namespaced_pod_portforward,
                 pod,
                 self._namespace,
                 ports=str(self._remote_port),

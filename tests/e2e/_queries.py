@@ -17,6 +17,7 @@ class ChartQuery:
     source: str  # e.g. "dashboard scaling.json: Replicas per type", "alert AiAgentsHighErrorRate"
     expr: str
     needs_istio: bool = False
+    needs_kube_state_metrics: bool = False  # reads kube_* series (kube-state-metrics, part of kube-prometheus-stack)
 
 
 def substitute_grafana(
@@ -110,6 +111,20 @@ def _unwrap(text: str) -> str | None:
     return text[1:-1]
 
 
+def _is_condition(text: str) -> bool:
+    """Whether an operand of a set operation compares or asks for absence (an alert condition)."""
+    for _op, operand in _top_level_split(text.strip(), _SET_OPS, words=True):
+        operand = _strip_modifiers(operand)
+        if len(_top_level_split(operand, _COMPARISONS, words=False)) > 1:
+            return True
+        if re.match(r"absent(?:_over_time)?\s*\(", operand.strip()):
+            return True
+        inner = _unwrap(operand)
+        if inner is not None and _is_condition(inner):
+            return True
+    return False
+
+
 def data_probes(expr: str) -> list[str]:
     """Sub-expressions that must return data while the system is healthy and under load.
 
@@ -117,8 +132,12 @@ def data_probes(expr: str) -> list[str]:
     top-level `and`/`or`/`unless` is taken on its own (the `unless` side may be empty), and of a comparison
     the non-scalar sides are kept. Parenthesised groups are opened, and `absent(x)` is probed as `x`.
     """
+    parts = _top_level_split(expr.strip(), _SET_OPS, words=True)
+    if len(parts) > 1 and all(op in ("", "or") for op, _ in parts) and not _is_condition(expr):
+        # A union of plain series (`errors or 0 * requests`): a side may be empty by design, the union may not.
+        return [expr.strip()]
     probes: list[str] = []
-    for op, operand in _top_level_split(expr.strip(), _SET_OPS, words=True):
+    for op, operand in parts:
         if op == "unless":
             continue
         operand = _strip_modifiers(operand)
@@ -129,7 +148,7 @@ def data_probes(expr: str) -> list[str]:
                 continue
             inner = _unwrap(side)
             if inner is not None:
-                if len(sides) > 1 or _top_level_split(inner, _SET_OPS, words=True)[1:]:
+                if len(sides) > 1 or _top_level_split(inner, _SET_OPS, words=True)[1:] or _is_condition(inner):
                     probes.extend(data_probes(inner))
                 else:
                     probes.append(side)
@@ -156,6 +175,15 @@ def _panel_queries(panels: list[dict[str, Any]], title_prefix: str) -> list[tupl
     return found
 
 
+def _query(source: str, expr: str) -> ChartQuery:
+    return ChartQuery(
+        source,
+        expr,
+        needs_istio="istio_" in expr,
+        needs_kube_state_metrics=re.search(r"\bkube_[a-z_]+", expr) is not None,
+    )
+
+
 def chart_queries(objects: list[dict[str, Any]], *, namespace: str) -> list[ChartQuery]:
     """All Prometheus queries of the rendered release: dashboards, PrometheusRules, ScaledObjects."""
     queries: list[ChartQuery] = []
@@ -168,13 +196,13 @@ def chart_queries(objects: list[dict[str, Any]], *, namespace: str) -> list[Char
                 dashboard = json.loads(text)
                 for title, expr in _panel_queries(dashboard.get("panels", []), f"dashboard {file_name}"):
                     concrete = substitute_grafana(expr, namespace=namespace)
-                    queries.append(ChartQuery(title, concrete, needs_istio="istio_" in concrete))
+                    queries.append(_query(title, concrete))
         elif kind == "PrometheusRule":
             for group in obj["spec"].get("groups", []):
                 for rule in group.get("rules", []):
                     label = f"record {rule['record']}" if "record" in rule else f"alert {rule.get('alert')}"
                     expr = str(rule["expr"])
-                    queries.append(ChartQuery(f"rule {label}", expr, needs_istio="istio_" in expr))
+                    queries.append(_query(f"rule {label}", expr))
         elif kind == "ScaledObject":
             for trigger in obj["spec"].get("triggers", []):
                 if trigger.get("type") == "prometheus":

@@ -198,6 +198,9 @@ def test_alert_conditions_reduce_to_data_probes() -> None:
     ]
     assert data_probes('absent(up{job="x"} == 1)') == ['up{job="x"}']
     assert data_probes("x unless y") == ["x"]
+    # A recording rule's union: the error side is empty while nothing fails, so only the union must have data.
+    assert data_probes("sum(rate(e[5m])) or 0 * r") == ["sum(rate(e[5m])) or 0 * r"]
+    assert data_probes("(a > 1) or b") == ["a", "b"]
     assert data_probes('max(q{a=~"b|c"}) >= 5') == ['max(q{a=~"b|c"})']
 
 
