@@ -33,6 +33,9 @@ def _versions() -> dict[str, str]:
     return values
 
 
+JAEGER_SELECTOR = "app.kubernetes.io/instance=jaeger"
+
+
 @dataclass(frozen=True)
 class E2EConfig:
     """The settings `make ai-agents-test` passes (E2E_*, HELM), with the same defaults as mk/platform.mk."""
@@ -43,6 +46,8 @@ class E2EConfig:
     monitoring_namespace: str = "monitoring"
     istio_namespace: str = "istio-system"
     keda_namespace: str = "keda"
+    # Where Jaeger runs (make ambient-up puts it beside istiod): its collector takes OTLP on 4317.
+    jaeger_namespace: str = "istio-system"
     image: str = "ai-agents/runtime:0.1.0"
     helm: str = str(TOOLS_BIN / "h4" / "helm")
     kind: str = str(TOOLS_BIN / "kind")
@@ -71,6 +76,7 @@ class E2EConfig:
             monitoring_namespace=env.get("E2E_MONITORING_NAMESPACE", "monitoring"),
             istio_namespace=env.get("E2E_ISTIO_NAMESPACE", "istio-system"),
             keda_namespace=env.get("E2E_KEDA_NAMESPACE", "keda"),
+            jaeger_namespace=env.get("E2E_JAEGER_NAMESPACE", env.get("E2E_ISTIO_NAMESPACE", "istio-system")),
             image=env.get("E2E_IMAGE", "ai-agents/runtime:0.1.0"),
             helm=env.get("HELM") or default_helm,
             kind=env.get("KIND") or str(TOOLS_BIN / "kind"),
@@ -195,6 +201,7 @@ class Prerequisites:
     prometheus_operator_missing: str | None = "not checked"
     gateway_api_missing: str | None = "not checked"
     metrics_api_missing: str | None = "not checked"
+    jaeger_missing: str | None = "not checked"
     details: dict[str, str] = field(default_factory=dict)
 
 
@@ -276,6 +283,11 @@ def detect_prerequisites(api_client: Any, cfg: E2EConfig) -> Prerequisites:
         )
     else:
         pre.prometheus_missing = None
+
+    if _ready_pods(api_client, cfg.jaeger_namespace, JAEGER_SELECTOR):
+        pre.jaeger_missing = None
+    else:
+        pre.jaeger_missing = f"no ready Jaeger pod (label {JAEGER_SELECTOR}) in namespace {cfg.jaeger_namespace}"
 
     try:
         client.ApiregistrationV1Api(api_client).read_api_service("v1beta1.metrics.k8s.io")

@@ -50,6 +50,8 @@ class ReleaseOptions:
     chaos_interval_seconds: int = 30
     mesh_fault_injection: bool = False
     mesh_clients: tuple[str, ...] = ()
+    # Spans to the Jaeger collector in cfg.jaeger_namespace (tracing.otlpEndpoint and the egress it needs).
+    tracing: bool = False
     extra_set: tuple[str, ...] = ()
 
 
@@ -79,18 +81,34 @@ def release_values(cfg: E2EConfig, namespace: str, opts: ReleaseOptions) -> list
             sets.append("mesh.chaos.enabled=true")
         if opts.mesh_clients:
             sets.append("mesh.authorization.orchestratorClients={" + ",".join(opts.mesh_clients) + "}")
+    if opts.tracing:
+        sets.append(f"tracing.otlpEndpoint=http://jaeger-collector.{cfg.jaeger_namespace}.svc:4317")
     for key, value in cfg.postgres_image_values.items():
         sets.append(f"store.postgresql.image.{key}={value}")
     sets.extend(opts.extra_set)
     for item in sets:
         args += ["--set", item]
-    selectors = {
+    json_sets: dict[str, Any] = {
         "networkPolicy.prometheus.namespaceSelector": {
             "matchLabels": {"kubernetes.io/metadata.name": cfg.monitoring_namespace}
         },
         "networkPolicy.keda.namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.keda_namespace}},
     }
-    for key, value in selectors.items():
+    if opts.tracing:
+        otlp_egress = [
+            {
+                "to": [
+                    {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.jaeger_namespace}},
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/instance": "jaeger"}},
+                    }
+                ],
+                "ports": [{"port": 4317, "protocol": "TCP"}],
+            }
+        ]
+        json_sets["networkPolicy.orchestrator.extraEgress"] = otlp_egress
+        json_sets["networkPolicy.agents.extraEgress"] = otlp_egress
+    for key, value in json_sets.items():
         args += ["--set-json", f"{key}={json.dumps(value, separators=(',', ':'))}"]
     return args
 

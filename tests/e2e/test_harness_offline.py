@@ -288,3 +288,36 @@ def test_postgres_image_override(ref: str, values: dict[str, str]) -> None:
     assert [a for a in sets if a.startswith("store.postgresql.image.")] == [
         f"store.postgresql.image.{k}={v}" for k, v in values.items()
     ]
+
+
+def test_tracing_release_sends_spans_to_jaeger_and_opens_egress(helm4_path: Path) -> None:
+    """ReleaseOptions(tracing=True): every workload exports OTLP to the Jaeger collector, and the NetworkPolicies
+    of the orchestrator and the agents let exactly that through."""
+    from charttree import prepared_charts
+
+    cfg = E2EConfig.from_env({"E2E_JAEGER_NAMESPACE": "tracing-ns"})
+    objects = template(
+        str(helm4_path),
+        prepared_charts(helm4_path) / UMBRELLA.name,
+        release="ai-agents",
+        namespace="pytest-0ff1ce",
+        values=release_values(cfg, "pytest-0ff1ce", ReleaseOptions(tracing=True)),
+    )
+    endpoint = "http://jaeger-collector.tracing-ns.svc:4317"
+    for deployment in by_kind(objects, "Deployment"):
+        containers = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for c in containers for e in c["env"]}
+        assert env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == endpoint, deployment["metadata"]["name"]
+    egress_to_jaeger = [
+        policy["metadata"]["name"]
+        for policy in by_kind(objects, "NetworkPolicy")
+        for rule in policy["spec"].get("egress", [])
+        if {"port": 4317, "protocol": "TCP"} in rule.get("ports", [])
+        and any(
+            (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+            == "tracing-ns"
+            for peer in rule.get("to", [])
+        )
+    ]
+    assert any("orchestrator" in name for name in egress_to_jaeger), egress_to_jaeger
+    assert any("agent" in name for name in egress_to_jaeger), egress_to_jaeger
