@@ -31,9 +31,11 @@ record() { # name seconds
     >> "$OC_CACHE/build-times.tsv"
   oc_log "$1: built in $2s"
 }
-# tree_sum FILE_OR_DIR...: a digest of paths and contents (build inputs), ignoring bytecode caches.
+# tree_sum FILE_OR_DIR...: a digest of paths and contents (build inputs), ignoring bytecode and tool caches
+# (lint runs leave .mypy_cache and .ruff_cache in agent_image/; .dockerignore keeps them out of the image).
 tree_sum() {
-  find "$@" -type f ! -path '*/__pycache__/*' ! -name '*.py[cod]' ! -path '*.egg-info/*' -print0 | sort -z \
+  find "$@" -type f ! -path '*/__pycache__/*' ! -name '*.py[cod]' ! -path '*.egg-info/*' \
+    ! -path '*/.mypy_cache/*' ! -path '*/.ruff_cache/*' ! -path '*/.pytest_cache/*' -print0 | sort -z \
     | xargs -0 sha256sum | sed "s|$REPO/||" | sha256sum | cut -c1-16
 }
 fresh() { [[ -f "$1" && "$(cat "$1.stamp" 2>/dev/null)" == "$2" ]]; }
