@@ -62,36 +62,21 @@ class OrchestratorApi:
 
     def list_tasks(self, *, agent_type: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
         """Every task (all pages)."""
-        tasks: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            params: dict[str, Any] = {"page_size": MAX_PAGE_SIZE}
-            if agent_type:
-                params["agent_type"] = agent_type
-            if state:
-                params["state"] = state
-            if token:
-                params["page_token"] = token
-            page = self._get("/v1/tasks", **params)
-            tasks.extend(page["tasks"])
-            token = page.get("next_page_token") or ""
-            if not token:
-                return tasks
+        return self._all_pages("/v1/tasks", "tasks", agent_type=agent_type, state=state)
 
     def list_agents(self, *, agent_type: str | None = None) -> list[dict[str, Any]]:
-        agents: list[dict[str, Any]] = []
-        token = ""
+        return self._all_pages("/v1/agents", "agents", agent_type=agent_type)
+
+    def _all_pages(self, path: str, key: str, **filters: str | None) -> list[dict[str, Any]]:
+        """The items under `key` of every page of a list route, following next_page_token."""
+        items: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"page_size": MAX_PAGE_SIZE, **{k: v for k, v in filters.items() if v}}
         while True:
-            params: dict[str, Any] = {"page_size": MAX_PAGE_SIZE}
-            if agent_type:
-                params["agent_type"] = agent_type
-            if token:
-                params["page_token"] = token
-            page = self._get("/v1/agents", **params)
-            agents.extend(page["agents"])
-            token = page.get("next_page_token") or ""
-            if not token:
-                return agents
+            page = self._get(path, **params)
+            items.extend(page[key])
+            params["page_token"] = page.get("next_page_token") or ""
+            if not params["page_token"]:
+                return items
 
 
 @dataclass(frozen=True)

@@ -186,20 +186,18 @@ class RolloutState:
 
 
 def deployment_state(obj: Any) -> RolloutState:
-    status = obj.status
-    return RolloutState(
-        name=obj.metadata.name,
-        generation=obj.metadata.generation or 0,
-        observed_generation=status.observed_generation or 0,
-        replicas=obj.spec.replicas if obj.spec.replicas is not None else 1,
-        updated=status.updated_replicas or 0,
-        ready=status.ready_replicas or 0,
-        available=status.available_replicas or 0,
-    )
+    return _rollout_state(obj, available=obj.status.available_replicas or 0)
 
 
 def statefulset_state(obj: Any) -> RolloutState:
     status = obj.status
+    # Older StatefulSet controllers leave availableReplicas unset: ready is the best available figure then.
+    available = status.available_replicas if status.available_replicas is not None else (status.ready_replicas or 0)
+    return _rollout_state(obj, available=available)
+
+
+def _rollout_state(obj: Any, *, available: int) -> RolloutState:
+    status = obj.status
     return RolloutState(
         name=obj.metadata.name,
         generation=obj.metadata.generation or 0,
@@ -207,7 +205,7 @@ def statefulset_state(obj: Any) -> RolloutState:
         replicas=obj.spec.replicas if obj.spec.replicas is not None else 1,
         updated=status.updated_replicas or 0,
         ready=status.ready_replicas or 0,
-        available=status.available_replicas if status.available_replicas is not None else (status.ready_replicas or 0),
+        available=available,
     )
 
 

@@ -118,6 +118,22 @@ def _container(name: str, script: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _deployment(name: str, container: dict[str, Any], replicas: int = 1) -> dict[str, Any]:
+    """A Deployment of `replicas` pods running `container`, selected by app.kubernetes.io/name=<name>."""
+    labels = {"app.kubernetes.io/name": name}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"terminationGracePeriodSeconds": 0, "containers": [container]},
+            },
+        },
+    }
+
+
 def _http_get(host: str) -> str:
     """A shell line printing the body of http://host/ (busybox nc: HTTP/1.0, the server closes)."""
     return f"printf 'GET / HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' | nc -w 3 {host} 80"
@@ -159,27 +175,15 @@ def web(core: Any, apps: Any, namespace: str) -> dict[str, str]:
     script = 'mkdir -p /www && echo "hello-offline $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www'
     apps.create_namespaced_deployment(
         namespace,
-        {
-            "metadata": {"name": "web", "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 0,
-                        "containers": [
-                            _container(
-                                "web",
-                                script,
-                                ports=[{"containerPort": 8080, "name": "http"}],
-                                readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 2},
-                            )
-                        ],
-                    },
-                },
-            },
-        },
+        _deployment(
+            "web",
+            _container(
+                "web",
+                script,
+                ports=[{"containerPort": 8080, "name": "http"}],
+                readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 2},
+            ),
+        ),
     )
     core.create_namespaced_service(
         namespace,
@@ -244,29 +248,14 @@ def test_hpa_changes_pod_count(api: Any, core: Any, apps: Any, namespace: str) -
 
     # One pod spinning a CPU at its 100m limit against a 20m request: 500% of the request, far above the
     # 50% target, so the HPA must scale up to its maximum.
-    labels = {"app.kubernetes.io/name": "burn"}
     apps.create_namespaced_deployment(
         namespace,
-        {
-            "metadata": {"name": "burn", "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 0,
-                        "containers": [
-                            _container(
-                                "burn",
-                                "while :; do :; done",
-                                resources={"requests": {"cpu": "20m"}, "limits": {"cpu": "100m"}},
-                            )
-                        ],
-                    },
-                },
-            },
-        },
+        _deployment(
+            "burn",
+            _container(
+                "burn", "while :; do :; done", resources={"requests": {"cpu": "20m"}, "limits": {"cpu": "100m"}}
+            ),
+        ),
     )
     client.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(
         namespace,
@@ -318,25 +307,8 @@ def test_keda_scales_deployment(api: Any, core: Any, apps: Any, namespace: str) 
     except Exception as exc:
         pytest.skip(f"no KEDA: ScaledObject CRD or external.metrics.k8s.io not served: {exc}"[:300])
 
-    def deployment(name: str, replicas: int) -> dict[str, Any]:
-        labels = {"app.kubernetes.io/name": name}
-        return {
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 0,
-                        "containers": [_container(name, "exec sleep 3600")],
-                    },
-                },
-            },
-        }
-
-    apps.create_namespaced_deployment(namespace, deployment("keda-target", 1))
-    apps.create_namespaced_deployment(namespace, deployment("keda-marker", 3))
+    for name, replicas in (("keda-target", 1), ("keda-marker", 3)):
+        apps.create_namespaced_deployment(namespace, _deployment(name, _container(name, "exec sleep 3600"), replicas))
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         "keda.sh",
         "v1alpha1",
