@@ -36,16 +36,17 @@ async def call(
 
 
 async def test_submit_is_idempotent(http: aiohttp.ClientSession, client: OrchestratorClient) -> None:
+    request = {
+        "agent_type": "coding",
+        "payload": {"repo": "x/y", "issue": 7},
+        "idempotency_key": "idem-1",
+        "priority": 3,
+    }
     status, body = await call(
         http,
         "POST",
         "/v1/tasks",
-        json={
-            "agent_type": "coding",
-            "payload": {"repo": "x/y", "issue": 7},
-            "idempotency_key": "idem-1",
-            "priority": 3,
-        },
+        json=request,
     )
     assert status == 201
     assert uuid.UUID(body["task_id"])
@@ -66,12 +67,7 @@ async def test_submit_is_idempotent(http: aiohttp.ClientSession, client: Orchest
         http,
         "POST",
         "/v1/tasks",
-        json={
-            "agent_type": "coding",
-            "payload": {"repo": "x/y", "issue": 7},
-            "idempotency_key": "idem-1",
-            "priority": 3,
-        },
+        json=request,
     )
     assert status == 200 and again["task_id"] == body["task_id"]
 

@@ -141,18 +141,14 @@ class LocalPostgres:
             capture_output=True,
             timeout=timeout + 10,
         )
+        server = ["-h", "127.0.0.1", "-p", str(self.port), "-U", self.user]  # what psql and createdb connect to
         deadline = time.monotonic() + timeout
         while True:
             done = subprocess.run(
                 [
                     *prefix,
                     str(pg_bin / "psql"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    self.user,
+                    *server,
                     "-d",
                     "postgres",
                     "-tAc",
@@ -169,17 +165,7 @@ class LocalPostgres:
             time.sleep(0.2)
         if done.stdout.strip() != "1":
             subprocess.run(
-                [
-                    *prefix,
-                    str(pg_bin / "createdb"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    self.user,
-                    self.database,
-                ],
+                [*prefix, str(pg_bin / "createdb"), *server, self.database],
                 check=True,
                 capture_output=True,
                 timeout=30,
