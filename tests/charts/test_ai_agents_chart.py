@@ -36,7 +36,7 @@ from helmrender import HelmError, by_kind, find
 CHART = "ai-agents"
 CHART_DIR = charttree.CHARTS_DIR / CHART
 
-pytestmark = pytest.mark.skipif(not (CHART_DIR / "Chart.yaml").is_file(), reason="charts/ai-agents not written yet")
+pytestmark = pytest.mark.skipif(not (CHART_DIR / "Chart.yaml").is_file(), reason="no charts/ai-agents/Chart.yaml")
 
 # The rollout's service table (requirements, not rendered output): replicas per component.
 ORCHESTRATOR_REPLICAS = 3
