@@ -795,6 +795,27 @@ def test_mesh_labels(helm: Path) -> None:
         assert not [k for k in labels if k.startswith("istio.io/")], obj["metadata"]["name"]
 
 
+def test_agents_reach_the_orchestrator_through_the_waypoint(helm: Path) -> None:
+    """A waypoint sees only traffic addressed to the Service it is attached to: with it on, agents dial that
+    Service (the waypoint balances per request); without it, the headless Service (client-side round robin)."""
+    headless = f"dns:///{P}-orchestrator-headless.{NAMESPACE}.svc.cluster.local:9090"
+    through_waypoint = f"dns:///{P}-orchestrator.{NAMESPACE}.svc.cluster.local:9090"
+    cases = [
+        ({}, headless),
+        ({"mesh.enabled": "true"}, through_waypoint),
+        ({"mesh.enabled": "true", "mesh.waypoint.enabled": "false"}, headless),
+    ]
+    for sets, expected in cases:
+        objs = render(helm, sets=sets)
+        for agent_type, deployment in agent_deployments(objs).items():
+            target = env_of(pod_spec(deployment)["containers"][0])["AI_AGENTS_ORCHESTRATOR_TARGET"]["value"]
+            assert target == expected, (sets, agent_type)
+        service = find(objs, "Service", expected.removeprefix("dns:///").split(".")[0])
+        uses_waypoint = "istio.io/use-waypoint" in service["metadata"].get("labels", {})
+        assert uses_waypoint == (expected == through_waypoint), (sets, service["metadata"])
+        assert service["spec"].get("clusterIP") != "None" or expected == headless, sets
+
+
 def test_chaos_monkey(helm: Path) -> None:
     assert not by_kind(render(helm), "Role"), "off by default"
     objs = render(helm, files=[ci_file("04-chaos-values.yaml")])

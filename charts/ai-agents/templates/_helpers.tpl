@@ -83,6 +83,21 @@ istio.io/use-waypoint: {{ include "ai-agents.componentName" (dict "root" . "suff
 {{- end }}
 
 {{/*
+The gRPC target agents (and in-cluster clients) dial. A waypoint attached to a Service sees only traffic
+addressed to that Service, so with the mesh's waypoint on they dial the orchestrator's ClusterIP Service:
+the waypoint then applies fault injection, retries, outlier detection, load balancing (per request) and L7
+authorization. Without a waypoint they dial the headless Service and balance per call themselves
+(round_robin over every orchestrator pod).
+*/}}
+{{- define "ai-agents.orchestratorTarget" -}}
+{{- $service := "orchestrator-headless" }}
+{{- if include "ai-agents.waypointLabels" . | trim }}
+{{- $service = "orchestrator" }}
+{{- end }}
+{{- printf "dns:///%s.%s.svc.%s:9090" (include "ai-agents.componentName" (dict "root" . "suffix" $service)) .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+
+{{/*
 Image reference `registry/repository:tag`; the tag defaults to the chart's appVersion and an empty registry
 is left out. Usage: include "ai-agents.image" (dict "root" $ "image" .Values.orchestrator.image)
 where "image" holds overrides of .Values.image.
