@@ -7,17 +7,19 @@ Calls go through raw stubs with explicit metadata, so each test says exactly wha
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
+from ai_agents.client import OrchestratorClient
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.serving.identity import CREDENTIAL_METADATA, mint_local_credential
 from ai_agents.v1 import agents_pb2, agents_pb2_grpc, common_pb2, tasks_pb2, tasks_pb2_grpc
 
 from ._api_support import rpc_error
-from .conftest import OrchestratorFactory, agent_credential, grpc_target
+from .conftest import AgentProcesses, OrchestratorFactory, agent_credential, eventually, grpc_target
 
 CODING = common_pb2.AGENT_TYPE_CODING
 TESTING = common_pb2.AGENT_TYPE_TESTING
@@ -299,3 +301,26 @@ async def test_without_identity_lease_still_needs_registration(start_orchestrato
         )
         assert other_type.code() == grpc.StatusCode.PERMISSION_DENIED
         assert (await api.task(task.task_id)).state == tasks_pb2.TASK_STATE_QUEUED
+
+
+async def test_agent_processes_use_their_own_credential_and_no_other(
+    orchestrator: Orchestrator, agents: AgentProcesses, client: OrchestratorClient
+) -> None:
+    """A real agent process registers and completes work with its credential; one holding another's exits."""
+    target = grpc_target(orchestrator)
+    rightful = agents.start("coding", target)
+    task = (await client.submit_task("coding", {"who": "rightful"})).task
+
+    async def succeeded() -> None:
+        assert (await client.get_task(task.task_id)).state == tasks_pb2.TASK_STATE_SUCCEEDED
+
+    await eventually(succeeded, timeout=30, message="the agent with its own credential completes the task")
+    assert (await client.get_agent(rightful)).agent_type == CODING
+
+    impostor = agents.start("coding", target, AI_AGENTS_AGENT_CREDENTIAL=agent_credential(rightful, "coding"))
+    assert await asyncio.to_thread(agents.wait, impostor, 30) != 0, "an agent acting as another is refused and exits"
+    assert "PERMISSION_DENIED" in agents.log(impostor)
+    unknown = agents.start("coding", target, AI_AGENTS_AGENT_CREDENTIAL="")
+    assert await asyncio.to_thread(agents.wait, unknown, 30) != 0
+    assert "UNAUTHENTICATED" in agents.log(unknown)
+    assert [a.agent_id for a in (await client.list_agents(agent_type="coding")).agents] == [rightful]

@@ -83,6 +83,8 @@ class Orchestrator:
         self._maintenance_task = asyncio.create_task(maintenance.run(self._stop), name="maintenance")
         await self.grpc.set_serving(True)
         self._ready = True
+        if s.agent_identity == "none":
+            log.warning("agent identity is off (AI_AGENTS_AGENT_IDENTITY=none): any client may act as any agent")
         log.info(
             "orchestrator serving",
             extra={
