@@ -43,10 +43,11 @@ class AgentIdentity:
 
     def check(self, agent_id: str, agent_type: str | None = None) -> None:
         """Refuse a request made in another agent's name (or for another agent type)."""
+        # The request's values are echoed cut to the longest valid id: they are not validated yet.
         if agent_id != self.agent_id:
-            raise PermissionDenied(f"agent_id {agent_id!r} is not the agent this credential identifies")
+            raise PermissionDenied(f"agent_id {agent_id[:253]!r} is not the agent this credential identifies")
         if agent_type is not None and agent_type != self.agent_type:
-            raise PermissionDenied(f"agent_type {agent_type!r} is not the type this credential identifies")
+            raise PermissionDenied(f"agent_type {agent_type[:64]!r} is not the type this credential identifies")
 
 
 class AgentAuthenticator(Protocol):
