@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import functools
 import ipaddress
+import json
 import os
 import subprocess
 import urllib.parse
@@ -309,6 +310,72 @@ def test_contract_env_command_and_image(helm: Path) -> None:
     assert len(base64.b64decode(token["data"]["token"])) >= 32
 
 
+def test_agents_prove_their_identity_with_projected_tokens(helm: Path) -> None:
+    """agentIdentity.mode kubernetes (the default): what the orchestrator's TokenReview check needs is all there."""
+    objs = render(helm, sets={"agents.discovery.enabled": "false"})
+    agents = agent_deployments(objs)
+    orchestrator = pod_spec(find(objs, "Deployment", f"{P}-orchestrator"))
+    env = env_of(orchestrator["containers"][0])
+    assert env["AI_AGENTS_AGENT_IDENTITY"]["value"] == "kubernetes"
+    assert env["AI_AGENTS_AGENT_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    service_accounts = json.loads(env["AI_AGENTS_AGENT_SERVICE_ACCOUNTS"]["value"])
+    assert service_accounts == {pod_spec(d)["serviceAccountName"]: t for t, d in agents.items()}, (
+        "each enabled agent type's own ServiceAccount, and nothing else"
+    )
+    assert "discovery" not in service_accounts.values()
+    assert {sa["metadata"]["name"] for sa in by_kind(objs, "ServiceAccount")} >= set(service_accounts)
+    # In-cluster config needs the orchestrator's own API token; TokenReview needs system:auth-delegator.
+    assert orchestrator["automountServiceAccountToken"] is True
+    [binding] = by_kind(objs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "system:auth-delegator",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": orchestrator["serviceAccountName"], "namespace": NAMESPACE}
+    ]
+    for agent_type, deployment in agents.items():
+        spec = pod_spec(deployment)
+        assert spec["automountServiceAccountToken"] is False, "agents get no token for the Kubernetes API"
+        container = spec["containers"][0]
+        token_file = Path(env_of(container)["AI_AGENTS_AGENT_CREDENTIAL_FILE"]["value"])
+        [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == str(token_file.parent)]
+        assert mount.get("readOnly") is True, agent_type
+        [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        [source] = volume["projected"]["sources"]
+        assert source["serviceAccountToken"] == {
+            "audience": "ai-agents",
+            "expirationSeconds": 3600,
+            "path": token_file.name,
+        }, agent_type
+    fleet = Fleet(objs)
+    coding = fleet.labels("agent-coding")
+    assert fleet.allowed(fleet.labels("orchestrator"), None, 6443, dst_ip="172.18.0.2"), "TokenReview egress"
+    assert not fleet.allowed(coding, None, 443, dst_ip="10.96.0.1"), "agents never reach the Kubernetes API"
+    # Narrowed to the control plane, the API egress opens nothing else.
+    narrowed = Fleet(render(helm, files=[_values_file({"networkPolicy": {"kubeApi": {"cidrs": ["172.18.0.2/32"]}}})]))
+    orchestrator_pods = narrowed.labels("orchestrator")
+    assert narrowed.allowed(orchestrator_pods, None, 6443, dst_ip="172.18.0.2")
+    assert not narrowed.allowed(orchestrator_pods, None, 443, dst_ip="8.8.8.8")
+
+
+def test_agent_identity_none_renders_no_token_or_rbac(helm: Path) -> None:
+    objs = render(helm, sets={"agentIdentity.mode": "none"})
+    orchestrator = pod_spec(find(objs, "Deployment", f"{P}-orchestrator"))
+    env = env_of(orchestrator["containers"][0])
+    assert env["AI_AGENTS_AGENT_IDENTITY"]["value"] == "none"
+    assert "AI_AGENTS_AGENT_SERVICE_ACCOUNTS" not in env
+    assert orchestrator["automountServiceAccountToken"] is False
+    assert not by_kind(objs, "ClusterRoleBinding")
+    for deployment in agent_deployments(objs).values():
+        spec = pod_spec(deployment)
+        assert "AI_AGENTS_AGENT_CREDENTIAL_FILE" not in env_of(spec["containers"][0])
+        assert all("projected" not in v for v in spec["volumes"])
+    fleet = Fleet(objs)
+    assert not fleet.allowed(fleet.labels("orchestrator"), None, 443, dst_ip="10.96.0.1"), "no API egress"
+
+
 def test_image_registry_tag_and_name_prefix(helm: Path) -> None:
     objs = render(
         helm,
@@ -377,8 +444,11 @@ def test_every_pod_is_restricted(helm: Path, scenario: str | None) -> None:
     }
     for workload in pods:
         spec = pod_spec(workload)
-        chaos = pod_labels(workload)["app.kubernetes.io/name"] == "chaos-monkey"
-        assert spec["automountServiceAccountToken"] is chaos, workload["metadata"]["name"]
+        name = pod_labels(workload)["app.kubernetes.io/name"]
+        chaos = name == "chaos-monkey"
+        # Only the Kubernetes API's clients get its token: the chaos monkey, and the orchestrator for TokenReview
+        # (on the pod only: its ServiceAccount keeps the default off).
+        assert spec["automountServiceAccountToken"] is (chaos or name == "orchestrator"), workload["metadata"]["name"]
         if "serviceAccountName" in spec:
             assert sa_automount[spec["serviceAccountName"]] is chaos
 
@@ -583,6 +653,7 @@ def test_required_flows_are_allowed(helm: Path) -> None:
             assert fleet.allowed(labels, KUBE_DNS, 53, protocol=protocol, dst_ns="kube-system"), f"{name} -> DNS"
     assert fleet.allowed(chaos, None, 443, dst_ip="10.96.0.1"), "chaos monkey -> kube API"
     assert fleet.allowed(chaos, None, 6443, dst_ip="172.18.0.2"), "chaos monkey -> kube API endpoint"
+    assert fleet.allowed(orchestrator, None, 443, dst_ip="10.96.0.1"), "orchestrator -> kube API (TokenReview)"
     assert fleet.allowed(test_pod, orchestrator, 8081), "helm test -> orchestrator health"
 
 
@@ -596,7 +667,7 @@ def test_nothing_else_is_opened(helm: Path) -> None:
     )
     tcp = lambda *ports: {("TCP", p) for p in ports}  # noqa: E731
     expected = {
-        "orchestrator": (tcp(8080, 9090, 9091, 8081), tcp(5432) | DNS),
+        "orchestrator": (tcp(8080, 9090, 9091, 8081), tcp(5432, 443, 6443) | DNS),
         "postgresql": (tcp(5432), DNS),
         "chaos-monkey": (tcp(9091), tcp(443, 6443) | DNS),
         "test-health": (set(), tcp(8081) | DNS),
@@ -618,7 +689,10 @@ def test_nothing_else_is_opened(helm: Path) -> None:
     ]
     for src, dst, port, why in denied:
         assert not fleet.allowed(src, dst, port), why
-    assert not fleet.allowed(orchestrator, None, 443, dst_ip="8.8.8.8"), "no egress to the internet"
+    # The orchestrator reaches the Kubernetes API (TokenReview) on networkPolicy.kubeApi's ports, whose default
+    # CIDR is every address (the API server's is not known at render time); nothing else leaves the cluster.
+    assert not fleet.allowed(orchestrator, None, 80, dst_ip="8.8.8.8"), "no egress to the internet"
+    assert not fleet.allowed(orchestrator, None, 8443, dst_ip="8.8.8.8"), "no egress to the internet"
     assert not fleet.allowed(coding, None, 443, dst_ip="8.8.8.8"), "no LLM egress with the simulate handler"
     assert not fleet.allowed(PROMETHEUS, coding, 9091, src_ns="default"), "Prometheus only from its namespace"
 
@@ -737,6 +811,7 @@ def test_no_database_fails_naming_the_key(helm: Path) -> None:
         pytest.param({"agents.testing.handler": "magic"}, ["/agents/testing/handler"], id="unknown-handler"),
         pytest.param({"agentDefaults.simulate.failureRate": 2}, ["/agentDefaults/simulate/failureRate"], id="rate"),
         pytest.param({"networkPolicy.enabeld": "true"}, ["/networkPolicy", "enabeld"], id="nested-typo"),
+        pytest.param({"agentIdentity.mode": "local"}, ["/agentIdentity/mode"], id="identity-mode"),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_key(helm: Path, sets: dict[str, Any], names: list[str]) -> None:
@@ -837,7 +912,10 @@ def test_chaos_monkey(helm: Path) -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": spec["serviceAccountName"], "namespace": NAMESPACE}
     ]
-    assert not by_kind(objs, "ClusterRole") and not by_kind(objs, "ClusterRoleBinding")
+    assert not by_kind(objs, "ClusterRole")
+    assert [b["metadata"]["name"] for b in by_kind(objs, "ClusterRoleBinding")] == [
+        f"{P}-orchestrator-{NAMESPACE}-auth-delegator"
+    ], "the chaos monkey's RBAC is namespaced; the only cluster binding is the orchestrator's TokenReview"
 
     container = spec["containers"][0]
     assert container["command"] == ["ai-agents", "chaos-monkey"]
@@ -901,6 +979,14 @@ def test_notes_explain_access_and_warn_about_risky_settings(helm: Path) -> None:
     assert f"port-forward svc/{P}-orchestrator 8080:8080 9090:9090" in notes
     assert f"get secret {P}-api-token" in notes
     assert "WARNING" not in notes
-    risky = _notes(helm, {"apiToken.enabled": "false", "networkPolicy.enabled": "false", "chaosMonkey.enabled": "true"})
-    for key in ("apiToken.enabled", "networkPolicy.enabled", "chaosMonkey.enabled"):
+    risky = _notes(
+        helm,
+        {
+            "apiToken.enabled": "false",
+            "networkPolicy.enabled": "false",
+            "chaosMonkey.enabled": "true",
+            "agentIdentity.mode": "none",
+        },
+    )
+    for key in ("apiToken.enabled", "networkPolicy.enabled", "chaosMonkey.enabled", "agentIdentity.mode"):
         assert any(line.startswith("WARNING") and key in line for line in risky.splitlines()), key

@@ -21,6 +21,20 @@ from ai_agents.client import OrchestratorClient
 from ai_agents.config import OrchestratorSettings
 from ai_agents.local.postgres import LocalPostgres, PostgresNotFound, free_port
 from ai_agents.orchestrator.app import Orchestrator
+from ai_agents.serving.identity import mint_local_credential
+
+# The orchestrators under test check agent identity `local` with this secret; tests mint agents' credentials with it.
+AGENT_IDENTITY_SECRET = "test-agent-identity-secret-" + uuid.uuid4().hex
+
+
+def agent_credential(agent_id: str, agent_type: str) -> str:
+    """The credential of one agent, as the local fleet would hand it out."""
+    return mint_local_credential(AGENT_IDENTITY_SECRET, agent_id, agent_type)
+
+
+def as_agent(client: OrchestratorClient, agent_id: str, agent_type: str) -> OrchestratorClient:
+    """`client`'s channel, acting as one agent (its credential on every call)."""
+    return client.as_agent(agent_credential(agent_id, agent_type))
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +82,8 @@ def orchestrator_settings(dsn: str, **overrides: Any) -> OrchestratorSettings:
         "lease_seconds": 30,
         "database_pool_min": 1,
         "database_pool_max": 10,
+        "agent_identity": "local",
+        "agent_identity_secret": AGENT_IDENTITY_SECRET,
     }
     values.update(overrides)
     return OrchestratorSettings(**values)
@@ -142,6 +158,7 @@ class AgentProcesses:
             "AI_AGENTS_METRICS_PORT": str(free_port()),
             "AI_AGENTS_LOG_FORMAT": "text",
             "AI_AGENTS_SIMULATE_LATENCY_MS": "0",
+            "AI_AGENTS_AGENT_CREDENTIAL": agent_credential(agent_id, agent_type),
             **env,
         }
         log = (self._log_dir / f"{agent_id}.log").open("wb")

@@ -20,6 +20,7 @@ import pytest_asyncio
 from ai_agents.convert import dict_to_struct
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
+from ai_agents.serving.identity import CREDENTIAL_METADATA
 from ai_agents.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -36,7 +37,7 @@ from ai_agents.v1 import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._api_support import health_port, metrics_port
-from .conftest import create_database, grpc_target, http_base, orchestrator_settings
+from .conftest import agent_credential, create_database, grpc_target, http_base, orchestrator_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -44,6 +45,11 @@ MAX_PAYLOAD = 1024
 MAX_MESSAGE = 8192
 TOKEN = "s3cret"
 CODING = common_pb2.AGENT_TYPE_CODING
+
+
+def as_agent(agent_id: str, agent_type: str = "coding") -> tuple[tuple[str, str], ...]:
+    """Call metadata of one agent: agent RPCs reach validation only with a credential for the id they name."""
+    return ((CREDENTIAL_METADATA, agent_credential(agent_id, agent_type)),)
 
 
 class Stubs:
@@ -103,12 +109,17 @@ async def world(postgres: LocalPostgres) -> AsyncIterator[World]:
                 )
             )
             w.acknowledged[response.task.task_id] = {"g": i}
+        await w.stubs.agents.RegisterAgent(
+            agents_pb2.RegisterAgentRequest(agent_id="w-1", agent_type=CODING), metadata=as_agent("w-1")
+        )
         leased = await w.stubs.tasks.LeaseTasks(
-            tasks_pb2.LeaseTasksRequest(agent_id="w-1", agent_type=CODING, max_tasks=1, wait_seconds=0)
+            tasks_pb2.LeaseTasksRequest(agent_id="w-1", agent_type=CODING, max_tasks=1, wait_seconds=0),
+            metadata=as_agent("w-1"),
         )
         lease = leased.leases[0]
         await w.stubs.tasks.CompleteTask(
-            tasks_pb2.CompleteTaskRequest(task_id=lease.task.task_id, lease_token=lease.lease_token)
+            tasks_pb2.CompleteTaskRequest(task_id=lease.task.task_id, lease_token=lease.lease_token),
+            metadata=as_agent("w-1"),
         )
         w.finished = lease.task.task_id
         w.queued = next(t for t in w.acknowledged if t != w.finished)
@@ -299,7 +310,9 @@ CASES = [
     ),
     pytest.param(
         GrpcCase(
-            lambda w: w.stubs.tasks.CompleteTask(tasks_pb2.CompleteTaskRequest(task_id=""), timeout=5),
+            lambda w: w.stubs.tasks.CompleteTask(
+                tasks_pb2.CompleteTaskRequest(task_id=""), timeout=5, metadata=as_agent("w-1")
+            ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "task_id",
         ),
@@ -326,6 +339,7 @@ CASES = [
             lambda w: w.stubs.tasks.FailTask(
                 tasks_pb2.FailTaskRequest(task_id=MISSING, lease_token=1, error="x"),
                 timeout=5,
+                metadata=as_agent("w-1"),
             ),
             grpc.StatusCode.NOT_FOUND,
             MISSING,
@@ -360,6 +374,7 @@ CASES = [
             lambda w: w.stubs.tasks.CompleteTask(
                 tasks_pb2.CompleteTaskRequest(task_id=w.queued, lease_token=1),
                 timeout=5,
+                metadata=as_agent("w-1"),
             ),
             grpc.StatusCode.FAILED_PRECONDITION,
             "queued",
@@ -499,6 +514,7 @@ CASES = [
             lambda w: w.stubs.tasks.LeaseTasks(
                 tasks_pb2.LeaseTasksRequest(agent_id="w", agent_type=CODING, max_tasks=101),
                 timeout=5,
+                metadata=as_agent("w"),
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "max_tasks",
@@ -510,6 +526,7 @@ CASES = [
             lambda w: w.stubs.tasks.LeaseTasks(
                 tasks_pb2.LeaseTasksRequest(agent_id="w", agent_type=CODING, wait_seconds=600),
                 timeout=900,
+                metadata=as_agent("w"),
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "wait_seconds",
@@ -521,6 +538,7 @@ CASES = [
             lambda w: w.stubs.tasks.UpdateTaskProgress(
                 tasks_pb2.UpdateTaskProgressRequest(task_id=MISSING, lease_token=1, progress=2.0),
                 timeout=5,
+                metadata=as_agent("w-1"),
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "progress",
@@ -533,6 +551,7 @@ CASES = [
             lambda w: w.stubs.agents.RegisterAgent(
                 agents_pb2.RegisterAgentRequest(agent_id="has spaces", agent_type=CODING),
                 timeout=5,
+                metadata=as_agent("has spaces"),
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "agent_id",
@@ -544,6 +563,7 @@ CASES = [
             lambda w: w.stubs.agents.RegisterAgent(
                 agents_pb2.RegisterAgentRequest(agent_id="ok-1", agent_type=CODING, capacity=-2),
                 timeout=5,
+                metadata=as_agent("ok-1"),
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "capacity",

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._api_support import connect, rpc_error
-from .conftest import OrchestratorFactory, grpc_target
+from .conftest import OrchestratorFactory, as_agent, grpc_target
 
 SERVICES = {
     "ai_agents.v1.TaskService",
@@ -39,8 +39,16 @@ async def fast_retry(
         yield c
 
 
+async def registered(client: OrchestratorClient, agent_id: str, agent_type: str) -> OrchestratorClient:
+    """A registered agent: `client`'s channel with that agent's credential (agent RPCs need both)."""
+    agent = as_agent(client, agent_id, agent_type)
+    await agent.register_agent(agent_id=agent_id, agent_type=agent_type, capacity=1)
+    return agent
+
+
 async def lease_one(client: OrchestratorClient, agent_type: str = "coding", agent_id: str = "w-1") -> Any:
-    leases = await client.lease_tasks(agent_id=agent_id, agent_type=agent_type, max_tasks=1, wait_seconds=0)
+    agent = await registered(client, agent_id, agent_type)
+    leases = await agent.lease_tasks(agent_id=agent_id, agent_type=agent_type, max_tasks=1, wait_seconds=0)
     assert len(leases) == 1, leases
     return leases[0]
 
@@ -126,13 +134,13 @@ async def test_cancel_queued_and_leased(client: OrchestratorClient) -> None:
     assert cancelled.state == tasks_pb2.TASK_STATE_CANCELLED and cancelled.HasField("finished_at")
 
     await client.submit_task("coding", {"x": 2})
-    await client.register_agent(agent_id="w-1", agent_type="coding", capacity=1)
     lease = await lease_one(client)
+    w1 = as_agent(client, "w-1", "coding")
     assert (await client.cancel_task(lease.task.task_id)).state == tasks_pb2.TASK_STATE_CANCELLED
     # The holder learns it at its next heartbeat and can no longer complete the task.
-    beat = await client.heartbeat("w-1", [(lease.task.task_id, lease.lease_token)], running=1)
+    beat = await w1.heartbeat("w-1", [(lease.task.task_id, lease.lease_token)], running=1)
     assert list(beat.revoked_task_ids) == [lease.task.task_id] and not beat.reregister
-    err = await rpc_error(client.complete_task(lease.task.task_id, lease.lease_token, {"ok": True}))
+    err = await rpc_error(w1.complete_task(lease.task.task_id, lease.lease_token, {"ok": True}))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert (await client.get_task(lease.task.task_id)).state == tasks_pb2.TASK_STATE_CANCELLED
 
@@ -142,8 +150,10 @@ async def test_lease_and_complete_with_fencing(client: OrchestratorClient) -> No
     high = (await client.submit_task("coding", {"p": "high"}, priority=10)).task
     await client.submit_task("coding", {"p": "later"}, priority=0)
 
-    assert await client.lease_tasks(agent_id="t-1", agent_type="testing", max_tasks=5, wait_seconds=0) == []
-    leases = await client.lease_tasks(agent_id="w-1", agent_type="coding", max_tasks=2, wait_seconds=0)
+    t1 = await registered(client, "t-1", "testing")
+    w1 = await registered(client, "w-1", "coding")
+    assert await t1.lease_tasks(agent_id="t-1", agent_type="testing", max_tasks=5, wait_seconds=0) == []
+    leases = await w1.lease_tasks(agent_id="w-1", agent_type="coding", max_tasks=2, wait_seconds=0)
     assert [lease.task.task_id for lease in leases] == [high.task_id, low.task_id], "priority first, then age"
     assert leases[0].lease_token != leases[1].lease_token
     for lease in leases:
@@ -152,16 +162,17 @@ async def test_lease_and_complete_with_fencing(client: OrchestratorClient) -> No
         assert lease.task.lease_expires_at.ToDatetime() > lease.task.created_at.ToDatetime()
 
     lease = leases[0]
-    stale = await rpc_error(client.complete_task(lease.task.task_id, lease.lease_token + 1000, {"r": 1}))
+    stale = await rpc_error(w1.complete_task(lease.task.task_id, lease.lease_token + 1000, {"r": 1}))
     assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION and "stale" in stale.details()
-    done = await client.complete_task(lease.task.task_id, lease.lease_token, {"summary": "ok", "n": 2})
+    done = await w1.complete_task(lease.task.task_id, lease.lease_token, {"summary": "ok", "n": 2})
     assert done.state == tasks_pb2.TASK_STATE_SUCCEEDED
     assert json_format.MessageToDict(done.result) == {"summary": "ok", "n": 2}
     assert done.progress == 1.0 and done.HasField("finished_at") and not done.lease_owner
-    twice = await rpc_error(client.complete_task(lease.task.task_id, lease.lease_token, {"r": 2}))
+    twice = await rpc_error(w1.complete_task(lease.task.task_id, lease.lease_token, {"r": 2}))
     assert twice.code() == grpc.StatusCode.FAILED_PRECONDITION and "succeeded" in twice.details()
 
-    rest = await client.lease_tasks(agent_id="w-2", agent_type="coding", max_tasks=10, wait_seconds=0)
+    w2 = await registered(client, "w-2", "coding")
+    rest = await w2.lease_tasks(agent_id="w-2", agent_type="coding", max_tasks=10, wait_seconds=0)
     assert [payload_of(r.task) for r in rest] == [{"p": "later"}]
 
 
@@ -171,8 +182,9 @@ async def test_fail_retryable_requeues_counts_attempts_then_dead_letters(
     client = fast_retry
     task = (await client.submit_task("testing", {"flaky": True}, max_attempts=2)).task
     first = await lease_one(client, "testing")
+    w1, w2 = as_agent(client, "w-1", "testing"), as_agent(client, "w-2", "testing")
     assert first.task.attempts == 1
-    requeued = await client.fail_task(task.task_id, first.lease_token, "boom 1", retryable=True)
+    requeued = await w1.fail_task(task.task_id, first.lease_token, "boom 1", retryable=True)
     assert requeued.state == tasks_pb2.TASK_STATE_QUEUED
     assert (requeued.attempts, requeued.error) == (1, "boom 1")
     assert not requeued.HasField("finished_at") and not requeued.lease_owner
@@ -180,62 +192,67 @@ async def test_fail_retryable_requeues_counts_attempts_then_dead_letters(
     second = await lease_one(client, "testing", agent_id="w-2")
     assert second.task.task_id == task.task_id and second.task.attempts == 2
     assert second.lease_token > first.lease_token
-    stale = await rpc_error(client.fail_task(task.task_id, first.lease_token, "late", retryable=True))
+    stale = await rpc_error(w1.fail_task(task.task_id, first.lease_token, "late", retryable=True))
     assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION
 
-    dead = await client.fail_task(task.task_id, second.lease_token, "boom 2", retryable=True)
+    dead = await w2.fail_task(task.task_id, second.lease_token, "boom 2", retryable=True)
     assert dead.state == tasks_pb2.TASK_STATE_DEAD_LETTER
     assert (dead.attempts, dead.error) == (2, "boom 2") and dead.HasField("finished_at")
-    assert await client.lease_tasks(agent_id="w-3", agent_type="testing", max_tasks=1, wait_seconds=0) == []
+    w3 = await registered(client, "w-3", "testing")
+    assert await w3.lease_tasks(agent_id="w-3", agent_type="testing", max_tasks=1, wait_seconds=0) == []
 
 
 async def test_fail_non_retryable_fails_at_once(fast_retry: OrchestratorClient) -> None:
     client = fast_retry
     task = (await client.submit_task("compliance", {}, max_attempts=5)).task
     lease = await lease_one(client, "compliance")
-    failed = await client.fail_task(task.task_id, lease.lease_token, "bad input", retryable=False)
+    w1 = as_agent(client, "w-1", "compliance")
+    failed = await w1.fail_task(task.task_id, lease.lease_token, "bad input", retryable=False)
     assert failed.state == tasks_pb2.TASK_STATE_FAILED
     assert (failed.attempts, failed.error) == (1, "bad input") and failed.HasField("finished_at")
-    assert await client.lease_tasks(agent_id="w", agent_type="compliance", max_tasks=1, wait_seconds=0) == []
+    assert await w1.lease_tasks(agent_id="w-1", agent_type="compliance", max_tasks=1, wait_seconds=0) == []
 
 
 async def test_release_does_not_count_an_attempt(client: OrchestratorClient) -> None:
     task = (await client.submit_task("documentation", {"doc": 1}, max_attempts=1)).task
     lease = await lease_one(client, "documentation")
-    released = await client.release_task(task.task_id, lease.lease_token)
+    w1 = as_agent(client, "w-1", "documentation")
+    released = await w1.release_task(task.task_id, lease.lease_token)
     assert released.state == tasks_pb2.TASK_STATE_QUEUED
     assert released.attempts == 0 and not released.lease_owner
-    again = await rpc_error(client.release_task(task.task_id, lease.lease_token))
+    again = await rpc_error(w1.release_task(task.task_id, lease.lease_token))
     assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
     # Released repeatedly, the task with max_attempts=1 is never dead-lettered: attempts stay honest.
     for _ in range(3):
         lease = await lease_one(client, "documentation")
         assert lease.task.attempts == 1
-        await client.release_task(task.task_id, lease.lease_token)
+        await w1.release_task(task.task_id, lease.lease_token)
     lease = await lease_one(client, "documentation")
-    assert (await client.complete_task(task.task_id, lease.lease_token, {})).state == tasks_pb2.TASK_STATE_SUCCEEDED
+    assert (await w1.complete_task(task.task_id, lease.lease_token, {})).state == tasks_pb2.TASK_STATE_SUCCEEDED
 
 
 async def test_update_task_progress(client: OrchestratorClient) -> None:
     task = (await client.submit_task("discovery", {})).task
     lease = await lease_one(client, "discovery")
+    w1 = as_agent(client, "w-1", "discovery")
     await asyncio.sleep(0.05)
-    updated = await client.update_task_progress(task.task_id, lease.lease_token, 0.5, "halfway")
+    updated = await w1.update_task_progress(task.task_id, lease.lease_token, 0.5, "halfway")
     assert updated.state == tasks_pb2.TASK_STATE_LEASED
     assert (updated.progress, updated.progress_message) == (0.5, "halfway")
     assert updated.lease_expires_at.ToDatetime() > lease.task.lease_expires_at.ToDatetime(), "progress extends"
     assert (await client.get_task(task.task_id)).progress_message == "halfway"
-    stale = await rpc_error(client.update_task_progress(task.task_id, lease.lease_token + 7, 0.6))
+    stale = await rpc_error(w1.update_task_progress(task.task_id, lease.lease_token + 7, 0.6))
     assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION
-    bad = await rpc_error(client.update_task_progress(task.task_id, lease.lease_token, 1.5))
+    bad = await rpc_error(w1.update_task_progress(task.task_id, lease.lease_token, 1.5))
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "progress" in bad.details()
 
 
 async def test_lease_long_poll_wakes_on_submit(client: OrchestratorClient) -> None:
     """A waiting LeaseTasks returns as soon as a task arrives (LISTEN/NOTIFY), not at its periodic recheck."""
+    w1 = await registered(client, "w-1", "security")
     for attempt in range(2):
         waiter = asyncio.create_task(
-            client.lease_tasks(agent_id="w-1", agent_type="security", max_tasks=1, wait_seconds=20)
+            w1.lease_tasks(agent_id="w-1", agent_type="security", max_tasks=1, wait_seconds=20)
         )
         await asyncio.sleep(0.3 + attempt * 0.4)
         assert not waiter.done(), "an empty queue must make LeaseTasks wait"
@@ -247,7 +264,7 @@ async def test_lease_long_poll_wakes_on_submit(client: OrchestratorClient) -> No
         assert latency < 1.0, f"long poll took {latency:.2f}s to notice a new task"
 
     started = time.monotonic()
-    assert await client.lease_tasks(agent_id="w-1", agent_type="security", max_tasks=1, wait_seconds=1) == []
+    assert await w1.lease_tasks(agent_id="w-1", agent_type="security", max_tasks=1, wait_seconds=1) == []
     assert 0.9 <= time.monotonic() - started < 5, "an empty long poll honours wait_seconds"
 
 
@@ -260,8 +277,9 @@ async def test_lease_wait_is_bounded_by_the_caller_deadline(
         max_tasks=1,
         wait_seconds=30,
     )
+    w1 = await registered(client, "w-1", "coding")
     started = time.monotonic()
-    response = await client.tasks.LeaseTasks(request, timeout=2.5)
+    response = await w1.tasks.LeaseTasks(request, timeout=2.5, metadata=w1._call_metadata())
     assert list(response.leases) == []
     assert time.monotonic() - started < 2.5, "answers empty before the deadline instead of DEADLINE_EXCEEDED"
 
@@ -318,7 +336,8 @@ async def test_agent_create_get_list_update_delete(client: OrchestratorClient) -
 
 
 async def test_register_heartbeat_deregister(client: OrchestratorClient) -> None:
-    registered = await client.register_agent(
+    sec1 = as_agent(client, "sec-1", "security")
+    registered = await sec1.register_agent(
         agent_id="sec-1",
         agent_type="security",
         capacity=3,
@@ -338,7 +357,7 @@ async def test_register_heartbeat_deregister(client: OrchestratorClient) -> None
     task = (await client.submit_task("security", {})).task
     lease = await lease_one(client, "security", agent_id="sec-1")
     await asyncio.sleep(0.05)
-    beat = await client.heartbeat("sec-1", [(task.task_id, lease.lease_token)], running=1)
+    beat = await sec1.heartbeat("sec-1", [(task.task_id, lease.lease_token)], running=1)
     assert list(beat.revoked_task_ids) == [] and not beat.reregister
     extended = await client.get_task(task.task_id)
     assert extended.lease_expires_at.ToDatetime() > lease.task.lease_expires_at.ToDatetime(), "heartbeat extends"
@@ -349,28 +368,28 @@ async def test_register_heartbeat_deregister(client: OrchestratorClient) -> None
     other = (await client.submit_task("security", {"o": 1})).task
     other_lease = await lease_one(client, "security", agent_id="sec-2")
     await client.cancel_task(task.task_id)
-    beat = await client.heartbeat(
+    beat = await sec1.heartbeat(
         "sec-1",
         [(task.task_id, lease.lease_token), (other.task_id, other_lease.lease_token)],
         running=2,
     )
     assert sorted(beat.revoked_task_ids) == sorted([task.task_id, other.task_id])
 
-    unknown = await client.heartbeat("never-registered", [], running=0)
+    unknown = await as_agent(client, "never-registered", "security").heartbeat("never-registered", [], running=0)
     assert unknown.reregister
 
-    await client.deregister_agent("sec-1")
+    await sec1.deregister_agent("sec-1")
     assert (await client.get_agent("sec-1")).state == agents_pb2.AGENT_STATE_DEREGISTERED
-    assert (await client.heartbeat("sec-1", [], running=0)).reregister
+    assert (await sec1.heartbeat("sec-1", [], running=0)).reregister
     assert "sec-1" not in [a.agent_id for a in (await client.list_agents()).agents]
     gone = await client.list_agents(state="deregistered")
     assert [a.agent_id for a in gone.agents] == ["sec-1"]
-    missing = await rpc_error(client.deregister_agent("nobody"))
+    missing = await rpc_error(as_agent(client, "nobody", "security").deregister_agent("nobody"))
     assert missing.code() == grpc.StatusCode.NOT_FOUND
     # Registering again (same id) makes it active.
-    again = await client.register_agent(agent_id="sec-1", agent_type="security", capacity=1)
+    again = await sec1.register_agent(agent_id="sec-1", agent_type="security", capacity=1)
     assert again.agent.state == agents_pb2.AGENT_STATE_ACTIVE
-    assert not (await client.heartbeat("sec-1", [], running=0)).reregister
+    assert not (await sec1.heartbeat("sec-1", [], running=0)).reregister
 
 
 # ---- MessagingService -------------------------------------------------------------------------------------
@@ -389,7 +408,7 @@ async def test_messaging_send_broadcast_receive(client: OrchestratorClient) -> N
         ("c-2", "coding"),
         ("t-1", "testing"),
     ):
-        await client.register_agent(agent_id=agent_id, agent_type=agent_type, capacity=1)
+        await registered(client, agent_id, agent_type)
 
     direct = await client.send_message(sender="ops", recipient_agent_id="c-1", topic="hello", body={"n": 1})
     assert direct.recipient_agent_id == "c-1" and not direct.to_all and direct.message_id > 0
@@ -452,8 +471,8 @@ async def test_messaging_send_broadcast_receive(client: OrchestratorClient) -> N
 
 
 async def test_resource_quota_and_usage(client: OrchestratorClient) -> None:
-    await client.register_agent(agent_id="c-1", agent_type="coding", capacity=1)
-    await client.register_agent(agent_id="t-1", agent_type="testing", capacity=1)
+    await registered(client, "c-1", "coding")
+    await registered(client, "t-1", "testing")
     assert await client.resource_usage() == []
     usage = await client.set_resource_quota(agent_type="coding", resource="gpu", quota=10)
     assert (usage.agent_type, usage.resource, usage.allocated, usage.quota) == (
@@ -487,8 +506,8 @@ async def test_resource_allocate_and_release_within_quota(client: OrchestratorCl
         )
     finally:
         await conn.close()
-    await client.register_agent(agent_id="c-1", agent_type="coding", capacity=1)
-    await client.register_agent(agent_id="t-1", agent_type="testing", capacity=1)
+    await registered(client, "c-1", "coding")
+    await registered(client, "t-1", "testing")
 
     first = await client.allocate_resource(agent_id="c-1", resource="gpu", amount=6)
     assert (first.agent_id, first.agent_type, first.resource, first.amount) == (
@@ -517,8 +536,8 @@ async def test_resource_allocate_and_release_within_quota(client: OrchestratorCl
     held = await client.allocate_resource(agent_id="c-1", resource="gpu", amount=10)
     assert held.amount == 10
     # Deregistering an agent frees what it held.
-    await client.deregister_agent("c-1")
-    await client.register_agent(agent_id="c-2", agent_type="coding", capacity=1)
+    await as_agent(client, "c-1", "coding").deregister_agent("c-1")
+    await registered(client, "c-2", "coding")
     assert (await client.allocate_resource(agent_id="c-2", resource="gpu", amount=10)).amount == 10
     ghost = await rpc_error(client.allocate_resource(agent_id="ghost", resource="gpu", amount=1))
     assert ghost.code() == grpc.StatusCode.NOT_FOUND
@@ -535,17 +554,18 @@ async def test_get_status_counts(fast_retry: OrchestratorClient) -> None:
     await client.submit_task("coding", {"x": "ok"}, priority=8)
     await client.submit_task("coding", {"x": "fail"}, priority=7)
     await client.submit_task("coding", {"x": "dead"}, priority=6, max_attempts=1)
+    w1 = as_agent(client, "w-1", "coding")
     await lease_one(client)
     ok = await lease_one(client)
-    await client.complete_task(ok.task.task_id, ok.lease_token, {})
+    await w1.complete_task(ok.task.task_id, ok.lease_token, {})
     fail = await lease_one(client)
-    await client.fail_task(fail.task.task_id, fail.lease_token, "no", retryable=False)
+    await w1.fail_task(fail.task.task_id, fail.lease_token, "no", retryable=False)
     dead = await lease_one(client)
-    await client.fail_task(dead.task.task_id, dead.lease_token, "no", retryable=True)
+    await w1.fail_task(dead.task.task_id, dead.lease_token, "no", retryable=True)
     await client.cancel_task((await client.submit_task("coding", {"x": "cancel"})).task.task_id)
     await client.submit_task("security", {})
-    await client.register_agent(agent_id="a-1", agent_type="coding", capacity=1)
-    await client.register_agent(agent_id="a-2", agent_type="coding", capacity=1)
+    await registered(client, "a-1", "coding")
+    await registered(client, "a-2", "coding")
     await client.update_agent("a-2", state="draining")
 
     status = await client.status()
@@ -562,8 +582,9 @@ async def test_get_status_counts(fast_retry: OrchestratorClient) -> None:
         coding.cancelled,
         coding.dead_letter,
     ) == (2, 1, 1, 1, 1, 1)
+    # w-1 (which leased above) and a-1 are active, a-2 draining.
     assert (coding.agents_active, coding.agents_draining, coding.agents_stale) == (
-        1,
+        2,
         1,
         0,
     )

@@ -13,7 +13,7 @@ from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.v1 import tasks_pb2
 
 from ._api_support import metrics_port, sample, scrape
-from .conftest import http_base
+from .conftest import as_agent, http_base
 
 
 @pytest.fixture
@@ -125,8 +125,10 @@ async def test_get_and_cancel(http: aiohttp.ClientSession, client: OrchestratorC
 
     # A task completed over gRPC shows its result over HTTP.
     _, other = await call(http, "POST", "/v1/tasks", json={"agent_type": "security"})
-    lease = (await client.lease_tasks(agent_id="w-1", agent_type="security", max_tasks=1, wait_seconds=0))[0]
-    await client.complete_task(lease.task.task_id, lease.lease_token, {"vulnerabilities_found": 2})
+    w1 = as_agent(client, "w-1", "security")
+    await w1.register_agent(agent_id="w-1", agent_type="security", capacity=1)
+    lease = (await w1.lease_tasks(agent_id="w-1", agent_type="security", max_tasks=1, wait_seconds=0))[0]
+    await w1.complete_task(lease.task.task_id, lease.lease_token, {"vulnerabilities_found": 2})
     _, done = await call(http, "GET", f"/v1/tasks/{other['task_id']}")
     assert (done["state"], done["result"], done["attempts"]) == (
         "succeeded",
@@ -184,15 +186,17 @@ async def test_list_tasks_filters_and_pages(http: aiohttp.ClientSession) -> None
 
 
 async def test_list_and_get_agents(http: aiohttp.ClientSession, client: OrchestratorClient) -> None:
-    await client.register_agent(
+    await as_agent(client, "cmp-1", "compliance").register_agent(
         agent_id="cmp-1",
         agent_type="compliance",
         capacity=2,
         address="a:1",
         version="v9",
     )
-    await client.register_agent(agent_id="cmp-2", agent_type="compliance", capacity=1)
-    await client.register_agent(agent_id="dsc-1", agent_type="discovery", capacity=1, labels={"k": "v"})
+    await as_agent(client, "cmp-2", "compliance").register_agent(agent_id="cmp-2", agent_type="compliance", capacity=1)
+    await as_agent(client, "dsc-1", "discovery").register_agent(
+        agent_id="dsc-1", agent_type="discovery", capacity=1, labels={"k": "v"}
+    )
     await client.update_agent("cmp-2", state="draining")
 
     status, body = await call(http, "GET", "/v1/agents?agent_type=compliance")
@@ -228,9 +232,11 @@ async def test_list_and_get_agents(http: aiohttp.ClientSession, client: Orchestr
 async def test_status_counts(http: aiohttp.ClientSession, client: OrchestratorClient) -> None:
     for agent_type in ("coding", "coding", "testing"):
         await call(http, "POST", "/v1/tasks", json={"agent_type": agent_type})
-    lease = (await client.lease_tasks(agent_id="w-1", agent_type="coding", max_tasks=1, wait_seconds=0))[0]
-    await client.complete_task(lease.task.task_id, lease.lease_token, {})
-    await client.register_agent(agent_id="t-1", agent_type="testing", capacity=1)
+    w1 = as_agent(client, "w-1", "coding")
+    await w1.register_agent(agent_id="w-1", agent_type="coding", capacity=1)
+    lease = (await w1.lease_tasks(agent_id="w-1", agent_type="coding", max_tasks=1, wait_seconds=0))[0]
+    await w1.complete_task(lease.task.task_id, lease.lease_token, {})
+    await as_agent(client, "t-1", "testing").register_agent(agent_id="t-1", agent_type="testing", capacity=1)
 
     status, body = await call(http, "GET", "/v1/status")
     assert status == 200

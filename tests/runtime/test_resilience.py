@@ -16,7 +16,7 @@ from ai_agents.convert import struct_to_dict, task_state_to_str
 from ai_agents.v1 import agents_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import AgentProcesses, OrchestratorFactory, eventually, grpc_target
+from .conftest import AgentProcesses, OrchestratorFactory, as_agent, eventually, grpc_target
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -93,10 +93,14 @@ async def test_stale_fencing_token_cannot_complete_or_fail(
     orchestrator = await start_orchestrator(lease_seconds=1, maintenance_interval_seconds=0.1)
     async with await OrchestratorClient.connect(grpc_target(orchestrator)) as client:
         task = (await client.submit_task("security", {"repo": "a"})).task
-        [first] = await client.lease_tasks(agent_id="agent-a", agent_type="security", max_tasks=1, wait_seconds=0)
+        agent_a = as_agent(client, "agent-a", "security")
+        agent_b = as_agent(client, "agent-b", "security")
+        for agent_id, agent in (("agent-a", agent_a), ("agent-b", agent_b)):
+            await agent.register_agent(agent_id=agent_id, agent_type="security", capacity=1)
+        [first] = await agent_a.lease_tasks(agent_id="agent-a", agent_type="security", max_tasks=1, wait_seconds=0)
 
         async def relet() -> list:
-            leases = await client.lease_tasks(agent_id="agent-b", agent_type="security", max_tasks=1, wait_seconds=1)
+            leases = await agent_b.lease_tasks(agent_id="agent-b", agent_type="security", max_tasks=1, wait_seconds=1)
             assert leases, "lease of agent-a has not expired yet"
             return leases
 
@@ -104,21 +108,22 @@ async def test_stale_fencing_token_cannot_complete_or_fail(
         assert second.task.task_id == task.task_id
         assert second.lease_token > first.lease_token, "fencing tokens must increase"
 
+        # agent-a still holds its own (stale) token: refused as stale.
         for call in (
-            client.complete_task(task.task_id, first.lease_token, {"ok": True}),
-            client.fail_task(task.task_id, first.lease_token, "late", retryable=True),
-            client.update_task_progress(task.task_id, first.lease_token, 0.5),
-            client.release_task(task.task_id, first.lease_token),
+            agent_a.complete_task(task.task_id, first.lease_token, {"ok": True}),
+            agent_a.fail_task(task.task_id, first.lease_token, "late", retryable=True),
+            agent_a.update_task_progress(task.task_id, first.lease_token, 0.5),
+            agent_a.release_task(task.task_id, first.lease_token),
         ):
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await call
             assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert "stale" in (refused.value.details() or "")
 
-        done = await client.complete_task(task.task_id, second.lease_token, {"vulnerabilities_found": 2})
+        done = await agent_b.complete_task(task.task_id, second.lease_token, {"vulnerabilities_found": 2})
         assert task_state_to_str(done.state) == "succeeded"
         with pytest.raises(grpc.aio.AioRpcError) as again:
-            await client.complete_task(task.task_id, second.lease_token, {"ok": True})
+            await agent_b.complete_task(task.task_id, second.lease_token, {"ok": True})
         assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ai_agents.domain import AGENT_TYPES
@@ -54,6 +55,30 @@ class OrchestratorSettings(CommonSettings):
     # How often expired leases are returned to the queue and gauges refreshed.
     maintenance_interval_seconds: float = Field(1.0, gt=0)
     gauge_refresh_seconds: float = Field(5.0, gt=0)
+    # How agents prove who they are on the agent RPCs (docs/contracts.md, "Agent identity"): `local` checks an
+    # HMAC credential made with agent_identity_secret, `kubernetes` a projected service-account token (TokenReview),
+    # `none` trusts the agent_id in the request (development against an existing database only).
+    agent_identity: Literal["none", "local", "kubernetes"] = "none"
+    agent_identity_secret: SecretStr | None = None
+    # kubernetes: {service account name: agent type}, in agent_namespace (default: the orchestrator's own).
+    agent_service_accounts: dict[str, str] = Field(default_factory=dict)
+    agent_namespace: str | None = None
+    # kubernetes: the audience agents' projected tokens are issued for.
+    agent_token_audience: str = "ai-agents"
+
+    @model_validator(mode="after")
+    def _identity_configured(self) -> OrchestratorSettings:
+        if self.agent_identity == "local" and (
+            self.agent_identity_secret is None or len(self.agent_identity_secret.get_secret_value()) < 32
+        ):
+            raise ValueError("agent_identity 'local' needs AI_AGENTS_AGENT_IDENTITY_SECRET of at least 32 characters")
+        if self.agent_identity == "kubernetes":
+            if not self.agent_service_accounts:
+                raise ValueError("agent_identity 'kubernetes' needs AI_AGENTS_AGENT_SERVICE_ACCOUNTS")
+            unknown = sorted(set(self.agent_service_accounts.values()) - set(AGENT_TYPES))
+            if unknown:
+                raise ValueError(f"AI_AGENTS_AGENT_SERVICE_ACCOUNTS maps to unknown agent types {unknown}")
+        return self
 
 
 class AgentSettings(CommonSettings):
@@ -73,6 +98,10 @@ class AgentSettings(CommonSettings):
     llm_api_key: SecretStr | None = None
     llm_timeout_seconds: float = Field(60.0, gt=0)
     llm_max_tokens: int = Field(1024, ge=1)
+    # This agent's identity credential, sent on every call (orchestrator agent_identity `local`), or a file
+    # re-read when it changes (`kubernetes`: the projected service-account token the kubelet rotates).
+    agent_credential: SecretStr | None = None
+    agent_credential_file: Path | None = None
 
     @field_validator("agent_type")
     @classmethod

@@ -55,6 +55,14 @@ class Unauthenticated(AiAgentsError):
     code = "unauthenticated"
 
 
+class PermissionDenied(AiAgentsError):
+    """The caller proved who it is, but acts for another agent (or type) than its credential names."""
+
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+    code = "permission_denied"
+
+
 class Unavailable(AiAgentsError):
     grpc_code = grpc.StatusCode.UNAVAILABLE
     http_status = 503

@@ -410,3 +410,25 @@ Ingress rule: Prometheus scrapes the `metrics` port.
     - protocol: TCP
       port: 9091
 {{- end }}
+
+{{/*
+"true" when agents prove their identity with projected service-account tokens (agentIdentity.mode kubernetes).
+*/}}
+{{- define "ai-agents.kubernetesAgentIdentity" -}}
+{{- if eq .Values.agentIdentity.mode "kubernetes" }}true{{ end -}}
+{{- end }}
+
+{{/*
+Where agents mount their projected token (audience ai-agents) and the orchestrator's JSON map from each enabled
+agent type's ServiceAccount `P-agent-<type>` to that type (AI_AGENTS_AGENT_SERVICE_ACCOUNTS).
+*/}}
+{{- define "ai-agents.agentTokenDir" -}}
+/var/run/secrets/ai-agents
+{{- end }}
+{{- define "ai-agents.agentServiceAccounts" -}}
+{{- $map := dict -}}
+{{- range $type := include "ai-agents.agentTypes" . | fromYamlArray -}}
+{{- $_ := set $map (include "ai-agents.componentName" (dict "root" $ "suffix" (printf "agent-%s" $type))) $type -}}
+{{- end -}}
+{{- toJson $map -}}
+{{- end }}

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ai_agents.agent._worker import AgentWorker
 from ai_agents.client import OrchestratorClient
+from ai_agents.client._client import AgentCredential
 from ai_agents.config import AgentSettings
 from ai_agents.handlers import build_handler
 from ai_agents.observability.metrics import AgentMetrics, new_registry
@@ -15,8 +16,19 @@ from ai_agents.observability.servers import HttpServer, health_app, metrics_app
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
 from ai_agents.serving.http_middleware import api_application
+from ai_agents.serving.identity import CredentialFile
 
 log = logging.getLogger(__name__)
+
+
+def agent_credential(settings: AgentSettings) -> AgentCredential | None:
+    """The credential this agent proves its identity with: a (rotating) file, a fixed value, or none."""
+    if settings.agent_credential_file is not None:
+        return CredentialFile(settings.agent_credential_file)
+    if settings.agent_credential is not None:
+        value = settings.agent_credential.get_secret_value()
+        return lambda: value
+    return None
 
 
 class AgentProcess:
@@ -48,7 +60,9 @@ class AgentProcess:
         s = self.settings
         token = s.api_token.get_secret_value() if s.api_token else None
         tokens = TokenCheck(token)
-        client = await OrchestratorClient.connect(s.orchestrator_target, token=token, metrics=self.metrics)
+        client = await OrchestratorClient.connect(
+            s.orchestrator_target, token=token, metrics=self.metrics, agent_credential=agent_credential(s)
+        )
         handler = build_handler(s)
         self.worker = AgentWorker(settings=s, client=client, handler=handler, metrics=self.metrics)
         if self._shutdown_requested:

@@ -52,6 +52,9 @@ def _transient(exc: BaseException) -> bool:
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.INTERNAL,
         grpc.StatusCode.UNKNOWN,
+        # LeaseTasks from an agent the registry no longer lists (swept after a long silence): the heartbeat
+        # loop registers it again, then leasing resumes. Outcome reports handle this code before asking here.
+        grpc.StatusCode.FAILED_PRECONDITION,
     )
 
 

@@ -14,6 +14,7 @@ from ai_agents.client._breaker import BreakerState, CircuitBreaker, CircuitOpenE
 from ai_agents.client._channel import ChannelOptions, create_channel
 from ai_agents.observability.metrics import CommonMetrics
 from ai_agents.observability.tracing import tracing_enabled
+from ai_agents.serving.identity import CREDENTIAL_METADATA
 from ai_agents.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -28,6 +29,9 @@ from ai_agents.v1 import (
 )
 
 T = TypeVar("T")
+
+# Returns the agent's current credential (a rotated token file is re-read), or None to send none.
+AgentCredential = Callable[[], "str | None"]
 
 # opentelemetry-instrumentation-grpc ships py.typed but leaves this factory unannotated: its real signature.
 _aio_client_interceptors: Callable[[], list[grpc.aio.ClientInterceptor]] = aio_client_interceptors
@@ -45,12 +49,14 @@ class OrchestratorClient:
         timeout: float = 10.0,
         metrics: CommonMetrics | None = None,
         breaker: CircuitBreaker | None = None,
+        agent_credential: AgentCredential | None = None,
     ) -> None:
         self.channel = channel
         self.target = target
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
         self._metrics = metrics
+        self._agent_credential = agent_credential
         self.breaker = breaker or CircuitBreaker(target, on_state_change=self._on_breaker_change)
         self.tasks = tasks_pb2_grpc.TaskServiceStub(channel)
         self.agents = agents_pb2_grpc.AgentServiceStub(channel)
@@ -70,13 +76,30 @@ class OrchestratorClient:
         metrics: CommonMetrics | None = None,
         options: ChannelOptions | None = None,
         wait_ready: float | None = None,
+        agent_credential: AgentCredential | None = None,
     ) -> OrchestratorClient:
         # Trace context is injected into every call only when tracing is configured (it costs CPU per call).
         interceptors = _aio_client_interceptors() if tracing_enabled() else []
         channel = create_channel(target, options=options, interceptors=interceptors)
         if wait_ready is not None:
             await channel.channel_ready()  # bounded by the caller with asyncio.wait_for when needed
-        return cls(channel, target=target, token=token, timeout=timeout, metrics=metrics)
+        return cls(
+            channel, target=target, token=token, timeout=timeout, metrics=metrics, agent_credential=agent_credential
+        )
+
+    def as_agent(self, credential: str) -> OrchestratorClient:
+        """A client on the same channel that acts as the agent `credential` identifies (close only the original)."""
+        view = OrchestratorClient(
+            self.channel,
+            target=self.target,
+            timeout=self._timeout,
+            breaker=self.breaker,
+            agent_credential=lambda: credential,
+        )
+        # Shared after construction: the constructor would reset the breaker gauge the original still owns.
+        view._metadata = self._metadata
+        view._metrics = self._metrics
+        return view
 
     async def close(self) -> None:
         await self.channel.close()
@@ -86,6 +109,13 @@ class OrchestratorClient:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.close()
+
+    def _call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The API token, plus this agent's credential when it has one (sent on every call: the server decides)."""
+        credential = self._agent_credential() if self._agent_credential is not None else None
+        if credential:
+            return (*self._metadata, (CREDENTIAL_METADATA, credential))
+        return self._metadata
 
     def _on_breaker_change(self, state: BreakerState) -> None:
         if self._metrics is not None:
@@ -100,7 +130,7 @@ class OrchestratorClient:
             raise
         code = grpc.StatusCode.OK
         try:
-            return await method(request, timeout=timeout or self._timeout, metadata=self._metadata)
+            return await method(request, timeout=timeout or self._timeout, metadata=self._call_metadata())
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             raise
@@ -354,7 +384,7 @@ class OrchestratorClient:
         call = self.messaging.ReceiveMessages(
             messaging_pb2.ReceiveMessagesRequest(agent_id=agent_id, after_message_id=after_message_id),
             timeout=timeout,
-            metadata=self._metadata,
+            metadata=self._call_metadata(),
         )
         async for response in call:
             yield response.message

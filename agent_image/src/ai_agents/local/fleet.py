@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from typing import TypedDict
 
 from ai_agents.domain import AGENT_TYPES
 from ai_agents.local.postgres import LocalPostgres, free_port
+from ai_agents.serving.identity import mint_local_credential
 
 STATE_FILE = "state.json"
 
@@ -175,6 +177,8 @@ class Fleet:
             dsn = postgres.dsn
         state = FleetState(state_dir=str(self.state_dir), dsn=dsn, owns_postgres=owns_postgres)
         state.save()
+        # Agent identity `local`: only the orchestrators know the secret; each agent gets its own credential.
+        identity_secret = secrets.token_urlsafe(32)
         try:
             for index in range(orchestrators):
                 ports = self._ports()
@@ -182,6 +186,8 @@ class Fleet:
                     **self._port_env(ports),
                     "AI_AGENTS_DATABASE_URL": dsn,
                     "AI_AGENTS_ORCHESTRATOR_ID": f"orchestrator-{index}",
+                    "AI_AGENTS_AGENT_IDENTITY": "local",
+                    "AI_AGENTS_AGENT_IDENTITY_SECRET": identity_secret,
                     **(orchestrator_env or {}),
                 }
                 pid, log_path = self._spawn("orchestrator", env, f"orchestrator-{index}")
@@ -200,6 +206,7 @@ class Fleet:
                         "AI_AGENTS_AGENT_TYPE": agent_type,
                         "AI_AGENTS_AGENT_ID": agent_id,
                         "AI_AGENTS_ORCHESTRATOR_TARGET": target,
+                        "AI_AGENTS_AGENT_CREDENTIAL": mint_local_credential(identity_secret, agent_id, agent_type),
                         **(agent_env or {}),
                     }
                     pid, log_path = self._spawn("agent", env, agent_id)

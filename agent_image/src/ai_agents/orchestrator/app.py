@@ -15,6 +15,7 @@ from ai_agents.orchestrator.maintenance import Maintenance
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
+from ai_agents.serving.identity import build_agent_authenticator
 from ai_agents.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Orchestrator:
             metrics=self.metrics,
             tokens=tokens,
             max_message_bytes=s.max_message_bytes,
-            add_servicers=servicer_adders(service, s.orchestrator_id),
+            add_servicers=servicer_adders(service, s.orchestrator_id, build_agent_authenticator(s)),
             service_names=SERVICE_NAMES,
         )
         await self.grpc.start()
@@ -82,6 +83,8 @@ class Orchestrator:
         self._maintenance_task = asyncio.create_task(maintenance.run(self._stop), name="maintenance")
         await self.grpc.set_serving(True)
         self._ready = True
+        if s.agent_identity == "none":
+            log.warning("agent identity is off (AI_AGENTS_AGENT_IDENTITY=none): any client may act as any agent")
         log.info(
             "orchestrator serving",
             extra={
@@ -90,6 +93,7 @@ class Orchestrator:
                 "health_port": self.health.port,
                 "metrics_port": self.metrics_server.port,
                 "auth": tokens.enabled,
+                "agent_identity": s.agent_identity,
             },
         )
 

@@ -9,6 +9,7 @@ import grpc
 
 from ai_agents import convert as c
 from ai_agents.orchestrator.service import OrchestratorService
+from ai_agents.serving.identity import CREDENTIAL_METADATA, AgentAuthenticator, AgentIdentity, NoAgentIdentity
 from ai_agents.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -33,9 +34,21 @@ SERVICE_NAMES = [
 ]
 
 
+async def _caller(authenticator: AgentAuthenticator, context: Ctx) -> AgentIdentity | None:
+    """The agent making an agent RPC, from its credential; None when agent identity is off."""
+    credential = dict(context.invocation_metadata() or ()).get(CREDENTIAL_METADATA)
+    return await authenticator.authenticate(credential if isinstance(credential, str) else None)
+
+
+def _owner(identity: AgentIdentity | None) -> str | None:
+    # With an identity, task operations also require that the caller holds the lease, not just its token.
+    return identity.agent_id if identity is not None else None
+
+
 class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
-    def __init__(self, service: OrchestratorService) -> None:
+    def __init__(self, service: OrchestratorService, authenticator: AgentAuthenticator) -> None:
         self._s = service
+        self._auth = authenticator
 
     async def SubmitTask(self, request: tasks_pb2.SubmitTaskRequest, context: Ctx) -> tasks_pb2.SubmitTaskResponse:
         task, created = await self._s.submit_task(
@@ -62,20 +75,25 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
     async def UpdateTaskProgress(
         self, request: tasks_pb2.UpdateTaskProgressRequest, context: Ctx
     ) -> tasks_pb2.UpdateTaskProgressResponse:
+        owner = _owner(await _caller(self._auth, context))
         task = await self._s.update_task_progress(
-            request.task_id, request.lease_token, progress=request.progress, message=request.message
+            request.task_id, request.lease_token, progress=request.progress, message=request.message, owner=owner
         )
         return tasks_pb2.UpdateTaskProgressResponse(task=c.task_to_proto(task))
 
     async def CompleteTask(
         self, request: tasks_pb2.CompleteTaskRequest, context: Ctx
     ) -> tasks_pb2.CompleteTaskResponse:
-        task = await self._s.complete_task(request.task_id, request.lease_token, c.struct_to_dict(request.result))
+        owner = _owner(await _caller(self._auth, context))
+        task = await self._s.complete_task(
+            request.task_id, request.lease_token, c.struct_to_dict(request.result), owner=owner
+        )
         return tasks_pb2.CompleteTaskResponse(task=c.task_to_proto(task))
 
     async def FailTask(self, request: tasks_pb2.FailTaskRequest, context: Ctx) -> tasks_pb2.FailTaskResponse:
+        owner = _owner(await _caller(self._auth, context))
         task = await self._s.fail_task(
-            request.task_id, request.lease_token, error=request.error, retryable=request.retryable
+            request.task_id, request.lease_token, error=request.error, retryable=request.retryable, owner=owner
         )
         return tasks_pb2.FailTaskResponse(task=c.task_to_proto(task))
 
@@ -83,6 +101,9 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
         return tasks_pb2.CancelTaskResponse(task=c.task_to_proto(await self._s.cancel_task(request.task_id)))
 
     async def LeaseTasks(self, request: tasks_pb2.LeaseTasksRequest, context: Ctx) -> tasks_pb2.LeaseTasksResponse:
+        identity = await _caller(self._auth, context)
+        if identity is not None:
+            identity.check(request.agent_id, c.agent_type_to_str(request.agent_type))
         wait = request.wait_seconds
         remaining = context.time_remaining()
         if remaining is not None:
@@ -98,20 +119,22 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
             # The agent gave up (e.g. it is shutting down): hand the tasks straight back instead of letting
             # their leases run out. A cancel that lands after this check still only delays redelivery.
             for task in tasks:
-                await self._s.release_task(task.task_id, task.lease_token or 0)
+                await self._s.release_task(task.task_id, task.lease_token or 0, owner=task.lease_owner)
             return tasks_pb2.LeaseTasksResponse()
         return tasks_pb2.LeaseTasksResponse(
             leases=[tasks_pb2.TaskLease(task=c.task_to_proto(t), lease_token=t.lease_token or 0) for t in tasks]
         )
 
     async def ReleaseTask(self, request: tasks_pb2.ReleaseTaskRequest, context: Ctx) -> tasks_pb2.ReleaseTaskResponse:
-        task = await self._s.release_task(request.task_id, request.lease_token)
+        owner = _owner(await _caller(self._auth, context))
+        task = await self._s.release_task(request.task_id, request.lease_token, owner=owner)
         return tasks_pb2.ReleaseTaskResponse(task=c.task_to_proto(task))
 
 
 class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
-    def __init__(self, service: OrchestratorService) -> None:
+    def __init__(self, service: OrchestratorService, authenticator: AgentAuthenticator) -> None:
         self._s = service
+        self._auth = authenticator
 
     async def CreateAgent(self, request: agents_pb2.CreateAgentRequest, context: Ctx) -> agents_pb2.CreateAgentResponse:
         agent = await self._s.create_agent(
@@ -150,6 +173,9 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
     async def RegisterAgent(
         self, request: agents_pb2.RegisterAgentRequest, context: Ctx
     ) -> agents_pb2.RegisterAgentResponse:
+        identity = await _caller(self._auth, context)
+        if identity is not None:
+            identity.check(request.agent_id, c.agent_type_to_str(request.agent_type))
         agent = await self._s.register_agent(
             agent_id=request.agent_id,
             agent_type=c.agent_type_to_str(request.agent_type),
@@ -167,10 +193,16 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
     async def DeregisterAgent(
         self, request: agents_pb2.DeregisterAgentRequest, context: Ctx
     ) -> agents_pb2.DeregisterAgentResponse:
+        identity = await _caller(self._auth, context)
+        if identity is not None:
+            identity.check(request.agent_id)
         await self._s.deregister_agent(request.agent_id)
         return agents_pb2.DeregisterAgentResponse()
 
     async def Heartbeat(self, request: agents_pb2.HeartbeatRequest, context: Ctx) -> agents_pb2.HeartbeatResponse:
+        identity = await _caller(self._auth, context)
+        if identity is not None:
+            identity.check(request.agent_id)
         revoked, reregister = await self._s.heartbeat(
             request.agent_id,
             leases=[(h.task_id, h.lease_token) for h in request.leases],
@@ -278,10 +310,13 @@ class ResourceServicer(resources_pb2_grpc.ResourceServiceServicer):
         return resources_pb2.SetResourceQuotaResponse(usage=c.usage_to_proto(usage))
 
 
-def servicer_adders(service: OrchestratorService, orchestrator_id: str) -> list[Callable[[grpc.aio.Server], None]]:
+def servicer_adders(
+    service: OrchestratorService, orchestrator_id: str, authenticator: AgentAuthenticator | None = None
+) -> list[Callable[[grpc.aio.Server], None]]:
+    agents = authenticator or NoAgentIdentity()
     return [
-        lambda s: tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service), s),
-        lambda s: agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(service), s),
+        lambda s: tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service, agents), s),
+        lambda s: agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(service, agents), s),
         lambda s: messaging_pb2_grpc.add_MessagingServiceServicer_to_server(MessagingServicer(service), s),
         lambda s: monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
             MonitoringServicer(service, orchestrator_id), s

@@ -96,6 +96,8 @@ class OrchestratorService:
         agent_type = v.agent_type(agent_type)
         max_tasks = v.int_in_range(max_tasks or 1, field="max_tasks", low=1, high=_MAX_LEASE_BATCH)
         wait = float(v.int_in_range(int(wait_seconds), field="wait_seconds", low=0, high=_MAX_LEASE_WAIT))
+        # Only a registered agent of this type leases: an unknown id would hold tasks no registry entry accounts for.
+        await self._stores.agents.check_may_lease(agent_id, agent_type)
         deadline = time.monotonic() + wait
         while True:
             seen = self._db.task_wakeups.generation(agent_type)
@@ -133,15 +135,19 @@ class OrchestratorService:
         if (violations := result.get("compliance_violations")) is not None:
             self._metrics.compliance_violations.labels(task.agent_type).inc(float(violations))
 
-    async def complete_task(self, task_id: str, lease_token: int, result: Any) -> TaskRecord:
+    async def complete_task(
+        self, task_id: str, lease_token: int, result: Any, *, owner: str | None = None
+    ) -> TaskRecord:
         task = await self._stores.tasks.complete(
-            v.task_id(task_id), lease_token, v.result(result, max_bytes=self._settings.max_payload_bytes)
+            v.task_id(task_id), lease_token, v.result(result, max_bytes=self._settings.max_payload_bytes), owner=owner
         )
         self._observe_finished(task)
         self._observe_signals(task)
         return task
 
-    async def fail_task(self, task_id: str, lease_token: int, *, error: str, retryable: bool) -> TaskRecord:
+    async def fail_task(
+        self, task_id: str, lease_token: int, *, error: str, retryable: bool, owner: str | None = None
+    ) -> TaskRecord:
         if len(error) > 4096:
             error = error[:4096]
         task = await self._stores.tasks.fail(
@@ -150,6 +156,7 @@ class OrchestratorService:
             error=error,
             retryable=retryable,
             backoff_seconds=self._settings.retry_backoff_seconds,
+            owner=owner,
         )
         if task.state == "queued":
             self._metrics.redeliveries.labels(task.agent_type).inc()
@@ -157,11 +164,11 @@ class OrchestratorService:
             self._observe_finished(task)
         return task
 
-    async def release_task(self, task_id: str, lease_token: int) -> TaskRecord:
-        return await self._stores.tasks.release(v.task_id(task_id), lease_token)
+    async def release_task(self, task_id: str, lease_token: int, *, owner: str | None = None) -> TaskRecord:
+        return await self._stores.tasks.release(v.task_id(task_id), lease_token, owner=owner)
 
     async def update_task_progress(
-        self, task_id: str, lease_token: int, *, progress: float, message: str
+        self, task_id: str, lease_token: int, *, progress: float, message: str, owner: str | None = None
     ) -> TaskRecord:
         return await self._stores.tasks.update_progress(
             v.task_id(task_id),
@@ -169,6 +176,7 @@ class OrchestratorService:
             progress=v.progress(progress),
             message=message[:1024],
             lease_seconds=self._settings.lease_seconds,
+            owner=owner,
         )
 
     # ---- agents ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 
 import asyncpg
 
-from ai_agents.errors import AlreadyExists, NotFound
+from ai_agents.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from ai_agents.store.records import AgentRecord
 
 
@@ -58,7 +58,11 @@ class AgentStore:
         address: str,
         version: str,
     ) -> AgentRecord:
-        """Upsert: a restarted process with the same id simply becomes active again."""
+        """Upsert: a restarted process with the same id simply becomes active again.
+
+        An id keeps its type for good: registering it as another type is refused, so nobody turns a
+        coding agent (and the tasks it holds) into a testing one.
+        """
         row = await self._pool.fetchrow(
             f"""
             WITH up AS (
@@ -68,6 +72,7 @@ class AgentStore:
                     agent_type = excluded.agent_type, state = 'active', labels = excluded.labels,
                     capacity = excluded.capacity, address = excluded.address, version = excluded.version,
                     registered_at = now(), last_heartbeat = now(), running = 0
+                WHERE agents.agent_type = excluded.agent_type
                 RETURNING *
             )
             SELECT *, {_effective_state("$1")} AS effective_state FROM up
@@ -80,7 +85,17 @@ class AgentStore:
             address,
             version,
         )
+        if row is None:
+            raise AlreadyExists(f"agent {agent_id} is registered as another agent type; use another agent_id")
         return AgentRecord.from_row(row)
+
+    async def check_may_lease(self, agent_id: str, agent_type: str) -> None:
+        """Refuse leasing to an id that is not registered (or was deregistered), or is registered as another type."""
+        row = await self._pool.fetchrow("SELECT agent_type, state FROM agents WHERE agent_id = $1", agent_id)
+        if row is None or row["state"] == "deregistered":
+            raise FailedPrecondition(f"agent {agent_id} is not registered; call RegisterAgent first")
+        if row["agent_type"] != agent_type:
+            raise PermissionDenied(f"agent {agent_id} is registered as {row['agent_type']}, not {agent_type}")
 
     async def get(self, agent_id: str) -> AgentRecord:
         row = await self._pool.fetchrow(self._select("agent_id = $2"), self._stale, agent_id)

@@ -18,6 +18,8 @@ from ai_agents.store.records import TaskRecord
 
 TASKS_CHANNEL = "ai_agents_tasks"
 
+# $1 task id, $2 lease token, $3 lease owner (NULL when agent identity is off: token only).
+_FENCE = "task_id = $1 AND state = 'leased' AND lease_token = $2 AND ($3::text IS NULL OR lease_owner = $3)"
 _CLEAR_LEASE = "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()"
 
 
@@ -144,49 +146,64 @@ class TaskStore:
         )
         return [TaskRecord.from_row(r) for r in rows]
 
-    async def _fenced_update(self, task_id: str, token: int, sql: str, *args: Any) -> TaskRecord:
-        """Run an UPDATE guarded by `state = 'leased' AND lease_token = $2`; explain a refusal precisely."""
-        row = await self._pool.fetchrow(sql, uuid.UUID(task_id), token, *args)
+    async def _fenced_update(self, task_id: str, token: int, owner: str | None, sql: str, *args: Any) -> TaskRecord:
+        """Run an UPDATE guarded by `_FENCE` (state, token and, given an owner, the lease owner); explain a refusal.
+
+        The owner is checked in the same statement as the token: a token guessed from the global sequence is
+        useless to anyone but the lease holder, and the refusal is the same whether the token or the owner is wrong.
+        """
+        row = await self._pool.fetchrow(sql, uuid.UUID(task_id), token, owner, *args)
         if row is not None:
             return TaskRecord.from_row(row)
         current = await self.get(task_id)
         if current.state != "leased":
             raise FailedPrecondition(f"task {task_id} is {current.state}, not leased")
-        raise FailedPrecondition(f"lease token {token} for task {task_id} is stale")
+        raise FailedPrecondition(f"lease token {token} for task {task_id} is stale or not held by this agent")
 
-    async def complete(self, task_id: str, token: int, result: dict[str, Any]) -> TaskRecord:
+    async def complete(
+        self, task_id: str, token: int, result: dict[str, Any], *, owner: str | None = None
+    ) -> TaskRecord:
         return await self._fenced_update(
             task_id,
             token,
+            owner,
             f"""
-            UPDATE tasks SET state = 'succeeded', result = $3::jsonb, progress = 1, finished_at = now(), {_CLEAR_LEASE}
-            WHERE task_id = $1 AND state = 'leased' AND lease_token = $2
+            UPDATE tasks SET state = 'succeeded', result = $4::jsonb, progress = 1, finished_at = now(), {_CLEAR_LEASE}
+            WHERE {_FENCE}
             RETURNING *
             """,
             json.dumps(result, separators=(",", ":")),
         )
 
     async def fail(
-        self, task_id: str, token: int, *, error: str, retryable: bool, backoff_seconds: float
+        self,
+        task_id: str,
+        token: int,
+        *,
+        error: str,
+        retryable: bool,
+        backoff_seconds: float,
+        owner: str | None = None,
     ) -> TaskRecord:
         """A retryable failure goes back to the queue after a backoff until max_attempts, then dead-letters."""
         return await self._fenced_update(
             task_id,
             token,
+            owner,
             f"""
             WITH updated AS (
                 UPDATE tasks SET
-                    state = CASE WHEN NOT $4 THEN 'failed'
+                    state = CASE WHEN NOT $5 THEN 'failed'
                                  WHEN attempts >= max_attempts THEN 'dead_letter'
                                  ELSE 'queued' END,
-                    error = $3,
-                    available_at = now() + make_interval(secs => $5 * power(2, greatest(attempts - 1, 0))),
-                    finished_at = CASE WHEN NOT $4 OR attempts >= max_attempts THEN now() END,
+                    error = $4,
+                    available_at = now() + make_interval(secs => $6 * power(2, greatest(attempts - 1, 0))),
+                    finished_at = CASE WHEN NOT $5 OR attempts >= max_attempts THEN now() END,
                     {_CLEAR_LEASE}
-                WHERE task_id = $1 AND state = 'leased' AND lease_token = $2
+                WHERE {_FENCE}
                 RETURNING *
             )
-            SELECT updated.*, CASE WHEN state = 'queued' THEN pg_notify($6, agent_type) END FROM updated
+            SELECT updated.*, CASE WHEN state = 'queued' THEN pg_notify($7, agent_type) END FROM updated
             """,
             error,
             retryable,
@@ -194,33 +211,42 @@ class TaskStore:
             TASKS_CHANNEL,
         )
 
-    async def release(self, task_id: str, token: int) -> TaskRecord:
+    async def release(self, task_id: str, token: int, *, owner: str | None = None) -> TaskRecord:
         """Give a leased task back without counting the attempt (the agent is shutting down)."""
         return await self._fenced_update(
             task_id,
             token,
+            owner,
             f"""
             WITH updated AS (
                 UPDATE tasks SET state = 'queued', attempts = greatest(attempts - 1, 0), available_at = now(),
                     {_CLEAR_LEASE}
-                WHERE task_id = $1 AND state = 'leased' AND lease_token = $2
+                WHERE {_FENCE}
                 RETURNING *
             )
-            SELECT updated.*, pg_notify($3, agent_type) FROM updated
+            SELECT updated.*, pg_notify($4, agent_type) FROM updated
             """,
             TASKS_CHANNEL,
         )
 
     async def update_progress(
-        self, task_id: str, token: int, *, progress: float, message: str, lease_seconds: int
+        self,
+        task_id: str,
+        token: int,
+        *,
+        progress: float,
+        message: str,
+        lease_seconds: int,
+        owner: str | None = None,
     ) -> TaskRecord:
         return await self._fenced_update(
             task_id,
             token,
-            """
-            UPDATE tasks SET progress = $3, progress_message = $4,
-                lease_expires_at = now() + make_interval(secs => $5), updated_at = now()
-            WHERE task_id = $1 AND state = 'leased' AND lease_token = $2
+            owner,
+            f"""
+            UPDATE tasks SET progress = $4, progress_message = $5,
+                lease_expires_at = now() + make_interval(secs => $6), updated_at = now()
+            WHERE {_FENCE}
             RETURNING *
             """,
             progress,
