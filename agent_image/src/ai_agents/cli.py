@@ -133,16 +133,18 @@ def cmd_chaos_monkey(_args: argparse.Namespace) -> int:
     async def run() -> None:
         from ai_agents.observability.metrics import CommonMetrics, new_registry
         from ai_agents.observability.servers import HttpServer, health_app, metrics_app
+        from ai_agents.serving.http_transport import HttpLimits
 
         metrics = CommonMetrics(new_registry(), "chaos-monkey")
+        limits = HttpLimits.from_settings(settings)
 
         async def ready() -> tuple[bool, str]:
             return True, "ok"
 
         # The same health and metrics ports as every other process, so the chart probes it the same way.
         servers = [
-            HttpServer(health_app(ready), settings.host, settings.health_port),
-            HttpServer(metrics_app(metrics.registry), settings.host, settings.metrics_port),
+            HttpServer(health_app(ready), settings.host, settings.health_port, limits=limits),
+            HttpServer(metrics_app(metrics.registry), settings.host, settings.metrics_port, limits=limits),
         ]
         for server in servers:
             await server.start()

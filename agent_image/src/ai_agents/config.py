@@ -32,6 +32,17 @@ class CommonSettings(BaseSettings):
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     # Seconds in-flight requests get to finish on SIGTERM.
     shutdown_grace_seconds: float = Field(20.0, ge=0)
+    # HTTP servers (API, health, metrics): a request's headers must arrive within this many seconds of its
+    # first byte (or of the connection opening), else the connection is closed (slow-header clients).
+    http_header_timeout_seconds: float = Field(10.0, gt=0)
+    # A request body must arrive whole within this many seconds of the headers, else 408.
+    http_body_timeout_seconds: float = Field(30.0, gt=0)
+    # An idle keep-alive connection is closed after this many seconds without a new request. Longer than the
+    # mesh's 300 s upstream idleTimeout, so the proxy retires pooled connections before the server closes them.
+    http_keepalive_timeout_seconds: float = Field(310.0, gt=0)
+    # Open connections per HTTP server; beyond it new connections get 503 and are closed at once. Keep it
+    # well under the process's open-file limit so health, metrics and the database keep their descriptors.
+    http_max_connections: int = Field(512, ge=1)
 
 
 class OrchestratorSettings(CommonSettings):
@@ -52,6 +63,10 @@ class OrchestratorSettings(CommonSettings):
     # Base of the exponential backoff before a failed attempt is retried.
     retry_backoff_seconds: float = Field(1.0, ge=0)
     max_payload_bytes: int = Field(256 * 1024, ge=16)
+    # A ListTasks/ListAgents page stops before its rows' stored size passes this many bytes (always at least
+    # one row); capped at a quarter of max_message_bytes, because protobuf can encode a JSON payload of small
+    # numbers in up to ~3.7 times its text size and a gRPC page must stay sendable.
+    list_page_max_bytes: int = Field(1024 * 1024, ge=1024)
     # How often expired leases are returned to the queue and gauges refreshed.
     maintenance_interval_seconds: float = Field(1.0, gt=0)
     gauge_refresh_seconds: float = Field(5.0, gt=0)

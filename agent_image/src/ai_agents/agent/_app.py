@@ -16,6 +16,7 @@ from ai_agents.observability.servers import HttpServer, health_app, metrics_app
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
 from ai_agents.serving.http_middleware import api_application
+from ai_agents.serving.http_transport import HttpLimits
 from ai_agents.serving.identity import CredentialFile
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,12 @@ class AgentProcess:
         return True, "ok"
 
     def _info_app(self, tokens: TokenCheck) -> web.Application:
-        app = api_application(self.metrics, tokens, max_body_bytes=self.settings.max_message_bytes)
+        app = api_application(
+            self.metrics,
+            tokens,
+            max_body_bytes=self.settings.max_message_bytes,
+            body_timeout_seconds=self.settings.http_body_timeout_seconds,
+        )
 
         async def info(_request: web.Request) -> web.Response:
             return web.json_response(self.worker.info() if self.worker else {})
@@ -67,9 +73,10 @@ class AgentProcess:
         self.worker = AgentWorker(settings=s, client=client, handler=handler, metrics=self.metrics)
         if self._shutdown_requested:
             self.worker.shutdown()
-        health = HttpServer(health_app(self._readiness), s.host, s.health_port)
-        metrics = HttpServer(metrics_app(self.metrics.registry), s.host, s.metrics_port)
-        info = HttpServer(self._info_app(tokens), s.host, s.http_port)
+        limits = HttpLimits.from_settings(s)
+        health = HttpServer(health_app(self._readiness), s.host, s.health_port, limits=limits)
+        metrics = HttpServer(metrics_app(self.metrics.registry), s.host, s.metrics_port, limits=limits)
+        info = HttpServer(self._info_app(tokens), s.host, s.http_port, limits=limits)
         self.grpc = GrpcServer(
             host=s.host,
             port=s.grpc_port,

@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ai_agents.serving.http_transport import HttpLimits, LimitedTCPSite
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
 
 class HttpServer:
-    """An aiohttp app bound to host:port; port 0 picks a free port, reported by `.port` after start."""
+    """An aiohttp app bound to host:port under `limits` (timeouts, connection cap); port 0 picks a free port,
+    reported by `.port` after start."""
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(self, app: web.Application, host: str, port: int, *, limits: HttpLimits) -> None:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self._host = host
         self._requested_port = port
+        self._limits = limits
         self.port = port
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._requested_port, reuse_address=True)
+        site = LimitedTCPSite(self._runner, self._host, self._requested_port, limits=self._limits)
         await site.start()
-        # The bound socket tells the real port when 0 was asked for. aiohttp declares the attribute as
-        # asyncio.AbstractServer, but TCPSite.start stores what loop.create_server returns: an asyncio.Server.
-        server = cast("asyncio.Server | None", site._server)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        self.port = site.port
 
     async def stop(self) -> None:
         await self._runner.cleanup()

@@ -15,6 +15,7 @@ from ai_agents.orchestrator.maintenance import Maintenance
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
+from ai_agents.serving.http_transport import HttpLimits
 from ai_agents.serving.identity import build_agent_authenticator
 from ai_agents.store.database import Database
 
@@ -52,9 +53,10 @@ class Orchestrator:
 
     async def start(self) -> None:
         s = self.settings
+        limits = HttpLimits.from_settings(s)
         # Health and metrics first, so probes answer (not ready) while migrations run.
-        self.health = HttpServer(health_app(self._readiness), s.host, s.health_port)
-        self.metrics_server = HttpServer(metrics_app(self.metrics.registry), s.host, s.metrics_port)
+        self.health = HttpServer(health_app(self._readiness), s.host, s.health_port, limits=limits)
+        self.metrics_server = HttpServer(metrics_app(self.metrics.registry), s.host, s.metrics_port, limits=limits)
         for server in (self.health, self.metrics_server):
             await server.start()
             self._servers.append(server)
@@ -72,9 +74,16 @@ class Orchestrator:
         )
         await self.grpc.start()
         self.http = HttpServer(
-            build_http_app(service, self.metrics, tokens, max_body_bytes=s.max_message_bytes),
+            build_http_app(
+                service,
+                self.metrics,
+                tokens,
+                max_body_bytes=s.max_message_bytes,
+                body_timeout_seconds=s.http_body_timeout_seconds,
+            ),
             s.host,
             s.http_port,
+            limits=limits,
         )
         await self.http.start()
         self._servers.append(self.http)

@@ -146,10 +146,15 @@ class HttpApi:
 
 
 def build_http_app(
-    service: OrchestratorService, metrics: OrchestratorMetrics, tokens: TokenCheck, *, max_body_bytes: int
+    service: OrchestratorService,
+    metrics: OrchestratorMetrics,
+    tokens: TokenCheck,
+    *,
+    max_body_bytes: int,
+    body_timeout_seconds: float,
 ) -> web.Application:
     api = HttpApi(service)
-    app = api_application(metrics, tokens, max_body_bytes=max_body_bytes)
+    app = api_application(metrics, tokens, max_body_bytes=max_body_bytes, body_timeout_seconds=body_timeout_seconds)
     app.router.add_post("/v1/tasks", api.submit)
     app.router.add_get("/v1/tasks", api.list_tasks)
     app.router.add_get(f"/v1/tasks/{_TASK_ID}", api.get)

@@ -20,5 +20,10 @@ class TokenCheck:
             return True
         if not authorization or not authorization.startswith("Bearer "):
             return False
+        try:
+            # aiohttp decodes header bytes that are not UTF-8 as surrogate escapes: this restores the bytes sent.
+            presented = authorization[len("Bearer ") :].strip().encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return False  # lone surrogates no client could have sent as bytes: not our token either
         # Constant-time comparison: the token must not leak through timing.
-        return hmac.compare_digest(authorization[len("Bearer ") :].strip().encode(), self._token)
+        return hmac.compare_digest(presented, self._token)

@@ -14,7 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-from ai_agents.errors import AiAgentsError
+from ai_agents.errors import AiAgentsError, InvalidArgument
 from ai_agents.observability.metrics import CommonMetrics
 from ai_agents.observability.tracing import tracing_enabled
 from ai_agents.serving.auth import TokenCheck
@@ -33,6 +33,40 @@ _AioUnary: TypeAlias = Callable[[Any, _Ctx], Awaitable[Any]]
 _AioStream: TypeAlias = Callable[[Any, _Ctx], AsyncIterator[Any]]
 # opentelemetry-instrumentation-grpc ships py.typed but leaves this factory unannotated: its real signature.
 _aio_server_interceptor: Callable[[], grpc.aio.ServerInterceptor] = aio_server_interceptor
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not a valid message, so the handler wrapper can refuse it.
+
+    grpc.aio deserializes before any handler or interceptor code runs and turns a failure into UNKNOWN with the
+    exception's class name; returning this marker instead moves the failure to where we map errors.
+    """
+
+    __slots__ = ()
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception:
+            # Whatever the bytes are (truncated, wrong wire type, nested past protobuf's limit), the fault is the
+            # caller's: an INVALID_ARGUMENT below, not a server error.
+            return _UNDECODABLE
+
+    return deserialize
+
+
+def _refuse_undecodable(request: Any, method: str) -> None:
+    if request is _UNDECODABLE:
+        raise InvalidArgument(f"the request to {method} is not a valid protobuf message")
 
 
 class ApiInterceptor(grpc.aio.ServerInterceptor):
@@ -81,11 +115,12 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary(request: Any, context: _Ctx) -> Any:
                 async with self._served(method, authorized, context):
+                    _refuse_undecodable(request, method)
                     return await inner_unary(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
@@ -93,12 +128,13 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream(request: Any, context: _Ctx) -> AsyncIterator[Any]:
                 async with self._served(method, authorized, context):
+                    _refuse_undecodable(request, method)
                     async for response in inner_stream(request, context):
                         yield response
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler

@@ -1,7 +1,8 @@
-"""aiohttp middlewares shared by HTTP APIs: metrics, JSON errors, bearer-token check."""
+"""aiohttp middlewares shared by HTTP APIs: metrics, JSON errors, bearer-token check, body-read deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,8 +18,23 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# nginx's "client closed request": the client left before the answer, so it is neither a success nor a server
+# error. Counted under this status so the 5xx error-rate SLO is not fed by clients going away.
+CLIENT_CLOSED = 499
+
+
 def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _client_closed_response() -> web.Response:
+    # Nobody reads it; it exists so the metrics middleware records the request as 499.
+    return error_response(CLIENT_CLOSED, "client_closed", "the client closed the connection")
 
 
 def _route_label(request: web.Request) -> str:
@@ -57,6 +73,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "bad_request")
         return error_response(exc.status, code, exc.reason)
+    except ConnectionError:
+        # A ConnectionError with the client still connected is ours (say, the database refusing): a 500 below.
+        if not _client_gone(request):
+            log.exception("unhandled error", extra={"path": request.path})
+            return error_response(500, "internal", "internal error")
+        return _client_closed_response()
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return error_response(500, "internal", "internal error")
@@ -72,8 +94,47 @@ def auth_middleware(tokens: TokenCheck) -> Middleware:
     return middleware
 
 
-def api_application(metrics: CommonMetrics, tokens: TokenCheck, *, max_body_bytes: int) -> web.Application:
+def body_deadline_middleware(timeout_seconds: float) -> Middleware:
+    """Read the whole body within `timeout_seconds` of the headers (408 otherwise) before the handler runs.
+
+    After the token check, so an unauthenticated client cannot make us buffer a body. The handler's own
+    `request.read()`/`json()` then returns the body aiohttp cached here.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                async with asyncio.timeout(timeout_seconds):
+                    await request.read()
+            except TimeoutError:
+                response = error_response(
+                    408, "request_timeout", f"request body not received within {timeout_seconds:g} s"
+                )
+                response.force_close()
+                return response
+            except web.RequestPayloadError:
+                if _client_gone(request):
+                    return _client_closed_response()
+                response = error_response(400, "bad_request", "malformed request body")
+                response.force_close()
+                return response
+            except ConnectionError:
+                return _client_closed_response()
+        return await handler(request)
+
+    return middleware
+
+
+def api_application(
+    metrics: CommonMetrics, tokens: TokenCheck, *, max_body_bytes: int, body_timeout_seconds: float
+) -> web.Application:
     return web.Application(
-        middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware(tokens)],
+        middlewares=[
+            metrics_middleware(metrics),
+            error_middleware,
+            auth_middleware(tokens),
+            body_deadline_middleware(body_timeout_seconds),
+        ],
         client_max_size=max_body_bytes,
     )
