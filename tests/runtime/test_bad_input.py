@@ -828,8 +828,17 @@ async def test_zz_still_serving_and_nothing_acknowledged_is_lost(world: World) -
         got = await world.stubs.tasks.GetTask(tasks_pb2.GetTaskRequest(task_id=task_id), timeout=5)
         assert got.task.task_id == task_id
     # Rejected requests created nothing: the store holds exactly the acknowledged tasks.
-    listed = await world.stubs.tasks.ListTasks(tasks_pb2.ListTasksRequest(page_size=1000), timeout=5)
-    assert sorted(t.task_id for t in listed.tasks) == sorted(world.acknowledged)
+    listed: list[str] = []
+    token = ""
+    for _ in range(100):  # pages are bounded in bytes too: follow the token
+        page = await world.stubs.tasks.ListTasks(
+            tasks_pb2.ListTasksRequest(page_size=1000, page_token=token), timeout=5
+        )
+        listed.extend(t.task_id for t in page.tasks)
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(listed) == sorted(world.acknowledged)
     # A fresh submission still works on both transports.
     fresh = await world.stubs.tasks.SubmitTask(tasks_pb2.SubmitTaskRequest(agent_type=CODING), timeout=5)
     assert fresh.created

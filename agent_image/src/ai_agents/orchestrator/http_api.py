@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,12 @@ from ai_agents.serving.http_middleware import api_application
 from ai_agents.store.records import AgentRecord, TaskRecord
 
 _TASK_ID = r"{task_id:[^/:]+}"
+
+
+def _list_json(body: dict[str, Any]) -> web.Response:
+    # UTF-8 rather than \uXXXX escapes: the page's byte budget is measured on PostgreSQL's JSON text, which keeps
+    # non-ASCII characters as UTF-8, so the response is the size the budget counted (escapes could triple it).
+    return web.json_response(body, dumps=functools.partial(json.dumps, ensure_ascii=False))
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -119,7 +126,7 @@ class HttpApi:
             page_size=_int_query(request, "page_size"),
             page_token=request.query.get("page_token") or None,
         )
-        return web.json_response({"tasks": [task_json(t) for t in tasks], "next_page_token": token or ""})
+        return _list_json({"tasks": [task_json(t) for t in tasks], "next_page_token": token or ""})
 
     async def list_agents(self, request: web.Request) -> web.Response:
         agents, token = await self._s.list_agents(
@@ -128,7 +135,7 @@ class HttpApi:
             page_size=_int_query(request, "page_size"),
             page_token=request.query.get("page_token") or None,
         )
-        return web.json_response({"agents": [agent_json(a) for a in agents], "next_page_token": token or ""})
+        return _list_json({"agents": [agent_json(a) for a in agents], "next_page_token": token or ""})
 
     async def get_agent(self, request: web.Request) -> web.Response:
         return web.json_response(agent_json(await self._s.get_agent(request.match_info["agent_id"])))

@@ -81,7 +81,12 @@ class OrchestratorService:
             state=v.task_state(state),
             page_size=v.page_size(page_size),
             page_token=page_token or None,
+            max_bytes=self._list_page_bytes(),
         )
+
+    def _list_page_bytes(self) -> int:
+        # A quarter of the message limit: protobuf may encode a page up to ~3.7x its JSON size (see config.py).
+        return min(self._settings.list_page_max_bytes, self._settings.max_message_bytes // 4)
 
     async def cancel_task(self, task_id: str) -> TaskRecord:
         task = await self._stores.tasks.cancel(v.task_id(task_id))
@@ -212,6 +217,7 @@ class OrchestratorService:
             state=v.agent_state(state),
             page_size=v.page_size(page_size),
             after=page_token or None,
+            max_bytes=self._list_page_bytes(),
         )
 
     async def update_agent(

@@ -10,6 +10,13 @@ import asyncpg
 from ai_agents.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from ai_agents.store.records import AgentRecord
 
+# An agent row's cost in a list page (see store/tasks.py): JSON text of its variable fields plus ~270 bytes of
+# fixed fields and keys in the HTTP rendering, rounded up.
+_AGENT_ROW_BYTES = """(
+    octet_length(labels::text) + octet_length(to_json(agent_id)::text)
+    + octet_length(to_json(address)::text) + octet_length(to_json(version)::text) + 384
+)"""
+
 
 def _effective_state(stale_param: str) -> str:
     # "stale" is derived, never stored: an agent that heartbeats again is simply active again.
@@ -104,24 +111,37 @@ class AgentStore:
         return AgentRecord.from_row(row)
 
     async def list(
-        self, *, agent_type: str | None, state: str | None, page_size: int, after: str | None
+        self, *, agent_type: str | None, state: str | None, page_size: int, after: str | None, max_bytes: int
     ) -> tuple[list[AgentRecord], str | None]:
+        """By agent id; a page ends at `page_size` rows or before `max_bytes` (at least one row), as tasks do."""
         rows = await self._pool.fetch(
             f"""
-            SELECT * FROM ({self._select("($2::text IS NULL OR agent_type = $2)")}) a
-            WHERE ($3::text IS NULL OR effective_state = $3)
-              AND ($4::text IS NULL OR agent_id > $4)
-              AND (effective_state <> 'deregistered' OR $3 = 'deregistered')
-            ORDER BY agent_id LIMIT $5
+            WITH page AS (
+                SELECT * FROM ({self._select("($2::text IS NULL OR agent_type = $2)")}) a
+                WHERE ($3::text IS NULL OR effective_state = $3)
+                  AND ($4::text IS NULL OR agent_id > $4)
+                  AND (effective_state <> 'deregistered' OR $3 = 'deregistered')
+                ORDER BY agent_id LIMIT $5
+            ), sized AS (
+                SELECT page.*,
+                    sum({_AGENT_ROW_BYTES}) OVER w AS bytes_through,
+                    row_number() OVER w AS row_in_page,
+                    count(*) OVER () AS window_rows
+                FROM page
+                WINDOW w AS (ORDER BY agent_id ROWS UNBOUNDED PRECEDING)
+            )
+            SELECT * FROM sized WHERE row_in_page = 1 OR bytes_through <= $6 ORDER BY row_in_page
             """,
             self._stale,
             agent_type,
             state,
             after,
             page_size + 1,
+            max_bytes,
         )
         agents = [AgentRecord.from_row(r) for r in rows[:page_size]]
-        return agents, agents[-1].agent_id if len(rows) > page_size else None
+        more = bool(rows) and rows[0]["window_rows"] > len(agents)
+        return agents, agents[-1].agent_id if more else None
 
     async def update(
         self, agent_id: str, *, labels: dict[str, str] | None, capacity: int | None, state: str | None

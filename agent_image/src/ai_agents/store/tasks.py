@@ -22,6 +22,17 @@ TASKS_CHANNEL = "ai_agents_tasks"
 _FENCE = "task_id = $1 AND state = 'leased' AND lease_token = $2 AND ($3::text IS NULL OR lease_owner = $3)"
 _CLEAR_LEASE = "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()"
 
+# What one row costs in a list page, as PostgreSQL can tell without shipping it: the JSON text of every
+# variable-length field (to_json escapes strings as a JSON encoder does), plus the fixed fields, keys and page
+# envelope share of the HTTP rendering (about 520 bytes measured at their longest), rounded up.
+_TASK_ROW_BYTES = """(
+    octet_length(payload::text) + octet_length(coalesce(result::text, 'null'))
+    + octet_length(to_json(error)::text) + octet_length(to_json(progress_message)::text)
+    + octet_length(to_json(coalesce(idempotency_key, ''))::text)
+    + octet_length(to_json(coalesce(lease_owner, ''))::text)
+    + 640
+)"""
+
 
 @dataclass(frozen=True, slots=True)
 class ExpiredLease:
@@ -95,27 +106,44 @@ class TaskStore:
         return TaskRecord.from_row(row)
 
     async def list(
-        self, *, agent_type: str | None, state: str | None, page_size: int, page_token: str | None
+        self, *, agent_type: str | None, state: str | None, page_size: int, page_token: str | None, max_bytes: int
     ) -> tuple[list[TaskRecord], str | None]:
-        """Oldest first, keyset-paginated on (created_at, task_id) so pages stay stable under inserts."""
+        """Oldest first, keyset-paginated on (created_at, task_id) so pages stay stable under inserts.
+
+        A page ends at `page_size` rows or before its rows' size passes `max_bytes`, whichever comes first, but
+        holds at least one row. PostgreSQL sums the sizes over the page window, so rows past the budget are never
+        sent to this process; the page token points after the last row returned, so no row is skipped.
+        """
         after_created, after_id = decode_page_token(page_token) if page_token else (None, None)
         rows = await self._pool.fetch(
-            """
-            SELECT * FROM tasks
-            WHERE ($1::text IS NULL OR agent_type = $1)
-              AND ($2::text IS NULL OR state = $2)
-              AND ($3::timestamptz IS NULL OR (created_at, task_id) > ($3, $4::uuid))
-            ORDER BY created_at, task_id
-            LIMIT $5
+            f"""
+            WITH page AS (
+                SELECT * FROM tasks
+                WHERE ($1::text IS NULL OR agent_type = $1)
+                  AND ($2::text IS NULL OR state = $2)
+                  AND ($3::timestamptz IS NULL OR (created_at, task_id) > ($3, $4::uuid))
+                ORDER BY created_at, task_id
+                LIMIT $5
+            ), sized AS (
+                SELECT page.*,
+                    sum({_TASK_ROW_BYTES}) OVER w AS bytes_through,
+                    row_number() OVER w AS row_in_page,
+                    count(*) OVER () AS window_rows
+                FROM page
+                WINDOW w AS (ORDER BY created_at, task_id ROWS UNBOUNDED PRECEDING)
+            )
+            SELECT * FROM sized WHERE row_in_page = 1 OR bytes_through <= $6 ORDER BY row_in_page
             """,
             agent_type,
             state,
             after_created,
             uuid.UUID(after_id) if after_id else None,
             page_size + 1,
+            max_bytes,
         )
         tasks = [TaskRecord.from_row(r) for r in rows[:page_size]]
-        more = len(rows) > page_size
+        # More rows follow if the window held more than this page: one past page_size, or cut by the budget.
+        more = bool(rows) and rows[0]["window_rows"] > len(tasks)
         return tasks, encode_page_token(tasks[-1].created_at, tasks[-1].task_id) if more else None
 
     async def lease(
