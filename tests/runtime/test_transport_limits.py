@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from ai_agents.local.postgres import LocalPostgres, free_port
 from ai_agents.orchestrator.grpc_api import SERVICE_NAMES
 from ai_agents.v1 import tasks_pb2, tasks_pb2_grpc
 from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection
 
 from ._api_support import sample, scrape
 from .conftest import create_database, eventually
@@ -251,16 +253,15 @@ async def test_non_ascii_authorization_is_401_json_on_every_route(
         assert error["code"] == "unauthenticated", (method, path, error)
 
 
-def _all_methods() -> list[tuple[str, bool]]:
-    """(full method path, server-streaming?) for every method of every service we serve, plus health."""
+def _all_methods() -> list[tuple[str, bool, bool]]:
+    """(full path, client-streaming?, server-streaming?) of every method we serve, with health and reflection."""
     pool = descriptor_pool.Default()
-    methods = []
-    for name in [*SERVICE_NAMES, "grpc.health.v1.Health"]:
-        service = pool.FindServiceByName(name)
-        for method in service.methods:
-            if not method.client_streaming:
-                methods.append((f"/{service.full_name}/{method.name}", method.server_streaming))
-    return methods
+    names = [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    return [
+        (f"/{service.full_name}/{method.name}", method.client_streaming, method.server_streaming)
+        for service in map(pool.FindServiceByName, names)
+        for method in service.methods
+    ]
 
 
 async def test_corrupt_protobuf_is_invalid_argument_on_every_method(api: OrchestratorProcess) -> None:
@@ -268,10 +269,17 @@ async def test_corrupt_protobuf_is_invalid_argument_on_every_method(api: Orchest
     methods = _all_methods()
     assert len(methods) > 10, methods
     metadata = (("authorization", AUTH),)
+
+    async def one_corrupt_message() -> AsyncIterator[bytes]:
+        yield corrupt
+
     async with grpc.aio.insecure_channel(f"127.0.0.1:{api.grpc}") as channel:
-        for path, streaming in methods:
+        for path, client_streaming, server_streaming in methods:
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                if streaming:
+                if client_streaming:
+                    async for _ in channel.stream_stream(path)(one_corrupt_message(), metadata=metadata, timeout=10):
+                        pass
+                elif server_streaming:
                     async for _ in channel.unary_stream(path)(corrupt, metadata=metadata, timeout=10):
                         pass
                 else:

@@ -31,6 +31,7 @@ _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 # function and an async generator function that take a grpc.aio.ServicerContext.
 _AioUnary: TypeAlias = Callable[[Any, _Ctx], Awaitable[Any]]
 _AioStream: TypeAlias = Callable[[Any, _Ctx], AsyncIterator[Any]]
+_AioBidi: TypeAlias = Callable[[AsyncIterator[Any], _Ctx], AsyncIterator[Any]]
 # opentelemetry-instrumentation-grpc ships py.typed but leaves this factory unannotated: its real signature.
 _aio_server_interceptor: Callable[[], grpc.aio.ServerInterceptor] = aio_server_interceptor
 
@@ -67,6 +68,13 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 def _refuse_undecodable(request: Any, method: str) -> None:
     if request is _UNDECODABLE:
         raise InvalidArgument(f"the request to {method} is not a valid protobuf message")
+
+
+async def _decoded(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+    """A request stream that raises at the first undecodable message (the servicer's loop passes it on)."""
+    async for request in requests:
+        _refuse_undecodable(request, method)
+        yield request
 
 
 class ApiInterceptor(grpc.aio.ServerInterceptor):
@@ -134,6 +142,19 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
+                request_deserializer=_tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream:  # server reflection: ours serve no client-streaming methods
+            inner_bidi = cast("_AioBidi", handler.stream_stream)
+
+            async def bidi(requests: AsyncIterator[Any], context: _Ctx) -> AsyncIterator[Any]:
+                async with self._served(method, authorized, context):
+                    async for response in inner_bidi(_decoded(requests, method), context):
+                        yield response
+
+            return grpc.stream_stream_rpc_method_handler(
+                bidi,
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
