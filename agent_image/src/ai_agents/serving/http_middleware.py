@@ -73,13 +73,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "bad_request")
         return error_response(exc.status, code, exc.reason)
-    except ConnectionError:
-        # A ConnectionError with the client still connected is ours (say, the database refusing): a 500 below.
-        if not _client_gone(request):
-            log.exception("unhandled error", extra={"path": request.path})
-            return error_response(500, "internal", "internal error")
-        return _client_closed_response()
-    except Exception:
+    except Exception as exc:
+        # The client leaving mid-request is not our fault; any other ConnectionError (the database refusing) is.
+        if isinstance(exc, ConnectionError) and _client_gone(request):
+            return _client_closed_response()
         log.exception("unhandled error", extra={"path": request.path})
         return error_response(500, "internal", "internal error")
 
