@@ -51,6 +51,9 @@ class OrchestratorSettings(CommonSettings):
     # Base of the exponential backoff before a failed attempt is retried.
     retry_backoff_seconds: float = Field(1.0, ge=0)
     max_payload_bytes: int = Field(256 * 1024, ge=16)
+    # Deepest nesting of objects and arrays in a payload, result or message body; 32 is the most a
+    # protobuf parser decodes inside a LeaseTasksResponse (see orchestrator/validation.py).
+    max_payload_depth: int = Field(32, ge=1, le=32)
     # How often expired leases are returned to the queue and gauges refreshed.
     maintenance_interval_seconds: float = Field(1.0, gt=0)
     gauge_refresh_seconds: float = Field(5.0, gt=0)
