@@ -148,6 +148,10 @@ class OrchestratorService:
             )
         except FailedPrecondition:
             return  # cancelled in the meantime: nothing left to fail
+        except Exception:
+            # Never strand the rest of the batch: this lease expires and the task is checked again next time.
+            log.exception("could not fail an undeliverable task", extra={"task_id": task.task_id})
+            return
         self._observe_finished(failed)
 
     def _observe_finished(self, task: TaskRecord) -> None:
