@@ -108,7 +108,7 @@ def stored_to_struct(value: dict[str, Any], *, field: str) -> struct_pb2.Struct:
     such parts as "<unencodable: reason>" strings instead of failing (documented in docs/contracts.md).
     """
     if validation.stored_value_problem(value, field=field) is not None:
-        value = validation.replace_unencodable(value, field=field)
+        value = validation.replace_unencodable(value)
     try:
         return dict_to_struct(value)
     except Exception as exc:  # a value the check above missed must still not fail a read

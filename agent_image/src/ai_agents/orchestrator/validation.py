@@ -50,11 +50,11 @@ MAX_PROGRESS_MESSAGE = 1024
 MAX_ERROR = 4096
 
 
-def _child(path: str, key: str) -> str:
-    """`payload.a` for plain keys, `payload["a b"]` otherwise (escaped, cut short: the path goes into a message)."""
+def _segment(key: str) -> str:
+    """`.a` for plain keys, `["a b"]` otherwise (escaped, cut short: the path goes into a message)."""
     if _PLAIN_KEY.fullmatch(key):
-        return f"{path}.{key}"
-    return f"{path}[{json.dumps(key[:64])}]"
+        return f".{key}"
+    return f"[{json.dumps(key[:64])}]"
 
 
 def _text_problem(value: str) -> str | None:
@@ -79,8 +79,13 @@ def _number_problem(value: int | float, *, exact: bool) -> str | None:
     return None
 
 
-def _json_problem(value: Any, path: str, level: int, *, max_depth: int, exact: bool) -> str | None:
-    """The first part of `value` that some hop cannot carry, as "path: reason"; None when all of it fits."""
+# A problem found deep inside a value: the path segments (innermost first, added while unwinding, so no path
+# is built for values that fit) and the reason.
+_Found = tuple[list[str], str]
+
+
+def _find(value: Any, level: int, max_depth: int, exact: bool) -> _Found | None:
+    """The first part of `value` that some hop cannot carry; None when all of it fits."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -89,24 +94,34 @@ def _json_problem(value: Any, path: str, level: int, *, max_depth: int, exact: b
         problem = _number_problem(value, exact=exact)
     elif isinstance(value, dict | list):
         if level >= max_depth:
-            return f"{path}: nested deeper than {max_depth} levels"
+            return [], f"nested deeper than {max_depth} levels"
         if isinstance(value, list):
             for index, item in enumerate(value):
-                if found := _json_problem(item, f"{path}[{index}]", level + 1, max_depth=max_depth, exact=exact):
+                if found := _find(item, level + 1, max_depth, exact):
+                    found[0].append(f"[{index}]")
                     return found
             return None
         for key, item in value.items():
             if not isinstance(key, str):
-                return f"{path}: key {key!r} is not a string"
-            child = _child(path, key)
+                return [], f"key {key!r} is not a string"
             if (problem := _text_problem(key)) is not None:
-                return f"{child}: key {problem}"
-            if found := _json_problem(item, child, level + 1, max_depth=max_depth, exact=exact):
+                return [_segment(key)], f"key {problem}"
+            if found := _find(item, level + 1, max_depth, exact):
+                found[0].append(_segment(key))
                 return found
         return None
     else:
         problem = f"a {type(value).__name__} is not a JSON value"
-    return f"{path}: {problem}" if problem else None
+    return ([], problem) if problem else None
+
+
+def _json_problem(value: Any, field: str, *, max_depth: int, exact: bool) -> str | None:
+    """The first part of `value` that some hop cannot carry, as "path: reason"; None when all of it fits."""
+    found = _find(value, 0, max_depth, exact)
+    if found is None:
+        return None
+    segments, reason = found
+    return f"{field}{''.join(reversed(segments))}: {reason}"
 
 
 def stored_value_problem(value: Any, *, field: str) -> str | None:
@@ -116,7 +131,7 @@ def stored_value_problem(value: Any, *, field: str) -> str | None:
     double still carries; only integers past a double's range count. Rows stored before the door checked
     depth and numbers may fail this.
     """
-    return _json_problem(value, field, 0, max_depth=MAX_DECODABLE_DEPTH, exact=False)
+    return _json_problem(value, field, max_depth=MAX_DECODABLE_DEPTH, exact=False)
 
 
 def placeholder(problem: str) -> str:
@@ -124,23 +139,22 @@ def placeholder(problem: str) -> str:
     return f"<unencodable: {problem}>"
 
 
-def replace_unencodable(value: Any, *, field: str) -> Any:
+def replace_unencodable(value: Any) -> Any:
     """A copy of a stored value with every part gRPC cannot carry replaced by a `placeholder` string."""
-    return _replace(value, field, 0)
+    return _replace(value, 0)
 
 
-def _replace(value: Any, path: str, level: int) -> Any:
+def _replace(value: Any, level: int) -> Any:
     if isinstance(value, dict | list) and level < MAX_DECODABLE_DEPTH:
         if isinstance(value, list):
-            return [_replace(item, f"{path}[{i}]", level + 1) for i, item in enumerate(value)]
+            return [_replace(item, level + 1) for item in value]
         out: dict[str, Any] = {}
         for key, item in value.items():
-            child = _child(path, str(key))
             problem = _text_problem(key) if isinstance(key, str) else "not a string"
-            out[placeholder(f"key {problem}") if problem else key] = _replace(item, child, level + 1)
+            out[placeholder(f"key {problem}") if problem else key] = _replace(item, level + 1)
         return out
-    problem = _json_problem(value, path, level, max_depth=MAX_DECODABLE_DEPTH, exact=False)
-    return placeholder(problem.split(": ", 1)[1]) if problem else value
+    found = _find(value, level, MAX_DECODABLE_DEPTH, False)
+    return placeholder(found[1]) if found else value
 
 
 def text(value: Any, *, field: str, max_chars: int, truncate: bool = False) -> str:
@@ -218,7 +232,7 @@ def payload(
         return {}
     if not isinstance(value, dict):
         raise InvalidArgument(f"{field}: must be a JSON object")
-    if problem := _json_problem(value, field, 0, max_depth=min(max_depth, MAX_DECODABLE_DEPTH), exact=True):
+    if problem := _json_problem(value, field, max_depth=min(max_depth, MAX_DECODABLE_DEPTH), exact=True):
         raise InvalidArgument(problem)
     size = len(json.dumps(value, separators=(",", ":")).encode())
     if size > max_bytes:
@@ -259,7 +273,7 @@ def labels(value: Any) -> dict[str, str]:
         raise InvalidArgument(f"labels: {len(value)} labels exceeds the limit of {MAX_LABELS}")
     for key, item in value.items():
         text(key, field=f"labels: key {json.dumps(key[:64])}", max_chars=MAX_LABEL_KEY)
-        text(item, field=_child("labels", key), max_chars=MAX_LABEL_VALUE)
+        text(item, field=f"labels{_segment(key)}", max_chars=MAX_LABEL_VALUE)
     return dict(value)
 
 
