@@ -17,7 +17,7 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
-from ai_agents.client import OrchestratorClient, UndecodableLeases
+from ai_agents.client import OrchestratorClient, UndecodableLeases, UndecodableResponse
 from ai_agents.client._lenient import decode_lease_response
 from ai_agents.config import OrchestratorSettings
 from ai_agents.convert import dict_to_struct, struct_to_dict, task_state_to_str
@@ -285,37 +285,63 @@ def test_the_agent_decodes_each_lease_alone_and_names_the_one_it_cannot() -> Non
         decode_lease_response(b"\x0a\xff\xff")  # a corrupt envelope is an error, not an empty batch
 
 
-class LeaseInjector(grpc.GenericRpcHandler):
-    """A gRPC hop between a real agent and the real orchestrator that relays every call unchanged, except that it
-    appends one extra lease to the next LeaseTasks answer: what an orchestrator without the lease-time check sent.
+class FaultyHop(grpc.GenericRpcHandler):
+    """A gRPC hop between a real client or agent and the real orchestrator: it relays every call byte for byte,
+    except for the faults armed on it, each once (what an older orchestrator or a bad network sent).
     """
 
-    def __init__(self, upstream: grpc.aio.Channel, extra_lease: tasks_pb2.TaskLease) -> None:
+    def __init__(self, upstream: grpc.aio.Channel) -> None:
         self._upstream = upstream
-        # A repeated field's elements may arrive in several chunks: appending bytes appends a lease.
-        self._extra: bytes | None = tasks_pb2.LeaseTasksResponse(leases=[extra_lease]).SerializeToString()
+        # Appended to the next LeaseTasks answer: appending a repeated field's bytes appends an element.
+        self.extra_lease: bytes | None = None
+        # The next LeaseTasks call is refused with this status, without reaching the orchestrator.
+        self.refuse_lease: grpc.StatusCode | None = None
+        # Methods (by short name) whose next answer is replaced with bytes that are not a protobuf message.
+        self.corrupt: set[str] = set()
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes] | None:
         method = handler_call_details.method
+        name = method.rsplit("/", 1)[-1]
 
         async def relay(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-            remaining = context.time_remaining()
+            if name == "LeaseTasks" and self.refuse_lease is not None:
+                code, self.refuse_lease = self.refuse_lease, None
+                await context.abort(code, "refused by the faulty hop")
             try:
-                response: bytes = await self._upstream.unary_unary(method)(request, timeout=remaining)
+                response: bytes = await self._upstream.unary_unary(method)(request, timeout=context.time_remaining())
             except grpc.aio.AioRpcError as exc:
                 await context.abort(exc.code(), exc.details() or "")
                 raise
-            if method.endswith("/LeaseTasks") and self._extra is not None:
-                response, self._extra = response + self._extra, None
+            if name in self.corrupt:
+                self.corrupt.discard(name)
+                return b"\x0a\xff\xff\xff"  # a length-delimited field 1 that claims more bytes than follow
+            if name == "LeaseTasks" and self.extra_lease is not None:
+                response, self.extra_lease = response + self.extra_lease, None
             return response
 
         return grpc.unary_unary_rpc_method_handler(relay)
 
 
+@pytest.fixture
+async def faulty_hop(orchestrator: Orchestrator) -> AsyncIterator[tuple[FaultyHop, str]]:
+    """A FaultyHop in front of the test's orchestrator, and the gRPC target that reaches the orchestrator through it."""
+    upstream = grpc.aio.insecure_channel(grpc_target(orchestrator))
+    hop = FaultyHop(upstream)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((hop,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield hop, f"ipv4:127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+        await upstream.close()
+
+
 async def test_an_agent_fails_a_lease_it_cannot_decode_alone_and_keeps_working(
-    start_orchestrator: OrchestratorFactory, agents: AgentProcesses
+    orchestrator: Orchestrator, agents: AgentProcesses, faulty_hop: tuple[FaultyHop, str]
 ) -> None:
-    orchestrator = await start_orchestrator()
+    hop, through_hop = faulty_hop
     agent_id = "documentation-poisoned"
     async with await OrchestratorClient.connect(grpc_target(orchestrator), timeout=10) as client:
         # The victim: leased for the agent, then handed to it with a payload it cannot parse.
@@ -325,33 +351,41 @@ async def test_an_agent_fails_a_lease_it_cannot_decode_alone_and_keeps_working(
         deep = struct_pb2.Struct()
         deep.update(nested_objects(MAX_DECODABLE_DEPTH + 1))
         poison = tasks_pb2.TaskLease(task=tasks_pb2.Task(task_id=victim, payload=deep), lease_token=held.lease_token)
+        hop.extra_lease = tasks_pb2.LeaseTasksResponse(leases=[poison]).SerializeToString()
+        # A refusal that is not transient comes first: the agent used to exit on it.
+        hop.refuse_lease = grpc.StatusCode.INVALID_ARGUMENT
 
-        upstream = grpc.aio.insecure_channel(grpc_target(orchestrator))
-        relay = grpc.aio.server()
-        relay.add_generic_rpc_handlers((LeaseInjector(upstream, poison),))
-        port = relay.add_insecure_port("127.0.0.1:0")
-        await relay.start()
-        try:
-            agents.start("documentation", f"ipv4:127.0.0.1:{port}", agent_id=agent_id)
-            innocent = [(await client.submit_task("documentation", {"i": i})).task.task_id for i in range(3)]
+        agents.start("documentation", through_hop, agent_id=agent_id)
+        innocent = [(await client.submit_task("documentation", {"i": i})).task.task_id for i in range(3)]
 
-            async def all_finished() -> None:
-                assert agents.procs[agent_id].poll() is None, f"the agent died:\n{agents.log(agent_id)[-3000:]}"
-                states = {t: task_state_to_str((await client.get_task(t)).state) for t in [victim, *innocent]}
-                assert all(state not in ("queued", "leased") for state in states.values()), states
-
-            await eventually(all_finished, timeout=60)
-            failed = await client.get_task(victim)
-            assert failed.state == tasks_pb2.TASK_STATE_FAILED, task_state_to_str(failed.state)
-            assert failed.error.startswith("the agent could not decode the task"), failed.error
-            assert failed.attempts == 1, "failed for good, not retried on other agents"
-            for task_id in innocent:
-                assert (await client.get_task(task_id)).state == tasks_pb2.TASK_STATE_SUCCEEDED
+        async def all_finished() -> None:
             assert agents.procs[agent_id].poll() is None, f"the agent died:\n{agents.log(agent_id)[-3000:]}"
-        finally:
-            agents.stop_all()
-            await relay.stop(None)
-            await upstream.close()
+            states = {t: task_state_to_str((await client.get_task(t)).state) for t in [victim, *innocent]}
+            assert all(state not in ("queued", "leased") for state in states.values()), states
+
+        await eventually(all_finished, timeout=60)
+        assert hop.refuse_lease is None and hop.extra_lease is None, "both faults reached the agent"
+        failed = await client.get_task(victim)
+        assert failed.state == tasks_pb2.TASK_STATE_FAILED, task_state_to_str(failed.state)
+        assert failed.error.startswith("the agent could not decode the task"), failed.error
+        assert failed.attempts == 1, "failed for good, not retried on other agents"
+        for task_id in innocent:
+            assert (await client.get_task(task_id)).state == tasks_pb2.TASK_STATE_SUCCEEDED
+    assert agents.procs[agent_id].poll() is None, f"the agent died:\n{agents.log(agent_id)[-3000:]}"
+
+
+async def test_the_client_raises_a_typed_error_for_a_response_it_cannot_decode(
+    orchestrator: Orchestrator, faulty_hop: tuple[FaultyHop, str]
+) -> None:
+    hop, through_hop = faulty_hop
+    async with await OrchestratorClient.connect(through_hop, timeout=10) as client:
+        task_id = (await client.submit_task("coding", {"x": 1})).task.task_id
+        hop.corrupt = {"GetTask", "LeaseTasks"}
+        with pytest.raises(UndecodableResponse, match="GetTask"):  # it was an AttributeError on None
+            await client.get_task(task_id)
+        with pytest.raises(UndecodableResponse, match="LeaseTasks"):
+            await client.lease_tasks(agent_id="w-1", agent_type="coding", max_tasks=1, wait_seconds=0)
+        assert (await client.get_task(task_id)).task_id == task_id, "the next answer decodes again"
 
 
 # ---- numbers and text no hop can carry ---------------------------------------------------------------------
