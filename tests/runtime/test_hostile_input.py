@@ -374,6 +374,29 @@ async def test_an_agent_fails_a_lease_it_cannot_decode_alone_and_keeps_working(
     assert agents.procs[agent_id].poll() is None, f"the agent died:\n{agents.log(agent_id)[-3000:]}"
 
 
+async def test_a_result_the_orchestrator_refuses_fails_the_task_at_once_with_the_reason(
+    orchestrator: Orchestrator, agents: AgentProcesses
+) -> None:
+    # The simulate handler reports float(payload["test_duration_seconds"]): the string "nan" becomes NaN.
+    target = grpc_target(orchestrator)
+    agent_id = agents.start("testing", target)
+    async with await OrchestratorClient.connect(target, timeout=10) as client:
+        task_id = (await client.submit_task("testing", {"test_duration_seconds": "nan"}, max_attempts=3)).task.task_id
+
+        async def failed() -> None:
+            task = await client.get_task(task_id)
+            assert task.state == tasks_pb2.TASK_STATE_FAILED, (task_state_to_str(task.state), task.error)
+
+        # Before: the refusal was logged as a lost outcome and the task ran again after each lease expiry.
+        await eventually(failed, timeout=20)
+        task = await client.get_task(task_id)
+        assert task.error.startswith("the orchestrator refused the handler's result: result.test_duration_seconds"), (
+            task.error
+        )
+        assert task.attempts == 1
+    assert agents.procs[agent_id].poll() is None
+
+
 async def test_the_client_raises_a_typed_error_for_a_response_it_cannot_decode(
     orchestrator: Orchestrator, faulty_hop: tuple[FaultyHop, str]
 ) -> None:

@@ -267,8 +267,8 @@ class AgentWorker:
         """Report success; a result that cannot be sent or is refused fails the task instead, non-retryably."""
         agent_type = self._s.agent_type
         try:
-            c.dict_to_struct(result)
-        except (ValueError, TypeError) as exc:  # e.g. an int past a double's range, a lone surrogate
+            tasks_pb2.CompleteTaskRequest(result=c.dict_to_struct(result))
+        except Exception as exc:  # anything protobuf refuses: an int past a double's range, a lone surrogate, ...
             refusal = f"the handler's result cannot be encoded: {type(exc).__name__}: {exc}"
         else:
             refused = await self._report("CompleteTask", self._client.complete_task, task_id, token, result)
