@@ -67,6 +67,9 @@ class OrchestratorSettings(CommonSettings):
     # one row); capped at a quarter of max_message_bytes, because protobuf can encode a JSON payload of small
     # numbers in up to ~3.7 times its text size and a gRPC page must stay sendable.
     list_page_max_bytes: int = Field(1024 * 1024, ge=1024)
+    # Deepest nesting of objects and arrays in a payload, result or message body; 32 is the most a
+    # protobuf parser decodes inside a LeaseTasksResponse (see orchestrator/validation.py).
+    max_payload_depth: int = Field(32, ge=1, le=32)
     # How often expired leases are returned to the queue and gauges refreshed.
     maintenance_interval_seconds: float = Field(1.0, gt=0)
     gauge_refresh_seconds: float = Field(5.0, gt=0)

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from ai_agents.orchestrator import validation
 from ai_agents.store.records import (
     AgentRecord,
     AllocationRecord,
@@ -71,7 +72,26 @@ def agent_state_to_proto(value: str) -> agents_pb2.AgentState.ValueType:
 
 
 def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(value)
+    """A Struct as Python values (numbers as floats, like json_format), keeping NaN and infinities as floats.
+
+    json_format.MessageToDict raises on NaN/Infinity; kept as floats, the validator refuses them by field path.
+    """
+    return {key: _value_to_python(item) for key, item in value.fields.items()}
+
+
+def _value_to_python(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value_to_python(item) for item in value.list_value.values]
+    if kind == "number_value":
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None  # null_value, or no kind set
 
 
 def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct:
@@ -79,6 +99,20 @@ def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct:
     if value:
         struct.update(value)
     return struct
+
+
+def stored_to_struct(value: dict[str, Any], *, field: str) -> struct_pb2.Struct:
+    """A stored payload, result or body as a Struct that every reader decodes; never raises.
+
+    Rows stored before the door checked depth and numbers may hold what protobuf cannot carry: reads show
+    such parts as "<unencodable: reason>" strings instead of failing (documented in docs/contracts.md).
+    """
+    if validation.stored_value_problem(value, field=field) is not None:
+        value = validation.replace_unencodable(value)
+    try:
+        return dict_to_struct(value)
+    except Exception as exc:  # a value the check above missed must still not fail a read
+        return dict_to_struct({"unencodable": validation.placeholder(f"{field}: {type(exc).__name__}")})
 
 
 def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -94,8 +128,8 @@ def task_to_proto(task: TaskRecord) -> tasks_pb2.Task:
         task_id=task.task_id,
         agent_type=agent_type_to_proto(task.agent_type),
         state=task_state_to_proto(task.state),
-        payload=dict_to_struct(task.payload),
-        result=dict_to_struct(task.result) if task.result is not None else None,
+        payload=stored_to_struct(task.payload, field="payload"),
+        result=stored_to_struct(task.result, field="result") if task.result is not None else None,
         error=task.error,
         priority=task.priority,
         idempotency_key=task.idempotency_key or "",
@@ -133,7 +167,7 @@ def message_to_proto(message: MessageRecord) -> messaging_pb2.Message:
         recipient_type=agent_type_to_proto(message.recipient_type),
         to_all=message.to_all,
         topic=message.topic,
-        body=dict_to_struct(message.body),
+        body=stored_to_struct(message.body, field="body"),
         created_at=_ts(message.created_at),
     )
 

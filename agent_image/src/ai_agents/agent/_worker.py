@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -17,7 +18,7 @@ import grpc
 
 from ai_agents import __version__
 from ai_agents import convert as c
-from ai_agents.client import OrchestratorClient
+from ai_agents.client import LeaseBatch, OrchestratorClient, UndecodableLease, UndecodableResponse
 from ai_agents.config import AgentSettings
 from ai_agents.errors import Unavailable
 from ai_agents.handlers import Handler, HandlerError, TaskContext
@@ -27,6 +28,14 @@ from ai_agents.v1 import tasks_pb2
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 5.0
+# The orchestrator refuses longer error texts and U+0000 or lone surrogates in them (see validation.py).
+_MAX_ERROR = 4096
+_UNSENDABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def _sendable(error: str) -> str:
+    """An error text the orchestrator accepts, so that reporting a failure never fails on its own text."""
+    return _UNSENDABLE_CHAR.sub("\ufffd", error)[:_MAX_ERROR]
 
 
 class _Backoff:
@@ -71,7 +80,7 @@ class AgentWorker:
         self._slot_freed = asyncio.Event()
         self._heartbeat_interval = float(settings.heartbeat_interval_seconds)
         self._lease_seconds = 30.0
-        self._lease_call: asyncio.Task[list[tasks_pb2.TaskLease]] | None = None
+        self._lease_call: asyncio.Task[LeaseBatch] | None = None
         self.registered = asyncio.Event()
         for method in ("RegisterAgent", "Heartbeat", "LeaseTasks", "CompleteTask", "FailTask"):
             # Zero series for the calls this loop repeats, so dashboards show 0 rather than no data.
@@ -167,7 +176,7 @@ class AgentWorker:
                 slot_wait.cancel()
                 continue
             self._lease_call = asyncio.ensure_future(
-                self._client.lease_tasks(
+                self._client.lease_task_batch(
                     agent_id=self.agent_id,
                     agent_type=self._s.agent_type,
                     max_tasks=free,
@@ -175,27 +184,42 @@ class AgentWorker:
                 )
             )
             try:
-                leases = await self._lease_call
+                batch = await self._lease_call
             except asyncio.CancelledError:
                 if self._stopping.is_set():
                     break
                 raise
             except Exception as exc:
+                # Never fatal: one bad response (or a refusal) must not take the agent, and with it every
+                # later task of its type, down. Transient or not, wait and lease again.
                 if not _transient(exc):
-                    raise
+                    log.error("lease failed; backing off", extra={"error": repr(exc)})
                 self._client.record_retry("LeaseTasks")
                 await backoff.sleep(self._stopping)
                 continue
             finally:
                 self._lease_call = None
             backoff.reset()
-            for lease in leases:
+            for undecodable in batch.undecodable:
+                await self._fail_undecodable(undecodable)
+            for lease in batch.leases:
                 if self._stopping.is_set():
                     # Leased just as we began to stop: hand it straight back.
                     await self._release(lease.task.task_id, lease.lease_token)
                     continue
                 task = asyncio.create_task(self._run_task(lease), name=f"task-{lease.task.task_id}")
                 self._running[lease.task.task_id] = (lease.lease_token, task)
+
+    async def _fail_undecodable(self, lease: UndecodableLease) -> None:
+        """A task this agent cannot even parse fails alone, non-retryably (no other agent could parse it either)."""
+        log.error(
+            "lease could not be decoded; failing the task", extra={"task_id": lease.task_id, "reason": lease.reason}
+        )
+        self._metrics.tasks.labels(self._s.agent_type, "failed").inc()
+        if not lease.task_id:
+            return  # nothing to name: the lease expires and the orchestrator's own check fails the task
+        error = _sendable(f"the agent could not decode the task: {lease.reason}")
+        await self._report("FailTask", self._client.fail_task, lease.task_id, lease.lease_token, error, retryable=False)
 
     async def _run_task(self, lease: tasks_pb2.TaskLease) -> None:
         task_id, token = lease.task.task_id, lease.lease_token
@@ -219,7 +243,7 @@ class AgentWorker:
             except HandlerError as exc:
                 self._metrics.tasks.labels(agent_type, "failed").inc()
                 await self._report(
-                    "FailTask", self._client.fail_task, task_id, token, str(exc), retryable=exc.retryable
+                    "FailTask", self._client.fail_task, task_id, token, _sendable(str(exc)), retryable=exc.retryable
                 )
             except asyncio.CancelledError:
                 raise
@@ -231,41 +255,65 @@ class AgentWorker:
                     self._client.fail_task,
                     task_id,
                     token,
-                    f"handler error: {exc!r}",
+                    _sendable(f"handler error: {exc!r}"),
                     retryable=True,
                 )
             else:
-                self._metrics.tasks.labels(agent_type, "succeeded").inc()
-                await self._report("CompleteTask", self._client.complete_task, task_id, token, result)
+                await self._complete(task_id, token, result)
         finally:
             self._metrics.handler_duration.labels(agent_type).observe(time.perf_counter() - started)
             self._metrics.tasks_running.labels(agent_type).dec()
             self._running.pop(task_id, None)
             self._slot_freed.set()
 
-    async def _report(self, name: str, call: Any, *args: Any, **kwargs: Any) -> None:
-        """Deliver an outcome, retrying transient failures while the lease can still be valid."""
+    async def _complete(self, task_id: str, token: int, result: dict[str, Any]) -> None:
+        """Report success; a result that cannot be sent or is refused fails the task instead, non-retryably."""
+        agent_type = self._s.agent_type
+        try:
+            tasks_pb2.CompleteTaskRequest(result=c.dict_to_struct(result))
+        except Exception as exc:  # anything protobuf refuses: an int past a double's range, a lone surrogate, ...
+            refusal = f"the handler's result cannot be encoded: {type(exc).__name__}: {exc}"
+        else:
+            refused = await self._report("CompleteTask", self._client.complete_task, task_id, token, result)
+            if refused is None:
+                self._metrics.tasks.labels(agent_type, "succeeded").inc()
+                return
+            refusal = f"the orchestrator refused the handler's result: {refused}"
+        log.error("result not accepted; failing the task", extra={"task_id": task_id, "reason": refusal})
+        self._metrics.tasks.labels(agent_type, "failed").inc()
+        await self._report("FailTask", self._client.fail_task, task_id, token, _sendable(refusal), retryable=False)
+
+    async def _report(self, name: str, call: Any, *args: Any, **kwargs: Any) -> str | None:
+        """Deliver an outcome, retrying transient failures while the lease can still be valid.
+
+        Returns the orchestrator's message if it refused the outcome as INVALID_ARGUMENT, else None.
+        """
         backoff = _Backoff()
         deadline = time.monotonic() + self._lease_seconds
         while True:
             try:
                 await call(*args, **kwargs)
-                return
+                return None
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     # Cancelled, or the lease expired and the task went to another agent: not ours to report.
                     log.info("outcome refused", extra={"task_id": args[0], "reason": exc.details()})
-                    return
+                    return None
+                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    log.error("outcome refused as invalid", extra={"task_id": args[0], "reason": exc.details()})
+                    return str(exc.details())
                 if not _transient(exc) or time.monotonic() > deadline:
                     log.error(
                         "outcome lost; the lease will expire and the task be redelivered",
                         extra={"task_id": args[0], "error": repr(exc)},
                     )
-                    return
+                    return None
+            except UndecodableResponse:
+                return None  # delivered; only the answer could not be read
             except Unavailable as exc:
                 if time.monotonic() > deadline:
                     log.error("outcome lost", extra={"task_id": args[0], "error": repr(exc)})
-                    return
+                    return None
             self._client.record_retry(name)
             await backoff.sleep(asyncio.Event())
 

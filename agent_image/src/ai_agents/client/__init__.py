@@ -2,13 +2,18 @@
 
 from ai_agents.client._breaker import CircuitBreaker, CircuitOpenError
 from ai_agents.client._channel import ChannelOptions, create_channel, resolve_target, service_config
-from ai_agents.client._client import OrchestratorClient
+from ai_agents.client._client import OrchestratorClient, UndecodableLeases, UndecodableResponse
+from ai_agents.client._lenient import LeaseBatch, UndecodableLease
 
 __all__ = [
     "ChannelOptions",
     "CircuitBreaker",
     "CircuitOpenError",
+    "LeaseBatch",
     "OrchestratorClient",
+    "UndecodableLease",
+    "UndecodableLeases",
+    "UndecodableResponse",
     "create_channel",
     "resolve_target",
     "service_config",

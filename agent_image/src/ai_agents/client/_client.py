@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from ai_agents import convert as c
 from ai_agents.client._breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from ai_agents.client._channel import ChannelOptions, create_channel
+from ai_agents.client._lenient import LeaseBatch, decode_lease_response
 from ai_agents.observability.metrics import CommonMetrics
 from ai_agents.observability.tracing import tracing_enabled
 from ai_agents.serving.identity import CREDENTIAL_METADATA
@@ -32,6 +34,26 @@ T = TypeVar("T")
 
 # Returns the agent's current credential (a rotated token file is re-read), or None to send none.
 AgentCredential = Callable[[], "str | None"]
+
+_LEASE_TASKS = f"/{tasks_pb2.DESCRIPTOR.services_by_name['TaskService'].full_name}/LeaseTasks"
+
+
+class UndecodableResponse(Exception):
+    """The call succeeded but its response could not be parsed (grpcio then hands back None)."""
+
+
+class UndecodableLeases(Exception):
+    """Some leases of a batch could not be parsed; `batch` holds both those and the ones that could."""
+
+    def __init__(self, batch: LeaseBatch) -> None:
+        ids = ", ".join(lease.task_id or "?" for lease in batch.undecodable)
+        super().__init__(f"{len(batch.undecodable)} lease(s) could not be decoded: {ids}")
+        self.batch = batch
+
+
+def _raw_bytes(data: bytes) -> bytes:
+    return data
+
 
 # opentelemetry-instrumentation-grpc ships py.typed but leaves this factory unannotated: its real signature.
 _aio_client_interceptors: Callable[[], list[grpc.aio.ClientInterceptor]] = aio_client_interceptors
@@ -63,6 +85,12 @@ class OrchestratorClient:
         self.messaging = messaging_pb2_grpc.MessagingServiceStub(channel)
         self.monitoring = monitoring_pb2_grpc.MonitoringServiceStub(channel)
         self.resources = resources_pb2_grpc.ResourceServiceStub(channel)
+        # LeaseTasks without parsing: decode_lease_response parses each lease alone (see _lenient.py).
+        self._lease_raw = channel.unary_unary(
+            _LEASE_TASKS,
+            request_serializer=tasks_pb2.LeaseTasksRequest.SerializeToString,
+            response_deserializer=_raw_bytes,
+        )
         if metrics is not None:
             metrics.circuit_state.labels(target).set(BreakerState.CLOSED)
 
@@ -130,10 +158,17 @@ class OrchestratorClient:
             raise
         code = grpc.StatusCode.OK
         try:
-            return await method(request, timeout=timeout or self._timeout, metadata=self._call_metadata())
+            response = await method(request, timeout=timeout or self._timeout, metadata=self._call_metadata())
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             raise
+        else:
+            if response is None:
+                # grpcio logs "Exception deserializing message!" and returns None; gRPC's other clients report
+                # INTERNAL for a response they cannot parse.
+                code = grpc.StatusCode.INTERNAL
+                raise UndecodableResponse(f"{name}: the response could not be decoded")
+            return response
         finally:
             self.breaker.record(code)
             if self._metrics is not None:
@@ -198,6 +233,18 @@ class OrchestratorClient:
     async def lease_tasks(
         self, *, agent_id: str, agent_type: str, max_tasks: int, wait_seconds: int
     ) -> list[tasks_pb2.TaskLease]:
+        """The leased tasks; raises UndecodableLeases (holding the whole batch) if any could not be parsed."""
+        batch = await self.lease_task_batch(
+            agent_id=agent_id, agent_type=agent_type, max_tasks=max_tasks, wait_seconds=wait_seconds
+        )
+        if batch.undecodable:
+            raise UndecodableLeases(batch)
+        return batch.leases
+
+    async def lease_task_batch(
+        self, *, agent_id: str, agent_type: str, max_tasks: int, wait_seconds: int
+    ) -> LeaseBatch:
+        """Lease tasks; a lease that cannot be parsed comes back in `undecodable` instead of failing the call."""
         request = tasks_pb2.LeaseTasksRequest(
             agent_id=agent_id,
             agent_type=c.agent_type_to_proto(agent_type),
@@ -205,8 +252,11 @@ class OrchestratorClient:
             wait_seconds=wait_seconds,
         )
         # The deadline covers the long poll plus a margin for the lease itself.
-        response = await self._call("LeaseTasks", self.tasks.LeaseTasks, request, wait_seconds + self._timeout)
-        return list(response.leases)
+        data = await self._call("LeaseTasks", self._lease_raw, request, wait_seconds + self._timeout)
+        try:
+            return decode_lease_response(data)
+        except DecodeError as exc:
+            raise UndecodableResponse(f"LeaseTasks: the response could not be decoded: {exc}") from exc
 
     async def complete_task(
         self, task_id: str, lease_token: int, result: dict[str, Any], *, timeout: float | None = None

@@ -121,9 +121,13 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
             for task in tasks:
                 await self._s.release_task(task.task_id, task.lease_token or 0, owner=task.lease_owner)
             return tasks_pb2.LeaseTasksResponse()
-        return tasks_pb2.LeaseTasksResponse(
-            leases=[tasks_pb2.TaskLease(task=c.task_to_proto(t), lease_token=t.lease_token or 0) for t in tasks]
-        )
+        leases = []
+        for task in tasks:
+            try:
+                leases.append(tasks_pb2.TaskLease(task=c.task_to_proto(task), lease_token=task.lease_token or 0))
+            except Exception as exc:  # one task that cannot be encoded must not strand the rest of the batch
+                await self._s.fail_undeliverable(task, f"cannot be encoded: {type(exc).__name__}: {exc}")
+        return tasks_pb2.LeaseTasksResponse(leases=leases)
 
     async def ReleaseTask(self, request: tasks_pb2.ReleaseTaskRequest, context: Ctx) -> tasks_pb2.ReleaseTaskResponse:
         owner = _owner(await _caller(self._auth, context))

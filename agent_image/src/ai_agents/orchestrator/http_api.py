@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from ai_agents.errors import InvalidArgument
 from ai_agents.observability.metrics import OrchestratorMetrics
+from ai_agents.orchestrator import validation as v
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.http_middleware import api_application
@@ -66,10 +68,35 @@ def agent_json(agent: AgentRecord) -> dict[str, Any]:
     }
 
 
+def _not_a_number(literal: str) -> Any:
+    # Python's json module accepts NaN and Infinity; JSON (RFC 8259), jsonb and other parsers do not.
+    raise InvalidArgument(f"request body is not valid JSON: {literal} is not a JSON number")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise InvalidArgument(f"request body: the number {literal[:40]} overflows a double (limit about 1.8e308)")
+    return value
+
+
+def _bounded_int(literal: str) -> int:
+    # Every integer a payload may hold (|n| <= 2**53) has 16 digits; far longer ones are refused before int()
+    # spends quadratic time on them (Python itself refuses more than 4,300 digits with a ValueError).
+    if len(literal) > 400:
+        raise InvalidArgument(f"request body: an integer of {len(literal)} digits is out of range")
+    return int(literal)
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.read() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        body = json.loads(
+            await request.read() or b"null",
+            parse_constant=_not_a_number,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidArgument(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidArgument("request body must be a JSON object")
@@ -98,9 +125,12 @@ class HttpApi:
         unknown = set(body) - _SUBMIT_FIELDS
         if unknown:
             raise InvalidArgument(f"unknown field(s): {', '.join(sorted(unknown))}")
-        key = body.get("idempotency_key") or request.headers.get("Idempotency-Key")
+        key = body.get("idempotency_key")
         if key is not None and not isinstance(key, str):
             raise InvalidArgument("idempotency_key: must be a string")
+        if not key and (header := request.headers.get("Idempotency-Key")):
+            # aiohttp keeps undecodable header bytes as lone surrogates (surrogateescape).
+            key = v.idempotency_key(header, field="Idempotency-Key header")
         agent_type = body.get("agent_type")
         if not isinstance(agent_type, str):
             raise InvalidArgument("agent_type: required string")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -11,7 +12,7 @@ from typing import Any
 from ai_agents import __version__
 from ai_agents.config import OrchestratorSettings
 from ai_agents.domain import AGENT_TYPES, AgentState
-from ai_agents.errors import InvalidArgument
+from ai_agents.errors import FailedPrecondition, InvalidArgument
 from ai_agents.observability.metrics import OrchestratorMetrics
 from ai_agents.orchestrator import validation as v
 from ai_agents.store.database import Database, Stores
@@ -23,6 +24,8 @@ from ai_agents.store.records import (
     TaskRecord,
     TypeCounts,
 )
+
+log = logging.getLogger(__name__)
 
 # An empty queue is re-checked at least this often, so delayed retries are picked up without a wake-up.
 _LEASE_RECHECK_SECONDS = 2.0
@@ -44,6 +47,14 @@ class OrchestratorService:
         self._stores = stores
         self._metrics = metrics
 
+    def _json_object(self, value: Any, field: str) -> dict[str, Any]:
+        return v.payload(
+            value,
+            max_bytes=self._settings.max_payload_bytes,
+            max_depth=self._settings.max_payload_depth,
+            field=field,
+        )
+
     # ---- tasks -------------------------------------------------------------------------------------------
 
     async def submit_task(
@@ -57,7 +68,7 @@ class OrchestratorService:
     ) -> tuple[TaskRecord, bool]:
         task, created = await self._stores.tasks.submit(
             agent_type=v.agent_type(agent_type),
-            payload=v.payload(payload, max_bytes=self._settings.max_payload_bytes),
+            payload=self._json_object(payload, "payload"),
             idempotency_key=v.idempotency_key(idempotency_key),
             priority=v.int_in_range(priority, field="priority", low=-1000, high=1000),
             max_attempts=(
@@ -80,7 +91,7 @@ class OrchestratorService:
             agent_type=v.optional_agent_type(agent_type),
             state=v.task_state(state),
             page_size=v.page_size(page_size),
-            page_token=page_token or None,
+            page_token=v.page_token(page_token),
             max_bytes=self._list_page_bytes(),
         )
 
@@ -121,7 +132,34 @@ class OrchestratorService:
                 self._metrics.queue_wait.labels(agent_type).observe(
                     max((task.first_leased_at - task.created_at).total_seconds(), 0.0)
                 )
-        return tasks
+        deliverable = []
+        for task in tasks:
+            # Rows stored before the door checked depth and numbers may be poison: fail them alone.
+            problem = v.stored_value_problem(task.payload, field="payload")
+            if problem is None:
+                deliverable.append(task)
+            else:
+                await self.fail_undeliverable(task, problem)
+        return deliverable
+
+    async def fail_undeliverable(self, task: TaskRecord, reason: str) -> None:
+        """Fail a just-leased task that no agent could decode, non-retryably, instead of handing it out."""
+        log.warning("failing an undeliverable task", extra={"task_id": task.task_id, "reason": reason})
+        try:
+            failed = await self._stores.tasks.fail(
+                task.task_id,
+                task.lease_token or 0,
+                error=f"undeliverable: {reason}"[: v.MAX_ERROR],
+                retryable=False,
+                backoff_seconds=0,
+            )
+        except FailedPrecondition:
+            return  # cancelled in the meantime: nothing left to fail
+        except Exception:
+            # Never strand the rest of the batch: this lease expires and the task is checked again next time.
+            log.exception("could not fail an undeliverable task", extra={"task_id": task.task_id})
+            return
+        self._observe_finished(failed)
 
     def _observe_finished(self, task: TaskRecord) -> None:
         self._metrics.tasks_completed.labels(task.agent_type, task.state).inc()
@@ -144,7 +182,10 @@ class OrchestratorService:
         self, task_id: str, lease_token: int, result: Any, *, owner: str | None = None
     ) -> TaskRecord:
         task = await self._stores.tasks.complete(
-            v.task_id(task_id), lease_token, v.result(result, max_bytes=self._settings.max_payload_bytes), owner=owner
+            v.task_id(task_id),
+            lease_token,
+            v.result(result, max_bytes=self._settings.max_payload_bytes, max_depth=self._settings.max_payload_depth),
+            owner=owner,
         )
         self._observe_finished(task)
         self._observe_signals(task)
@@ -153,12 +194,10 @@ class OrchestratorService:
     async def fail_task(
         self, task_id: str, lease_token: int, *, error: str, retryable: bool, owner: str | None = None
     ) -> TaskRecord:
-        if len(error) > 4096:
-            error = error[:4096]
         task = await self._stores.tasks.fail(
             v.task_id(task_id),
             lease_token,
-            error=error,
+            error=v.text(error, field="error", max_chars=v.MAX_ERROR, truncate=True),
             retryable=retryable,
             backoff_seconds=self._settings.retry_backoff_seconds,
             owner=owner,
@@ -179,7 +218,7 @@ class OrchestratorService:
             v.task_id(task_id),
             lease_token,
             progress=v.progress(progress),
-            message=message[:1024],
+            message=v.text(message, field="message", max_chars=v.MAX_PROGRESS_MESSAGE, truncate=True),
             lease_seconds=self._settings.lease_seconds,
             owner=owner,
         )
@@ -202,8 +241,8 @@ class OrchestratorService:
             agent_type=v.agent_type(agent_type),
             labels=v.labels(labels),
             capacity=v.int_in_range(capacity or 1, field="capacity", low=1, high=10_000),
-            address=address[:255],
-            version=version[:64],
+            address=v.text(address, field="address", max_chars=v.MAX_ADDRESS, truncate=True),
+            version=v.text(version, field="version", max_chars=v.MAX_VERSION, truncate=True),
         )
 
     async def get_agent(self, agent_id: str) -> AgentRecord:
@@ -216,7 +255,7 @@ class OrchestratorService:
             agent_type=v.optional_agent_type(agent_type),
             state=v.agent_state(state),
             page_size=v.page_size(page_size),
-            after=page_token or None,
+            after=v.page_token(page_token),
             max_bytes=self._list_page_bytes(),
         )
 
@@ -254,22 +293,22 @@ class OrchestratorService:
     async def send_message(self, *, sender: str, recipient_agent_id: str, topic: str, body: Any) -> MessageRecord:
         recipient = await self._stores.agents.get(v.agent_id(recipient_agent_id, field="recipient_agent_id"))
         return await self._stores.messages.insert(
-            sender=sender[:253],
+            sender=v.text(sender, field="sender", max_chars=v.MAX_SENDER, truncate=True),
             recipient_agent_id=recipient.agent_id,
             recipient_type=None,
             to_all=False,
-            topic=topic[:253],
-            body=v.payload(body, max_bytes=self._settings.max_payload_bytes, field="body"),
+            topic=v.text(topic, field="topic", max_chars=v.MAX_TOPIC, truncate=True),
+            body=self._json_object(body, "body"),
         )
 
     async def broadcast_message(self, *, sender: str, agent_type: str | None, topic: str, body: Any) -> MessageRecord:
         return await self._stores.messages.insert(
-            sender=sender[:253],
+            sender=v.text(sender, field="sender", max_chars=v.MAX_SENDER, truncate=True),
             recipient_agent_id=None,
             recipient_type=v.optional_agent_type(agent_type),
             to_all=not agent_type,
-            topic=topic[:253],
-            body=v.payload(body, max_bytes=self._settings.max_payload_bytes, field="body"),
+            topic=v.text(topic, field="topic", max_chars=v.MAX_TOPIC, truncate=True),
+            body=self._json_object(body, "body"),
         )
 
     async def receive_messages(self, *, agent_id: str, after_message_id: int) -> AsyncIterator[MessageRecord]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from typing import Any
@@ -10,10 +11,163 @@ from typing import Any
 from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
 from ai_agents.errors import InvalidArgument
 
-_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$")
-_RESOURCE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,252}")
+_RESOURCE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+
+# ---- what every hop can carry ----------------------------------------------------------------------------
+#
+# A payload travels as JSON (HTTP), as a protobuf Struct (gRPC) and as jsonb (PostgreSQL); it is accepted
+# only if all three carry it unchanged.
+#
+# Depth: protobuf parsers (upb, which grpcio uses, C++ and Java alike) refuse a message nested deeper than
+# 100 levels. A payload travels deepest inside LeaseTasksResponse -> TaskLease -> Task -> Struct, and each
+# JSON object costs three levels (Struct, map entry, Value), each array two (ListValue, Value). Measured with
+# protobuf 7 (upb): a payload of 32 nested objects decodes inside a LeaseTasksResponse, 33 do not (and from
+# 34 the orchestrator cannot even build the Struct); 47 arrays under the payload object decode, 48 do not.
+# 32 JSON levels (objects and arrays alike) is therefore the most every hop carries: the default, and the
+# upper bound of the `max_payload_depth` setting. tests/runtime/test_hostile_input.py re-measures it.
+MAX_DECODABLE_DEPTH = 32
+# A Struct number is a double: integers beyond 2**53 would silently lose digits.
+MAX_EXACT_INTEGER = 2**53
+# PostgreSQL text and jsonb refuse U+0000; a lone surrogate (U+D800-U+DFFF) has no UTF-8 encoding.
+_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+# ---- length limits of client-supplied text, in characters (each decided here, once) ----------------------
+MAX_IDEMPOTENCY_KEY = 200
+MAX_PAGE_TOKEN = 1024
+MAX_LABELS = 64
+MAX_LABEL_KEY = 253
+MAX_LABEL_VALUE = 1024
+# Longer values of these are cut to the limit rather than refused (free text an agent reports).
+MAX_SENDER = 253
+MAX_TOPIC = 253
+MAX_ADDRESS = 255
+MAX_VERSION = 64
+MAX_PROGRESS_MESSAGE = 1024
+MAX_ERROR = 4096
+
+
+def _segment(key: str) -> str:
+    """`.a` for plain keys, `["a b"]` otherwise (escaped, cut short: the path goes into a message)."""
+    if _PLAIN_KEY.fullmatch(key):
+        return f".{key}"
+    return f"[{json.dumps(key[:64])}]"
+
+
+def _text_problem(value: str) -> str | None:
+    found = _UNSTORABLE_CHAR.search(value)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "contains U+0000 (NUL), which PostgreSQL cannot store"
+    return f"contains a lone surrogate U+{ord(found.group()):04X}, which has no UTF-8 encoding"
+
+
+def _number_problem(value: int | float, *, exact: bool) -> str | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value} is not a finite number"
+    if exact and abs(value) > MAX_EXACT_INTEGER:
+        return f"integer of {value.bit_length()} bits is outside +-2**53, the range a JSON number carries exactly"
+    if not exact:
+        try:
+            float(value)
+        except OverflowError:
+            return f"integer of {value.bit_length()} bits overflows a double"
+    return None
+
+
+# A problem found deep inside a value: the path segments (innermost first, added while unwinding, so no path
+# is built for values that fit) and the reason.
+_Found = tuple[list[str], str]
+
+
+def _find(value: Any, level: int, max_depth: int, exact: bool) -> _Found | None:
+    """The first part of `value` that some hop cannot carry; None when all of it fits."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        problem = _text_problem(value)
+    elif isinstance(value, int | float):
+        problem = _number_problem(value, exact=exact)
+    elif isinstance(value, dict | list):
+        if level >= max_depth:
+            return [], f"nested deeper than {max_depth} levels"
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                if found := _find(item, level + 1, max_depth, exact):
+                    found[0].append(f"[{index}]")
+                    return found
+            return None
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return [], f"key {key!r} is not a string"
+            if (problem := _text_problem(key)) is not None:
+                return [_segment(key)], f"key {problem}"
+            if found := _find(item, level + 1, max_depth, exact):
+                found[0].append(_segment(key))
+                return found
+        return None
+    else:
+        problem = f"a {type(value).__name__} is not a JSON value"
+    return ([], problem) if problem else None
+
+
+def _json_problem(value: Any, field: str, *, max_depth: int, exact: bool) -> str | None:
+    """The first part of `value` that some hop cannot carry, as "path: reason"; None when all of it fits."""
+    found = _find(value, 0, max_depth, exact)
+    if found is None:
+        return None
+    segments, reason = found
+    return f"{field}{''.join(reversed(segments))}: {reason}"
+
+
+def stored_value_problem(value: Any, *, field: str) -> str | None:
+    """Why a value read back from the store cannot be sent over gRPC, or None.
+
+    Laxer than the door on one point: PostgreSQL returns a float such as 1e23 as the integer 10**23, which a
+    double still carries; only integers past a double's range count. Rows stored before the door checked
+    depth and numbers may fail this.
+    """
+    return _json_problem(value, field, max_depth=MAX_DECODABLE_DEPTH, exact=False)
+
+
+def placeholder(problem: str) -> str:
+    """What a read shows in place of a stored value it cannot send (documented in docs/contracts.md)."""
+    return f"<unencodable: {problem}>"
+
+
+def replace_unencodable(value: Any) -> Any:
+    """A copy of a stored value with every part gRPC cannot carry replaced by a `placeholder` string."""
+    return _replace(value, 0)
+
+
+def _replace(value: Any, level: int) -> Any:
+    if isinstance(value, dict | list) and level < MAX_DECODABLE_DEPTH:
+        if isinstance(value, list):
+            return [_replace(item, level + 1) for item in value]
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            problem = _text_problem(key) if isinstance(key, str) else "not a string"
+            out[placeholder(f"key {problem}") if problem else key] = _replace(item, level + 1)
+        return out
+    found = _find(value, level, MAX_DECODABLE_DEPTH, False)
+    return placeholder(found[1]) if found else value
+
+
+def text(value: Any, *, field: str, max_chars: int, truncate: bool = False) -> str:
+    """Client-supplied text: refused if PostgreSQL or UTF-8 cannot hold it; cut (or refused) past max_chars."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field}: must be a string")
+    if (problem := _text_problem(value)) is not None:
+        raise InvalidArgument(f"{field}: {problem}")
+    if len(value) > max_chars:
+        if not truncate:
+            raise InvalidArgument(f"{field}: {len(value)} characters exceeds the limit of {max_chars}")
+        return value[:max_chars]
+    return value
 
 
 def agent_type(value: str, *, field: str = "agent_type") -> str:
@@ -59,34 +213,43 @@ def allocation_id(value: str) -> str:
 
 
 def agent_id(value: str, *, field: str = "agent_id") -> str:
-    if not isinstance(value, str) or not _AGENT_ID.match(value):
+    if not isinstance(value, str) or not _AGENT_ID.fullmatch(value):
         raise InvalidArgument(f"{field}: {value!r} must be 1-253 characters of letters, digits, '.', '_', ':', '-'")
     return value
 
 
 def resource_name(value: str) -> str:
-    if not isinstance(value, str) or not _RESOURCE.match(value):
+    if not isinstance(value, str) or not _RESOURCE.fullmatch(value):
         raise InvalidArgument(f"resource: {value!r} must be 1-63 lowercase letters, digits, '.', '_', '-'")
     return value
 
 
-def payload(value: Any, *, max_bytes: int, field: str = "payload") -> dict[str, Any]:
+def payload(
+    value: Any, *, max_bytes: int, max_depth: int = MAX_DECODABLE_DEPTH, field: str = "payload"
+) -> dict[str, Any]:
+    """A JSON object every hop carries unchanged (see MAX_DECODABLE_DEPTH), within max_bytes."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidArgument(f"{field}: must be a JSON object")
+    if problem := _json_problem(value, field, max_depth=min(max_depth, MAX_DECODABLE_DEPTH), exact=True):
+        raise InvalidArgument(problem)
     size = len(json.dumps(value, separators=(",", ":")).encode())
     if size > max_bytes:
         raise InvalidArgument(f"{field}: {size} bytes exceeds the limit of {max_bytes}")
     return value
 
 
-def idempotency_key(value: str | None) -> str | None:
+def idempotency_key(value: str | None, *, field: str = "idempotency_key") -> str | None:
     if not value:
         return None
-    if not isinstance(value, str) or len(value) > 200:
-        raise InvalidArgument("idempotency_key: must be a string of at most 200 characters")
-    return value
+    return text(value, field=field, max_chars=MAX_IDEMPOTENCY_KEY)
+
+
+def page_token(value: str | None) -> str | None:
+    if not value:
+        return None
+    return text(value, field="page_token", max_chars=MAX_PAGE_TOKEN)
 
 
 def int_in_range(value: Any, *, field: str, low: int, high: int) -> int:
@@ -106,6 +269,11 @@ def labels(value: Any) -> dict[str, str]:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise InvalidArgument("labels: must be an object of string values")
+    if len(value) > MAX_LABELS:
+        raise InvalidArgument(f"labels: {len(value)} labels exceeds the limit of {MAX_LABELS}")
+    for key, item in value.items():
+        text(key, field=f"labels: key {json.dumps(key[:64])}", max_chars=MAX_LABEL_KEY)
+        text(item, field=f"labels{_segment(key)}", max_chars=MAX_LABEL_VALUE)
     return dict(value)
 
 
@@ -119,8 +287,8 @@ def progress(value: float) -> float:
 SIGNAL_FIELDS = ("test_duration_seconds", "vulnerabilities_found", "compliance_violations")
 
 
-def result(value: Any, *, max_bytes: int) -> dict[str, Any]:
-    checked = payload(value, max_bytes=max_bytes, field="result")
+def result(value: Any, *, max_bytes: int, max_depth: int = MAX_DECODABLE_DEPTH) -> dict[str, Any]:
+    checked = payload(value, max_bytes=max_bytes, max_depth=max_depth, field="result")
     for name in SIGNAL_FIELDS:
         signal = checked.get(name)
         if signal is not None and (isinstance(signal, bool) or not isinstance(signal, int | float) or signal < 0):

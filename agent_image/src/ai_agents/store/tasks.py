@@ -89,11 +89,17 @@ class TaskStore:
         )
         if row is not None:
             return TaskRecord.from_row(row), True
-        existing = await self._pool.fetchrow("SELECT * FROM tasks WHERE idempotency_key = $1", idempotency_key)
+        # jsonb compares numbers by value: the stored 1e23 reads back as 100000000000000000000000, which no
+        # longer equals the float 1e23 in Python, but PostgreSQL still finds the retry's payload equal.
+        existing = await self._pool.fetchrow(
+            "SELECT *, payload = $2::jsonb AS same_payload FROM tasks WHERE idempotency_key = $1",
+            idempotency_key,
+            payload_json,
+        )
         if existing is None:  # deleted between the two statements: not possible today, but never return None
             raise FailedPrecondition("idempotency key conflict; retry the request")
         task = TaskRecord.from_row(existing)
-        if task.agent_type != agent_type or task.payload != json.loads(payload_json):
+        if task.agent_type != agent_type or not existing["same_payload"]:
             raise AlreadyExists(
                 f"idempotency_key {idempotency_key!r} was already used for a different request (task {task.task_id})"
             )
