@@ -450,6 +450,14 @@ async def test_sigkilled_orchestrator_is_restarted_and_loses_nothing(
         os.kill(victim.pid, signal.SIGKILL)
         back = await restarted(fault_fleet, victim.name, victim.restarts)
         assert back.pid != victim.pid and (back.http, back.grpc) == (victim.http, victim.grpc)
+        supervisor_log = (fault_fleet.state_dir / "logs" / "supervisor.log").read_text().splitlines()
+        logged = [json.loads(line) for line in supervisor_log if line.startswith("{")]
+        assert any(
+            entry["msg"] == "process restarted"
+            and entry["fleet_process"] == victim.name
+            and entry["restarts"] == back.restarts
+            for entry in logged
+        ), "the restart is not in the supervisor's log"
 
     report, outcome = await run_load(fault_fleet, "orchestrator-kill", kill_orchestrator)
     check_and_print(fault_fleet, report, outcome, capsys)

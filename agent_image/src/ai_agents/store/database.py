@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ai_agents.store.agents import AgentStore
-from ai_agents.store.availability import OutageLog, unavailable_on_outage
+from ai_agents.store.availability import OutageLog, is_database_unavailable, unavailable_on_outage
 from ai_agents.store.messages import MESSAGES_CHANNEL, MessageStore
 from ai_agents.store.migrations import migrate
 from ai_agents.store.resources import ResourceStore
@@ -169,7 +169,12 @@ class Database:
                     await self._until_closed(conn)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+            except Exception as exc:
+                # An outage is expected and logged in one line; anything else with its traceback.
+                log.warning(
+                    "LISTEN connection lost; reconnecting",
+                    exc_info=not is_database_unavailable(exc),
+                    extra={"error": repr(exc)},
+                )
             self.listening.clear()
             await asyncio.sleep(1)
