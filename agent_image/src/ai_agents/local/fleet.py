@@ -267,7 +267,7 @@ class Fleet:
         state = FleetState.load(self.state_dir)
         if state is None:
             return None
-        if state.supervisor_pid and state.supervisor_pid != os.getpid() and _alive(state.supervisor_pid):
+        if state.supervisor_pid and state.supervisor_pid != os.getpid() and _is_local_up(state.supervisor_pid):
             # It stops the fleet itself on SIGTERM; stopping processes under it would only get them restarted.
             _signal(state.supervisor_pid, signal.SIGTERM)
             deadline = time.monotonic() + 3 * timeout
@@ -298,6 +298,17 @@ class Fleet:
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(OSError):
         os.kill(pid, sig)
+
+
+def _is_local_up(pid: int) -> bool:
+    """The pid runs `ai-agents local up` (not another process that reused the pid of a supervisor that died)."""
+    if not _alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc (macOS): trust the pid, as for every other process in the state file
+    return b"local" in argv and b"up" in argv
 
 
 def _alive(pid: int) -> bool:
