@@ -377,6 +377,19 @@ async def signal_while_busy(fleet: FaultFleet, process: ProcessInfo, sig: signal
 # ---- the faults --------------------------------------------------------------------------------------------
 
 
+async def every_orchestrator_listens(fleet: FaultFleet) -> None:
+    """Each orchestrator holds its LISTEN connection (the wake-ups); after an outage it must open a new one."""
+    conn = await asyncpg.connect(fleet.dsn)
+    try:
+        listening = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+        )
+    finally:
+        await conn.close()
+    orchestrators = len(fleet.state().orchestrators)
+    assert listening == orchestrators, f"{listening} LISTEN connections for {orchestrators} orchestrators"
+
+
 async def _probe_every_api_unavailable(fleet: FaultFleet, task_id: str) -> None:
     """While the database is down every API call that needs it answers 503 / UNAVAILABLE naming the database."""
     base = fleet.http_bases()[0]
@@ -416,6 +429,7 @@ async def test_postgres_crash_stop_and_restart_loses_nothing_and_answers_503(
     fault_fleet: FaultFleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await fleet_ready(fault_fleet)
+    await every_orchestrator_listens(fault_fleet)
     restarts_before = {p.name: p.restarts for p in fault_fleet.state().processes}
     postgres = fault_fleet.postgres()
 
@@ -438,6 +452,7 @@ async def test_postgres_crash_stop_and_restart_loses_nothing_and_answers_503(
     # The orchestrators rode out the outage: the pool and the LISTEN connection reconnected, nothing restarted.
     assert {p.name: p.restarts for p in fault_fleet.state().processes} == restarts_before
     await fleet_ready(fault_fleet)
+    await eventually(lambda: every_orchestrator_listens(fault_fleet), timeout=20, interval=0.5)
 
 
 async def test_sigkilled_orchestrator_is_restarted_and_loses_nothing(
