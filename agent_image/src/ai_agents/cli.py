@@ -221,7 +221,11 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         stop_requested: list[int] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
-        print(json.dumps(state.summary()), flush=True)
+        try:
+            print(json.dumps(state.summary()), flush=True)
+        except BrokenPipeError:
+            # `local up --detach` went away before reading it: nobody knows this fleet exists, so stop it.
+            stop_requested.append(signal.SIGPIPE)
         if args.detached_supervisor:
             # stdout was the pipe to `local up --detach`, which exits after that one line.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -230,7 +234,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         print("local fleet running; processes that exit are restarted; Ctrl-C stops it", file=sys.stderr, flush=True)
         while not stop_requested:
             supervisor.poll()
-            time.sleep(0.5)
+            time.sleep(0.5)  # a kubelet-like poll: restarts are delayed by back-off anyway
     except _StopRequested:
         pass
     # fleet.up() already cleaned up if it was interrupted; down() is a no-op then.
