@@ -117,7 +117,14 @@ class Database:
                     timeout=_CONNECT_TIMEOUT_SECONDS,
                 )
                 return pool
-            except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError) as exc:
+            # InvalidCatalogName: the server is up but its database not created yet (a throwaway server
+            # creates it just after it starts listening; with fsync on that takes a moment).
+            except (
+                OSError,
+                asyncpg.CannotConnectNowError,
+                asyncpg.PostgresConnectionError,
+                asyncpg.InvalidCatalogNameError,
+            ) as exc:
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("database not reachable yet; retrying", extra={"error": repr(exc), "in_seconds": delay})
