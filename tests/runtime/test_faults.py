@@ -351,10 +351,11 @@ async def restarted(fleet: FaultFleet, name: str, restarts_before: int) -> Proce
         return result
 
 
-async def signal_while_busy(fleet: FaultFleet, process: ProcessInfo, sig: signal.Signals) -> list[str]:
-    """Send `sig` to an agent at a moment it holds leases; the ids of the tasks leased to it right after.
+async def freeze_while_holding(fleet: FaultFleet, process: ProcessInfo, *, at_least: int = 2) -> list[str]:
+    """SIGSTOP an agent at a moment it holds `at_least` leases; the ids of the tasks leased to it then.
 
-    The agent's own /v1/info says when it is busy; the database says what it really held once the signal landed.
+    The agent's own /v1/info says when it is busy; once it is frozen the database says what it really holds. Too
+    few (its tasks finished in between): resume it and try again, a bounded number of times.
     """
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         conn = await asyncpg.connect(fleet.dsn)
@@ -362,16 +363,21 @@ async def signal_while_busy(fleet: FaultFleet, process: ProcessInfo, sig: signal
 
             async def busy() -> None:
                 async with session.get(f"http://127.0.0.1:{process.http}/v1/info") as response:
-                    assert (await response.json())["running"], f"{process.name} runs no task right now"
+                    running = (await response.json())["running"]
+                assert len(running) >= at_least, f"{process.name} runs {len(running)} tasks right now"
 
-            await eventually(busy, timeout=10, interval=0.02)
-            os.kill(process.pid, sig)
-            rows = await conn.fetch(
-                "SELECT task_id::text FROM tasks WHERE state = 'leased' AND lease_owner = $1", process.agent_id
-            )
+            for _ in range(20):
+                await eventually(busy, timeout=10, interval=0.01)
+                os.kill(process.pid, signal.SIGSTOP)
+                rows = await conn.fetch(
+                    "SELECT task_id::text FROM tasks WHERE state = 'leased' AND lease_owner = $1", process.agent_id
+                )
+                if len(rows) >= at_least:
+                    return [r["task_id"] for r in rows]
+                os.kill(process.pid, signal.SIGCONT)
         finally:
             await conn.close()
-    return [r["task_id"] for r in rows]
+    raise AssertionError(f"{process.name} never held {at_least} leases at the moment it was stopped")
 
 
 # ---- the faults --------------------------------------------------------------------------------------------
@@ -486,7 +492,9 @@ async def test_sigkilled_agent_is_restarted_and_its_tasks_redelivered(
     held: list[str] = []
 
     async def kill_agent(_report: LoadReport) -> None:
-        held.extend(await signal_while_busy(fault_fleet, victim, signal.SIGKILL))
+        # Frozen first, so what it holds is read before it dies, then killed.
+        held.extend(await freeze_while_holding(fault_fleet, victim))
+        os.kill(victim.pid, signal.SIGKILL)
         await restarted(fault_fleet, victim.name, victim.restarts)
 
     report, outcome = await run_load(fault_fleet, "agent-kill", kill_agent)
@@ -507,7 +515,7 @@ async def test_sigstopped_agent_past_its_lease_cannot_complete_twice(
 
     async def stop_agent_past_its_lease(_report: LoadReport) -> None:
         try:
-            held.extend(await signal_while_busy(fault_fleet, victim, signal.SIGSTOP))
+            held.extend(await freeze_while_holding(fault_fleet, victim))
             conn = await asyncpg.connect(fault_fleet.dsn)
             try:
 
