@@ -874,6 +874,8 @@ class Bench:
         print("starting PostgreSQL and one orchestrator", file=sys.stderr, flush=True)
         self.start_backend()
         report["machine"]["postgres"] = self.postgres_version()
+        # The figures are for the durable settings a deployment uses (the default), never `--fast`.
+        report["machine"]["postgres_durability"] = self.postgres.durability_settings
         report["machine"]["note"] = (
             "PostgreSQL, the orchestrator, the agents and the load generators all share this machine's CPUs"
         )

@@ -41,6 +41,7 @@ def fleet() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
     finally:
         run_cli("local", "down", env=env, timeout=120)
         pids = [o["pid"] for o in summary["orchestrators"]] + [a["pid"] for a in summary["agents"]]
+        pids.append(summary["supervisor_pid"])  # `local up --detach` leaves a supervisor running until `local down`
         deadline = time.monotonic() + 30
         running = pids
         while running and time.monotonic() < deadline:

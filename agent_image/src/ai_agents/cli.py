@@ -7,7 +7,9 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -181,9 +183,23 @@ def _parse_agent_counts(values: list[str] | None, per_type: int | None) -> dict[
 
 
 def cmd_local_up(args: argparse.Namespace) -> int:
-    from ai_agents.local.fleet import Fleet
+    from ai_agents.local.fleet import Fleet, FleetState
+    from ai_agents.local.postgres import FAST_WARNING
+    from ai_agents.observability.logs import configure_logging
 
-    fleet = Fleet(Path(args.state_dir).resolve())
+    state_dir = Path(args.state_dir).resolve()
+    if args.fast and args.dsn:
+        raise SystemExit("--fast tunes the throwaway PostgreSQL; it cannot apply to a database given by --dsn")
+    agents = _parse_agent_counts(args.agents, args.agents_per_type)
+    if args.fast:
+        print(f"WARNING: {FAST_WARNING}", file=sys.stderr, flush=True)
+    if args.detach:
+        if FleetState.load(state_dir) is not None:
+            raise SystemExit(f"a local fleet is already recorded in {state_dir}; run `ai-agents local down`")
+        return _start_detached_supervisor(args, state_dir)
+    # The supervisor's restarts are logged: as JSON into logs/supervisor.log when detached, as text on a terminal.
+    configure_logging(component="local-fleet", level="INFO", fmt="json" if args.detached_supervisor else "text")
+    fleet = Fleet(state_dir)
     agent_env = {
         "AI_AGENTS_HANDLER": args.handler,
         "AI_AGENTS_SIMULATE_LATENCY_MS": str(args.latency_ms),
@@ -200,21 +216,80 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         signal.signal(sig, request_stop)
     try:
         state = fleet.up(
-            dsn=args.dsn,
-            orchestrators=args.orchestrators,
-            agents=_parse_agent_counts(args.agents, args.agents_per_type),
-            agent_env=agent_env,
+            dsn=args.dsn, orchestrators=args.orchestrators, agents=agents, agent_env=agent_env, fast=args.fast
         )
-        print(json.dumps(state.summary()), flush=True)
-        if args.detach:
-            return 0
-        print("local fleet running; Ctrl-C stops it", file=sys.stderr)
-        while True:
-            signal.pause()
+        supervisor = fleet.supervisor(state)
+        # From here a signal only asks the loop to end, so it never lands between a restart and its record.
+        stop_requested: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
+        try:
+            print(json.dumps(state.summary()), flush=True)
+        except BrokenPipeError:
+            # `local up --detach` went away before reading it: nobody knows this fleet exists, so stop it.
+            stop_requested.append(signal.SIGPIPE)
+        if args.detached_supervisor:
+            # stdout was the pipe to `local up --detach`, which exits after that one line.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        print("local fleet running; processes that exit are restarted; Ctrl-C stops it", file=sys.stderr, flush=True)
+        while not stop_requested:
+            supervisor.poll()
+            time.sleep(0.5)  # a kubelet-like poll: restarts are delayed by back-off anyway
     except _StopRequested:
-        # fleet.up() already cleaned up if it was interrupted; down() is a no-op then.
-        fleet.down()
-        return 0
+        pass
+    # fleet.up() already cleaned up if it was interrupted; down() is a no-op then.
+    fleet.down()
+    return 0
+
+
+def _start_detached_supervisor(args: argparse.Namespace, state_dir: Path) -> int:
+    """Run `local up` in the background as the fleet's supervisor; return once it printed the fleet's JSON line.
+
+    The supervisor must outlive this command to restart processes that exit, so it is a process of its own
+    session; `local down` stops it (and with it the fleet).
+    """
+    log_path = state_dir / "logs" / "supervisor.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        # PostgreSQL then runs as an unprivileged user, who must be able to traverse into its data directory.
+        state_dir.chmod(state_dir.stat().st_mode | 0o011)
+    argv = [
+        *("local", "up", "--detached-supervisor", "--state-dir", str(state_dir)),
+        *("--orchestrators", str(args.orchestrators), "--handler", args.handler),
+        *("--latency-ms", str(args.latency_ms), "--failure-rate", str(args.failure_rate)),
+        *(("--dsn", args.dsn) if args.dsn else ()),
+        *(("--agents-per-type", str(args.agents_per_type)) if args.agents_per_type is not None else ()),
+        *(item for spec in args.agents or () for item in ("--agents", spec)),
+        *(("--fast",) if args.fast else ()),
+    ]
+    log_start = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("ab") as log_file:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "ai_agents", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            start_new_session=True,
+        )
+    assert supervisor.stdout is not None
+    try:
+        summary = supervisor.stdout.readline()
+    except KeyboardInterrupt:
+        supervisor.terminate()  # it stops whatever it started
+        supervisor.wait(timeout=180)
+        raise
+    supervisor.stdout.close()
+    if not summary:
+        code = supervisor.wait(timeout=180)
+        with log_path.open("rb") as log_file:
+            log_file.seek(log_start)
+            sys.stderr.write(log_file.read().decode(errors="replace"))
+        return code or 1
+    sys.stdout.write(summary.decode())
+    sys.stdout.flush()
+    return 0
 
 
 class _StopRequested(Exception):
@@ -438,7 +513,19 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--handler", choices=["simulate", "llm"], default="simulate")
     up.add_argument("--latency-ms", type=float, default=50.0)
     up.add_argument("--failure-rate", type=float, default=0.0)
-    up.add_argument("--detach", action="store_true", help="return once the fleet is ready")
+    up.add_argument(
+        "--detach",
+        action="store_true",
+        help="return once the fleet is ready; a background supervisor keeps restarting what exits",
+    )
+    up.add_argument(
+        "--fast",
+        action="store_true",
+        help="run the throwaway PostgreSQL without fsync/synchronous_commit/full_page_writes: faster, "
+        "but a crash can lose acknowledged tasks",
+    )
+    # The background process `--detach` starts: `local up` whose stdout is a pipe read for one line.
+    up.add_argument("--detached-supervisor", action="store_true", help=argparse.SUPPRESS)
     down = local.add_parser("down", help="stop the local fleet")
     for p in (up, down):
         p.add_argument("--state-dir", default=os.environ.get("AI_AGENTS_LOCAL_DIR", ".local-fleet"))

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TypedDict
 
 from ai_agents.domain import AGENT_TYPES
-from ai_agents.local.postgres import LocalPostgres, free_port
+from ai_agents.local.postgres import FAST_WARNING, LocalPostgres, free_port
+from ai_agents.local.supervisor import Supervisor
 from ai_agents.serving.identity import mint_local_credential
 
 STATE_FILE = "state.json"
@@ -47,6 +48,9 @@ class ProcessInfo:
     metrics: int
     agent_type: str = ""
     agent_id: str = ""
+    # The log file's name; restarts keep it, with the same ports and environment.
+    name: str = ""
+    restarts: int = 0
 
 
 @dataclass
@@ -55,6 +59,10 @@ class FleetState:
     dsn: str
     owns_postgres: bool
     processes: list[ProcessInfo] = field(default_factory=list)
+    # The throwaway PostgreSQL runs without crash safety (`local up --fast`).
+    fast: bool = False
+    # The `local up` process that restarts what exits; `local down` stops it first.
+    supervisor_pid: int = 0
 
     @property
     def orchestrators(self) -> list[ProcessInfo]:
@@ -90,11 +98,17 @@ class FleetState:
             ],
             "grpc_target": self.grpc_target(),
             "dsn": self.dsn,
+            "fast": self.fast,
+            **({"warning": FAST_WARNING} if self.fast else {}),
+            "supervisor_pid": self.supervisor_pid,
         }
 
     def save(self) -> None:
+        # Write then rename: `local down` and the chaos monkey read this file while the supervisor updates it.
         path = Path(self.state_dir) / STATE_FILE
-        path.write_text(json.dumps(asdict(self), indent=2))
+        partial = path.with_suffix(".tmp")
+        partial.write_text(json.dumps(asdict(self), indent=2))
+        partial.replace(path)
 
     @classmethod
     def load(cls, state_dir: Path) -> FleetState | None:
@@ -125,10 +139,14 @@ def _wait_ready(url: str, pid: int, timeout: float, log_path: Path) -> None:
 class Fleet:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
+        # What this process started, by name: how to start it again, and the handle that tells it exited.
+        self._specs: dict[str, tuple[str, dict[str, str]]] = {}
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     def _spawn(self, kind: str, env: Mapping[str, str], name: str) -> tuple[int, Path]:
         log_path = self.state_dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._specs[name] = (kind, dict(env))
         with log_path.open("ab") as log_file:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ai_agents", kind],
@@ -139,6 +157,7 @@ class Fleet:
                 # A session of its own: the fleet outlives `local up --detach` and a Ctrl-C of the shell.
                 start_new_session=True,
             )
+        self._children[name] = proc
         return proc.pid, log_path
 
     def _ports(self) -> _Ports:
@@ -163,7 +182,10 @@ class Fleet:
         agent_env: Mapping[str, str] | None = None,
         orchestrator_env: Mapping[str, str] | None = None,
         timeout: float = 60.0,
+        fast: bool = False,
     ) -> FleetState:
+        if fast and dsn is not None:
+            raise ValueError("--fast tunes the throwaway PostgreSQL; it cannot apply to a database given by --dsn")
         if FleetState.load(self.state_dir) is not None:
             raise RuntimeError(f"a local fleet is already recorded in {self.state_dir}; run `ai-agents local down`")
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -172,10 +194,12 @@ class Fleet:
             self.state_dir.chmod(self.state_dir.stat().st_mode | 0o011)
         owns_postgres = dsn is None
         if dsn is None:
-            postgres = LocalPostgres(self.state_dir / "postgres")
+            postgres = LocalPostgres(self.state_dir / "postgres", fast=fast)
             postgres.start()
             dsn = postgres.dsn
-        state = FleetState(state_dir=str(self.state_dir), dsn=dsn, owns_postgres=owns_postgres)
+        state = FleetState(
+            state_dir=str(self.state_dir), dsn=dsn, owns_postgres=owns_postgres, fast=fast, supervisor_pid=os.getpid()
+        )
         state.save()
         # Agent identity `local`: only the orchestrators know the secret; each agent gets its own credential.
         identity_secret = secrets.token_urlsafe(32)
@@ -190,8 +214,9 @@ class Fleet:
                     "AI_AGENTS_AGENT_IDENTITY_SECRET": identity_secret,
                     **(orchestrator_env or {}),
                 }
-                pid, log_path = self._spawn("orchestrator", env, f"orchestrator-{index}")
-                state.processes.append(ProcessInfo("orchestrator", pid, **ports))
+                name = f"orchestrator-{index}"
+                pid, log_path = self._spawn("orchestrator", env, name)
+                state.processes.append(ProcessInfo("orchestrator", pid, name=name, **ports))
                 state.save()
                 _wait_ready(f"http://127.0.0.1:{ports['health']}/readyz", pid, timeout, log_path)
             target = state.grpc_target()
@@ -210,7 +235,9 @@ class Fleet:
                         **(agent_env or {}),
                     }
                     pid, log_path = self._spawn("agent", env, agent_id)
-                    state.processes.append(ProcessInfo("agent", pid, agent_type=agent_type, agent_id=agent_id, **ports))
+                    state.processes.append(
+                        ProcessInfo("agent", pid, agent_type=agent_type, agent_id=agent_id, name=agent_id, **ports)
+                    )
                     state.save()
             for proc in state.agents:
                 _wait_ready(
@@ -224,11 +251,42 @@ class Fleet:
             raise
         return state
 
+    def supervisor(self, state: FleetState) -> Supervisor:
+        """Restarts, with back-off, every process this Fleet started in `state` that exits."""
+
+        def exit_code(name: str) -> int | None:
+            return self._children[name].poll()
+
+        def restart(name: str) -> int:
+            info = next(p for p in state.processes if p.name == name)
+            kind, env = self._specs[name]
+            info.pid, _ = self._spawn(kind, env, name)
+            info.restarts += 1
+            state.save()
+            return info.restarts
+
+        return Supervisor(
+            [p.name for p in state.processes if p.name in self._children], exit_code=exit_code, restart=restart
+        )
+
     def down(self, timeout: float = 30.0) -> FleetState | None:
-        """SIGTERM agents first (they drain and deregister), then orchestrators, then PostgreSQL."""
+        """Stop the supervisor, then SIGTERM agents (they drain and deregister), orchestrators, then PostgreSQL."""
         state = FleetState.load(self.state_dir)
         if state is None:
             return None
+        if state.supervisor_pid and state.supervisor_pid != os.getpid() and _is_local_up(state.supervisor_pid):
+            # It stops the fleet itself on SIGTERM; stopping processes under it would only get them restarted.
+            _signal(state.supervisor_pid, signal.SIGTERM)
+            deadline = time.monotonic() + 3 * timeout
+            while _alive(state.supervisor_pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(state.supervisor_pid):
+                _signal(state.supervisor_pid, signal.SIGKILL)
+            remaining = FleetState.load(self.state_dir)
+            if remaining is None:
+                return state
+            # It had to be killed: whatever it did not get to is stopped below.
+            state = remaining
         for group in (state.agents, state.orchestrators):
             for proc in group:
                 _signal(proc.pid, signal.SIGTERM)
@@ -247,6 +305,17 @@ class Fleet:
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(OSError):
         os.kill(pid, sig)
+
+
+def _is_local_up(pid: int) -> bool:
+    """The pid runs `ai-agents local up` (not another process that reused the pid of a supervisor that died)."""
+    if not _alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc (macOS): trust the pid, as for every other process in the state file
+    return b"local" in argv and b"up" in argv
 
 
 def _alive(pid: int) -> bool:

@@ -11,10 +11,25 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 
 class PostgresNotFound(RuntimeError):
     pass
+
+
+# PostgreSQL's own defaults, which the chart's embedded PostgreSQL keeps: a commit is on disk before it is
+# acknowledged, so a crash of the server (or the machine) loses no task that got 201/OK. Named explicitly so a
+# postgresql.conf left in the data directory cannot weaken them.
+DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+# `--fast`: commits return before the WAL is flushed. With synchronous_commit=off even a crash of PostgreSQL
+# alone (`pg_ctl -m immediate stop`, an OOM kill) loses the last acknowledged commits; fsync and
+# full_page_writes off add a machine crash corrupting the data directory.
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+FAST_WARNING = (
+    "fast mode: the local PostgreSQL runs with fsync=off, synchronous_commit=off, full_page_writes=off; "
+    "a crash of PostgreSQL or of the machine can lose tasks that were acknowledged"
+)
 
 
 def find_pg_bin() -> Path:
@@ -78,13 +93,21 @@ def _has_user(name: str) -> bool:
 
 @dataclass
 class LocalPostgres:
-    """initdb + pg_ctl start in `data_dir`; `dsn` is ready after `start()`; `stop()` is idempotent."""
+    """initdb + pg_ctl start in `data_dir`; `dsn` is ready after `start()`; `stop()` is idempotent.
+
+    Durable by default; `fast=True` trades crash safety for commit latency (see FAST_SETTINGS).
+    """
 
     data_dir: Path
     port: int = 0
     user: str = "ai_agents"
     database: str = "ai_agents"
     max_connections: int = 300
+    fast: bool = False
+
+    @property
+    def durability_settings(self) -> dict[str, str]:
+        return FAST_SETTINGS if self.fast else DURABLE_SETTINGS
 
     @property
     def dsn(self) -> str:
@@ -109,7 +132,8 @@ class LocalPostgres:
                     "-U",
                     self.user,
                     "--auth=trust",
-                    "--no-sync",
+                    # Only a fast server may skip flushing its freshly created data directory.
+                    *(["--no-sync"] if self.fast else []),
                     "-E",
                     "UTF8",
                 ],
@@ -117,10 +141,10 @@ class LocalPostgres:
                 capture_output=True,
                 timeout=120,
             )
+        durability = " ".join(f"-c {name}={value}" for name, value in self.durability_settings.items())
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={sockets} "
-            f"-c max_connections={self.max_connections} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c shared_buffers=128MB"
+            f"-c max_connections={self.max_connections} {durability} -c shared_buffers=128MB"
         )
         subprocess.run(
             [
@@ -171,12 +195,13 @@ class LocalPostgres:
                 timeout=30,
             )
 
-    def stop(self) -> None:
+    def stop(self, *, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """Stop the server; `immediate` is a crash stop (no checkpoint: the next start replays the WAL)."""
         pgdata = self.data_dir / "pgdata"
         if not (pgdata / "postmaster.pid").exists():
             return
         subprocess.run(
-            [*_run_as_prefix(), str(find_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+            [*_run_as_prefix(), str(find_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-m", mode, "-w", "stop"],
             capture_output=True,
             timeout=60,
         )

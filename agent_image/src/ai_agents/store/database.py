@@ -13,12 +13,15 @@ from dataclasses import dataclass
 import asyncpg
 
 from ai_agents.store.agents import AgentStore
+from ai_agents.store.availability import OutageLog, is_database_unavailable, unavailable_on_outage
 from ai_agents.store.messages import MESSAGES_CHANNEL, MessageStore
 from ai_agents.store.migrations import migrate
 from ai_agents.store.resources import ResourceStore
 from ai_agents.store.tasks import TASKS_CHANNEL, TaskStore
 
 log = logging.getLogger(__name__)
+
+_CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 class Wakeups:
@@ -90,11 +93,14 @@ class Database:
         if applied:
             log.info("migrations applied", extra={"migrations": applied})
         self._listener_task = asyncio.create_task(self._listen_forever(), name="db-listener")
+        # While PostgreSQL is down or restarting every store call answers Unavailable (503 / UNAVAILABLE);
+        # the pool replaces broken connections on later acquires, so service resumes when the server is back.
+        outages = OutageLog()
         return Stores(
-            tasks=TaskStore(self._pool),
-            agents=AgentStore(self._pool, stale_seconds=self._stale),
-            messages=MessageStore(self._pool),
-            resources=ResourceStore(self._pool),
+            tasks=unavailable_on_outage(TaskStore(self._pool), outages),
+            agents=unavailable_on_outage(AgentStore(self._pool, stale_seconds=self._stale), outages),
+            messages=unavailable_on_outage(MessageStore(self._pool), outages),
+            resources=unavailable_on_outage(ResourceStore(self._pool), outages),
         )
 
     async def _create_pool(self, timeout: float) -> asyncpg.Pool:
@@ -103,10 +109,22 @@ class Database:
         while True:
             try:
                 pool: asyncpg.Pool = await asyncpg.create_pool(
-                    self._dsn, min_size=self._min_size, max_size=self._max_size, command_timeout=30
+                    self._dsn,
+                    min_size=self._min_size,
+                    max_size=self._max_size,
+                    command_timeout=30,
+                    # Bounds a (re)connect to a server that does not answer, so requests fail fast with 503.
+                    timeout=_CONNECT_TIMEOUT_SECONDS,
                 )
                 return pool
-            except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError) as exc:
+            # InvalidCatalogName: the server is up but its database not created yet (a throwaway server
+            # creates it just after it starts listening; with fsync on that takes a moment).
+            except (
+                OSError,
+                asyncpg.CannotConnectNowError,
+                asyncpg.PostgresConnectionError,
+                asyncpg.InvalidCatalogNameError,
+            ) as exc:
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("database not reachable yet; retrying", extra={"error": repr(exc), "in_seconds": delay})
@@ -134,7 +152,7 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def _listening_connection(self) -> AsyncIterator[asyncpg.Connection]:
-        conn = await asyncpg.connect(self._dsn)
+        conn = await asyncpg.connect(self._dsn, timeout=_CONNECT_TIMEOUT_SECONDS)
         try:
             await conn.add_listener(TASKS_CHANNEL, self._on_notification)
             await conn.add_listener(MESSAGES_CHANNEL, self._on_notification)
@@ -158,7 +176,12 @@ class Database:
                     await self._until_closed(conn)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+            except Exception as exc:
+                # An outage is expected and logged in one line; anything else with its traceback.
+                log.warning(
+                    "LISTEN connection lost; reconnecting",
+                    exc_info=not is_database_unavailable(exc),
+                    extra={"error": repr(exc)},
+                )
             self.listening.clear()
             await asyncio.sleep(1)
