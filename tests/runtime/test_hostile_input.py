@@ -23,6 +23,7 @@ from ai_agents.config import OrchestratorSettings
 from ai_agents.convert import dict_to_struct, struct_to_dict, task_state_to_str
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.orchestrator.validation import MAX_DECODABLE_DEPTH
+from ai_agents.serving.identity import CREDENTIAL_METADATA
 from ai_agents.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -36,7 +37,15 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 
 from ._api_support import metrics_port, rpc_error, scrape
-from .conftest import AgentProcesses, OrchestratorFactory, eventually, grpc_target, http_base
+from .conftest import (
+    AgentProcesses,
+    OrchestratorFactory,
+    agent_credential,
+    as_agent,
+    eventually,
+    grpc_target,
+    http_base,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -57,6 +66,11 @@ def nested_arrays(levels: int) -> dict[str, Any]:
     for _ in range(levels):
         value = [value]
     return {"k": value}
+
+
+def agent_metadata(agent_id: str, agent_type: str = "testing") -> tuple[tuple[str, str], ...]:
+    """Call metadata of one agent, for raw stubs: agent RPCs need the credential of the agent they name."""
+    return ((CREDENTIAL_METADATA, agent_credential(agent_id, agent_type)),)
 
 
 def survives_a_lease(payload: dict[str, Any]) -> bool:
@@ -120,9 +134,10 @@ async def test_a_payload_one_level_too_deep_is_refused_by_both_apis_naming_the_l
         assert "payload.a.a." in str(err.details()) and "nested deeper than 32 levels" in str(err.details())
         # Results and message bodies pass the same door.
         await client.submit_task("testing", {})
-        await client.register_agent(agent_id="deep-1", agent_type="testing", capacity=1)
-        [lease] = await client.lease_tasks(agent_id="deep-1", agent_type="testing", max_tasks=1, wait_seconds=0)
-        err = await rpc_error(client.complete_task(lease.task.task_id, lease.lease_token, too_deep))
+        agent = as_agent(client, "deep-1", "testing")
+        await agent.register_agent(agent_id="deep-1", agent_type="testing", capacity=1)
+        [lease] = await agent.lease_tasks(agent_id="deep-1", agent_type="testing", max_tasks=1, wait_seconds=0)
+        err = await rpc_error(agent.complete_task(lease.task.task_id, lease.lease_token, too_deep))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "result.a." in str(err.details())
         err = await rpc_error(client.broadcast_message(sender="x", agent_type="testing", topic="t", body=too_deep))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "body.a." in str(err.details())
@@ -287,7 +302,7 @@ def test_the_agent_decodes_each_lease_alone_and_names_the_one_it_cannot() -> Non
 
 class FaultyHop(grpc.GenericRpcHandler):
     """A gRPC hop between a real client or agent and the real orchestrator: it relays every call byte for byte,
-    except for the faults armed on it, each once (what an older orchestrator or a bad network sent).
+    metadata included, except for the faults armed on it, each once (what an older orchestrator or a bad network sent).
     """
 
     def __init__(self, upstream: grpc.aio.Channel) -> None:
@@ -307,8 +322,12 @@ class FaultyHop(grpc.GenericRpcHandler):
             if name == "LeaseTasks" and self.refuse_lease is not None:
                 code, self.refuse_lease = self.refuse_lease, None
                 await context.abort(code, "refused by the faulty hop")
+            # The caller's metadata goes on too (its agent credential, its API token); the hop's channel names itself.
+            metadata = tuple((k, v) for k, v in context.invocation_metadata() or () if k != "user-agent")
             try:
-                response: bytes = await self._upstream.unary_unary(method)(request, timeout=context.time_remaining())
+                response: bytes = await self._upstream.unary_unary(method)(
+                    request, timeout=context.time_remaining(), metadata=metadata
+                )
             except grpc.aio.AioRpcError as exc:
                 await context.abort(exc.code(), exc.details() or "")
                 raise
@@ -346,8 +365,9 @@ async def test_an_agent_fails_a_lease_it_cannot_decode_alone_and_keeps_working(
     async with await OrchestratorClient.connect(grpc_target(orchestrator), timeout=10) as client:
         # The victim: leased for the agent, then handed to it with a payload it cannot parse.
         victim = (await client.submit_task("documentation", {"victim": True})).task.task_id
-        await client.register_agent(agent_id=agent_id, agent_type="documentation", capacity=1)
-        [held] = await client.lease_tasks(agent_id=agent_id, agent_type="documentation", max_tasks=1, wait_seconds=0)
+        as_victim = as_agent(client, agent_id, "documentation")
+        await as_victim.register_agent(agent_id=agent_id, agent_type="documentation", capacity=1)
+        [held] = await as_victim.lease_tasks(agent_id=agent_id, agent_type="documentation", max_tasks=1, wait_seconds=0)
         deep = struct_pb2.Struct()
         deep.update(nested_objects(MAX_DECODABLE_DEPTH + 1))
         poison = tasks_pb2.TaskLease(task=tasks_pb2.Task(task_id=victim, payload=deep), lease_token=held.lease_token)
@@ -403,11 +423,13 @@ async def test_the_client_raises_a_typed_error_for_a_response_it_cannot_decode(
     hop, through_hop = faulty_hop
     async with await OrchestratorClient.connect(through_hop, timeout=10) as client:
         task_id = (await client.submit_task("coding", {"x": 1})).task.task_id
+        agent = as_agent(client, "w-1", "coding")
+        await agent.register_agent(agent_id="w-1", agent_type="coding", capacity=1)  # only agents lease
         hop.corrupt = {"GetTask", "LeaseTasks"}
         with pytest.raises(UndecodableResponse, match="GetTask"):  # it was an AttributeError on None
             await client.get_task(task_id)
         with pytest.raises(UndecodableResponse, match="LeaseTasks"):
-            await client.lease_tasks(agent_id="w-1", agent_type="coding", max_tasks=1, wait_seconds=0)
+            await agent.lease_tasks(agent_id="w-1", agent_type="coding", max_tasks=1, wait_seconds=0)
         assert (await client.get_task(task_id)).task_id == task_id, "the next answer decodes again"
 
 
@@ -497,10 +519,15 @@ async def test_grpc_refuses_what_no_hop_can_carry_with_invalid_argument(
     agents = agents_pb2_grpc.AgentServiceStub(channel)
     messaging = messaging_pb2_grpc.MessagingServiceStub(channel)
     try:
-        await agents.RegisterAgent(agents_pb2.RegisterAgentRequest(agent_id="g-1", agent_type=TESTING, capacity=1))
+        g1 = agent_metadata("g-1")
+        await agents.RegisterAgent(
+            agents_pb2.RegisterAgentRequest(agent_id="g-1", agent_type=TESTING, capacity=1), metadata=g1
+        )
         await tasks.SubmitTask(tasks_pb2.SubmitTaskRequest(agent_type=TESTING))
         lease = (
-            await tasks.LeaseTasks(tasks_pb2.LeaseTasksRequest(agent_id="g-1", agent_type=TESTING, max_tasks=1))
+            await tasks.LeaseTasks(
+                tasks_pb2.LeaseTasksRequest(agent_id="g-1", agent_type=TESTING, max_tasks=1), metadata=g1
+            )
         ).leases[0]
         held = {"task_id": lease.task.task_id, "lease_token": lease.lease_token}
 
@@ -512,8 +539,9 @@ async def test_grpc_refuses_what_no_hop_can_carry_with_invalid_argument(
         def submit(**fields: Any) -> Any:
             return tasks.SubmitTask(tasks_pb2.SubmitTaskRequest(agent_type=TESTING, **fields))
 
-        def register(**fields: Any) -> Any:
-            return agents.RegisterAgent(agents_pb2.RegisterAgentRequest(agent_type=TESTING, **fields))
+        def register(agent_id: str, **fields: Any) -> Any:
+            request = agents_pb2.RegisterAgentRequest(agent_id=agent_id, agent_type=TESTING, **fields)
+            return agents.RegisterAgent(request, metadata=agent_metadata(agent_id))
 
         def broadcast(**fields: Any) -> Any:
             return messaging.BroadcastMessage(messaging_pb2.BroadcastMessageRequest(**fields))
@@ -536,10 +564,15 @@ async def test_grpc_refuses_what_no_hop_can_carry_with_invalid_argument(
             ("body.n: nan", broadcast(sender="s", topic="t", body=nan)),
             (
                 "message: contains U+0000",
-                tasks.UpdateTaskProgress(tasks_pb2.UpdateTaskProgressRequest(progress=0.5, message="\x00", **held)),
+                tasks.UpdateTaskProgress(
+                    tasks_pb2.UpdateTaskProgressRequest(progress=0.5, message="\x00", **held), metadata=g1
+                ),
             ),
-            ("error: contains U+0000", tasks.FailTask(tasks_pb2.FailTaskRequest(error="boom\x00", **held))),
-            ("result.n: nan", tasks.CompleteTask(tasks_pb2.CompleteTaskRequest(result=nan, **held))),
+            (
+                "error: contains U+0000",
+                tasks.FailTask(tasks_pb2.FailTaskRequest(error="boom\x00", **held), metadata=g1),
+            ),
+            ("result.n: nan", tasks.CompleteTask(tasks_pb2.CompleteTaskRequest(result=nan, **held), metadata=g1)),
         ]
         for names, call in cases:
             err = await rpc_error(call)
