@@ -6,6 +6,7 @@ import functools
 import json
 import math
 from datetime import datetime
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -199,4 +200,13 @@ def build_http_app(
     app.router.add_get("/v1/agents", api.list_agents)
     app.router.add_get("/v1/agents/{agent_id}", api.get_agent)
     app.router.add_get("/v1/status", api.status)
+
+    # The API's contract, shipped as package data and served as is (tests/runtime/test_openapi.py keeps it true).
+    # Behind the API token like every route on this port: one rule, no exceptions to get wrong.
+    openapi_document = resources.files("ai_agents.orchestrator").joinpath("openapi.json").read_bytes()
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.Response(body=openapi_document, content_type="application/json")
+
+    app.router.add_get("/v1/openapi.json", openapi)
     return app
