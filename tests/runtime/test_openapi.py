@@ -2,80 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
-from importlib import resources
 from typing import Any
 
 import aiohttp
 import pytest
 from ai_agents.orchestrator.app import Orchestrator
 from aiohttp import web
-from jsonschema import Draft202012Validator, FormatChecker
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from jsonschema import Draft202012Validator
 
 from ._api_support import connect
+from ._openapi_support import DOCUMENT, document_routes, resolve, response_validator
 from .conftest import OrchestratorFactory, http_base
 
 TOKEN = "openapi-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # The smallest body limit the settings allow, so a 413 is cheap to provoke.
 MAX_BODY = 1024
-DOC_URI = "urn:ai-agents:openapi"
-
-
-def load_document() -> dict[str, Any]:
-    """The document as the package ships it (the file the route serves)."""
-    text = resources.files("ai_agents.orchestrator").joinpath("openapi.json").read_text()
-    document: dict[str, Any] = json.loads(text)
-    return document
-
-
-DOCUMENT = load_document()
-# OpenAPI 3.1 schemas are JSON Schema 2020-12; the whole document is one resource so "#/components/..." resolve.
-REGISTRY: Registry[Any] = Registry().with_resource(DOC_URI, Resource.from_contents(DOCUMENT, DRAFT202012))
-FORMATS = FormatChecker()
-
-
-@FORMATS.checks("date-time", raises=ValueError)
-def _is_datetime(value: object) -> bool:
-    # jsonschema checks date-time only with an optional extra installed; the API writes Python's isoformat().
-    if isinstance(value, str):
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError(f"{value!r} has no time zone")
-    return True
-
-
-def pointer(*parts: str) -> str:
-    return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
-
-
-def resolve(node: dict[str, Any]) -> dict[str, Any]:
-    """Follow a local `$ref` between OpenAPI objects (responses, parameters); schemas resolve through REGISTRY."""
-    while "$ref" in node:
-        target: Any = DOCUMENT
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part.replace("~1", "/").replace("~0", "~")]
-        node = target
-    return node
-
-
-def response_validator(path: str, method: str, status: int) -> Draft202012Validator:
-    """A validator for the JSON body of one documented response; fails the test if the status is undocumented."""
-    responses = DOCUMENT["paths"][path][method.lower()]["responses"]
-    assert str(status) in responses, f"{method} {path} answered {status}, which the document does not list"
-    response = resolve(responses[str(status)])
-    assert "application/json" in response["content"], f"{method} {path} {status}: no JSON schema documented"
-    if "$ref" in responses[str(status)]:
-        base = responses[str(status)]["$ref"].removeprefix("#/").split("/")
-    else:
-        base = [pointer("paths", path, method.lower(), "responses", str(status))]
-    location = "/".join([*base, pointer("content", "application/json", "schema")])
-    return Draft202012Validator({"$ref": f"{DOC_URI}#/{location}"}, registry=REGISTRY, format_checker=FORMATS)
 
 
 def app_routes(orchestrator: Orchestrator) -> set[tuple[str, str]]:
@@ -94,11 +38,6 @@ def app_routes(orchestrator: Orchestrator) -> set[tuple[str, str]]:
             canonical = canonical.replace(f"{{{name}:[^/:]+}}", f"{{{name}}}")
         routes.add((route.method, canonical))
     return routes
-
-
-def document_routes() -> set[tuple[str, str]]:
-    methods = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-    return {(m.upper(), path) for path, item in DOCUMENT["paths"].items() for m in item if m in methods}
 
 
 @pytest.fixture

@@ -1,0 +1,388 @@
+"""Property-based fuzzing of the HTTP API from its OpenAPI document, against a real orchestrator with the token on.
+
+Two kinds of input per operation:
+- schemathesis cases from the document, valid (positive) and schema-violating (negative): every answer must be
+  documented, JSON of the documented shape, never 5xx, and schema-violating input must be refused with a 4xx;
+- hostile values mixed into valid cases (NaN, 1e999, huge integers, deep nesting, NUL, lone surrogates, invalid
+  UTF-8 in bodies, parameters and headers): still never 5xx, always a documented JSON answer.
+Hypothesis runs in a worker thread (requests is blocking) while the orchestrator serves on the test's event loop.
+Failures are collected across the whole run and reported together, one line per distinct failure, with the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote_from_bytes
+
+import pytest
+import pytest_asyncio
+import requests
+import schemathesis
+from ai_agents.local.postgres import LocalPostgres
+from ai_agents.orchestrator.app import Orchestrator
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from ._openapi_support import DOCUMENT, resolve, response_validator
+from .conftest import create_database, http_base, orchestrator_settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+TOKEN = "fuzz-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# Per operation and kind of input: bounded so the file stays well under 90 s on 2 busy cores. Hostile input gets
+# more: it has to spread over every place (body field, payload, path, query, header) and every hostile value.
+EXAMPLES = 60
+HOSTILE_EXAMPLES = 200
+REQUEST_TIMEOUT = 10.0
+# The shown input of a failure is cut here: enough to reproduce, short enough to read.
+SHOWN = 300
+
+SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)
+# The API ignores query parameters it does not know (as most HTTP APIs do: proxies and caches add some), so
+# an unknown one is not schema-violating input that must be refused.
+# The token is the real one, always (a wrong token is one 401 path, tested in test_openapi.py); without this
+# schemathesis would put a random bearer token in most cases and the fuzzing would never pass the door.
+SCHEMA.config.generation.update(allow_extra_parameters=False, with_security_parameters=False)
+# A failure must show the input that caused it: page tokens and idempotency keys are not secrets here.
+SCHEMA.config.output.sanitization.update(enabled=False)
+OPERATIONS = {op.definition.raw["operationId"]: op for op in (result.ok() for result in SCHEMA.get_all_operations())}
+QUERY_PARAMETERS = {
+    (method.upper(), path): [p["name"] for p in map(resolve, operation.get("parameters", [])) if p["in"] == "query"]
+    for path, item in DOCUMENT["paths"].items()
+    for method, operation in item.items()
+}
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+def hypothesis_settings(examples: int) -> settings:
+    """Bounded and reproducible: a fixed number of examples from a derandomized (seeded-by-test) search."""
+    return settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        # Failures are collected, not raised, so there is nothing to shrink.
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+@dataclass
+class Failures:
+    """Distinct failures seen in a run, keyed by (operation, what failed, status): the first input of each."""
+
+    seen: dict[tuple[str, str, int], str] = field(default_factory=dict)
+
+    def add(self, operation: str, what: str, status: int, shown_input: str) -> None:
+        self.seen.setdefault((operation, what, status), shown_input[:SHOWN])
+
+    def assert_none(self) -> None:
+        lines = [f"{op} -> {status} {what}\n    input: {shown}" for (op, what, status), shown in self.seen.items()]
+        assert not lines, f"{len(lines)} distinct failure(s):\n" + "\n".join(lines)
+
+
+@dataclass
+class Target:
+    orchestrator: Orchestrator
+    base_url: str
+    task_id: str
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def target(postgres: LocalPostgres) -> AsyncIterator[Target]:
+    """One token-protected orchestrator for the module, with a real task so lookups hit rows as well as misses."""
+    orchestrator = Orchestrator(orchestrator_settings(await create_database(postgres), api_token=TOKEN))
+    await orchestrator.start()
+    try:
+        base = http_base(orchestrator)
+        response = await asyncio.to_thread(
+            requests.post, f"{base}/v1/tasks", json={"agent_type": "coding"}, headers=AUTH, timeout=REQUEST_TIMEOUT
+        )
+        assert response.status_code == 201, response.text
+        yield Target(orchestrator, base, response.json()["task_id"])
+    finally:
+        await orchestrator.stop()
+
+
+async def run_in_thread(fuzz: Callable[[], None]) -> None:
+    """Hypothesis drives blocking requests; the orchestrator keeps serving on this loop meanwhile."""
+    await asyncio.to_thread(fuzz)
+
+
+# ---- schemathesis: valid and schema-violating cases from the document ----------------------------------------
+
+
+def _failure_titles(exc: BaseException) -> list[str]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [t for inner in exc.exceptions for t in _failure_titles(inner)]
+    title = getattr(exc, "title", type(exc).__name__)
+    message = getattr(exc, "message", str(exc)).splitlines()
+    return [f"{title}: {message[0] if message else ''}"]
+
+
+# Schema-violating input exists only for operations that take some: parameters or a body.
+CASE_KINDS = [
+    (label, mode)
+    for label, op in sorted(OPERATIONS.items())
+    for mode in GenerationMode
+    if mode is GenerationMode.POSITIVE or op.definition.raw.get("parameters") or op.definition.raw.get("requestBody")
+]
+
+
+@pytest.mark.parametrize(("label", "mode"), CASE_KINDS, ids=[f"{label}-{mode.value}" for label, mode in CASE_KINDS])
+async def test_operations_from_the_document(target: Target, label: str, mode: GenerationMode) -> None:
+    operation = OPERATIONS[label]
+    checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
+    failures = Failures()
+    session = requests.Session()
+
+    @hypothesis_settings(EXAMPLES)
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def fuzz(case: schemathesis.Case) -> None:
+        response = case.call(base_url=target.base_url, session=session, headers=AUTH, timeout=REQUEST_TIMEOUT)
+        try:
+            case.validate_response(response, checks=checks)
+        except (AssertionError, BaseExceptionGroup) as exc:
+            for title in _failure_titles(exc):
+                failures.add(label, title, response.status_code, case.as_curl_command(headers=AUTH))
+
+    try:
+        await run_in_thread(fuzz)
+    finally:
+        session.close()
+    failures.assert_none()
+
+
+# ---- hostile values mixed into valid cases ------------------------------------------------------------------
+
+
+class Raw(str):
+    """JSON text written into a body verbatim: how NaN, 1e999 or a 5,000-digit integer reach the server."""
+
+
+def to_json(value: Any) -> str:
+    if isinstance(value, Raw):
+        return str(value)
+    if isinstance(value, dict):
+        return (
+            "{"
+            + ",".join(f"{to_json(k) if isinstance(k, Raw) else json.dumps(k)}:{to_json(v)}" for k, v in value.items())
+            + "}"
+        )
+    if isinstance(value, list):
+        return "[" + ",".join(to_json(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _nested(depth: int, *, array: bool) -> Raw:
+    return Raw(("[" * depth + "1" + "]" * depth) if array else ('{"a":' * depth + "1" + "}" * depth))
+
+
+# Values JSON can carry that no hop of the API should choke on: the classes in the issue, at and past the limits.
+HOSTILE_JSON = [
+    Raw("NaN"),
+    Raw("Infinity"),
+    Raw("-Infinity"),
+    Raw("1e999"),
+    Raw("-1e999"),
+    Raw("1e23"),
+    Raw("1" + "0" * 400),  # past a double: not representable in a protobuf Struct
+    Raw("9" * 5000),  # past Python's int-to-string limit
+    Raw('"\\u0000"'),
+    Raw('"a\\u0000b"'),
+    Raw('"\\ud800"'),
+    Raw('"x\\udfffy"'),
+    *(_nested(d, array=False) for d in (33, 34, 64, 200)),
+    *(_nested(d, array=True) for d in (49, 50, 200, 5000)),
+]
+HOSTILE_KEYS = [Raw('"\\u0000"'), Raw('"\\ud800"'), Raw('"a\\u0000"'), Raw('""')]
+# Whole bodies a parser has to survive.
+HOSTILE_BODIES = [
+    b"\xff\xfe{}",
+    b'{"agent_type": "coding", "payload": {"a": "\xff\xfe"}}',
+    b'{"agent_type": "coding"',
+    b"[" * 100_000,
+    b"{" * 50_000,
+    b"",
+    b"null",
+    b"\x00",
+    b'{"agent_type": "coding", "agent_type": "testing"}',
+    b'{"agent_type": "coding", "payload": {"a": 1}} trailing',
+]
+# Parameter and header values as raw bytes: percent-encoded in URLs, sent as they are in headers.
+HOSTILE_TEXT = [
+    b"\x00",
+    b"a\x00b",
+    b"\xed\xa0\x80",  # a lone surrogate, UTF-8 encoded the way only broken encoders do
+    b"\xff\xfe",
+    "caf\u00e9".encode(),
+    b"%",
+    b"%zz",
+    b"-1",
+    b"1e999",
+    b"NaN",
+    b"9" * 5000,
+    b"x" * 5000,
+    b"..",
+    b"/",
+]
+HOSTILE_HEADERS = [
+    ("Authorization", b"Bearer caf\xe9"),  # not ASCII: must be 401, not 500
+    ("Authorization", b"Bearer \xff\xfe"),
+    ("Authorization", b"Bearer " + TOKEN.encode() + b"\xe9"),
+    ("Idempotency-Key", b"\xff\xfe"),
+    ("Idempotency-Key", b"caf\xe9"),
+    ("Idempotency-Key", b"x" * 5000),
+    ("Content-Type", b"application/json; charset=\xff"),
+    ("Content-Type", b"text/plain"),
+]
+
+
+def short(value: str | bytes) -> str:
+    """A hostile value as a failure label: long ones (deep nesting, huge numbers) by their start and length."""
+    return repr(value) if len(value) <= 24 else f"{value[:12]!r}...({len(value)} long)"
+
+
+@dataclass(frozen=True)
+class HostileRequest:
+    # Where the hostile value went and which it was: the key that makes a failure distinct.
+    kind: str
+    method: str
+    url: str
+    headers: dict[str, str | bytes]
+    body: bytes | None
+
+    def shown(self) -> str:
+        body = "" if self.body is None else f" body={self.body[:SHOWN]!r}"
+        headers = {k: v for k, v in self.headers.items() if k != "Authorization" or v != AUTH["Authorization"]}
+        return f"{self.method} {self.url[:SHOWN]} headers={headers!r}{body}"
+
+
+def _encode(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn, case: schemathesis.Case, base_url: str) -> HostileRequest:
+    """The valid case with one hostile value put in one place: body field, payload key or value, whole body,
+    a path or query parameter, or a header."""
+    path_params: dict[str, Any] = dict(case.path_parameters or {})
+    query: dict[str, Any] = dict(case.query or {})
+    headers: dict[str, str | bytes] = {**{k: str(v) for k, v in (case.headers or {}).items()}, **AUTH}
+    body: Any = case.body if case.operation.body else None
+    raw_body: bytes | None = None
+    places = ["header"]
+    if path_params:
+        places.append("path")
+    places.append("query")
+    if isinstance(body, dict):
+        places += ["field", "payload value", "payload key", "whole body"]
+    place = draw(st.sampled_from(places))
+    if place == "path":
+        name = draw(st.sampled_from(sorted(path_params)))
+        value: str | bytes = draw(st.sampled_from(HOSTILE_TEXT))
+        path_params[name] = value
+        kind = f"path {name}={short(value)}"
+    elif place == "query":
+        # The documented query parameters, or, where there are none, a name the operation must ignore.
+        names = QUERY_PARAMETERS.get((case.operation.method.upper(), case.operation.path)) or ["page_size"]
+        name, value = draw(st.sampled_from(names)), draw(st.sampled_from(HOSTILE_TEXT))
+        query[name] = value
+        kind = f"query {name}={short(value)}"
+    elif place == "header":
+        name, value = draw(st.sampled_from(HOSTILE_HEADERS))
+        headers[name] = value
+        kind = f"header {name}: {short(value)}"
+    elif place == "field":
+        name = draw(st.sampled_from(["agent_type", "payload", "idempotency_key", "priority", "max_attempts"]))
+        value = body[name] = draw(st.sampled_from(HOSTILE_JSON))
+        kind = f"body {name}={short(value)}"
+    elif place == "payload value":
+        value = draw(st.sampled_from(HOSTILE_JSON))
+        body["payload"] = {**(body.get("payload") or {}), "k": value}
+        kind = f"payload value {short(value)}"
+    elif place == "payload key":
+        value = draw(st.sampled_from(HOSTILE_KEYS))
+        body["payload"] = {value: 1}
+        kind = f"payload key {short(value)}"
+    else:
+        value = raw_body = draw(st.sampled_from(HOSTILE_BODIES))
+        kind = f"whole body {short(value)}"
+    path = case.operation.path
+    for name, value in path_params.items():
+        path = path.replace(f"{{{name}}}", quote_from_bytes(_encode(value), safe=""))
+    url = base_url + path
+    if query:
+        url += "?" + "&".join(f"{k}={quote_from_bytes(_encode(v), safe='')}" for k, v in query.items())
+    if raw_body is None and body is not None:
+        raw_body = to_json(body).encode("utf-8", "surrogatepass")
+        headers.setdefault("Content-Type", "application/json")
+    return HostileRequest(kind, case.operation.method.upper(), url, headers, raw_body)
+
+
+@pytest.mark.parametrize("label", sorted(OPERATIONS))
+async def test_hostile_values(target: Target, label: str) -> None:
+    operation = OPERATIONS[label]
+    failures = Failures()
+    session = requests.Session()
+    template, method = operation.path, operation.method.upper()
+
+    @hypothesis_settings(HOSTILE_EXAMPLES)
+    @given(data=st.data(), case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    def fuzz(data: st.DataObject, case: schemathesis.Case) -> None:
+        if "task_id" in (case.path_parameters or {}) and data.draw(st.booleans()):
+            case.path_parameters = {"task_id": target.task_id}  # hit a real row too, not only misses
+        request = data.draw(hostile_requests(case, target.base_url))
+        try:
+            response = session.request(
+                request.method, request.url, headers=request.headers, data=request.body, timeout=REQUEST_TIMEOUT
+            )
+        except requests.RequestException as exc:
+            failures.add(label, f"{request.kind}: no answer ({type(exc).__name__})", 0, request.shown())
+            return
+        status = response.status_code
+        if status >= 500:
+            failures.add(label, f"{request.kind}: server error", status, request.shown())
+            return
+        if response.headers.get("Content-Type", "").split(";")[0] != "application/json":
+            failures.add(label, f"{request.kind}: not JSON {response.text[:80]!r}", status, request.shown())
+            return
+        try:
+            errors = list(response_validator(template, method, status).iter_errors(response.json()))
+        except AssertionError as exc:  # the status is not documented for this operation
+            failures.add(label, f"{request.kind}: {str(exc).splitlines()[0]}", status, request.shown())
+            return
+        if errors:
+            failures.add(
+                label, f"{request.kind}: answer not as documented: {errors[0].message[:80]}", status, request.shown()
+            )
+
+    try:
+        await run_in_thread(fuzz)
+    finally:
+        session.close()
+    failures.assert_none()
+
+
+async def test_hostile_requests_left_the_queue_whole(target: Target) -> None:
+    """After the fuzzing above, the orchestrator still serves and the task made at the start is still there."""
+    response = await asyncio.to_thread(
+        requests.get, f"{target.base_url}/v1/tasks/{target.task_id}", headers=AUTH, timeout=REQUEST_TIMEOUT
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["task_id"] == target.task_id
+    assert uuid.UUID(target.task_id)
