@@ -39,7 +39,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 TOKEN = "fuzz-token"
 METADATA = (("authorization", f"Bearer {TOKEN}"),)
-EXAMPLES = 100
+EXAMPLES = 150
 # A unary call that takes longer than this hangs; a stream that waits this long is only waiting for messages.
 CALL_TIMEOUT = 10.0
 STREAM_TIMEOUT = 0.3

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_from_bytes
 
+import grpc
 import pytest
 import pytest_asyncio
 import requests
 import schemathesis
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
+from ai_agents.v1 import tasks_pb2, tasks_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -37,7 +39,7 @@ from schemathesis.checks import (
 )
 
 from ._openapi_support import DOCUMENT, resolve, response_validator
-from .conftest import create_database, http_base, orchestrator_settings
+from .conftest import create_database, grpc_target, http_base, orchestrator_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -45,7 +47,7 @@ TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Per operation and kind of input: bounded so the file stays well under 90 s on 2 busy cores. Hostile input gets
 # more: it has to spread over every place (body field, payload, path, query, header) and every hostile value.
-EXAMPLES = 60
+EXAMPLES = 100
 HOSTILE_EXAMPLES = 200
 REQUEST_TIMEOUT = 10.0
 # The shown input of a failure is cut here: enough to reproduce, short enough to read.
@@ -247,6 +249,9 @@ HOSTILE_HEADERS = [
     ("Idempotency-Key", b"\xff\xfe"),
     ("Idempotency-Key", b"caf\xe9"),
     ("Idempotency-Key", b"x" * 5000),
+    ("Idempotency-Key", b"a\x00b"),  # control characters: the HTTP parser's own 400 must be JSON too
+    ("Idempotency-Key", b"\x01"),
+    ("Authorization", b"Bearer \x00" + TOKEN.encode()),
     ("Content-Type", b"application/json; charset=\xff"),
     ("Content-Type", b"text/plain"),
 ]
@@ -358,6 +363,9 @@ async def test_hostile_values(target: Target, label: str) -> None:
         if status >= 500:
             failures.add(label, f"{request.kind}: server error", status, request.shown())
             return
+        if TOKEN in response.text:
+            failures.add(label, f"{request.kind}: the answer echoes the bearer token", status, request.shown())
+            return
         if response.headers.get("Content-Type", "").split(";")[0] != "application/json":
             failures.add(label, f"{request.kind}: not JSON {response.text[:80]!r}", status, request.shown())
             return
@@ -376,6 +384,87 @@ async def test_hostile_values(target: Target, label: str) -> None:
     finally:
         session.close()
     failures.assert_none()
+
+
+# Payload values a submit may accept: each must then read back on both APIs and retry idempotently.
+STORABLE_JSON = [
+    Raw("1e23"),
+    Raw("0.1"),
+    Raw("-0.0"),
+    Raw("1.7976931348623157e308"),
+    Raw("5e-324"),
+    Raw(str(2**63)),
+    Raw("1" + "0" * 400),
+    *(_nested(d, array=False) for d in (32, 33, 34)),
+    *(_nested(d, array=True) for d in (47, 48, 49)),
+    Raw('"caf\u00e9 \ud83d\ude00"'),
+]
+
+
+@st.composite
+def accepted_candidates(draw: st.DrawFn) -> bytes:
+    """A submit body whose payload mixes ordinary JSON with values at the edges of what a hop can carry."""
+    ordinary = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**64), 2**64)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=8,
+    )
+    value = draw(st.one_of(st.sampled_from(STORABLE_JSON), ordinary))
+    body = {"agent_type": "coding", "payload": {"v": value}, "idempotency_key": uuid.uuid4().hex}
+    return to_json(body).encode("utf-8", "surrogatepass")
+
+
+async def test_accepted_tasks_read_back_and_retry_idempotently(target: Target) -> None:
+    """Whatever a submit acknowledges, GET (HTTP) and GetTask (gRPC) can read, and the identical retry is a 200
+    with the same task: an acknowledged task never becomes a row that breaks reads or a retry that conflicts."""
+    failures = Failures()
+    session = requests.Session()
+    label = "submitTask"
+
+    @hypothesis_settings(EXAMPLES)
+    @given(body=accepted_candidates())
+    def fuzz(body: bytes) -> None:
+        headers = {**AUTH, "Content-Type": "application/json"}
+        first = session.post(f"{target.base_url}/v1/tasks", data=body, headers=headers, timeout=REQUEST_TIMEOUT)
+        if first.status_code >= 500:
+            failures.add(label, "submit: server error", first.status_code, repr(body))
+        if first.status_code != 201:
+            return
+        task_id = first.json()["task_id"]
+        again = session.post(f"{target.base_url}/v1/tasks", data=body, headers=headers, timeout=REQUEST_TIMEOUT)
+        if again.status_code != 200 or again.json().get("task_id") != task_id:
+            failures.add(label, "identical retry not answered with the same task", again.status_code, repr(body))
+        read = session.get(f"{target.base_url}/v1/tasks/{task_id}", headers=AUTH, timeout=REQUEST_TIMEOUT)
+        if read.status_code != 200:
+            failures.add("getTask", "an acknowledged task does not read back", read.status_code, repr(body))
+        code = grpc_get_task(target, task_id)
+        if code != grpc.StatusCode.OK:
+            failures.add("GetTask (gRPC)", f"an acknowledged task does not read back: {code.name}", 0, repr(body))
+
+    try:
+        await run_in_thread(fuzz)
+    finally:
+        session.close()
+    failures.assert_none()
+
+
+def grpc_get_task(target: Target, task_id: str) -> grpc.StatusCode:
+    with grpc.insecure_channel(grpc_target(target.orchestrator)) as channel:
+        stub = tasks_pb2_grpc.TaskServiceStub(channel)
+        try:
+            stub.GetTask(
+                tasks_pb2.GetTaskRequest(task_id=task_id),
+                metadata=(("authorization", AUTH["Authorization"]),),
+                timeout=REQUEST_TIMEOUT,
+            )
+        except grpc.RpcError as exc:
+            assert isinstance(exc, grpc.Call)
+            return exc.code()
+    return grpc.StatusCode.OK
 
 
 async def test_hostile_requests_left_the_queue_whole(target: Target) -> None:
