@@ -15,10 +15,9 @@ descriptors for protobuf 7 (hypothesis-protobuf stopped at protobuf 3), and the 
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -30,20 +29,20 @@ from ai_agents.v1 import agents_pb2, messaging_pb2, monitoring_pb2, resources_pb
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from ._fuzz_support import Failures, fuzz_settings, run_in_thread
 from .conftest import create_database, grpc_target, orchestrator_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 TOKEN = "fuzz-token"
 METADATA = (("authorization", f"Bearer {TOKEN}"),)
-EXAMPLES = 150
+EXAMPLES = 120
 # A unary call that takes longer than this hangs; a stream that waits this long is only waiting for messages.
 CALL_TIMEOUT = 10.0
 STREAM_TIMEOUT = 0.3
-SHOWN = 300
 # A client's mistake never earns these: they say the server broke.
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 
@@ -281,23 +280,6 @@ def request_bodies(method: MethodDescriptor) -> st.SearchStrategy[Body]:
 # ---- the run ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Failures:
-    """Distinct failures in a run, keyed by (method, kind of input, status, details): the first input of each."""
-
-    seen: dict[tuple[str, str, str, str], bytes] = field(default_factory=dict)
-
-    def add(self, method: str, kind: str, code: str, details: str, data: bytes) -> None:
-        self.seen.setdefault((method, kind, code, details[:100]), data)
-
-    def assert_none(self) -> None:
-        lines = [
-            f"{method} [{kind}] -> {code} {details!r}\n    input: {data[:SHOWN]!r}"
-            for (method, kind, code, details), data in self.seen.items()
-        ]
-        assert not lines, f"{len(lines)} distinct failure(s):\n" + "\n".join(lines)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def target(postgres: LocalPostgres) -> AsyncIterator[Orchestrator]:
     orchestrator = Orchestrator(orchestrator_settings(await create_database(postgres), api_token=TOKEN))
@@ -329,35 +311,19 @@ def call(channel: grpc.Channel, path: str, method: MethodDescriptor, data: bytes
     return grpc.StatusCode.OK, ""
 
 
-def hypothesis_settings() -> settings:
-    """Bounded and reproducible; failures are collected, not raised, so there is nothing to shrink."""
-    return settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-
-
-async def run_in_thread(fuzz: Callable[[], None]) -> None:
-    await asyncio.to_thread(fuzz)
-
-
 @pytest.mark.parametrize("path", sorted(METHODS), ids=lambda p: p.rsplit("/", 1)[-1])
 async def test_method_from_descriptors(target: Orchestrator, path: str) -> None:
     method = METHODS[path]
     failures = Failures()
     with grpc.insecure_channel(grpc_target(target)) as channel:
 
-        @hypothesis_settings()
+        @fuzz_settings(EXAMPLES)
         @given(body=request_bodies(method))
         def fuzz(body: Body) -> None:
             code, details = call(channel, path, method, body.data)
             waited = method.server_streaming and code == grpc.StatusCode.DEADLINE_EXCEEDED
             if code in SERVER_FAULTS or (code == grpc.StatusCode.DEADLINE_EXCEEDED and not waited):
-                failures.add(path, body.kind, code.name, details, body.data)
+                failures.add(path, f"[{body.kind}] {details[:100]!r}", code.name, repr(body.data))
 
         await run_in_thread(fuzz)
     failures.assert_none()

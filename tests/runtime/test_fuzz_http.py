@@ -1,21 +1,23 @@
 """Property-based fuzzing of the HTTP API from its OpenAPI document, against a real orchestrator with the token on.
 
-Two kinds of input per operation:
-- schemathesis cases from the document, valid (positive) and schema-violating (negative): every answer must be
-  documented, JSON of the documented shape, never 5xx, and schema-violating input must be refused with a 4xx;
-- hostile values mixed into valid cases (NaN, 1e999, huge integers, deep nesting, NUL, lone surrogates, invalid
-  UTF-8 in bodies, parameters and headers): still never 5xx, always a documented JSON answer.
+- schemathesis cases from the document, valid (positive) and schema-violating (negative), per operation: every
+  answer is documented, JSON of the documented shape, never 5xx; schema-violating input is refused with a 4xx;
+- hostile values mixed into valid cases, per operation (NaN, 1e999, huge integers, deep nesting, NUL, lone
+  surrogates, invalid UTF-8 and control characters in bodies, parameters and headers): still never 5xx, always a
+  documented JSON answer that does not echo the bearer token;
+- submits at the edges of what each hop can carry: whatever is acknowledged reads back on both APIs, and the
+  identical retry answers 200 with the same task.
 Hypothesis runs in a worker thread (requests is blocking) while the orchestrator serves on the test's event loop.
-Failures are collected across the whole run and reported together, one line per distinct failure, with the input.
+Failures are collected across each test and reported together, one line per distinct failure, with its input.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_from_bytes
 
@@ -27,7 +29,7 @@ import schemathesis
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.v1 import tasks_pb2, tasks_pb2_grpc
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -38,6 +40,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from ._fuzz_support import SHOWN, Failures, fuzz_settings, run_in_thread
 from ._openapi_support import DOCUMENT, resolve, response_validator
 from .conftest import create_database, grpc_target, http_base, orchestrator_settings
 
@@ -47,11 +50,9 @@ TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Per operation and kind of input: bounded so the file stays well under 90 s on 2 busy cores. Hostile input gets
 # more: it has to spread over every place (body field, payload, path, query, header) and every hostile value.
-EXAMPLES = 100
-HOSTILE_EXAMPLES = 200
+EXAMPLES = 60
+HOSTILE_EXAMPLES = 150
 REQUEST_TIMEOUT = 10.0
-# The shown input of a failure is cut here: enough to reproduce, short enough to read.
-SHOWN = 300
 
 SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)
 # The API ignores query parameters it does not know (as most HTTP APIs do: proxies and caches add some), so
@@ -68,33 +69,6 @@ QUERY_PARAMETERS = {
     for method, operation in item.items()
 }
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-
-
-def hypothesis_settings(examples: int) -> settings:
-    """Bounded and reproducible: a fixed number of examples from a derandomized (seeded-by-test) search."""
-    return settings(
-        max_examples=examples,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        # Failures are collected, not raised, so there is nothing to shrink.
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-
-
-@dataclass
-class Failures:
-    """Distinct failures seen in a run, keyed by (operation, what failed, status): the first input of each."""
-
-    seen: dict[tuple[str, str, int], str] = field(default_factory=dict)
-
-    def add(self, operation: str, what: str, status: int, shown_input: str) -> None:
-        self.seen.setdefault((operation, what, status), shown_input[:SHOWN])
-
-    def assert_none(self) -> None:
-        lines = [f"{op} -> {status} {what}\n    input: {shown}" for (op, what, status), shown in self.seen.items()]
-        assert not lines, f"{len(lines)} distinct failure(s):\n" + "\n".join(lines)
 
 
 @dataclass
@@ -118,11 +92,6 @@ async def target(postgres: LocalPostgres) -> AsyncIterator[Target]:
         yield Target(orchestrator, base, response.json()["task_id"])
     finally:
         await orchestrator.stop()
-
-
-async def run_in_thread(fuzz: Callable[[], None]) -> None:
-    """Hypothesis drives blocking requests; the orchestrator keeps serving on this loop meanwhile."""
-    await asyncio.to_thread(fuzz)
 
 
 # ---- schemathesis: valid and schema-violating cases from the document ----------------------------------------
@@ -152,7 +121,7 @@ async def test_operations_from_the_document(target: Target, label: str, mode: Ge
     failures = Failures()
     session = requests.Session()
 
-    @hypothesis_settings(EXAMPLES)
+    @fuzz_settings(EXAMPLES)
     @given(case=operation.as_strategy(generation_mode=mode))
     def fuzz(case: schemathesis.Case) -> None:
         response = case.call(base_url=target.base_url, session=session, headers=AUTH, timeout=REQUEST_TIMEOUT)
@@ -346,7 +315,7 @@ async def test_hostile_values(target: Target, label: str) -> None:
     session = requests.Session()
     template, method = operation.path, operation.method.upper()
 
-    @hypothesis_settings(HOSTILE_EXAMPLES)
+    @fuzz_settings(HOSTILE_EXAMPLES)
     @given(data=st.data(), case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
     def fuzz(data: st.DataObject, case: schemathesis.Case) -> None:
         if "task_id" in (case.path_parameters or {}) and data.draw(st.booleans()):
@@ -401,6 +370,10 @@ STORABLE_JSON = [
 ]
 
 
+# Unique per example and the same from run to run (a uuid4 here would make failure reports differ between runs).
+_KEYS = itertools.count()
+
+
 @st.composite
 def accepted_candidates(draw: st.DrawFn) -> bytes:
     """A submit body whose payload mixes ordinary JSON with values at the edges of what a hop can carry."""
@@ -414,7 +387,7 @@ def accepted_candidates(draw: st.DrawFn) -> bytes:
         max_leaves=8,
     )
     value = draw(st.one_of(st.sampled_from(STORABLE_JSON), ordinary))
-    body = {"agent_type": "coding", "payload": {"v": value}, "idempotency_key": uuid.uuid4().hex}
+    body = {"agent_type": "coding", "payload": {"v": value}, "idempotency_key": f"read-back-{next(_KEYS)}"}
     return to_json(body).encode("utf-8", "surrogatepass")
 
 
@@ -425,7 +398,7 @@ async def test_accepted_tasks_read_back_and_retry_idempotently(target: Target) -
     session = requests.Session()
     label = "submitTask"
 
-    @hypothesis_settings(EXAMPLES)
+    @fuzz_settings(EXAMPLES)
     @given(body=accepted_candidates())
     def fuzz(body: bytes) -> None:
         headers = {**AUTH, "Content-Type": "application/json"}
@@ -474,4 +447,3 @@ async def test_hostile_requests_left_the_queue_whole(target: Target) -> None:
     )
     assert response.status_code == 200, response.text
     assert response.json()["task_id"] == target.task_id
-    assert uuid.UUID(target.task_id)
