@@ -242,7 +242,9 @@ class HostileRequest:
 
     def shown(self) -> str:
         body = "" if self.body is None else f" body={self.body[:SHOWN]!r}"
-        headers = {k: v for k, v in self.headers.items() if k != "Authorization" or v != AUTH["Authorization"]}
+        # Only what differs from an ordinary request: the real token and the client's default headers are noise.
+        ordinary = {**AUTH, **requests.utils.default_headers()}
+        headers = {k: v for k, v in self.headers.items() if ordinary.get(k) != v}
         return f"{self.method} {self.url[:SHOWN]} headers={headers!r}{body}"
 
 
