@@ -211,9 +211,9 @@ def hostile_traits(message: Message) -> set[str]:
                 traits.add("Timestamp out of range")
             return
         for fd, v in m.ListFields():
-            items = (
-                list(v) if fd.is_repeated and not (fd.message_type and fd.message_type.GetOptions().map_entry) else [v]
-            )
+            is_map = fd.message_type is not None and fd.message_type.GetOptions().map_entry
+            # A map's keys and values, a repeated field's items, or the one value.
+            items = [x for pair in v.items() for x in pair] if is_map else list(v) if fd.is_repeated else [v]
             for item in items:
                 if isinstance(item, Message):
                     walk(item)

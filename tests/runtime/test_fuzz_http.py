@@ -418,7 +418,7 @@ async def test_accepted_tasks_read_back_and_retry_idempotently(target: Target) -
             failures.add("getTask", "an acknowledged task does not read back", read.status_code, repr(body))
         code = grpc_get_task(target, task_id)
         if code != grpc.StatusCode.OK:
-            failures.add("GetTask (gRPC)", f"an acknowledged task does not read back: {code.name}", 0, repr(body))
+            failures.add("GetTask (gRPC)", "an acknowledged task does not read back", code.name, repr(body))
 
     try:
         await run_in_thread(fuzz)
