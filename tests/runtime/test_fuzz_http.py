@@ -14,11 +14,12 @@ Failures are collected across each test and reported together, one line per dist
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import quote_from_bytes
 
 import grpc
@@ -28,8 +29,8 @@ import requests
 import schemathesis
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
-from ai_agents.v1 import tasks_pb2, tasks_pb2_grpc
-from hypothesis import given
+from ai_agents.v1 import common_pb2, tasks_pb2, tasks_pb2_grpc
+from hypothesis import example, given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -46,6 +47,7 @@ from .conftest import create_database, grpc_target, http_base, orchestrator_sett
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
+T = TypeVar("T")
 TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Per operation and kind of input: bounded so the file stays well under 90 s on 2 busy cores. Hostile input gets
@@ -252,108 +254,179 @@ def _encode(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-@st.composite
-def hostile_requests(draw: st.DrawFn, case: schemathesis.Case, base_url: str) -> HostileRequest:
-    """The valid case with one hostile value put in one place: body field, payload key or value, whole body,
-    a path or query parameter, or a header."""
-    path_params: dict[str, Any] = dict(case.path_parameters or {})
-    query: dict[str, Any] = dict(case.query or {})
-    headers: dict[str, str | bytes] = {**{k: str(v) for k, v in (case.headers or {}).items()}, **AUTH}
-    body: Any = case.body if case.operation.body else None
-    raw_body: bytes | None = None
-    places = ["header"]
-    if path_params:
-        places.append("path")
-    places.append("query")
-    if isinstance(body, dict):
-        places += ["field", "payload value", "payload key", "whole body"]
-    place = draw(st.sampled_from(places))
-    if place == "path":
-        name = draw(st.sampled_from(sorted(path_params)))
-        value: str | bytes = draw(st.sampled_from(HOSTILE_TEXT))
-        path_params[name] = value
-        kind = f"path {name}={short(value)}"
-    elif place == "query":
-        # The documented query parameters, or, where there are none, a name the operation must ignore.
-        names = QUERY_PARAMETERS.get((case.operation.method.upper(), case.operation.path)) or ["page_size"]
-        name, value = draw(st.sampled_from(names)), draw(st.sampled_from(HOSTILE_TEXT))
-        query[name] = value
-        kind = f"query {name}={short(value)}"
-    elif place == "header":
-        name, value = draw(st.sampled_from(HOSTILE_HEADERS))
-        headers[name] = value
-        kind = f"header {name}: {short(value)}"
-    elif place == "field":
-        name = draw(st.sampled_from(["agent_type", "payload", "idempotency_key", "priority", "max_attempts"]))
-        value = body[name] = draw(st.sampled_from(HOSTILE_JSON))
-        kind = f"body {name}={short(value)}"
-    elif place == "payload value":
-        value = draw(st.sampled_from(HOSTILE_JSON))
-        body["payload"] = {**(body.get("payload") or {}), "k": value}
-        kind = f"payload value {short(value)}"
-    elif place == "payload key":
-        value = draw(st.sampled_from(HOSTILE_KEYS))
-        body["payload"] = {value: 1}
-        kind = f"payload key {short(value)}"
-    else:
-        value = raw_body = draw(st.sampled_from(HOSTILE_BODIES))
-        kind = f"whole body {short(value)}"
-    path = case.operation.path
-    for name, value in path_params.items():
-        path = path.replace(f"{{{name}}}", quote_from_bytes(_encode(value), safe=""))
-    url = base_url + path
-    if query:
-        url += "?" + "&".join(f"{k}={quote_from_bytes(_encode(v), safe='')}" for k, v in query.items())
-    if raw_body is None and body is not None:
-        raw_body = to_json(body).encode("utf-8", "surrogatepass")
-        headers.setdefault("Content-Type", "application/json")
-    return HostileRequest(kind, case.operation.method.upper(), url, headers, raw_body)
+SUBMIT_FIELDS = ("agent_type", "payload", "idempotency_key", "priority", "max_attempts")
+
+
+@dataclass(frozen=True)
+class Valid:
+    """A valid request of one operation: the base that each hostile variant changes in exactly one place."""
+
+    method: str
+    template: str
+    path_params: dict[str, Any] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+
+    @classmethod
+    def from_case(cls, case: schemathesis.Case) -> Valid:
+        body = case.body if case.operation.body and isinstance(case.body, dict) else None
+        return cls(
+            method=case.operation.method.upper(),
+            template=case.operation.path,
+            path_params=dict(case.path_parameters or {}),
+            query=dict(case.query or {}),
+            headers={k: str(v) for k, v in (case.headers or {}).items()},
+            body=copy.deepcopy(body),
+        )
+
+    def request(
+        self,
+        base_url: str,
+        kind: str,
+        *,
+        path_params: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str | bytes] | None = None,
+        body: dict[str, Any] | None = None,
+        raw_body: bytes | None = None,
+    ) -> HostileRequest:
+        path = self.template
+        for name, value in (self.path_params if path_params is None else path_params).items():
+            path = path.replace(f"{{{name}}}", quote_from_bytes(_encode(value), safe=""))
+        url = base_url + path
+        params = self.query if query is None else query
+        if params:
+            url += "?" + "&".join(f"{k}={quote_from_bytes(_encode(v), safe='')}" for k, v in params.items())
+        sent: dict[str, str | bytes] = {**self.headers, **AUTH, **(headers or {})}
+        body = self.body if body is None else body
+        if raw_body is None and body is not None:
+            raw_body = to_json(body).encode("utf-8", "surrogatepass")
+            sent.setdefault("Content-Type", "application/json")
+        return HostileRequest(kind, self.method, url, sent, raw_body)
+
+
+def hostile_variants(valid: Valid, base_url: str) -> list[HostileRequest]:
+    """Every hostile value in every place this operation takes input: path and query parameters, headers, each
+    body field, a payload value, a payload key, and the whole body."""
+    variants = [
+        valid.request(base_url, f"path {name}={short(value)}", path_params={**valid.path_params, name: value})
+        for name in sorted(valid.path_params)
+        for value in HOSTILE_TEXT
+    ]
+    # The documented query parameters, or, where there are none, a name the operation must ignore.
+    names = QUERY_PARAMETERS.get((valid.method, valid.template)) or ["page_size"]
+    variants += [
+        valid.request(base_url, f"query {name}={short(value)}", query={**valid.query, name: value})
+        for name in names
+        for value in HOSTILE_TEXT
+    ]
+    variants += [
+        valid.request(base_url, f"header {name}: {short(value)}", headers={name: value})
+        for name, value in HOSTILE_HEADERS
+    ]
+    if valid.body is not None:
+        body = valid.body
+        variants += [
+            valid.request(base_url, f"body {name}={short(value)}", body={**body, name: value})
+            for name in SUBMIT_FIELDS
+            for value in HOSTILE_JSON
+        ]
+        payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
+        variants += [
+            valid.request(base_url, f"payload value {short(value)}", body={**body, "payload": {**payload, "k": value}})
+            for value in HOSTILE_JSON
+        ]
+        variants += [
+            valid.request(base_url, f"payload key {short(key)}", body={**body, "payload": {key: 1}})
+            for key in HOSTILE_KEYS
+        ]
+        variants += [valid.request(base_url, f"whole body {short(raw)}", raw_body=raw) for raw in HOSTILE_BODIES]
+    return variants
+
+
+def send_hostile(session: requests.Session, label: str, request: HostileRequest, failures: Failures) -> None:
+    """Send one hostile request; record it unless the answer is a documented, JSON, non-5xx, token-free one."""
+    try:
+        response = session.request(
+            request.method, request.url, headers=request.headers, data=request.body, timeout=REQUEST_TIMEOUT
+        )
+    except requests.RequestException as exc:
+        failures.add(label, f"{request.kind}: no answer ({type(exc).__name__})", 0, request.shown())
+        return
+    status = response.status_code
+    if status >= 500:
+        failures.add(label, f"{request.kind}: server error", status, request.shown())
+        return
+    if TOKEN in response.text:
+        failures.add(label, f"{request.kind}: the answer echoes the bearer token", status, request.shown())
+        return
+    if response.headers.get("Content-Type", "").split(";")[0] != "application/json":
+        failures.add(label, f"{request.kind}: not JSON {response.text[:80]!r}", status, request.shown())
+        return
+    try:
+        validator = response_validator(OPERATIONS[label].path, request.method, status)
+    except AssertionError as exc:  # the status is not documented for this operation
+        failures.add(label, f"{request.kind}: {str(exc).splitlines()[0]}", status, request.shown())
+        return
+    errors = list(validator.iter_errors(response.json()))
+    if errors:
+        failures.add(
+            label, f"{request.kind}: answer not as documented: {errors[0].message[:80]}", status, request.shown()
+        )
 
 
 @pytest.mark.parametrize("label", sorted(OPERATIONS))
-async def test_hostile_values(target: Target, label: str) -> None:
+async def test_hostile_values_in_random_valid_requests(target: Target, label: str) -> None:
+    """Hypothesis picks a valid case from the document and one hostile variant of it: interactions included."""
     operation = OPERATIONS[label]
     failures = Failures()
-    session = requests.Session()
-    template, method = operation.path, operation.method.upper()
 
     @fuzz_settings(HOSTILE_EXAMPLES)
     @given(data=st.data(), case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
     def fuzz(data: st.DataObject, case: schemathesis.Case) -> None:
         if "task_id" in (case.path_parameters or {}) and data.draw(st.booleans()):
             case.path_parameters = {"task_id": target.task_id}  # hit a real row too, not only misses
-        request = data.draw(hostile_requests(case, target.base_url))
-        try:
-            response = session.request(
-                request.method, request.url, headers=request.headers, data=request.body, timeout=REQUEST_TIMEOUT
-            )
-        except requests.RequestException as exc:
-            failures.add(label, f"{request.kind}: no answer ({type(exc).__name__})", 0, request.shown())
-            return
-        status = response.status_code
-        if status >= 500:
-            failures.add(label, f"{request.kind}: server error", status, request.shown())
-            return
-        if TOKEN in response.text:
-            failures.add(label, f"{request.kind}: the answer echoes the bearer token", status, request.shown())
-            return
-        if response.headers.get("Content-Type", "").split(";")[0] != "application/json":
-            failures.add(label, f"{request.kind}: not JSON {response.text[:80]!r}", status, request.shown())
-            return
-        try:
-            errors = list(response_validator(template, method, status).iter_errors(response.json()))
-        except AssertionError as exc:  # the status is not documented for this operation
-            failures.add(label, f"{request.kind}: {str(exc).splitlines()[0]}", status, request.shown())
-            return
-        if errors:
-            failures.add(
-                label, f"{request.kind}: answer not as documented: {errors[0].message[:80]}", status, request.shown()
-            )
+        send_hostile(
+            session,
+            label,
+            data.draw(st.sampled_from(hostile_variants(Valid.from_case(case), target.base_url))),
+            failures,
+        )
 
-    try:
+    with requests.Session() as session:
         await run_in_thread(fuzz)
-    finally:
-        session.close()
+    failures.assert_none()
+
+
+def plain_requests(target: Target) -> dict[str, Valid]:
+    """One ordinary valid request per operation, against real rows where the operation reads one."""
+    agents = Valid("GET", "/v1/agents", query={"agent_type": "coding", "state": "active", "page_size": 10})
+    tasks = Valid("GET", "/v1/tasks", query={"agent_type": "coding", "state": "queued", "page_size": 10})
+    return {
+        "submitTask": Valid("POST", "/v1/tasks", body={"agent_type": "coding", "payload": {"a": 1}}),
+        "listTasks": tasks,
+        "getTask": Valid("GET", "/v1/tasks/{task_id}", path_params={"task_id": target.task_id}),
+        "cancelTask": Valid("POST", "/v1/tasks/{task_id}:cancel", path_params={"task_id": target.task_id}),
+        "listAgents": agents,
+        "getAgent": Valid("GET", "/v1/agents/{agent_id}", path_params={"agent_id": "fuzz-agent-1"}),
+        "getStatus": Valid("GET", "/v1/status"),
+        "getOpenApi": Valid("GET", "/v1/openapi.json"),
+    }
+
+
+@pytest.mark.parametrize("label", sorted(OPERATIONS))
+async def test_every_hostile_value_in_every_place(target: Target, label: str) -> None:
+    """The sweep that sampling cannot promise: each hostile value once in each place of a plain valid request."""
+    valid = plain_requests(target)[label]
+    failures = Failures()
+
+    def sweep() -> None:
+        for request in hostile_variants(valid, target.base_url):
+            send_hostile(session, label, request, failures)
+
+    with requests.Session() as session:
+        await run_in_thread(sweep)
     failures.assert_none()
 
 
@@ -372,6 +445,9 @@ STORABLE_JSON = [
 ]
 
 
+# Read-back submits use a type of their own, so LeaseTasks of that type meets their tasks.
+READ_BACK_TYPE, READ_BACK_TYPE_NUMBER = "documentation", common_pb2.AGENT_TYPE_DOCUMENTATION
+SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 # Unique per example and the same from run to run (a uuid4 here would make failure reports differ between runs).
 _KEYS = itertools.count()
 
@@ -388,8 +464,22 @@ def accepted_candidates(draw: st.DrawFn) -> bytes:
         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
         max_leaves=8,
     )
-    value = draw(st.one_of(st.sampled_from(STORABLE_JSON), ordinary))
-    body = {"agent_type": "coding", "payload": {"v": value}, "idempotency_key": f"read-back-{next(_KEYS)}"}
+    return submit_body(draw(st.one_of(st.sampled_from(STORABLE_JSON), ordinary)))
+
+
+def reduce_examples(examples: Iterable[Callable[[T], T]]) -> Callable[[T], T]:
+    """Apply several @example decorators built in a loop."""
+
+    def apply(test: T) -> T:
+        for add in examples:
+            test = add(test)
+        return test
+
+    return apply
+
+
+def submit_body(value: Any) -> bytes:
+    body = {"agent_type": READ_BACK_TYPE, "payload": {"v": value}, "idempotency_key": f"read-back-{next(_KEYS)}"}
     return to_json(body).encode("utf-8", "surrogatepass")
 
 
@@ -400,8 +490,10 @@ async def test_accepted_tasks_read_back_and_retry_idempotently(target: Target) -
     session = requests.Session()
     label = "submitTask"
 
+    # Every edge value at least once (explicit examples), then the generated mix.
     @fuzz_settings(EXAMPLES)
     @given(body=accepted_candidates())
+    @reduce_examples(example(body=submit_body(value)) for value in STORABLE_JSON)
     def fuzz(body: bytes) -> None:
         headers = {**AUTH, "Content-Type": "application/json"}
         first = session.post(f"{target.base_url}/v1/tasks", data=body, headers=headers, timeout=REQUEST_TIMEOUT)
@@ -416,9 +508,12 @@ async def test_accepted_tasks_read_back_and_retry_idempotently(target: Target) -
         read = session.get(f"{target.base_url}/v1/tasks/{task_id}", headers=AUTH, timeout=REQUEST_TIMEOUT)
         if read.status_code != 200:
             failures.add("getTask", "an acknowledged task does not read back", read.status_code, repr(body))
-        code = grpc_get_task(target, task_id)
-        if code != grpc.StatusCode.OK:
-            failures.add("GetTask (gRPC)", "an acknowledged task does not read back", code.name, repr(body))
+        get, lease = grpc_reads(target, task_id)
+        if get != grpc.StatusCode.OK:
+            failures.add("GetTask (gRPC)", "an acknowledged task does not read back", get.name, repr(body))
+        # Only a server fault counts: who may lease is the agent-identity rules' business, not this test's.
+        if lease in SERVER_FAULTS:
+            failures.add("LeaseTasks (gRPC)", "a queued task cannot be leased", lease.name, repr(body))
 
     try:
         await run_in_thread(fuzz)
@@ -427,19 +522,28 @@ async def test_accepted_tasks_read_back_and_retry_idempotently(target: Target) -
     failures.assert_none()
 
 
-def grpc_get_task(target: Target, task_id: str) -> grpc.StatusCode:
+def grpc_code(call: Callable[[], object]) -> grpc.StatusCode:
+    try:
+        call()
+    except grpc.RpcError as exc:
+        assert isinstance(exc, grpc.Call)
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+def grpc_reads(target: Target, task_id: str) -> tuple[grpc.StatusCode, grpc.StatusCode]:
+    """GetTask of this task, and LeaseTasks of the next queued task of the read-back type, over gRPC."""
+    metadata = (("authorization", AUTH["Authorization"]),)
     with grpc.insecure_channel(grpc_target(target.orchestrator)) as channel:
         stub = tasks_pb2_grpc.TaskServiceStub(channel)
-        try:
-            stub.GetTask(
-                tasks_pb2.GetTaskRequest(task_id=task_id),
-                metadata=(("authorization", AUTH["Authorization"]),),
-                timeout=REQUEST_TIMEOUT,
-            )
-        except grpc.RpcError as exc:
-            assert isinstance(exc, grpc.Call)
-            return exc.code()
-    return grpc.StatusCode.OK
+        get = grpc_code(
+            lambda: stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task_id), metadata=metadata, timeout=REQUEST_TIMEOUT)
+        )
+        lease_request = tasks_pb2.LeaseTasksRequest(
+            agent_id="fuzz-reader", agent_type=READ_BACK_TYPE_NUMBER, max_tasks=1, wait_seconds=0
+        )
+        lease = grpc_code(lambda: stub.LeaseTasks(lease_request, metadata=metadata, timeout=REQUEST_TIMEOUT))
+    return get, lease
 
 
 async def test_hostile_requests_left_the_queue_whole(target: Target) -> None:
