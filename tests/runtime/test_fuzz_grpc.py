@@ -15,8 +15,10 @@ descriptors for protobuf 7 (hypothesis-protobuf stopped at protobuf 3), and the 
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,16 @@ import pytest
 import pytest_asyncio
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
-from ai_agents.v1 import agents_pb2, messaging_pb2, monitoring_pb2, resources_pb2, tasks_pb2
+from ai_agents.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    common_pb2,
+    messaging_pb2,
+    monitoring_pb2,
+    resources_pb2,
+    tasks_pb2,
+    tasks_pb2_grpc,
+)
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
@@ -43,6 +54,9 @@ EXAMPLES = 120
 # A unary call that takes longer than this hangs; a stream that waits this long is only waiting for messages.
 CALL_TIMEOUT = 10.0
 STREAM_TIMEOUT = 0.3
+# LeaseTasks waits up to wait_seconds, clamped to the caller's deadline less a second (whole seconds): a deadline
+# under 2 s means it answers at once whatever wait_seconds says, so every value of the field can be fuzzed.
+LEASE_TIMEOUT = 1.9
 # A client's mistake never earns these: they say the server broke.
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 
@@ -110,15 +124,8 @@ JSON_VALUES = st.recursive(
 )
 STRUCTS = st.one_of(st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=4), st.sampled_from(HOSTILE_STRUCTS))
 
-# Fields where a valid value means waiting: only the non-waiting ones are drawn (0 and invalid values).
-OVERRIDES: dict[str, st.SearchStrategy[Any]] = {
-    "ai_agents.v1.LeaseTasksRequest.wait_seconds": st.sampled_from([0, -1, 61, 2**31 - 1, -(2**31)]),
-}
-
 
 def scalar(fd: FieldDescriptor) -> st.SearchStrategy[Any]:
-    if fd.full_name in OVERRIDES:
-        return OVERRIDES[fd.full_name]
     if fd.type in _INT_RANGES:
         low, high = _INT_RANGES[fd.type]
         return st.one_of(st.integers(low, high), st.sampled_from([0, -1 if low < 0 else 1, low, high]))
@@ -304,7 +311,8 @@ def call(channel: grpc.Channel, path: str, method: MethodDescriptor, data: bytes
                 output.FromString(chunk)
         else:
             unary = channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
-            output.FromString(unary(data, metadata=METADATA, timeout=CALL_TIMEOUT))
+            timeout = LEASE_TIMEOUT if method.name == "LeaseTasks" else CALL_TIMEOUT
+            output.FromString(unary(data, metadata=METADATA, timeout=timeout))
     except grpc.RpcError as exc:
         assert isinstance(exc, grpc.Call)
         return exc.code(), exc.details() or ""
@@ -327,6 +335,164 @@ async def test_method_from_descriptors(target: Orchestrator, path: str) -> None:
 
         await run_in_thread(fuzz)
     failures.assert_none()
+
+
+# ---- the sweep: each hostile value once in each field of a plain valid request -------------------------------
+
+CODING, TESTING = common_pb2.AGENT_TYPE_CODING, common_pb2.AGENT_TYPE_TESTING
+AGENT = "fuzz-agent-1"
+_UNIQUE = itertools.count()
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 30 else f"{text[:16]}...({len(text)} long)"
+
+
+def hostile_values(fd: FieldDescriptor) -> list[Any]:
+    """The hostile values a field of this type can carry (on the wire, after a valid encoding)."""
+    if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+        return [{"\x00": "v"}, {"k": "\x00"}, {"x" * 5000: "v"}, {"k": "x" * 5000}]
+    if fd.message_type is not None and fd.message_type.full_name == "google.protobuf.Struct":
+        return HOSTILE_STRUCTS
+    if fd.is_repeated or fd.message_type is not None or fd.type == FieldDescriptor.TYPE_BOOL:
+        return []
+    if fd.type == FieldDescriptor.TYPE_STRING:
+        return HOSTILE_STRINGS
+    if fd.type in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
+        return HOSTILE_FLOATS
+    if fd.type == FieldDescriptor.TYPE_ENUM:
+        return [99, -1]
+    low, high = _INT_RANGES[fd.type]
+    return sorted({low, high, -1 if low < 0 else 0, 0})
+
+
+def _set(message: Message, fd: FieldDescriptor, value: Any) -> None:
+    if isinstance(value, dict):
+        getattr(message, fd.name).update(value)
+    else:
+        setattr(message, fd.name, value)
+
+
+class PlainRequests:
+    """A plain valid request per method, fresh for each variant: unique ids where a second create would conflict,
+    a new lease where the method needs one."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._tasks = tasks_pb2_grpc.TaskServiceStub(channel)
+
+    def _lease(self) -> dict[str, Any]:
+        self._tasks.SubmitTask(tasks_pb2.SubmitTaskRequest(agent_type=TESTING), metadata=METADATA, timeout=CALL_TIMEOUT)
+        leased = self._tasks.LeaseTasks(
+            tasks_pb2.LeaseTasksRequest(agent_id=AGENT, agent_type=TESTING, max_tasks=1, wait_seconds=0),
+            metadata=METADATA,
+            timeout=CALL_TIMEOUT,
+        )
+        assert leased.leases, "a task submitted a moment ago must be leasable"
+        return {"task_id": leased.leases[0].task.task_id, "lease_token": leased.leases[0].lease_token}
+
+    def fields(self, name: str, task_id: str) -> dict[str, Any]:
+        unique = f"fuzz-sweep-{next(_UNIQUE)}"
+        plain: dict[str, Callable[[], dict[str, Any]]] = {
+            "SubmitTask": lambda: {"agent_type": CODING, "payload": {"a": 1}, "priority": 1, "max_attempts": 2},
+            "GetTask": lambda: {"task_id": task_id},
+            "ListTasks": lambda: {"agent_type": CODING, "state": 1, "page_size": 10},
+            "CancelTask": lambda: {"task_id": task_id},
+            "LeaseTasks": lambda: {"agent_id": AGENT, "agent_type": CODING, "max_tasks": 1, "wait_seconds": 0},
+            "UpdateTaskProgress": lambda: {**self._lease(), "progress": 0.5, "message": "half"},
+            "CompleteTask": lambda: {**self._lease(), "result": {"ok": 1}},
+            "FailTask": lambda: {**self._lease(), "error": "broken", "retryable": False},
+            "ReleaseTask": self._lease,
+            "CreateAgent": lambda: {"agent_id": unique, "agent_type": CODING, "labels": {"a": "b"}, "capacity": 1},
+            "GetAgent": lambda: {"agent_id": AGENT},
+            "ListAgents": lambda: {"agent_type": TESTING, "state": 1, "page_size": 10},
+            "UpdateAgent": lambda: {"agent_id": AGENT, "labels": {"a": "b"}, "update_labels": True, "capacity": 2},
+            "DeleteAgent": lambda: {"agent_id": unique},
+            "RegisterAgent": lambda: {
+                "agent_id": unique,
+                "agent_type": CODING,
+                "labels": {"a": "b"},
+                "capacity": 1,
+                "address": "127.0.0.1:1",
+                "version": "1",
+            },
+            "DeregisterAgent": lambda: {"agent_id": unique},
+            "Heartbeat": lambda: {"agent_id": AGENT, "running": 0, "stats": {"cpu": 0.5}},
+            "SendMessage": lambda: {"sender": AGENT, "recipient_agent_id": AGENT, "topic": "t", "body": {"a": 1}},
+            "BroadcastMessage": lambda: {"sender": AGENT, "agent_type": TESTING, "topic": "t", "body": {"a": 1}},
+            "ReceiveMessages": lambda: {"agent_id": AGENT, "after_message_id": 0},
+            "GetStatus": dict,
+            "AllocateResource": lambda: {"agent_id": AGENT, "resource": "gpu", "amount": 1},
+            "ReleaseResource": lambda: {"allocation_id": "00000000-0000-4000-8000-000000000000"},
+            "GetResourceUsage": lambda: {"agent_type": TESTING},
+            "SetResourceQuota": lambda: {"agent_type": TESTING, "resource": "gpu", "quota": 10},
+        }
+        return plain[name]()
+
+
+def build(descriptor: Descriptor, fields: dict[str, Any]) -> Message:
+    message = message_factory.GetMessageClass(descriptor)()
+    for name, value in fields.items():
+        _set(message, descriptor.fields_by_name[name], value)
+    return message
+
+
+@pytest.mark.parametrize("path", sorted(METHODS), ids=lambda p: p.rsplit("/", 1)[-1])
+async def test_every_hostile_value_in_every_field(target: Orchestrator, registered: str, path: str) -> None:
+    """The sweep that sampling cannot promise: each hostile value once in each field of a plain valid request,
+    then the plain request made corrupt (truncated, invalid UTF-8 in each string field)."""
+    method = METHODS[path]
+    descriptor = method.input_type
+    failures = Failures()
+
+    def sweep(channel: grpc.Channel) -> None:
+        plain = PlainRequests(channel)
+        for fd in descriptor.fields:
+            for value in hostile_values(fd):
+                message = build(descriptor, plain.fields(method.name, registered))
+                _set(message, fd, value)
+                code, details = call(channel, path, method, message.SerializeToString())
+                if code in SERVER_FAULTS or (code == grpc.StatusCode.DEADLINE_EXCEEDED and not method.server_streaming):
+                    failures.add(path, f"[{fd.name}={_short(value)}] {details[:100]!r}", code.name, _short(value))
+        data = build(descriptor, plain.fields(method.name, registered)).SerializeToString()
+        corrupt = [("truncated", data[: len(data) // 2] or b"\xff"), ("one byte 0xff", b"\xff")]
+        corrupt += [
+            (f"invalid UTF-8 in {fd.name}", data + _varint(fd.number << 3 | 2) + b"\x02\xc0\x80")
+            for fd in descriptor.fields
+            if fd.type == FieldDescriptor.TYPE_STRING and not fd.is_repeated
+        ]
+        for kind, body in corrupt:
+            code, details = call(channel, path, method, body)
+            if code in SERVER_FAULTS:
+                failures.add(path, f"[corrupt: {kind}] {details[:100]!r}", code.name, repr(body))
+
+    def run() -> None:
+        with grpc.insecure_channel(grpc_target(target)) as channel:
+            sweep(channel)
+
+    await run_in_thread(run)
+    failures.assert_none()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def registered(target: Orchestrator) -> str:
+    """A real agent and a real task, so the sweep's plain requests reach rows, not only NOT_FOUND; the task id."""
+
+    def setup() -> str:
+        with grpc.insecure_channel(grpc_target(target)) as channel:
+            agents = agents_pb2_grpc.AgentServiceStub(channel)
+            tasks = tasks_pb2_grpc.TaskServiceStub(channel)
+            agents.RegisterAgent(
+                agents_pb2.RegisterAgentRequest(agent_id=AGENT, agent_type=TESTING, capacity=10),
+                metadata=METADATA,
+                timeout=CALL_TIMEOUT,
+            )
+            created = tasks.SubmitTask(
+                tasks_pb2.SubmitTaskRequest(agent_type=CODING), metadata=METADATA, timeout=CALL_TIMEOUT
+            )
+            return str(created.task.task_id)
+
+    return await asyncio.to_thread(setup)
 
 
 async def test_orchestrator_still_serves_after_fuzzing(target: Orchestrator) -> None:
