@@ -9,8 +9,9 @@ Every method of every ai_agents.v1 service gets three kinds of request body:
 The answer to a client's mistake is a status the client can act on (INVALID_ARGUMENT, NOT_FOUND, ...), never
 INTERNAL, UNKNOWN or DATA_LOSS; an OK answer decodes as the method's output message.
 Hypothesis runs in a worker thread with a blocking channel while the orchestrator serves on the test's loop.
-Strategies are built here from the descriptors: no maintained library builds Hypothesis strategies from protobuf
-descriptors for protobuf 7 (hypothesis-protobuf stopped at protobuf 3), and the mapping is a screenful.
+Then a sweep puts each hostile value once in each field of a plain valid request, so no value depends on sampling.
+Strategies are built here from the descriptors: the packages that did this (hypothesis-protobuf, last released
+2015; hypothesis-pb, 2019) are unmaintained and predate protobuf 4+, and the mapping is a screenful.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ STREAM_TIMEOUT = 0.3
 # LeaseTasks waits up to wait_seconds, clamped to the caller's deadline less a second (whole seconds): a deadline
 # under 2 s means it answers at once whatever wait_seconds says, so every value of the field can be fuzzed.
 LEASE_TIMEOUT = 1.9
+CODING, TESTING = common_pb2.AGENT_TYPE_CODING, common_pb2.AGENT_TYPE_TESTING
+# A registered agent, so requests that name an agent reach its row, not only NOT_FOUND.
+AGENT = "fuzz-agent-1"
+_UNIQUE = itertools.count()
 # A client's mistake never earns these: they say the server broke.
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 
@@ -297,6 +302,27 @@ async def target(postgres: LocalPostgres) -> AsyncIterator[Orchestrator]:
         await orchestrator.stop()
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def registered(target: Orchestrator) -> str:
+    """A real agent and a real task, so the sweep's plain requests reach rows, not only NOT_FOUND; the task id."""
+
+    def setup() -> str:
+        with grpc.insecure_channel(grpc_target(target)) as channel:
+            agents = agents_pb2_grpc.AgentServiceStub(channel)
+            tasks = tasks_pb2_grpc.TaskServiceStub(channel)
+            agents.RegisterAgent(
+                agents_pb2.RegisterAgentRequest(agent_id=AGENT, agent_type=TESTING, capacity=10),
+                metadata=METADATA,
+                timeout=CALL_TIMEOUT,
+            )
+            created = tasks.SubmitTask(
+                tasks_pb2.SubmitTaskRequest(agent_type=CODING), metadata=METADATA, timeout=CALL_TIMEOUT
+            )
+            return str(created.task.task_id)
+
+    return await asyncio.to_thread(setup)
+
+
 def _identity(data: bytes) -> bytes:
     return data
 
@@ -338,10 +364,6 @@ async def test_method_from_descriptors(target: Orchestrator, path: str) -> None:
 
 
 # ---- the sweep: each hostile value once in each field of a plain valid request -------------------------------
-
-CODING, TESTING = common_pb2.AGENT_TYPE_CODING, common_pb2.AGENT_TYPE_TESTING
-AGENT = "fuzz-agent-1"
-_UNIQUE = itertools.count()
 
 
 def _short(value: object) -> str:
@@ -472,27 +494,6 @@ async def test_every_hostile_value_in_every_field(target: Orchestrator, register
 
     await run_in_thread(run)
     failures.assert_none()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def registered(target: Orchestrator) -> str:
-    """A real agent and a real task, so the sweep's plain requests reach rows, not only NOT_FOUND; the task id."""
-
-    def setup() -> str:
-        with grpc.insecure_channel(grpc_target(target)) as channel:
-            agents = agents_pb2_grpc.AgentServiceStub(channel)
-            tasks = tasks_pb2_grpc.TaskServiceStub(channel)
-            agents.RegisterAgent(
-                agents_pb2.RegisterAgentRequest(agent_id=AGENT, agent_type=TESTING, capacity=10),
-                metadata=METADATA,
-                timeout=CALL_TIMEOUT,
-            )
-            created = tasks.SubmitTask(
-                tasks_pb2.SubmitTaskRequest(agent_type=CODING), metadata=METADATA, timeout=CALL_TIMEOUT
-            )
-            return str(created.task.task_id)
-
-    return await asyncio.to_thread(setup)
 
 
 async def test_orchestrator_still_serves_after_fuzzing(target: Orchestrator) -> None:
