@@ -28,6 +28,7 @@ import pytest
 import pytest_asyncio
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
+from ai_agents.serving.identity import CREDENTIAL_METADATA
 from ai_agents.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -45,12 +46,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ._fuzz_support import Failures, fuzz_settings, run_in_thread
-from .conftest import create_database, grpc_target, orchestrator_settings
+from .conftest import agent_credential, create_database, grpc_target, orchestrator_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 TOKEN = "fuzz-token"
-METADATA = (("authorization", f"Bearer {TOKEN}"),)
+CODING, TESTING = common_pb2.AGENT_TYPE_CODING, common_pb2.AGENT_TYPE_TESTING
+# A registered agent whose credential rides on every call, so agent RPCs that name it reach its rows instead of
+# stopping at UNAUTHENTICATED (a request naming another agent is PERMISSION_DENIED: still a client's mistake).
+AGENT = "fuzz-agent-1"
+METADATA = (
+    ("authorization", f"Bearer {TOKEN}"),
+    (CREDENTIAL_METADATA, agent_credential(AGENT, "testing")),
+)
 EXAMPLES = 120
 # A unary call that takes longer than this hangs; a stream that waits this long is only waiting for messages.
 CALL_TIMEOUT = 10.0
@@ -58,9 +66,6 @@ STREAM_TIMEOUT = 0.3
 # LeaseTasks waits up to wait_seconds, clamped to the caller's deadline less a second (whole seconds): a deadline
 # under 2 s means it answers at once whatever wait_seconds says, so every value of the field can be fuzzed.
 LEASE_TIMEOUT = 1.9
-CODING, TESTING = common_pb2.AGENT_TYPE_CODING, common_pb2.AGENT_TYPE_TESTING
-# A registered agent, so requests that name an agent reach its row, not only NOT_FOUND.
-AGENT = "fuzz-agent-1"
 _UNIQUE = itertools.count()
 # A client's mistake never earns these: they say the server broke.
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
@@ -302,19 +307,22 @@ async def target(postgres: LocalPostgres) -> AsyncIterator[Orchestrator]:
         await orchestrator.stop()
 
 
+def register(agents: agents_pb2_grpc.AgentServiceStub) -> None:
+    agents.RegisterAgent(
+        agents_pb2.RegisterAgentRequest(agent_id=AGENT, agent_type=TESTING, capacity=10),
+        metadata=METADATA,
+        timeout=CALL_TIMEOUT,
+    )
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def registered(target: Orchestrator) -> str:
+async def seeded(target: Orchestrator) -> str:
     """A real agent and a real task, so the sweep's plain requests reach rows, not only NOT_FOUND; the task id."""
 
     def setup() -> str:
         with grpc.insecure_channel(grpc_target(target)) as channel:
-            agents = agents_pb2_grpc.AgentServiceStub(channel)
+            register(agents_pb2_grpc.AgentServiceStub(channel))
             tasks = tasks_pb2_grpc.TaskServiceStub(channel)
-            agents.RegisterAgent(
-                agents_pb2.RegisterAgentRequest(agent_id=AGENT, agent_type=TESTING, capacity=10),
-                metadata=METADATA,
-                timeout=CALL_TIMEOUT,
-            )
             created = tasks.SubmitTask(
                 tasks_pb2.SubmitTaskRequest(agent_type=CODING), metadata=METADATA, timeout=CALL_TIMEOUT
             )
@@ -402,8 +410,10 @@ class PlainRequests:
 
     def __init__(self, channel: grpc.Channel) -> None:
         self._tasks = tasks_pb2_grpc.TaskServiceStub(channel)
+        self._agents = agents_pb2_grpc.AgentServiceStub(channel)
 
     def _lease(self) -> dict[str, Any]:
+        register(self._agents)
         self._tasks.SubmitTask(tasks_pb2.SubmitTaskRequest(agent_type=TESTING), metadata=METADATA, timeout=CALL_TIMEOUT)
         leased = self._tasks.LeaseTasks(
             tasks_pb2.LeaseTasksRequest(agent_id=AGENT, agent_type=TESTING, max_tasks=1, wait_seconds=0),
@@ -420,7 +430,7 @@ class PlainRequests:
             "GetTask": lambda: {"task_id": task_id},
             "ListTasks": lambda: {"agent_type": CODING, "state": 1, "page_size": 10},
             "CancelTask": lambda: {"task_id": task_id},
-            "LeaseTasks": lambda: {"agent_id": AGENT, "agent_type": CODING, "max_tasks": 1, "wait_seconds": 0},
+            "LeaseTasks": lambda: {"agent_id": AGENT, "agent_type": TESTING, "max_tasks": 1, "wait_seconds": 0},
             "UpdateTaskProgress": lambda: {**self._lease(), "progress": 0.5, "message": "half"},
             "CompleteTask": lambda: {**self._lease(), "result": {"ok": 1}},
             "FailTask": lambda: {**self._lease(), "error": "broken", "retryable": False},
@@ -431,14 +441,15 @@ class PlainRequests:
             "UpdateAgent": lambda: {"agent_id": AGENT, "labels": {"a": "b"}, "update_labels": True, "capacity": 2},
             "DeleteAgent": lambda: {"agent_id": unique},
             "RegisterAgent": lambda: {
-                "agent_id": unique,
-                "agent_type": CODING,
+                "agent_id": AGENT,
+                "agent_type": TESTING,
                 "labels": {"a": "b"},
                 "capacity": 1,
                 "address": "127.0.0.1:1",
                 "version": "1",
             },
-            "DeregisterAgent": lambda: {"agent_id": unique},
+            # Deregistering the agent itself: later plain requests register it again (see _lease).
+            "DeregisterAgent": lambda: {"agent_id": AGENT},
             "Heartbeat": lambda: {"agent_id": AGENT, "running": 0, "stats": {"cpu": 0.5}},
             "SendMessage": lambda: {"sender": AGENT, "recipient_agent_id": AGENT, "topic": "t", "body": {"a": 1}},
             "BroadcastMessage": lambda: {"sender": AGENT, "agent_type": TESTING, "topic": "t", "body": {"a": 1}},
@@ -460,7 +471,7 @@ def build(descriptor: Descriptor, fields: dict[str, Any]) -> Message:
 
 
 @pytest.mark.parametrize("path", sorted(METHODS), ids=lambda p: p.rsplit("/", 1)[-1])
-async def test_every_hostile_value_in_every_field(target: Orchestrator, registered: str, path: str) -> None:
+async def test_every_hostile_value_in_every_field(target: Orchestrator, seeded: str, path: str) -> None:
     """The sweep that sampling cannot promise: each hostile value once in each field of a plain valid request,
     then the plain request made corrupt (truncated, invalid UTF-8 in each string field)."""
     method = METHODS[path]
@@ -471,12 +482,12 @@ async def test_every_hostile_value_in_every_field(target: Orchestrator, register
         plain = PlainRequests(channel)
         for fd in descriptor.fields:
             for value in hostile_values(fd):
-                message = build(descriptor, plain.fields(method.name, registered))
+                message = build(descriptor, plain.fields(method.name, seeded))
                 _set(message, fd, value)
                 code, details = call(channel, path, method, message.SerializeToString())
                 if code in SERVER_FAULTS or (code == grpc.StatusCode.DEADLINE_EXCEEDED and not method.server_streaming):
                     failures.add(path, f"[{fd.name}={_short(value)}] {details[:100]!r}", code.name, _short(value))
-        data = build(descriptor, plain.fields(method.name, registered)).SerializeToString()
+        data = build(descriptor, plain.fields(method.name, seeded)).SerializeToString()
         corrupt = [("truncated", data[: len(data) // 2] or b"\xff"), ("one byte 0xff", b"\xff")]
         corrupt += [
             (f"invalid UTF-8 in {fd.name}", data + _varint(fd.number << 3 | 2) + b"\x02\xc0\x80")

@@ -29,7 +29,8 @@ import requests
 import schemathesis
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
-from ai_agents.v1 import common_pb2, tasks_pb2, tasks_pb2_grpc
+from ai_agents.serving.identity import CREDENTIAL_METADATA
+from ai_agents.v1 import agents_pb2, agents_pb2_grpc, common_pb2, tasks_pb2, tasks_pb2_grpc
 from hypothesis import example, given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -43,7 +44,7 @@ from schemathesis.checks import (
 
 from ._fuzz_support import SHOWN, Failures, fuzz_settings, run_in_thread
 from ._openapi_support import DOCUMENT, resolve, response_validator
-from .conftest import create_database, grpc_target, http_base, orchestrator_settings
+from .conftest import agent_credential, create_database, grpc_target, http_base, orchestrator_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -447,6 +448,8 @@ STORABLE_JSON = [
 
 # Read-back submits use a type of their own, so LeaseTasks of that type meets their tasks.
 READ_BACK_TYPE, READ_BACK_TYPE_NUMBER = "documentation", common_pb2.AGENT_TYPE_DOCUMENTATION
+READER = "fuzz-reader"
+READER_CREDENTIAL = agent_credential(READER, READ_BACK_TYPE)
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 # Unique per example and the same from run to run (a uuid4 here would make failure reports differ between runs).
 _KEYS = itertools.count()
@@ -533,14 +536,22 @@ def grpc_code(call: Callable[[], object]) -> grpc.StatusCode:
 
 def grpc_reads(target: Target, task_id: str) -> tuple[grpc.StatusCode, grpc.StatusCode]:
     """GetTask of this task, and LeaseTasks of the next queued task of the read-back type, over gRPC."""
-    metadata = (("authorization", AUTH["Authorization"]),)
+    metadata = (("authorization", AUTH["Authorization"]), (CREDENTIAL_METADATA, READER_CREDENTIAL))
     with grpc.insecure_channel(grpc_target(target.orchestrator)) as channel:
         stub = tasks_pb2_grpc.TaskServiceStub(channel)
+        # Registered (again) first: LeaseTasks serves registered agents only, and this one never heartbeats.
+        grpc_code(
+            lambda: agents_pb2_grpc.AgentServiceStub(channel).RegisterAgent(
+                agents_pb2.RegisterAgentRequest(agent_id=READER, agent_type=READ_BACK_TYPE_NUMBER, capacity=1),
+                metadata=metadata,
+                timeout=REQUEST_TIMEOUT,
+            )
+        )
         get = grpc_code(
             lambda: stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task_id), metadata=metadata, timeout=REQUEST_TIMEOUT)
         )
         lease_request = tasks_pb2.LeaseTasksRequest(
-            agent_id="fuzz-reader", agent_type=READ_BACK_TYPE_NUMBER, max_tasks=1, wait_seconds=0
+            agent_id=READER, agent_type=READ_BACK_TYPE_NUMBER, max_tasks=1, wait_seconds=0
         )
         lease = grpc_code(lambda: stub.LeaseTasks(lease_request, metadata=metadata, timeout=REQUEST_TIMEOUT))
     return get, lease

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from ._api_support import connect
 from ._openapi_support import DOCUMENT, document_routes, resolve, response_validator
-from .conftest import OrchestratorFactory, http_base
+from .conftest import OrchestratorFactory, as_agent, http_base
 
 TOKEN = "openapi-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -164,7 +164,7 @@ async def test_real_responses_match_the_document(http: aiohttp.ClientSession, se
 
     # A real registered agent, so agent JSON is checked with labels, capacity and heartbeat filled in.
     async with await connect(secured, token=TOKEN) as client:
-        await client.register_agent(
+        await as_agent(client, "openapi-agent-1", "security").register_agent(
             agent_id="openapi-agent-1", agent_type="security", labels={"zone": "a"}, capacity=3, address="x:1"
         )
     listed = await api.call("GET", agents, agents, expect=200)
