@@ -7,9 +7,11 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
+
+from ai_agents.kube_config import load_kubernetes_config
 
 if TYPE_CHECKING:
     from kubernetes.client import V1ObjectMeta, V1PodStatus
@@ -35,15 +37,9 @@ class KubernetesTargets:
     """Pods matching a label selector in one namespace (the Role allows nothing wider), minus exempt ones."""
 
     def __init__(self, *, namespace: str, label_selector: str, exclude_label: str) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        # kubernetes ships py.typed but leaves these loaders unannotated: called with no arguments, they return None.
-        load_incluster_config: Callable[[], None] = config.load_incluster_config
-        load_kube_config: Callable[[], None] = config.load_kube_config
-        try:
-            load_incluster_config()
-        except config.ConfigException:
-            load_kube_config()
+        load_kubernetes_config()
         self._api = client.CoreV1Api()
         self._namespace = namespace
         self._selector = label_selector

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from ai_agents.config import OrchestratorSettings
 from ai_agents.errors import PermissionDenied, Unauthenticated, Unavailable
+from ai_agents.kube_config import load_kubernetes_config
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +131,9 @@ def identity_from_token_review(
 
 def kubernetes_token_reviewer(audience: str, *, timeout: float = 5.0) -> TokenReviewer:
     """A TokenReview through the Kubernetes API (in-cluster config, else the kubeconfig)."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    # kubernetes ships py.typed but leaves these loaders unannotated: called with no arguments, they return None.
-    load_incluster_config: Callable[[], None] = config.load_incluster_config
-    load_kube_config: Callable[[], None] = config.load_kube_config
-    try:
-        load_incluster_config()
-    except config.ConfigException:
-        load_kube_config()
+    load_kubernetes_config()
     api = client.AuthenticationV1Api()
 
     def review(token: str) -> Mapping[str, Any]:
