@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 
@@ -46,16 +47,31 @@ def test_service_names_resolve_inside_a_pod(release, image) -> None:
     names = [f"{release.prefix}-orchestrator.{ns}.svc", f"{release.prefix}-orchestrator-headless.{ns}.svc"]
     for t in release.enabled_agent_types:
         names += [f"{release.deployment(t)}.{ns}.svc", f"{release.deployment(t)}-headless.{ns}.svc"]
-    phase, logs = release.kube.run_pod(
-        ns, "e2e-resolve", image=image, command=_probes.command(_probes.RESOLVE, *names), service_account="e2e-client"
+    headless_name = f"{release.prefix}-orchestrator-headless.{ns}.svc"
+    attempts = itertools.count(1)
+
+    def resolve() -> tuple[dict, int]:
+        command = _probes.command(_probes.RESOLVE, *names)
+        # A name per attempt: the previous probe pod may still be terminating.
+        name = f"e2e-resolve-{next(attempts)}"
+        phase, logs = release.kube.run_pod(ns, name, image=image, command=command, service_account="e2e-client")
+        assert phase == "Succeeded", f"resolver pod {phase}: {logs[-1000:]}"
+        return _probes.result(logs), len(release.kube.ready_pods(ns, release.selector("orchestrator")))
+
+    # DNS answers are cached (CoreDNS `cache 30`, record TTL 30 s): an agent that resolved the headless name while
+    # the second orchestrator was still starting leaves a one-address answer cached for up to 30 s, so the answer
+    # is compared with the ready pods until it has had time to expire.
+    resolved, orchestrators = eventually(
+        resolve,
+        lambda r: isinstance(r[0].get(headless_name), list) and len(r[0][headless_name]) == r[1],
+        timeout_sec=90,
+        interval_sec=10,
+        retry_on=(AssertionError,),
+        expectation="the headless orchestrator Service resolves to every ready orchestrator pod",
     )
-    assert phase == "Succeeded", f"resolver pod {phase}: {logs[-1000:]}"
-    resolved = _probes.result(logs)
     unresolved = {n: v for n, v in resolved.items() if not isinstance(v, list) or not v}
     assert not unresolved, f"names that did not resolve: {unresolved}"
-    orchestrators = len(release.kube.ready_pods(ns, release.selector("orchestrator")))
-    headless = resolved[f"{release.prefix}-orchestrator-headless.{ns}.svc"]
-    assert len(headless) == orchestrators, f"headless orchestrator Service has {headless}, ready pods {orchestrators}"
+    assert len(resolved[headless_name]) == orchestrators, f"headless: {resolved[headless_name]}, ready {orchestrators}"
 
 
 def test_cli_lists_expected_agents_per_type(release, image) -> None:
