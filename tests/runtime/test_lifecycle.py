@@ -16,7 +16,7 @@ from ai_agents.agent import AgentProcess
 from ai_agents.chaos import ChaosMonkeyProcess, LocalProcessTargets
 from ai_agents.client import OrchestratorClient
 from ai_agents.config import AgentSettings, ChaosMonkeySettings
-from ai_agents.convert import task_state_to_str
+from ai_agents.convert import TASK_STATE
 from ai_agents.lifecycle import Lifecycle
 from ai_agents.local.postgres import free_port
 from ai_agents.orchestrator.app import Orchestrator
@@ -76,7 +76,7 @@ async def test_agent_whose_reregistration_is_refused_releases_its_tasks_and_exit
         log = agents.log(agent_id)
         assert "agent heartbeat loop failed: PERMISSION_DENIED" in log, log
         task = await client.get_task(task_id)
-        assert task_state_to_str(task.state) == "queued", "the running task is released, not left to its lease"
+        assert TASK_STATE.to_str(task.state) == "queued", "the running task is released, not left to its lease"
         assert task.attempts == 0, "a release on the way out must not use up an attempt"
 
 
@@ -100,7 +100,7 @@ async def test_agent_drains_once_when_asked_to_shut_down_twice(
         agents.kill(agent_id, signal.SIGTERM)
         assert await asyncio.to_thread(agents.wait, agent_id, 30) == 0
         task = await client.get_task(task_id)
-        assert task_state_to_str(task.state) == "succeeded"
+        assert TASK_STATE.to_str(task.state) == "succeeded"
         assert task.attempts == 1
 
 

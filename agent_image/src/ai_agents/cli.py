@@ -314,14 +314,14 @@ async def _status(client: Any, args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ai_agents.convert import agent_type_to_str
+    from ai_agents.convert import AGENT_TYPE
 
     table = Table(title=f"ai-agents {response.version} (database {'ok' if response.database_ok else 'DOWN'})")
     for column in ("type", "queued", "leased", "succeeded", "failed", "dead letter", "agents", "stale"):
         table.add_column(column, justify="right" if column != "type" else "left")
     for t in response.types:
         table.add_row(
-            agent_type_to_str(t.agent_type),
+            AGENT_TYPE.to_str(t.agent_type),
             str(t.queued),
             str(t.leased),
             str(t.succeeded),
@@ -338,7 +338,7 @@ async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: boo
     """Show progress until every task is final; exit 0 only if all succeeded."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from ai_agents.convert import task_state_to_str
+    from ai_agents.convert import TASK_STATE
 
     final = {"succeeded", "failed", "cancelled", "dead_letter"}
     states: dict[str, str] = {}
@@ -357,7 +357,7 @@ async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: boo
                 if states.get(task_id) in final:
                     continue
                 task = await client.get_task(task_id)
-                states[task_id] = task_state_to_str(task.state)
+                states[task_id] = TASK_STATE.to_str(task.state)
                 progress.update(bars[task_id], completed=task.progress, state=states[task_id])
             if all(states.get(t) in final for t in task_ids):
                 break
