@@ -15,11 +15,12 @@ from ai_agents.handlers import build_handler
 from ai_agents.lifecycle import Lifecycle, run_until_signalled
 from ai_agents.observability.logs import configure_logging
 from ai_agents.observability.metrics import AgentMetrics, new_registry
-from ai_agents.observability.servers import HttpServer, health_app, metrics_app
+from ai_agents.observability.servers import health_app, metrics_app
 from ai_agents.observability.tracing import configure_tracing
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
 from ai_agents.serving.http_middleware import api_application
+from ai_agents.serving.http_server import HttpServer
 from ai_agents.serving.http_transport import HttpLimits
 from ai_agents.serving.identity import CredentialFile
 

@@ -9,7 +9,8 @@ from ai_agents.config import ChaosMonkeySettings
 from ai_agents.lifecycle import Lifecycle, run_until_signalled
 from ai_agents.observability.logs import configure_logging
 from ai_agents.observability.metrics import CommonMetrics, new_registry
-from ai_agents.observability.servers import HttpServer, health_app, metrics_app
+from ai_agents.observability.servers import health_app, metrics_app
+from ai_agents.serving.http_server import HttpServer
 from ai_agents.serving.http_transport import HttpLimits
 
 

@@ -10,7 +10,7 @@ from ai_agents.config import OrchestratorSettings
 from ai_agents.lifecycle import Lifecycle, run_until_signalled, watch_loops
 from ai_agents.observability.logs import configure_logging
 from ai_agents.observability.metrics import OrchestratorMetrics, new_registry
-from ai_agents.observability.servers import HttpServer, health_app, metrics_app
+from ai_agents.observability.servers import health_app, metrics_app
 from ai_agents.observability.tracing import configure_tracing
 from ai_agents.orchestrator.grpc_api import SERVICE_NAMES, servicer_adders
 from ai_agents.orchestrator.http_api import build_http_app
@@ -18,6 +18,7 @@ from ai_agents.orchestrator.maintenance import Maintenance
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
+from ai_agents.serving.http_server import HttpServer
 from ai_agents.serving.http_transport import HttpLimits
 from ai_agents.serving.identity import build_agent_authenticator
 from ai_agents.store.database import Database
