@@ -529,10 +529,10 @@ async def baseline_health(cfg: Config, target: str) -> dict[str, Any]:
 
 
 async def succeeded_count(client: Any) -> int:
-    from ai_agents.convert import agent_type_to_str
+    from ai_agents import convert
 
     status = await client.status()
-    return sum(t.succeeded for t in status.types if agent_type_to_str(t.agent_type) == AGENT_TYPE)
+    return sum(t.succeeded for t in status.types if convert.AGENT_TYPE.to_str(t.agent_type) == AGENT_TYPE)
 
 
 async def wait_succeeded(client: Any, target: int, timeout: float, poll: float = 0.05) -> tuple[bool, float]:

@@ -419,7 +419,7 @@ async def _probe_every_api_unavailable(fleet: FaultFleet, task_id: str) -> None:
         stub = tasks_pb2_grpc.TaskServiceStub(channel)
         grpc_calls: list[Callable[[], Awaitable[Any]]] = [
             lambda: stub.SubmitTask(
-                tasks_pb2.SubmitTaskRequest(agent_type=c.agent_type_to_proto("coding")), timeout=10
+                tasks_pb2.SubmitTaskRequest(agent_type=c.AGENT_TYPE.to_proto("coding")), timeout=10
             ),
             lambda: stub.GetTask(tasks_pb2.GetTaskRequest(task_id=task_id), timeout=10),
             lambda: stub.ListTasks(tasks_pb2.ListTasksRequest(page_size=1), timeout=10),

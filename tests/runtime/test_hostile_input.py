@@ -20,7 +20,7 @@ import pytest
 from ai_agents.client import OrchestratorClient, UndecodableLeases, UndecodableResponse
 from ai_agents.client._lenient import decode_lease_response
 from ai_agents.config import OrchestratorSettings
-from ai_agents.convert import dict_to_struct, struct_to_dict, task_state_to_str
+from ai_agents.convert import TASK_STATE, dict_to_struct, struct_to_dict
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.orchestrator.validation import MAX_DECODABLE_DEPTH
 from ai_agents.serving.identity import CREDENTIAL_METADATA
@@ -177,7 +177,7 @@ async def test_the_deepest_accepted_payload_is_delivered_to_and_completed_by_a_r
 
             async def succeeded(task_id: str = task_id) -> None:
                 task = await client.get_task(task_id)
-                assert task.state == tasks_pb2.TASK_STATE_SUCCEEDED, (task_state_to_str(task.state), task.error)
+                assert task.state == tasks_pb2.TASK_STATE_SUCCEEDED, (TASK_STATE.to_str(task.state), task.error)
 
             await eventually(succeeded, timeout=30, message=f"task {task_id} was not completed by the agent")
     async with http.get(f"{http_base(orchestrator)}/v1/tasks/{body['task_id']}") as response:
@@ -236,7 +236,7 @@ async def test_poison_rows_fail_alone_innocent_tasks_succeed_and_every_agent_sur
         async def all_finished() -> None:
             for agent_id in fleet:
                 assert agents.procs[agent_id].poll() is None, f"{agent_id} died:\n{agents.log(agent_id)[-3000:]}"
-            states = {t: task_state_to_str((await client.get_task(t)).state) for t in [*innocent, *poison.values()]}
+            states = {t: TASK_STATE.to_str((await client.get_task(t)).state) for t in [*innocent, *poison.values()]}
             assert all(state not in ("queued", "leased") for state in states.values()), states
 
         await eventually(all_finished, timeout=60)
@@ -246,7 +246,7 @@ async def test_poison_rows_fail_alone_innocent_tasks_succeed_and_every_agent_sur
             assert task.attempts == 1, "delivered the first time, not after a lease expiry"
         for name, task_id in poison.items():
             task = await client.get_task(task_id)  # GetTask answers for every poison row
-            assert task.state == tasks_pb2.TASK_STATE_FAILED, f"{name}: {task_state_to_str(task.state)}"
+            assert task.state == tasks_pb2.TASK_STATE_FAILED, f"{name}: {TASK_STATE.to_str(task.state)}"
             assert task.error.startswith("undeliverable: payload"), f"{name}: {task.error!r}"
             assert task.attempts == 1, f"{name} was failed at its first lease, not retried"
         assert "nested deeper than 32 levels" in (await client.get_task(poison["objects-34"])).error
@@ -380,13 +380,13 @@ async def test_an_agent_fails_a_lease_it_cannot_decode_alone_and_keeps_working(
 
         async def all_finished() -> None:
             assert agents.procs[agent_id].poll() is None, f"the agent died:\n{agents.log(agent_id)[-3000:]}"
-            states = {t: task_state_to_str((await client.get_task(t)).state) for t in [victim, *innocent]}
+            states = {t: TASK_STATE.to_str((await client.get_task(t)).state) for t in [victim, *innocent]}
             assert all(state not in ("queued", "leased") for state in states.values()), states
 
         await eventually(all_finished, timeout=60)
         assert hop.refuse_lease is None and hop.extra_lease is None, "both faults reached the agent"
         failed = await client.get_task(victim)
-        assert failed.state == tasks_pb2.TASK_STATE_FAILED, task_state_to_str(failed.state)
+        assert failed.state == tasks_pb2.TASK_STATE_FAILED, TASK_STATE.to_str(failed.state)
         assert failed.error.startswith("the agent could not decode the task"), failed.error
         assert failed.attempts == 1, "failed for good, not retried on other agents"
         for task_id in innocent:
@@ -405,7 +405,7 @@ async def test_a_result_the_orchestrator_refuses_fails_the_task_at_once_with_the
 
         async def failed() -> None:
             task = await client.get_task(task_id)
-            assert task.state == tasks_pb2.TASK_STATE_FAILED, (task_state_to_str(task.state), task.error)
+            assert task.state == tasks_pb2.TASK_STATE_FAILED, (TASK_STATE.to_str(task.state), task.error)
 
         # Before: the refusal was logged as a lost outcome and the task ran again after each lease expiry.
         await eventually(failed, timeout=20)

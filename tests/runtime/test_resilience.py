@@ -12,7 +12,7 @@ import asyncpg
 import grpc
 import pytest
 from ai_agents.client import OrchestratorClient
-from ai_agents.convert import struct_to_dict, task_state_to_str
+from ai_agents.convert import TASK_STATE, struct_to_dict
 from ai_agents.v1 import agents_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -54,7 +54,7 @@ async def test_sigkilled_agent_task_is_redelivered_and_succeeds_exactly_once(
 
         async def succeeded() -> None:
             current = await client.get_task(task.task_id)
-            assert task_state_to_str(current.state) == "succeeded", task_state_to_str(current.state)
+            assert TASK_STATE.to_str(current.state) == "succeeded", TASK_STATE.to_str(current.state)
 
         await eventually(
             succeeded,
@@ -121,7 +121,7 @@ async def test_stale_fencing_token_cannot_complete_or_fail(
             assert "stale" in (refused.value.details() or "")
 
         done = await agent_b.complete_task(task.task_id, second.lease_token, {"vulnerabilities_found": 2})
-        assert task_state_to_str(done.state) == "succeeded"
+        assert TASK_STATE.to_str(done.state) == "succeeded"
         with pytest.raises(grpc.aio.AioRpcError) as again:
             await agent_b.complete_task(task.task_id, second.lease_token, {"ok": True})
         assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -212,7 +212,7 @@ async def test_sigterm_lets_running_tasks_finish_then_deregisters(
     assert await asyncio.to_thread(agents.wait, agent, 30) == 0
     for task_id in tasks:
         final = await client.get_task(task_id)
-        assert task_state_to_str(final.state) == "succeeded"
+        assert TASK_STATE.to_str(final.state) == "succeeded"
         assert final.attempts == 1
     registered = await client.get_agent(agent)
     assert registered.state == agents_pb2.AGENT_STATE_DEREGISTERED, "the agent deregistered on the way out"
@@ -237,7 +237,7 @@ async def test_sigterm_past_grace_releases_tasks_without_spending_an_attempt(
     agents.kill(agent, signal.SIGTERM)
     assert await asyncio.to_thread(agents.wait, agent, 30) == 0
     released = await client.get_task(task_id)
-    assert task_state_to_str(released.state) == "queued"
+    assert TASK_STATE.to_str(released.state) == "queued"
     assert released.attempts == 0, "a release on shutdown must not use up an attempt"
 
 

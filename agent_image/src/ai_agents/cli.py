@@ -32,131 +32,25 @@ DEFAULT_LOCAL_AGENTS = {
 }
 
 
-# ---- long-running processes ------------------------------------------------------------------------------
-
-
-def _serve(run: Callable[[], Awaitable[None]], on_signal: Callable[[], None]) -> int:
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-        await run()
-
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(main())
-    return 0
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed (markedly less CPU per RPC), unless AI_AGENTS_EVENT_LOOP=asyncio asks for the default."""
-    if os.environ.get("AI_AGENTS_EVENT_LOOP", "uvloop") == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
+# ---- long-running processes (each assembled in its own module, run through ai_agents.lifecycle) ----------
 
 
 def cmd_orchestrator(_args: argparse.Namespace) -> int:
-    from ai_agents.config import OrchestratorSettings
-    from ai_agents.observability.logs import configure_logging
-    from ai_agents.observability.tracing import configure_tracing
-    from ai_agents.orchestrator.app import Orchestrator
+    from ai_agents.orchestrator.app import main
 
-    settings = OrchestratorSettings()
-    orchestrator = Orchestrator(settings)
-    configure_logging(
-        component="orchestrator",
-        level=settings.log_level,
-        fmt=settings.log_format,
-        counter=orchestrator.metrics.log_messages,
-    )
-    configure_tracing("ai-agents-orchestrator")
-    stop = asyncio.Event()
-
-    async def run() -> None:
-        await orchestrator.start()
-        try:
-            await stop.wait()
-        finally:
-            await orchestrator.stop()
-
-    return _serve(run, stop.set)
+    return main()
 
 
 def cmd_agent(_args: argparse.Namespace) -> int:
-    from ai_agents.agent import AgentProcess
-    from ai_agents.config import AgentSettings
-    from ai_agents.observability.logs import configure_logging
-    from ai_agents.observability.tracing import configure_tracing
+    from ai_agents.agent import main
 
-    settings = AgentSettings()  # agent_type comes from the environment
-    process = AgentProcess(settings)
-    configure_logging(
-        component=f"agent-{settings.agent_type}",
-        level=settings.log_level,
-        fmt=settings.log_format,
-        counter=process.metrics.log_messages,
-    )
-    configure_tracing(f"ai-agents-agent-{settings.agent_type}")
-    return _serve(process.run, process.shutdown)
+    return main()
 
 
 def cmd_chaos_monkey(_args: argparse.Namespace) -> int:
-    from ai_agents.chaos import ChaosMonkey, KubernetesTargets, LocalProcessTargets
-    from ai_agents.config import ChaosMonkeySettings
-    from ai_agents.local.fleet import FleetState, default_state_dir
-    from ai_agents.observability.logs import configure_logging
+    from ai_agents.chaos import main
 
-    settings = ChaosMonkeySettings()
-    configure_logging(component="chaos-monkey", level=settings.log_level, fmt=settings.log_format)
-    targets: KubernetesTargets | LocalProcessTargets
-    if settings.chaos_mode == "local":
-        state = FleetState.load(default_state_dir())
-        if state is None:
-            raise SystemExit("no local fleet is running (ai-agents local up)")
-        targets = LocalProcessTargets([(p.agent_id, p.pid) for p in state.agents])
-    else:
-        targets = KubernetesTargets(
-            namespace=settings.chaos_namespace,
-            label_selector=settings.chaos_label_selector,
-            exclude_label=settings.chaos_exclude_label,
-        )
-    monkey = ChaosMonkey(
-        targets,
-        interval_seconds=settings.chaos_interval_seconds,
-        max_per_round=settings.chaos_max_deletions_per_run,
-        dry_run=settings.chaos_dry_run,
-        max_rounds=settings.chaos_max_rounds,
-    )
-    stop = asyncio.Event()
-
-    async def run() -> None:
-        from ai_agents.observability.metrics import CommonMetrics, new_registry
-        from ai_agents.observability.servers import HttpServer, health_app, metrics_app
-        from ai_agents.serving.http_transport import HttpLimits
-
-        metrics = CommonMetrics(new_registry(), "chaos-monkey")
-        limits = HttpLimits.from_settings(settings)
-
-        async def ready() -> tuple[bool, str]:
-            return True, "ok"
-
-        # The same health and metrics ports as every other process, so the chart probes it the same way.
-        servers = [
-            HttpServer(health_app(ready), settings.host, settings.health_port, limits=limits),
-            HttpServer(metrics_app(metrics.registry), settings.host, settings.metrics_port, limits=limits),
-        ]
-        for server in servers:
-            await server.start()
-        try:
-            await monkey.run(stop)
-        finally:
-            for server in servers:
-                await server.stop()
-
-    return _serve(run, stop.set)
+    return main()
 
 
 def cmd_check_health(args: argparse.Namespace) -> int:
@@ -420,14 +314,14 @@ async def _status(client: Any, args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ai_agents.convert import agent_type_to_str
+    from ai_agents.convert import AGENT_TYPE
 
     table = Table(title=f"ai-agents {response.version} (database {'ok' if response.database_ok else 'DOWN'})")
     for column in ("type", "queued", "leased", "succeeded", "failed", "dead letter", "agents", "stale"):
         table.add_column(column, justify="right" if column != "type" else "left")
     for t in response.types:
         table.add_row(
-            agent_type_to_str(t.agent_type),
+            AGENT_TYPE.to_str(t.agent_type),
             str(t.queued),
             str(t.leased),
             str(t.succeeded),
@@ -444,7 +338,7 @@ async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: boo
     """Show progress until every task is final; exit 0 only if all succeeded."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from ai_agents.convert import task_state_to_str
+    from ai_agents.convert import TASK_STATE
 
     final = {"succeeded", "failed", "cancelled", "dead_letter"}
     states: dict[str, str] = {}
@@ -463,7 +357,7 @@ async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: boo
                 if states.get(task_id) in final:
                     continue
                 task = await client.get_task(task_id)
-                states[task_id] = task_state_to_str(task.state)
+                states[task_id] = TASK_STATE.to_str(task.state)
                 progress.update(bars[task_id], completed=task.progress, state=states[task_id])
             if all(states.get(t) in final for t in task_ids):
                 break

@@ -1,74 +1,60 @@
-"""Conversions between the store's records and ai_agents.v1 messages (used by the gRPC API and the client)."""
+"""Client-safe conversions of ai_agents.v1 values: enum numbers <-> API words, Structs <-> Python, messages -> JSON.
+
+Used by the client, the agent, the CLI and the orchestrator alike, so it imports nothing but protobuf and the
+generated code (tests/runtime/test_layers.py holds it to that); turning store records into messages is the
+orchestrator's job (ai_agents.orchestrator.records_to_proto).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 
-from ai_agents.orchestrator import validation
-from ai_agents.store.records import (
-    AgentRecord,
-    AllocationRecord,
-    MessageRecord,
-    ResourceUsageRecord,
-    TaskRecord,
-)
-from ai_agents.v1 import agents_pb2, common_pb2, messaging_pb2, resources_pb2, tasks_pb2
+from ai_agents.v1 import agents_pb2, common_pb2, tasks_pb2
 
-_AGENT_TYPE_PREFIX = "AGENT_TYPE_"
-_TASK_STATE_PREFIX = "TASK_STATE_"
-_AGENT_STATE_PREFIX = "AGENT_STATE_"
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+_V = TypeVar("_V", bound=int)
+
+_UNSPECIFIED = "UNSPECIFIED"
 
 
-def agent_type_to_str(value: int) -> str:
-    """AGENT_TYPE_CODING -> "coding"; UNSPECIFIED (or an unknown number) -> ""."""
-    if value == common_pb2.AGENT_TYPE_UNSPECIFIED:
-        return ""
-    try:
-        name = common_pb2.AgentType.Name(cast("common_pb2.AgentType.ValueType", value))
-        return str(name)[len(_AGENT_TYPE_PREFIX) :].lower()
-    except ValueError:
-        return f"#{value}"
+class EnumWords(Generic[_V]):
+    """A proto enum spoken as the API's lowercase words: AGENT_TYPE_CODING <-> "coding", 0 <-> "".
+
+    The prefix comes from the enum's zero value (AGENT_TYPE_UNSPECIFIED -> "AGENT_TYPE_"), which buf's lint
+    rules require every enum of ours to have, so one helper serves them all.
+    """
+
+    def __init__(self, enum: _EnumTypeWrapper[_V]) -> None:
+        self._enum = enum
+        unspecified = enum.DESCRIPTOR.values_by_number[0].name
+        if not unspecified.endswith(_UNSPECIFIED):
+            raise ValueError(f"{enum.DESCRIPTOR.full_name}: the zero value must be <PREFIX>_UNSPECIFIED")
+        self._prefix = unspecified[: -len(_UNSPECIFIED)]
+        self.unspecified: _V = enum.Value(unspecified)
+
+    def to_str(self, value: int) -> str:
+        """The word for `value`; "" for UNSPECIFIED, "#<n>" for a number this build does not know."""
+        if value == self.unspecified:
+            return ""
+        try:
+            return self._enum.Name(cast("_V", value))[len(self._prefix) :].lower()
+        except ValueError:
+            return f"#{value}"
+
+    def to_proto(self, word: str | None) -> _V:
+        """The number for `word`; UNSPECIFIED for None or ""; ValueError for a word the enum does not have."""
+        if not word:
+            return self.unspecified
+        return self._enum.Value(self._prefix + word.upper())
 
 
-def agent_type_to_proto(value: str | None) -> common_pb2.AgentType.ValueType:
-    # int(...) and 0 are plain ints at run time; the stubs' ValueType is a NewType of int.
-    return cast(
-        "common_pb2.AgentType.ValueType",
-        int(common_pb2.AgentType.Value(_AGENT_TYPE_PREFIX + value.upper())) if value else 0,
-    )
-
-
-def task_state_to_str(value: int) -> str:
-    if value == tasks_pb2.TASK_STATE_UNSPECIFIED:
-        return ""
-    try:
-        name = tasks_pb2.TaskState.Name(cast("tasks_pb2.TaskState.ValueType", value))
-        return str(name)[len(_TASK_STATE_PREFIX) :].lower()
-    except ValueError:
-        return f"#{value}"
-
-
-def task_state_to_proto(value: str) -> tasks_pb2.TaskState.ValueType:
-    return cast("tasks_pb2.TaskState.ValueType", int(tasks_pb2.TaskState.Value(_TASK_STATE_PREFIX + value.upper())))
-
-
-def agent_state_to_str(value: int) -> str:
-    if value == agents_pb2.AGENT_STATE_UNSPECIFIED:
-        return ""
-    try:
-        name = agents_pb2.AgentState.Name(cast("agents_pb2.AgentState.ValueType", value))
-        return str(name)[len(_AGENT_STATE_PREFIX) :].lower()
-    except ValueError:
-        return f"#{value}"
-
-
-def agent_state_to_proto(value: str) -> agents_pb2.AgentState.ValueType:
-    return cast(
-        "agents_pb2.AgentState.ValueType", int(agents_pb2.AgentState.Value(_AGENT_STATE_PREFIX + value.upper()))
-    )
+AGENT_TYPE = EnumWords(common_pb2.AgentType)
+TASK_STATE = EnumWords(tasks_pb2.TaskState)
+AGENT_STATE = EnumWords(agents_pb2.AgentState)
 
 
 def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
@@ -99,97 +85,6 @@ def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct:
     if value:
         struct.update(value)
     return struct
-
-
-def stored_to_struct(value: dict[str, Any], *, field: str) -> struct_pb2.Struct:
-    """A stored payload, result or body as a Struct that every reader decodes; never raises.
-
-    Rows stored before the door checked depth and numbers may hold what protobuf cannot carry: reads show
-    such parts as "<unencodable: reason>" strings instead of failing (documented in docs/contracts.md).
-    """
-    if validation.stored_value_problem(value, field=field) is not None:
-        value = validation.replace_unencodable(value)
-    try:
-        return dict_to_struct(value)
-    except Exception as exc:  # a value the check above missed must still not fail a read
-        return dict_to_struct({"unencodable": validation.placeholder(f"{field}: {type(exc).__name__}")})
-
-
-def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def task_to_proto(task: TaskRecord) -> tasks_pb2.Task:
-    return tasks_pb2.Task(
-        task_id=task.task_id,
-        agent_type=agent_type_to_proto(task.agent_type),
-        state=task_state_to_proto(task.state),
-        payload=stored_to_struct(task.payload, field="payload"),
-        result=stored_to_struct(task.result, field="result") if task.result is not None else None,
-        error=task.error,
-        priority=task.priority,
-        idempotency_key=task.idempotency_key or "",
-        attempts=task.attempts,
-        max_attempts=task.max_attempts,
-        lease_owner=task.lease_owner or "",
-        lease_expires_at=_ts(task.lease_expires_at),
-        progress=task.progress,
-        progress_message=task.progress_message,
-        created_at=_ts(task.created_at),
-        updated_at=_ts(task.updated_at),
-        finished_at=_ts(task.finished_at),
-    )
-
-
-def agent_to_proto(agent: AgentRecord) -> agents_pb2.Agent:
-    return agents_pb2.Agent(
-        agent_id=agent.agent_id,
-        agent_type=agent_type_to_proto(agent.agent_type),
-        state=agent_state_to_proto(agent.state),
-        labels=agent.labels,
-        capacity=agent.capacity,
-        address=agent.address,
-        version=agent.version,
-        registered_at=_ts(agent.registered_at),
-        last_heartbeat_at=_ts(agent.last_heartbeat),
-    )
-
-
-def message_to_proto(message: MessageRecord) -> messaging_pb2.Message:
-    return messaging_pb2.Message(
-        message_id=message.message_id,
-        sender=message.sender,
-        recipient_agent_id=message.recipient_agent_id or "",
-        recipient_type=agent_type_to_proto(message.recipient_type),
-        to_all=message.to_all,
-        topic=message.topic,
-        body=stored_to_struct(message.body, field="body"),
-        created_at=_ts(message.created_at),
-    )
-
-
-def allocation_to_proto(allocation: AllocationRecord) -> resources_pb2.Allocation:
-    return resources_pb2.Allocation(
-        allocation_id=allocation.allocation_id,
-        agent_id=allocation.agent_id,
-        agent_type=agent_type_to_proto(allocation.agent_type),
-        resource=allocation.resource,
-        amount=allocation.amount,
-        created_at=_ts(allocation.created_at),
-    )
-
-
-def usage_to_proto(usage: ResourceUsageRecord) -> resources_pb2.ResourceUsage:
-    return resources_pb2.ResourceUsage(
-        agent_type=agent_type_to_proto(usage.agent_type),
-        resource=usage.resource,
-        allocated=usage.allocated,
-        quota=usage.quota,
-    )
 
 
 _ENUM_FIELDS = ("agent_type", "state", "recipient_type")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -11,11 +12,15 @@ from ai_agents.client import OrchestratorClient
 from ai_agents.client._client import AgentCredential
 from ai_agents.config import AgentSettings
 from ai_agents.handlers import build_handler
+from ai_agents.lifecycle import Lifecycle, run_until_signalled
+from ai_agents.observability.logs import configure_logging
 from ai_agents.observability.metrics import AgentMetrics, new_registry
-from ai_agents.observability.servers import HttpServer, health_app, metrics_app
+from ai_agents.observability.servers import health_app, metrics_app
+from ai_agents.observability.tracing import configure_tracing
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
 from ai_agents.serving.http_middleware import api_application
+from ai_agents.serving.http_server import HttpServer
 from ai_agents.serving.http_transport import HttpLimits
 from ai_agents.serving.identity import CredentialFile
 
@@ -32,16 +37,16 @@ def agent_credential(settings: AgentSettings) -> AgentCredential | None:
     return None
 
 
-class AgentProcess:
-    """Owns the worker and its servers; `run()` returns after a graceful shutdown."""
+class AgentProcess(Lifecycle):
+    """Owns the worker and its servers; `run()` returns after a graceful shutdown (ai_agents.lifecycle)."""
 
     def __init__(self, settings: AgentSettings, metrics: AgentMetrics | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.metrics = metrics or AgentMetrics(new_registry(), settings.agent_type)
         self.worker: AgentWorker | None = None
         self._servers: list[HttpServer] = []
         self.grpc: GrpcServer | None = None
-        self._shutdown_requested = False
 
     async def _readiness(self) -> tuple[bool, str]:
         if self.worker is None or not self.worker.registered.is_set():
@@ -62,7 +67,7 @@ class AgentProcess:
         app.router.add_get("/v1/info", info)
         return app
 
-    async def run(self) -> None:
+    async def _serve(self, stop: asyncio.Event) -> None:
         s = self.settings
         token = s.api_token.get_secret_value() if s.api_token else None
         tokens = TokenCheck(token)
@@ -71,7 +76,7 @@ class AgentProcess:
         )
         handler = build_handler(s)
         self.worker = AgentWorker(settings=s, client=client, handler=handler, metrics=self.metrics)
-        if self._shutdown_requested:
+        if stop.is_set():  # asked while connecting
             self.worker.shutdown()
         limits = HttpLimits.from_settings(s)
         health = HttpServer(health_app(self._readiness), s.host, s.health_port, limits=limits)
@@ -111,7 +116,20 @@ class AgentProcess:
             await client.close()
             log.info("agent stopped", extra={"agent_id": s.agent_id})
 
-    def shutdown(self) -> None:
-        self._shutdown_requested = True
+    def _on_shutdown(self) -> None:
         if self.worker is not None:
             self.worker.shutdown()
+
+
+def main() -> int:
+    """`ai-agents agent`: settings from AI_AGENTS_* (the agent type included); exit status for the shell."""
+    settings = AgentSettings()
+    process = AgentProcess(settings)
+    configure_logging(
+        component=f"agent-{settings.agent_type}",
+        level=settings.log_level,
+        fmt=settings.log_format,
+        counter=process.metrics.log_messages,
+    )
+    configure_tracing(f"ai-agents-agent-{settings.agent_type}")
+    return run_until_signalled(process)

@@ -1,8 +1,12 @@
 """The worker loop of one agent process.
 
-Lifecycle: `run()` registers, then leases and runs tasks with bounded concurrency until `shutdown()`;
-it returns only after running tasks finished (or, past the grace period, were released back to the
-queue) and the agent deregistered. `shutdown()` is idempotent and safe before `run()`.
+Lifecycle (ai_agents.lifecycle): `run()` registers, then leases and runs tasks with bounded concurrency until
+`shutdown()`; it returns only after running tasks finished (or, past the grace period, were released back to
+the queue) and the agent deregistered. `shutdown()` is idempotent and safe before `run()`.
+
+The heartbeat and lease loops are watched together: if one fails (e.g. registering again is refused), the
+worker stops as on shutdown and `run()` raises, so the process exits with a failure status and is restarted,
+instead of leasing on while no heartbeat extends its tasks' leases.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ai_agents.client import LeaseBatch, OrchestratorClient, UndecodableLease, U
 from ai_agents.config import AgentSettings
 from ai_agents.errors import Unavailable
 from ai_agents.handlers import Handler, HandlerError, TaskContext
+from ai_agents.lifecycle import Lifecycle, LoopFailed, watch_loops
 from ai_agents.observability.metrics import AgentMetrics
 from ai_agents.v1 import tasks_pb2
 
@@ -36,6 +41,13 @@ _UNSENDABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 def _sendable(error: str) -> str:
     """An error text the orchestrator accepts, so that reporting a failure never fails on its own text."""
     return _UNSENDABLE_CHAR.sub("\ufffd", error)[:_MAX_ERROR]
+
+
+def _describe(error: BaseException) -> str:
+    """One line for a log message: a gRPC error's code and details, else the exception's repr."""
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return repr(error)
 
 
 class _Backoff:
@@ -67,15 +79,15 @@ def _transient(exc: BaseException) -> bool:
     )
 
 
-class AgentWorker:
+class AgentWorker(Lifecycle):
     def __init__(
         self, *, settings: AgentSettings, client: OrchestratorClient, handler: Handler, metrics: AgentMetrics
     ) -> None:
+        super().__init__()
         self._s = settings
         self._client = client
         self._handler = handler
         self._metrics = metrics
-        self._stopping = asyncio.Event()
         self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
         self._slot_freed = asyncio.Event()
         self._heartbeat_interval = float(settings.heartbeat_interval_seconds)
@@ -102,13 +114,12 @@ class AgentWorker:
             "concurrency": self._s.concurrency,
             "running": sorted(self._running),
             "registered": self.registered.is_set(),
-            "stopping": self._stopping.is_set(),
+            "stopping": self._shutdown_requested.is_set(),
             "version": __version__,
         }
 
-    def shutdown(self) -> None:
+    def _on_shutdown(self) -> None:
         """Stop leasing; run() then drains and returns."""
-        self._stopping.set()
         if self._lease_call is not None:
             # The lease long-poll is cancelled: a task leased in that instant is redelivered after its lease expires.
             self._lease_call.cancel()
@@ -117,7 +128,7 @@ class AgentWorker:
 
     async def _register(self) -> bool:
         backoff = _Backoff()
-        while not self._stopping.is_set():
+        while not self._shutdown_requested.is_set():
             try:
                 response = await self._client.register_agent(
                     agent_id=self.agent_id,
@@ -131,7 +142,7 @@ class AgentWorker:
                     raise
                 self._client.record_retry("RegisterAgent")
                 log.warning("register failed; retrying", extra={"error": repr(exc)})
-                await backoff.sleep(self._stopping)
+                await backoff.sleep(self._shutdown_requested)
                 continue
             self._heartbeat_interval = float(response.heartbeat_interval_seconds or self._heartbeat_interval)
             self._lease_seconds = float(response.lease_seconds or self._lease_seconds)
@@ -157,7 +168,7 @@ class AgentWorker:
                 if entry is not None:
                     log.info("lease revoked; abandoning task", extra={"task_id": task_id})
                     entry[1].cancel()
-            if response.reregister and not self._stopping.is_set():
+            if response.reregister and not self._shutdown_requested.is_set():
                 self.registered.clear()
                 await self._register()
 
@@ -165,11 +176,11 @@ class AgentWorker:
 
     async def _lease_loop(self) -> None:
         backoff = _Backoff()
-        while not self._stopping.is_set():
+        while not self._shutdown_requested.is_set():
             free = self._s.concurrency - len(self._running)
             if free <= 0:
                 self._slot_freed.clear()
-                stop_wait = asyncio.ensure_future(self._stopping.wait())
+                stop_wait = asyncio.ensure_future(self._shutdown_requested.wait())
                 slot_wait = asyncio.ensure_future(self._slot_freed.wait())
                 await asyncio.wait({stop_wait, slot_wait}, return_when=asyncio.FIRST_COMPLETED)
                 stop_wait.cancel()
@@ -186,7 +197,7 @@ class AgentWorker:
             try:
                 batch = await self._lease_call
             except asyncio.CancelledError:
-                if self._stopping.is_set():
+                if self._shutdown_requested.is_set():
                     break
                 raise
             except Exception as exc:
@@ -195,7 +206,7 @@ class AgentWorker:
                 if not _transient(exc):
                     log.error("lease failed; backing off", extra={"error": repr(exc)})
                 self._client.record_retry("LeaseTasks")
-                await backoff.sleep(self._stopping)
+                await backoff.sleep(self._shutdown_requested)
                 continue
             finally:
                 self._lease_call = None
@@ -203,7 +214,7 @@ class AgentWorker:
             for undecodable in batch.undecodable:
                 await self._fail_undecodable(undecodable)
             for lease in batch.leases:
-                if self._stopping.is_set():
+                if self._shutdown_requested.is_set():
                     # Leased just as we began to stop: hand it straight back.
                     await self._release(lease.task.task_id, lease.lease_token)
                     continue
@@ -328,16 +339,32 @@ class AgentWorker:
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def _serve(self, stop: asyncio.Event) -> None:
         if not await self._register():
             return
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        leasing = asyncio.create_task(self._lease_loop(), name="lease")
         try:
-            await self._lease_loop()
+            await watch_loops(stop, (heartbeat, leasing))
+        except LoopFailed as failure:
+            # Exit rather than recover in place: the loop that failed did so on an error retrying cannot fix
+            # (transient ones are retried inside the loops), and a restart (Kubernetes, the local fleet's
+            # supervisor) starts clean, visibly counted, as when the first registration is refused.
+            log.error(
+                "agent %s loop failed: %s; stopping as on shutdown (running tasks released), then exiting",
+                failure.loop,
+                _describe(failure.__cause__) if failure.__cause__ else str(failure),
+                extra={"agent_id": self.agent_id, "loop": failure.loop},
+            )
+            raise
         finally:
+            self.shutdown()  # stop leasing (a no-op after a requested shutdown)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await leasing  # its failure, if any, was reported above
+            # The heartbeat loop keeps running while the drain lasts: it extends the running tasks' leases.
             await self._drain()
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await heartbeat
             await self._deregister()
 

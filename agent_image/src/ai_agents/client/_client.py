@@ -193,7 +193,7 @@ class OrchestratorClient:
     ) -> tasks_pb2.SubmitTaskResponse:
         # A key is always sent so that transparent retries can never create a second task.
         request = tasks_pb2.SubmitTaskRequest(
-            agent_type=c.agent_type_to_proto(agent_type),
+            agent_type=c.AGENT_TYPE.to_proto(agent_type),
             payload=c.dict_to_struct(payload),
             idempotency_key=idempotency_key or f"auto-{uuid.uuid4()}",
             priority=priority,
@@ -217,8 +217,8 @@ class OrchestratorClient:
         timeout: float | None = None,
     ) -> tasks_pb2.ListTasksResponse:
         request = tasks_pb2.ListTasksRequest(
-            agent_type=c.agent_type_to_proto(agent_type),
-            state=c.task_state_to_proto(state) if state else tasks_pb2.TASK_STATE_UNSPECIFIED,
+            agent_type=c.AGENT_TYPE.to_proto(agent_type),
+            state=c.TASK_STATE.to_proto(state),
             page_size=page_size,
             page_token=page_token,
         )
@@ -247,7 +247,7 @@ class OrchestratorClient:
         """Lease tasks; a lease that cannot be parsed comes back in `undecodable` instead of failing the call."""
         request = tasks_pb2.LeaseTasksRequest(
             agent_id=agent_id,
-            agent_type=c.agent_type_to_proto(agent_type),
+            agent_type=c.AGENT_TYPE.to_proto(agent_type),
             max_tasks=max_tasks,
             wait_seconds=wait_seconds,
         )
@@ -314,7 +314,7 @@ class OrchestratorClient:
     ) -> agents_pb2.RegisterAgentResponse:
         request = agents_pb2.RegisterAgentRequest(
             agent_id=agent_id,
-            agent_type=c.agent_type_to_proto(agent_type),
+            agent_type=c.AGENT_TYPE.to_proto(agent_type),
             capacity=capacity,
             address=address,
             version=version,
@@ -355,8 +355,8 @@ class OrchestratorClient:
         page_token: str = "",
     ) -> agents_pb2.ListAgentsResponse:
         request = agents_pb2.ListAgentsRequest(
-            agent_type=c.agent_type_to_proto(agent_type),
-            state=c.agent_state_to_proto(state) if state else agents_pb2.AGENT_STATE_UNSPECIFIED,
+            agent_type=c.AGENT_TYPE.to_proto(agent_type),
+            state=c.AGENT_STATE.to_proto(state),
             page_size=page_size,
             page_token=page_token,
         )
@@ -367,7 +367,7 @@ class OrchestratorClient:
     ) -> agents_pb2.Agent:
         request = agents_pb2.CreateAgentRequest(
             agent_id=agent_id,
-            agent_type=c.agent_type_to_proto(agent_type),
+            agent_type=c.AGENT_TYPE.to_proto(agent_type),
             capacity=capacity,
             labels=labels or {},
         )
@@ -389,7 +389,7 @@ class OrchestratorClient:
             labels=labels or {},
             update_labels=labels is not None,
             capacity=capacity,
-            state=c.agent_state_to_proto(state) if state else agents_pb2.AGENT_STATE_UNSPECIFIED,
+            state=c.AGENT_STATE.to_proto(state),
         )
         response: agents_pb2.UpdateAgentResponse = await self._call(
             "UpdateAgent", self.agents.UpdateAgent, request, None
@@ -417,7 +417,7 @@ class OrchestratorClient:
     ) -> messaging_pb2.Message:
         request = messaging_pb2.BroadcastMessageRequest(
             sender=sender,
-            agent_type=c.agent_type_to_proto(agent_type),
+            agent_type=c.AGENT_TYPE.to_proto(agent_type),
             topic=topic,
             body=c.dict_to_struct(body),
         )
@@ -453,12 +453,12 @@ class OrchestratorClient:
         await self._call("ReleaseResource", self.resources.ReleaseResource, request, None)
 
     async def resource_usage(self, agent_type: str | None = None) -> list[resources_pb2.ResourceUsage]:
-        request = resources_pb2.GetResourceUsageRequest(agent_type=c.agent_type_to_proto(agent_type))
+        request = resources_pb2.GetResourceUsageRequest(agent_type=c.AGENT_TYPE.to_proto(agent_type))
         return list((await self._call("GetResourceUsage", self.resources.GetResourceUsage, request, None)).usage)
 
     async def set_resource_quota(self, *, agent_type: str, resource: str, quota: int) -> resources_pb2.ResourceUsage:
         request = resources_pb2.SetResourceQuotaRequest(
-            agent_type=c.agent_type_to_proto(agent_type), resource=resource, quota=quota
+            agent_type=c.AGENT_TYPE.to_proto(agent_type), resource=resource, quota=quota
         )
         response: resources_pb2.SetResourceQuotaResponse = await self._call(
             "SetResourceQuota", self.resources.SetResourceQuota, request, None

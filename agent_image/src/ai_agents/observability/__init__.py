@@ -1,1 +1,1 @@
-"""Metrics, structured logging, tracing and the health/metrics HTTP servers."""
+"""Metrics, structured logging, tracing and the health/metrics apps every process serves."""

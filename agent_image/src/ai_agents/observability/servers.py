@@ -1,4 +1,4 @@
-"""The health (8081) and metrics (9091) HTTP servers every process runs, and a small runner helper."""
+"""The health (8081) and metrics (9091) apps every process serves (on serving.http_server.HttpServer)."""
 
 from __future__ import annotations
 
@@ -7,30 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ai_agents.serving.http_transport import HttpLimits, LimitedTCPSite
-
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
-
-
-class HttpServer:
-    """An aiohttp app bound to host:port under `limits` (timeouts, connection cap); port 0 picks a free port,
-    reported by `.port` after start."""
-
-    def __init__(self, app: web.Application, host: str, port: int, *, limits: HttpLimits) -> None:
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        self._host = host
-        self._requested_port = port
-        self._limits = limits
-        self.port = port
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        site = LimitedTCPSite(self._runner, self._host, self._requested_port, limits=self._limits)
-        await site.start()
-        self.port = site.port
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
 
 
 def health_app(readiness: ReadinessCheck) -> web.Application:

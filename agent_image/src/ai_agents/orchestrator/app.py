@@ -7,14 +7,18 @@ import contextlib
 import logging
 
 from ai_agents.config import OrchestratorSettings
+from ai_agents.lifecycle import Lifecycle, run_until_signalled, watch_loops
+from ai_agents.observability.logs import configure_logging
 from ai_agents.observability.metrics import OrchestratorMetrics, new_registry
-from ai_agents.observability.servers import HttpServer, health_app, metrics_app
+from ai_agents.observability.servers import health_app, metrics_app
+from ai_agents.observability.tracing import configure_tracing
 from ai_agents.orchestrator.grpc_api import SERVICE_NAMES, servicer_adders
 from ai_agents.orchestrator.http_api import build_http_app
 from ai_agents.orchestrator.maintenance import Maintenance
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
+from ai_agents.serving.http_server import HttpServer
 from ai_agents.serving.http_transport import HttpLimits
 from ai_agents.serving.identity import build_agent_authenticator
 from ai_agents.store.database import Database
@@ -22,10 +26,15 @@ from ai_agents.store.database import Database
 log = logging.getLogger(__name__)
 
 
-class Orchestrator:
-    """Lifecycle: `start()` serves; `stop()` drains (NOT_SERVING, grace) and closes; idempotent."""
+class Orchestrator(Lifecycle):
+    """`run()` serves until `shutdown()` (ai_agents.lifecycle), supervising the maintenance loop.
+
+    Its two halves are public for embedding the orchestrator in a test's event loop: `start()` returns once
+    it serves; `stop()` drains (NOT_SERVING, grace) and closes, is idempotent and copes with a partial start.
+    """
 
     def __init__(self, settings: OrchestratorSettings, metrics: OrchestratorMetrics | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.metrics = metrics or OrchestratorMetrics(new_registry())
         self.database = Database(
@@ -34,7 +43,6 @@ class Orchestrator:
             max_size=settings.database_pool_max,
             agent_stale_seconds=settings.agent_stale_seconds,
         )
-        self._stop = asyncio.Event()
         self._ready = False
         self._stopped = False
         self._servers: list[HttpServer] = []
@@ -89,7 +97,7 @@ class Orchestrator:
         self._servers.append(self.http)
         maintenance = Maintenance(settings=s, stores=stores, metrics=self.metrics)
         await maintenance.refresh_gauges()
-        self._maintenance_task = asyncio.create_task(maintenance.run(self._stop), name="maintenance")
+        self._maintenance_task = asyncio.create_task(maintenance.run(self._shutdown_requested), name="maintenance")
         await self.grpc.set_serving(True)
         self._ready = True
         if s.agent_identity == "none":
@@ -111,7 +119,8 @@ class Orchestrator:
             return
         self._stopped = True
         self._ready = False
-        self._stop.set()
+        # Also ends maintenance; a run() in progress (if any) then sees an orderly stop, not a failed loop.
+        self.shutdown()
         grace = self.settings.shutdown_grace_seconds
         if self.grpc is not None:
             await self.grpc.stop(grace)
@@ -122,3 +131,25 @@ class Orchestrator:
             await server.stop()
         await self.database.close()
         log.info("orchestrator stopped")
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        try:
+            await self.start()
+            assert self._maintenance_task is not None
+            await watch_loops(stop, (self._maintenance_task,))
+        finally:
+            await self.stop()
+
+
+def main() -> int:
+    """`ai-agents orchestrator`: settings from AI_AGENTS_*; exit status for the shell."""
+    settings = OrchestratorSettings()
+    orchestrator = Orchestrator(settings)
+    configure_logging(
+        component="orchestrator",
+        level=settings.log_level,
+        fmt=settings.log_format,
+        counter=orchestrator.metrics.log_messages,
+    )
+    configure_tracing("ai-agents-orchestrator")
+    return run_until_signalled(orchestrator)

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from ai_agents import convert as c
+from ai_agents.orchestrator import records_to_proto as p
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.identity import CREDENTIAL_METADATA, AgentAuthenticator, AgentIdentity, NoAgentIdentity
 from ai_agents.v1 import (
@@ -52,25 +53,25 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
 
     async def SubmitTask(self, request: tasks_pb2.SubmitTaskRequest, context: Ctx) -> tasks_pb2.SubmitTaskResponse:
         task, created = await self._s.submit_task(
-            agent_type=c.agent_type_to_str(request.agent_type),
+            agent_type=c.AGENT_TYPE.to_str(request.agent_type),
             payload=c.struct_to_dict(request.payload),
             idempotency_key=request.idempotency_key,
             priority=request.priority,
             max_attempts=request.max_attempts,
         )
-        return tasks_pb2.SubmitTaskResponse(task=c.task_to_proto(task), created=created)
+        return tasks_pb2.SubmitTaskResponse(task=p.task_to_proto(task), created=created)
 
     async def GetTask(self, request: tasks_pb2.GetTaskRequest, context: Ctx) -> tasks_pb2.GetTaskResponse:
-        return tasks_pb2.GetTaskResponse(task=c.task_to_proto(await self._s.get_task(request.task_id)))
+        return tasks_pb2.GetTaskResponse(task=p.task_to_proto(await self._s.get_task(request.task_id)))
 
     async def ListTasks(self, request: tasks_pb2.ListTasksRequest, context: Ctx) -> tasks_pb2.ListTasksResponse:
         tasks, token = await self._s.list_tasks(
-            agent_type=c.agent_type_to_str(request.agent_type),
-            state=c.task_state_to_str(request.state),
+            agent_type=c.AGENT_TYPE.to_str(request.agent_type),
+            state=c.TASK_STATE.to_str(request.state),
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return tasks_pb2.ListTasksResponse(tasks=[c.task_to_proto(t) for t in tasks], next_page_token=token or "")
+        return tasks_pb2.ListTasksResponse(tasks=[p.task_to_proto(t) for t in tasks], next_page_token=token or "")
 
     async def UpdateTaskProgress(
         self, request: tasks_pb2.UpdateTaskProgressRequest, context: Ctx
@@ -79,7 +80,7 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
         task = await self._s.update_task_progress(
             request.task_id, request.lease_token, progress=request.progress, message=request.message, owner=owner
         )
-        return tasks_pb2.UpdateTaskProgressResponse(task=c.task_to_proto(task))
+        return tasks_pb2.UpdateTaskProgressResponse(task=p.task_to_proto(task))
 
     async def CompleteTask(
         self, request: tasks_pb2.CompleteTaskRequest, context: Ctx
@@ -88,22 +89,22 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
         task = await self._s.complete_task(
             request.task_id, request.lease_token, c.struct_to_dict(request.result), owner=owner
         )
-        return tasks_pb2.CompleteTaskResponse(task=c.task_to_proto(task))
+        return tasks_pb2.CompleteTaskResponse(task=p.task_to_proto(task))
 
     async def FailTask(self, request: tasks_pb2.FailTaskRequest, context: Ctx) -> tasks_pb2.FailTaskResponse:
         owner = _owner(await _caller(self._auth, context))
         task = await self._s.fail_task(
             request.task_id, request.lease_token, error=request.error, retryable=request.retryable, owner=owner
         )
-        return tasks_pb2.FailTaskResponse(task=c.task_to_proto(task))
+        return tasks_pb2.FailTaskResponse(task=p.task_to_proto(task))
 
     async def CancelTask(self, request: tasks_pb2.CancelTaskRequest, context: Ctx) -> tasks_pb2.CancelTaskResponse:
-        return tasks_pb2.CancelTaskResponse(task=c.task_to_proto(await self._s.cancel_task(request.task_id)))
+        return tasks_pb2.CancelTaskResponse(task=p.task_to_proto(await self._s.cancel_task(request.task_id)))
 
     async def LeaseTasks(self, request: tasks_pb2.LeaseTasksRequest, context: Ctx) -> tasks_pb2.LeaseTasksResponse:
         identity = await _caller(self._auth, context)
         if identity is not None:
-            identity.check(request.agent_id, c.agent_type_to_str(request.agent_type))
+            identity.check(request.agent_id, c.AGENT_TYPE.to_str(request.agent_type))
         wait = request.wait_seconds
         remaining = context.time_remaining()
         if remaining is not None:
@@ -111,7 +112,7 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
             wait = max(0, min(wait, int(remaining) - 1))
         tasks = await self._s.lease_tasks(
             agent_id=request.agent_id,
-            agent_type=c.agent_type_to_str(request.agent_type),
+            agent_type=c.AGENT_TYPE.to_str(request.agent_type),
             max_tasks=request.max_tasks,
             wait_seconds=wait,
         )
@@ -124,7 +125,7 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
         leases = []
         for task in tasks:
             try:
-                leases.append(tasks_pb2.TaskLease(task=c.task_to_proto(task), lease_token=task.lease_token or 0))
+                leases.append(tasks_pb2.TaskLease(task=p.task_to_proto(task), lease_token=task.lease_token or 0))
             except Exception as exc:  # one task that cannot be encoded must not strand the rest of the batch
                 await self._s.fail_undeliverable(task, f"cannot be encoded: {type(exc).__name__}: {exc}")
         return tasks_pb2.LeaseTasksResponse(leases=leases)
@@ -132,7 +133,7 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
     async def ReleaseTask(self, request: tasks_pb2.ReleaseTaskRequest, context: Ctx) -> tasks_pb2.ReleaseTaskResponse:
         owner = _owner(await _caller(self._auth, context))
         task = await self._s.release_task(request.task_id, request.lease_token, owner=owner)
-        return tasks_pb2.ReleaseTaskResponse(task=c.task_to_proto(task))
+        return tasks_pb2.ReleaseTaskResponse(task=p.task_to_proto(task))
 
 
 class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
@@ -143,32 +144,32 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
     async def CreateAgent(self, request: agents_pb2.CreateAgentRequest, context: Ctx) -> agents_pb2.CreateAgentResponse:
         agent = await self._s.create_agent(
             agent_id=request.agent_id,
-            agent_type=c.agent_type_to_str(request.agent_type),
+            agent_type=c.AGENT_TYPE.to_str(request.agent_type),
             labels=dict(request.labels),
             capacity=request.capacity,
         )
-        return agents_pb2.CreateAgentResponse(agent=c.agent_to_proto(agent))
+        return agents_pb2.CreateAgentResponse(agent=p.agent_to_proto(agent))
 
     async def GetAgent(self, request: agents_pb2.GetAgentRequest, context: Ctx) -> agents_pb2.GetAgentResponse:
-        return agents_pb2.GetAgentResponse(agent=c.agent_to_proto(await self._s.get_agent(request.agent_id)))
+        return agents_pb2.GetAgentResponse(agent=p.agent_to_proto(await self._s.get_agent(request.agent_id)))
 
     async def ListAgents(self, request: agents_pb2.ListAgentsRequest, context: Ctx) -> agents_pb2.ListAgentsResponse:
         agents, token = await self._s.list_agents(
-            agent_type=c.agent_type_to_str(request.agent_type),
-            state=c.agent_state_to_str(request.state),
+            agent_type=c.AGENT_TYPE.to_str(request.agent_type),
+            state=c.AGENT_STATE.to_str(request.state),
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return agents_pb2.ListAgentsResponse(agents=[c.agent_to_proto(a) for a in agents], next_page_token=token or "")
+        return agents_pb2.ListAgentsResponse(agents=[p.agent_to_proto(a) for a in agents], next_page_token=token or "")
 
     async def UpdateAgent(self, request: agents_pb2.UpdateAgentRequest, context: Ctx) -> agents_pb2.UpdateAgentResponse:
         agent = await self._s.update_agent(
             request.agent_id,
             labels=dict(request.labels) if request.update_labels else None,
             capacity=request.capacity or None,
-            state=c.agent_state_to_str(request.state) or None,
+            state=c.AGENT_STATE.to_str(request.state) or None,
         )
-        return agents_pb2.UpdateAgentResponse(agent=c.agent_to_proto(agent))
+        return agents_pb2.UpdateAgentResponse(agent=p.agent_to_proto(agent))
 
     async def DeleteAgent(self, request: agents_pb2.DeleteAgentRequest, context: Ctx) -> agents_pb2.DeleteAgentResponse:
         await self._s.delete_agent(request.agent_id)
@@ -179,17 +180,17 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
     ) -> agents_pb2.RegisterAgentResponse:
         identity = await _caller(self._auth, context)
         if identity is not None:
-            identity.check(request.agent_id, c.agent_type_to_str(request.agent_type))
+            identity.check(request.agent_id, c.AGENT_TYPE.to_str(request.agent_type))
         agent = await self._s.register_agent(
             agent_id=request.agent_id,
-            agent_type=c.agent_type_to_str(request.agent_type),
+            agent_type=c.AGENT_TYPE.to_str(request.agent_type),
             labels=dict(request.labels),
             capacity=request.capacity,
             address=request.address,
             version=request.version,
         )
         return agents_pb2.RegisterAgentResponse(
-            agent=c.agent_to_proto(agent),
+            agent=p.agent_to_proto(agent),
             heartbeat_interval_seconds=self._s.heartbeat_interval_seconds,
             lease_seconds=self._s.lease_seconds,
         )
@@ -228,18 +229,18 @@ class MessagingServicer(messaging_pb2_grpc.MessagingServiceServicer):
             topic=request.topic,
             body=c.struct_to_dict(request.body),
         )
-        return messaging_pb2.SendMessageResponse(message=c.message_to_proto(message))
+        return messaging_pb2.SendMessageResponse(message=p.message_to_proto(message))
 
     async def BroadcastMessage(
         self, request: messaging_pb2.BroadcastMessageRequest, context: Ctx
     ) -> messaging_pb2.BroadcastMessageResponse:
         message = await self._s.broadcast_message(
             sender=request.sender,
-            agent_type=c.agent_type_to_str(request.agent_type) or None,
+            agent_type=c.AGENT_TYPE.to_str(request.agent_type) or None,
             topic=request.topic,
             body=c.struct_to_dict(request.body),
         )
-        return messaging_pb2.BroadcastMessageResponse(message=c.message_to_proto(message))
+        return messaging_pb2.BroadcastMessageResponse(message=p.message_to_proto(message))
 
     async def ReceiveMessages(
         self, request: messaging_pb2.ReceiveMessagesRequest, context: Ctx
@@ -247,7 +248,7 @@ class MessagingServicer(messaging_pb2_grpc.MessagingServiceServicer):
         async for message in self._s.receive_messages(
             agent_id=request.agent_id, after_message_id=request.after_message_id
         ):
-            yield messaging_pb2.ReceiveMessagesResponse(message=c.message_to_proto(message))
+            yield messaging_pb2.ReceiveMessagesResponse(message=p.message_to_proto(message))
 
 
 class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
@@ -265,7 +266,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             database_ok=database_ok,
             types=[
                 monitoring_pb2.AgentTypeStatus(
-                    agent_type=c.agent_type_to_proto(t.agent_type),
+                    agent_type=c.AGENT_TYPE.to_proto(t.agent_type),
                     queued=t.tasks.get("queued", 0),
                     leased=t.tasks.get("leased", 0),
                     succeeded=t.tasks.get("succeeded", 0),
@@ -291,7 +292,7 @@ class ResourceServicer(resources_pb2_grpc.ResourceServiceServicer):
         allocation = await self._s.allocate_resource(
             agent_id=request.agent_id, resource=request.resource, amount=request.amount
         )
-        return resources_pb2.AllocateResourceResponse(allocation=c.allocation_to_proto(allocation))
+        return resources_pb2.AllocateResourceResponse(allocation=p.allocation_to_proto(allocation))
 
     async def ReleaseResource(
         self, request: resources_pb2.ReleaseResourceRequest, context: Ctx
@@ -302,16 +303,16 @@ class ResourceServicer(resources_pb2_grpc.ResourceServiceServicer):
     async def GetResourceUsage(
         self, request: resources_pb2.GetResourceUsageRequest, context: Ctx
     ) -> resources_pb2.GetResourceUsageResponse:
-        usage = await self._s.resource_usage(c.agent_type_to_str(request.agent_type) or None)
-        return resources_pb2.GetResourceUsageResponse(usage=[c.usage_to_proto(u) for u in usage])
+        usage = await self._s.resource_usage(c.AGENT_TYPE.to_str(request.agent_type) or None)
+        return resources_pb2.GetResourceUsageResponse(usage=[p.usage_to_proto(u) for u in usage])
 
     async def SetResourceQuota(
         self, request: resources_pb2.SetResourceQuotaRequest, context: Ctx
     ) -> resources_pb2.SetResourceQuotaResponse:
         usage = await self._s.set_resource_quota(
-            agent_type=c.agent_type_to_str(request.agent_type), resource=request.resource, quota=request.quota
+            agent_type=c.AGENT_TYPE.to_str(request.agent_type), resource=request.resource, quota=request.quota
         )
-        return resources_pb2.SetResourceQuotaResponse(usage=c.usage_to_proto(usage))
+        return resources_pb2.SetResourceQuotaResponse(usage=p.usage_to_proto(usage))
 
 
 def servicer_adders(

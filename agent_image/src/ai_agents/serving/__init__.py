@@ -1,1 +1,1 @@
-"""API serving shared by the orchestrator and the agents: gRPC server assembly and HTTP middleware."""
+"""API serving shared by the orchestrator and the agents: the gRPC and HTTP servers, HTTP middleware and limits."""

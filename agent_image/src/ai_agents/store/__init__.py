@@ -1,0 +1,1 @@
+"""PostgreSQL storage: schema migrations, the task queue, agents, messages and resources."""
