@@ -278,6 +278,50 @@ async def test_poison_rows_fail_alone_innocent_tasks_succeed_and_every_agent_sur
         assert response.status == 200 and len((await response.json())["tasks"]) == len(listed.tasks)
 
 
+async def test_a_lease_batch_never_outgrows_the_message_limit(
+    start_orchestrator: OrchestratorFactory, http: aiohttp.ClientSession
+) -> None:
+    """Leases that would not fit in one response go back to the queue (attempt uncounted) instead of expiring
+    unseen after the server refuses to send; a task whose lease alone is over the limit is failed with the reason."""
+    limit = 256 * 1024
+    orchestrator = await start_orchestrator(max_message_bytes=limit, max_payload_bytes=120 * 1024)
+    async with await OrchestratorClient.connect(grpc_target(orchestrator), timeout=10) as client:
+        # Queued first, so it heads the batch. JSON of 100 KB (so over HTTP), protobuf of ~550 KB: every number
+        # becomes a Value of its own.
+        body = json.dumps({"agent_type": "security", "payload": {"numbers": [1] * 50_000}}).encode()
+        status, created = await post_raw(http, orchestrator, body)
+        assert status == 201, created
+        numbers = created["task_id"]
+        big = [(await client.submit_task("security", {"text": "x" * 60_000, "i": i})).task.task_id for i in range(8)]
+        agent = as_agent(client, "big-1", "security")
+        await agent.register_agent(agent_id="big-1", agent_type="security", capacity=16)
+
+        first = await agent.lease_tasks(agent_id="big-1", agent_type="security", max_tasks=16, wait_seconds=0)
+        sent = {lease.task.task_id for lease in first}
+        assert 0 < len(sent) < len(big), f"{len(sent)} leases of ~60 KB under a {limit}-byte limit"
+        assert sum(lease.ByteSize() for lease in first) < limit
+        for task_id in set(big) - sent:
+            task = await client.get_task(task_id)
+            assert task.state == tasks_pb2.TASK_STATE_QUEUED and task.attempts == 0, task_id
+        async with http.get(f"{http_base(orchestrator)}/v1/tasks/{numbers}") as response:
+            failed = await response.json()
+        assert failed["state"] == "failed", failed["state"]
+        assert "cannot be sent" in failed["error"] and f"{limit - 1024}-byte message limit" in failed["error"], failed
+
+        # The rest are delivered by later leases, each answer within the limit.
+        for lease in first:
+            await agent.complete_task(lease.task.task_id, lease.lease_token, {})
+        while len(sent) < len(big):
+            more = await agent.lease_tasks(agent_id="big-1", agent_type="security", max_tasks=16, wait_seconds=0)
+            assert more, f"{len(big) - len(sent)} tasks left queued"
+            for lease in more:
+                sent.add(lease.task.task_id)
+                await agent.complete_task(lease.task.task_id, lease.lease_token, {})
+        for task_id in big:
+            task = await client.get_task(task_id)
+            assert task.state == tasks_pb2.TASK_STATE_SUCCEEDED and task.attempts == 1, task_id
+
+
 # ---- the agent's own defence --------------------------------------------------------------------------------
 
 

@@ -46,6 +46,12 @@ def _owner(identity: AgentIdentity | None) -> str | None:
     return identity.agent_id if identity is not None else None
 
 
+# A repeated message field costs a tag and a length prefix (at most 1 + 5 bytes) beside the message itself.
+_LEASE_FRAMING_BYTES = 6
+# Headroom under max_message_bytes for gRPC's own framing of the response.
+_RESPONSE_SLACK_BYTES = 1024
+
+
 class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
     def __init__(self, service: OrchestratorService, authenticator: AgentAuthenticator) -> None:
         self._s = service
@@ -122,12 +128,27 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
             for task in tasks:
                 await self._s.release_task(task.task_id, task.lease_token or 0, owner=task.lease_owner)
             return tasks_pb2.LeaseTasksResponse()
-        leases = []
+        leases: list[tasks_pb2.TaskLease] = []
+        budget = self._s.max_message_bytes - _RESPONSE_SLACK_BYTES
         for task in tasks:
             try:
-                leases.append(tasks_pb2.TaskLease(task=p.task_to_proto(task), lease_token=task.lease_token or 0))
+                lease = tasks_pb2.TaskLease(task=p.task_to_proto(task), lease_token=task.lease_token or 0)
             except Exception as exc:  # one task that cannot be encoded must not strand the rest of the batch
                 await self._s.fail_undeliverable(task, f"cannot be encoded: {type(exc).__name__}: {exc}")
+                continue
+            # The response must stay sendable (the server refuses to send past max_message_bytes, and the
+            # leases would then expire unseen): what does not fit goes back to the queue at once, and a task
+            # that alone cannot fit is failed with the reason.
+            size = _LEASE_FRAMING_BYTES + lease.ByteSize()
+            if size > budget:
+                if leases:
+                    await self._s.return_unsent(task)
+                else:
+                    reason = f"its lease encodes to {size} bytes, over the {budget}-byte message limit"
+                    await self._s.fail_undeliverable(task, f"cannot be sent: {reason}")
+                continue
+            budget -= size
+            leases.append(lease)
         return tasks_pb2.LeaseTasksResponse(leases=leases)
 
     async def ReleaseTask(self, request: tasks_pb2.ReleaseTaskRequest, context: Ctx) -> tasks_pb2.ReleaseTaskResponse:

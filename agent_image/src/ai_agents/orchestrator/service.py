@@ -161,6 +161,16 @@ class OrchestratorService:
             return
         self._observe_finished(failed)
 
+    async def return_unsent(self, task: TaskRecord) -> None:
+        """Give a just-leased task that did not fit in the lease response back to the queue, attempt uncounted."""
+        try:
+            await self._stores.tasks.release(task.task_id, task.lease_token or 0, owner=task.lease_owner)
+        except FailedPrecondition:
+            return  # cancelled in the meantime
+        except Exception:
+            # Never strand the rest of the batch: this lease expires and the task is redelivered later.
+            log.exception("could not return an unsent lease", extra={"task_id": task.task_id})
+
     def _observe_finished(self, task: TaskRecord) -> None:
         self._metrics.tasks_completed.labels(task.agent_type, task.state).inc()
         if task.leased_at is not None and task.finished_at is not None:
@@ -355,6 +365,10 @@ class OrchestratorService:
     @property
     def heartbeat_interval_seconds(self) -> int:
         return self._settings.heartbeat_interval_seconds
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._settings.max_message_bytes
 
     @property
     def lease_seconds(self) -> int:
