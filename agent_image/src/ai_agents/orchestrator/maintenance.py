@@ -12,6 +12,7 @@ import time
 
 from ai_agents.config import OrchestratorSettings
 from ai_agents.domain import AGENT_TYPES, AgentState
+from ai_agents.errors import Unavailable
 from ai_agents.observability.metrics import OrchestratorMetrics
 from ai_agents.store.database import Stores
 
@@ -65,8 +66,11 @@ class Maintenance:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except Unavailable as exc:
+                # The database is down or restarting: the store already logs the outage (rate-limited) and
+                # readiness reports it; a traceback every round would only bury that.
+                log.debug("maintenance round skipped: %s", exc.message)
             except Exception:
-                # The database may be briefly unreachable; readiness reports it, the loop keeps trying.
                 log.warning("maintenance round failed", exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._settings.maintenance_interval_seconds)
