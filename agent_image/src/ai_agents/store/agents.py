@@ -8,6 +8,7 @@ import json
 import asyncpg
 
 from ai_agents.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from ai_agents.store.paging import byte_bounded_page, has_more
 from ai_agents.store.records import AgentRecord
 
 # An agent row's cost in a list page (see store/tasks.py): JSON text of its variable fields plus ~270 bytes of
@@ -115,23 +116,18 @@ class AgentStore:
     ) -> tuple[list[AgentRecord], str | None]:
         """By agent id; a page ends at `page_size` rows or before `max_bytes` (at least one row), as tasks do."""
         rows = await self._pool.fetch(
-            f"""
-            WITH page AS (
+            byte_bounded_page(
+                f"""
                 SELECT * FROM ({self._select("($2::text IS NULL OR agent_type = $2)")}) a
                 WHERE ($3::text IS NULL OR effective_state = $3)
                   AND ($4::text IS NULL OR agent_id > $4)
                   AND (effective_state <> 'deregistered' OR $3 = 'deregistered')
                 ORDER BY agent_id LIMIT $5
-            ), sized AS (
-                SELECT page.*,
-                    sum({_AGENT_ROW_BYTES}) OVER w AS bytes_through,
-                    row_number() OVER w AS row_in_page,
-                    count(*) OVER () AS window_rows
-                FROM page
-                WINDOW w AS (ORDER BY agent_id ROWS UNBOUNDED PRECEDING)
-            )
-            SELECT * FROM sized WHERE row_in_page = 1 OR bytes_through <= $6 ORDER BY row_in_page
-            """,
+                """,
+                order_by="agent_id",
+                row_bytes=_AGENT_ROW_BYTES,
+                budget_param="$6",
+            ),
             self._stale,
             agent_type,
             state,
@@ -140,8 +136,7 @@ class AgentStore:
             max_bytes,
         )
         agents = [AgentRecord.from_row(r) for r in rows[:page_size]]
-        more = bool(rows) and rows[0]["window_rows"] > len(agents)
-        return agents, agents[-1].agent_id if more else None
+        return agents, agents[-1].agent_id if has_more(rows, len(agents)) else None
 
     async def update(
         self, agent_id: str, *, labels: dict[str, str] | None, capacity: int | None, state: str | None

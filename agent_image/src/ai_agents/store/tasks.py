@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from ai_agents.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ai_agents.store.paging import byte_bounded_page, has_more
 from ai_agents.store.records import TaskRecord
 
 TASKS_CHANNEL = "ai_agents_tasks"
@@ -122,24 +123,19 @@ class TaskStore:
         """
         after_created, after_id = decode_page_token(page_token) if page_token else (None, None)
         rows = await self._pool.fetch(
-            f"""
-            WITH page AS (
+            byte_bounded_page(
+                """
                 SELECT * FROM tasks
                 WHERE ($1::text IS NULL OR agent_type = $1)
                   AND ($2::text IS NULL OR state = $2)
                   AND ($3::timestamptz IS NULL OR (created_at, task_id) > ($3, $4::uuid))
                 ORDER BY created_at, task_id
                 LIMIT $5
-            ), sized AS (
-                SELECT page.*,
-                    sum({_TASK_ROW_BYTES}) OVER w AS bytes_through,
-                    row_number() OVER w AS row_in_page,
-                    count(*) OVER () AS window_rows
-                FROM page
-                WINDOW w AS (ORDER BY created_at, task_id ROWS UNBOUNDED PRECEDING)
-            )
-            SELECT * FROM sized WHERE row_in_page = 1 OR bytes_through <= $6 ORDER BY row_in_page
-            """,
+                """,
+                order_by="created_at, task_id",
+                row_bytes=_TASK_ROW_BYTES,
+                budget_param="$6",
+            ),
             agent_type,
             state,
             after_created,
@@ -148,8 +144,7 @@ class TaskStore:
             max_bytes,
         )
         tasks = [TaskRecord.from_row(r) for r in rows[:page_size]]
-        # More rows follow if the window held more than this page: one past page_size, or cut by the budget.
-        more = bool(rows) and rows[0]["window_rows"] > len(tasks)
+        more = has_more(rows, len(tasks))
         return tasks, encode_page_token(tasks[-1].created_at, tasks[-1].task_id) if more else None
 
     async def lease(
