@@ -6,11 +6,14 @@
 #             $OFFLINE_AGENT_IMAGE (the chart's default: image.registry "", ai-agents/runtime, tag = appVersion)
 #   postgres  images/postgres/Containerfile (Debian's postgresql-15 on the same base) -> postgres.tar, named
 #             $OFFLINE_POSTGRES_IMAGE (the e2e harness sets store.postgresql.image.* to it: E2E_POSTGRES_IMAGE)
+#   istio-cni images/istio-cni/Containerfile (build.sh istio's install-cni + istio-cni, Debian's iptables) ->
+#             istio-install-cni.tar, named $OFFLINE_ISTIO_HUB/install-cni:$OC_ISTIO_IMAGE_TAG
+#   ztunnel   images/ztunnel/Containerfile (build.sh ztunnel's binary) -> istio-ztunnel.tar
 # Builds run in Debian's buildah (chroot isolation, vfs storage under $OC_CACHE/buildah); RUN steps use the
 # host's network (pip reaches PyPI, apt-get reaches Debian) and the host's CA bundle (OFFLINE_BUILD_CA_BUNDLE). Each image is rebuilt only when its inputs change.
 # Times go to $OC_CACHE/build-times.tsv, logs to $OC_CACHE/logs/image-*.log.
 #
-# Usage: agent-image.sh [base|runtime|postgres]...   (default: all three)
+# Usage: agent-image.sh [base|runtime|postgres|istio-cni|ztunnel]...   (default: base, runtime, postgres)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ "$(id -u)" -eq 0 ]] || oc_die "needs root (debootstrap, buildah chroot isolation)"
@@ -87,6 +90,16 @@ build() {
   oc_log "image $ref: $out ($(du -h "$out" | cut -f1))"
 }
 
+# binary_context NAME CONTAINERFILE_DIR BINARY...: a build context of the Containerfile and the binaries build.sh
+# made (they live in the cache, outside any context): its digest changes when a binary does.
+binary_context() {
+  local ctx="$OC_CACHE/context/$1" src="$2"; shift 2
+  rm -rf "$ctx"; mkdir -p "$ctx"
+  cp "$src/Containerfile" "$ctx/"
+  local b; for b in "$@"; do [[ -x "$b" ]] || oc_die "$b missing: run build.sh first"; cp "$b" "$ctx/"; done
+  echo "$ctx"
+}
+
 targets=("$@"); [[ ${#targets[@]} -eq 0 ]] && targets=(base runtime postgres)
 for target in "${targets[@]}"; do
   case "$target" in
@@ -98,6 +111,14 @@ for target in "${targets[@]}"; do
     postgres)
       build_base
       build postgres postgres "$OFFLINE_POSTGRES_IMAGE" "$OC_DIR/images/postgres" "$OC_DIR/images/postgres/Containerfile" ;;
-    *) oc_die "unknown image '$target' (base, runtime, postgres)" ;;
+    istio-cni)
+      build_base
+      ctx="$(binary_context istio-cni "$OC_DIR/images/istio-cni" "$OC_ISTIO_BIN/istio-cni" "$OC_ISTIO_BIN/install-cni")"
+      build istio-cni istio-install-cni "$OFFLINE_ISTIO_HUB/install-cni:$OC_ISTIO_IMAGE_TAG" "$ctx" "$ctx/Containerfile" ;;
+    ztunnel)
+      build_base
+      ctx="$(binary_context ztunnel "$OC_DIR/images/ztunnel" "$OC_ZTUNNEL_BIN/ztunnel")"
+      build ztunnel istio-ztunnel "$OFFLINE_ISTIO_HUB/ztunnel:$OC_ISTIO_IMAGE_TAG" "$ctx" "$ctx/Containerfile" ;;
+    *) oc_die "unknown image '$target' (base, runtime, postgres, istio-cni, ztunnel)" ;;
   esac
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the offline cluster's binaries from the Go module proxy into the cache (see lib.sh), skipping each
 # component already built from the same build module. Usage: build.sh [kubernetes] [etcd] [coredns] [metrics-server]
-# [kubectl] [keda] [prometheus-operator] [prometheus] (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
+# [kubectl] [keda] [prometheus-operator] [prometheus] [istio] [ztunnel] (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
 # Times of each build are appended to $OC_CACHE/build-times.tsv.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,7 +25,7 @@ build() {
   # One build of a component at a time (a second caller waits for it, then finds it cached); other
   # components are not held up.
   local lock; exec {lock}>"$OC_CACHE/.build-$name.lock"; flock "$lock"
-  local stamp; stamp="$( { cat "$moddir/go.mod" "$moddir/go.sum"; printf %s "${BUILD_TAGS:+tags=$BUILD_TAGS}"; } | sha256sum | cut -c1-16)-$(go env GOVERSION)"
+  local stamp; stamp="$( { cat "$moddir/go.mod" "$moddir/go.sum"; printf %s "${BUILD_TAGS:+tags=$BUILD_TAGS}${STAMP_LDFLAGS:+ $ldflags}"; } | sha256sum | cut -c1-16)-$(go env GOVERSION)"
   if [[ -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$stamp" ]]; then
     oc_log "$name: cached in $out"; return 0
   fi
@@ -62,6 +62,41 @@ for pkgvar in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ld+=" -X $pkgvar.gitVersion=$v -X $pkgvar.gitMajor=1 -X $pkgvar.gitMinor=$minor"
   k8s_ld+=" -X $pkgvar.gitTreeState=clean -X $pkgvar.buildDate=1970-01-01T00:00:00Z"
 done
+
+# ztunnel (Rust) from the pinned source beside the project (../shared/vendor, OFFLINE_VENDOR_DIR), unmodified
+# but for its one git dependency: the optional tls-boring feature's boring* crates are dropped (Cargo resolves
+# optional dependencies too), so every crate comes from crates.io. ring for TLS (no cmake, no FIPS archives),
+# no jemalloc (its C build is the slowest part), and Istio's own quick-release profile (no LTO): the
+# release profile's single codegen unit and LTO double the build for a node proxy that a test cluster runs.
+build_ztunnel() {
+  local src="$OC_VENDOR/$OFFLINE_ZTUNNEL_SOURCE" out="$OC_ZTUNNEL_BIN" lock
+  [[ -f "$src" ]] || oc_die "ztunnel: source $src missing (OFFLINE_VENDOR_DIR points at the folder holding it)"
+  exec {lock}>"$OC_CACHE/.build-ztunnel.lock"; flock "$lock"
+  local stamp; stamp="$(sha256sum < "$src" | cut -c1-16)-$(rustc --version | cut -d' ' -f2)-quick-ring"
+  if [[ -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$stamp" ]]; then oc_log "ztunnel: cached in $out"; return 0; fi
+  command -v protoc >/dev/null || oc_die "ztunnel: protoc missing (Debian's protobuf-compiler; install-packages.sh)"
+  local work="$OC_CACHE/src/ztunnel" log="$OC_CACHE/logs/build-ztunnel.log" start end
+  rm -rf "$work"; mkdir -p "$work" "$out"
+  oc_log "ztunnel: building into $out (log: $log)"
+  start=$(date +%s)
+  (
+    set -e
+    tar -xzf "$src" -C "$work" --strip-components=1
+    cd "$work"
+    sed -i -e '/^boring-rustls-provider = /d' -e '/^boring = /d' -e '/^boring-sys = /d' -e '/^tls-boring = /d' Cargo.toml
+    export CARGO_HOME="$OC_CACHE/cargo" CARGO_TARGET_DIR="$work/target"
+    nice -n "$nice_n" cargo build --profile quick-release --no-default-features --features tls-ring \
+      -j "${OFFLINE_BUILD_P:-1}" --bin ztunnel
+    install -m 0755 "$work/target/quick-release/ztunnel" "$out/ztunnel"
+    "$out/ztunnel" version
+  ) >"$log" 2>&1 || { tail -30 "$log" >&2; oc_die "ztunnel: build failed (log: $log)"; }
+  rm -rf "$work"   # the target directory is ~3 GB; the binary is all the cluster needs
+  end=$(date +%s)
+  echo "$stamp" > "$out/.stamp"
+  printf '%s\t%s\t%ss\tp=%s\t%s\n' "$(date -u +%FT%TZ)" ztunnel "$((end - start))" "${OFFLINE_BUILD_P:-1}" \
+    "$(rustc --version | cut -d' ' -f2)" >> "$OC_CACHE/build-times.tsv"
+  oc_log "ztunnel: built in $((end - start))s"
+}
 
 for c in "${components[@]}"; do
   case "$c" in
@@ -110,6 +145,20 @@ for c in "${components[@]}"; do
       # build skips every cloud SDK.
       BUILD_TAGS="remove_all_sd,enable_kubernetes_sd" build prometheus prometheus "$OC_PROMETHEUS_BIN" "$pl" \
         github.com/prometheus/prometheus/cmd/prometheus=prometheus ;;
+    istio)
+      require_pin istio istio.io/istio "$OFFLINE_ISTIO_VERSION"
+      il="-s -w"
+      for var in buildVersion="$OFFLINE_ISTIO_TAG" buildGitRevision="${OFFLINE_ISTIO_VERSION##*-}" buildOS=linux buildArch=amd64 buildStatus=Clean \
+                 buildTag="$OFFLINE_ISTIO_TAG" buildHub="$OFFLINE_ISTIO_HUB"; do il+=" -X istio.io/istio/pkg/version.$var"; done
+      # disable_pgv as in Istio's release build (drops unused proto validation); without vtprotobuf, which
+      # only speeds up marshalling and costs build time.
+      # The version stamps are part of the cache key here (istioctl compares its version with istiod's).
+      STAMP_LDFLAGS=1 BUILD_TAGS="disable_pgv" build istio istio "$OC_ISTIO_BIN" "$il" \
+        istio.io/istio/pilot/cmd/pilot-discovery=pilot-discovery \
+        istio.io/istio/cni/cmd/istio-cni=istio-cni \
+        istio.io/istio/cni/cmd/install-cni=install-cni \
+        istio.io/istio/istioctl/cmd/istioctl=istioctl ;;
+    ztunnel) build_ztunnel ;;
     *) oc_die "unknown component: $c" ;;
   esac
 done

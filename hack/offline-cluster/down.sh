@@ -77,6 +77,8 @@ done
 made_run_netns=0 made_run_containerd=0
 [[ -f "$S/made-run-netns" ]] && made_run_netns=1
 [[ -f "$S/made-run-containerd" ]] && made_run_containerd=1
+declare -A made_run=([ztunnel]=0 [istio-cni]=0)
+for d in ztunnel istio-cni; do [[ -f "$S/made-run-$d" ]] && made_run[$d]=1; done
 if [[ -d "$S" ]]; then
   if grep -q " ${S}[/ ]" /proc/self/mountinfo; then
     oc_log "still mounted under $S:"; grep " ${S}[/ ]" /proc/self/mountinfo >&2; failed=1
@@ -85,6 +87,7 @@ if [[ -d "$S" ]]; then
   fi
 fi
 [[ $made_run_containerd -eq 1 ]] && { rmdir /run/containerd 2>/dev/null || true; }
+for d in ztunnel istio-cni; do [[ ${made_run[$d]} -eq 1 ]] && { rmdir "/run/$d" 2>/dev/null || true; }; done
 if [[ $made_run_netns -eq 1 && -d /run/netns && -z "$(ls -A /run/netns)" ]]; then
   mountpoint -q /run/netns && umount /run/netns
   rmdir /run/netns 2>/dev/null || true

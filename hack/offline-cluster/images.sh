@@ -71,6 +71,17 @@ if [[ -x "$OC_PROMETHEUS_BIN/prometheus" ]]; then
     --user 65534:65534
 else oc_log "image $OFFLINE_PROMETHEUS_IMAGE: skipped, run build.sh prometheus first"; fi
 
+# Istio ambient: istiod (pilot-discovery is static: the binary alone, as upstream's distroless image, with the
+# bootstrap template directory it expects), then the CNI node agent and ztunnel, which need a Debian userland
+# (agent-image.sh). OFFLINE_CLUSTER_ISTIO=0 leaves them out.
+if [[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]]; then
+  [[ -x "$OC_ISTIO_BIN/pilot-discovery" ]] || oc_die "Istio images: run build.sh istio first"
+  image istio-pilot "$OFFLINE_ISTIO_HUB/pilot:$OC_ISTIO_IMAGE_TAG" "$OC_ISTIO_BIN/pilot-discovery" -- \
+    --entrypoint /usr/local/bin/pilot-discovery --file "$OC_ISTIO_BIN/pilot-discovery=/usr/local/bin/pilot-discovery" \
+    --dir /tmp --dir /var/lib/istio/envoy --user 1337:1337
+  "$OC_DIR/agent-image.sh" istio-cni ztunnel
+fi
+
 # The umbrella chart's images (the runtime from agent_image/Dockerfile, PostgreSQL from Debian), built with
 # buildah on a debootstrap base (agent-image.sh); the runtime's pip install needs PyPI on a cold cache or after
 # agent_image/ changed. OFFLINE_CLUSTER_APP_IMAGES=0 leaves them out (the cluster then runs only its addons).

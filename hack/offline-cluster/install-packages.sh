@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the offline cluster's node runs on: containerd + runc (CRI), the CNI plugins (bridge,
 # host-local, loopback, portmap), iptables + conntrack (kube-proxy), util-linux (nsenter, mount), openssl (certs),
-# busybox-static (the test image), gcc + libc6-dev (the static pause binary).
+# busybox-static (the test image), gcc + libc6-dev (the static pause binary), protobuf-compiler (ztunnel's build).
 # Installs only what is missing; needs root.
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
-for p in containerd runc containernetworking-plugins iptables conntrack util-linux openssl iproute2 procps busybox-static gcc libc6-dev; do
+for p in containerd runc containernetworking-plugins iptables conntrack util-linux openssl iproute2 procps busybox-static gcc libc6-dev \
+         protobuf-compiler; do
   have "$p" || need+=("$p")
 done
 [[ ${#need[@]} -eq 0 ]] && { echo "offline-cluster packages: all present" >&2; exit 0; }

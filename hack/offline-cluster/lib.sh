@@ -16,7 +16,13 @@ OC_METRICS_SERVER_BIN="$OC_CACHE/bin/metrics-server-$OFFLINE_METRICS_SERVER_VERS
 OC_KEDA_BIN="$OC_CACHE/bin/keda-$OFFLINE_KEDA_VERSION"
 OC_PROMETHEUS_OPERATOR_BIN="$OC_CACHE/bin/prometheus-operator-$OFFLINE_PROMETHEUS_OPERATOR_VERSION"
 OC_PROMETHEUS_BIN="$OC_CACHE/bin/prometheus-$OFFLINE_PROMETHEUS_VERSION"
+OC_ISTIO_BIN="$OC_CACHE/bin/istio-$OFFLINE_ISTIO_VERSION"
+OC_ZTUNNEL_BIN="$OC_CACHE/bin/${OFFLINE_ZTUNNEL_SOURCE%.tar.gz}"
 OC_IMAGES="$OC_CACHE/images"
+# Istio's charts name an image {hub}/{image}:{tag}-{variant}.
+OC_ISTIO_IMAGE_TAG="$OFFLINE_ISTIO_TAG-$OFFLINE_ISTIO_VARIANT"
+# Pinned upstream sources no registry serves (ztunnel), beside the checkout: read from there, never copied in.
+OC_VENDOR="${OFFLINE_VENDOR_DIR:-$(cd "$OC_DIR/../../.." && pwd)/shared/vendor}"
 
 oc_log() { printf '[offline-cluster %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 oc_die() { oc_log "ERROR: $*"; exit 1; }

@@ -11,7 +11,7 @@
 #
 # Usage: up.sh [--control-plane-only]
 # Env: OFFLINE_CLUSTER_CACHE, OFFLINE_CLUSTER_STATE (see lib.sh); OFFLINE_CLUSTER_KEDA=0 (no KEDA);
-#      OFFLINE_CLUSTER_PROMETHEUS=0 (no Prometheus Operator, no Prometheus);
+#      OFFLINE_CLUSTER_PROMETHEUS=0 (no Prometheus Operator, no Prometheus); OFFLINE_CLUSTER_ISTIO=0 (no Istio);
 #      OFFLINE_CLUSTER_CRDS (upstream CRDs to install; default ../shared/crds beside the repo).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -40,13 +40,15 @@ elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
 build_components=(kubernetes kubectl etcd coredns metrics-server)
 [[ "${OFFLINE_CLUSTER_KEDA:-1}" == 1 ]] && build_components+=(keda)
 [[ "${OFFLINE_CLUSTER_PROMETHEUS:-1}" == 1 ]] && build_components+=(prometheus-operator prometheus)
+[[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]] && build_components+=(istio ztunnel)
 "$OC_DIR/build.sh" "${build_components[@]}"
 "$OC_DIR/images.sh"
 
 NS="$OFFLINE_NODE_NETNS" NODE="$OFFLINE_NODE_NETNS" S="$OC_STATE"
 PKI="$S/pki" CONF="$S/conf" LOGS="$S/logs" PIDS="$S/pids"
 KUBECTL="$OC_KUBECTL_BIN/kubectl"
-mkdir -p "$PKI" "$CONF" "$LOGS" "$PIDS" "$S/etcd" "$S/kubelet" "$S/containerd/root" "$S/cni/net.d" "$S/sysctl" "$S/ns"
+mkdir -p "$PKI" "$CONF" "$LOGS" "$PIDS" "$S/etcd" "$S/kubelet" "$S/containerd/root" "$S/cni/net.d" "$S/cni/bin" \
+  "$S/sysctl" "$S/ns"
 chmod 700 "$S"
 # Everything below is undone by down.sh, which reads what was made from $S (and is safe to run on a half-made node).
 trap 'rc=$?; [[ $rc -ne 0 ]] && oc_log "up failed (rc=$rc) after $(elapsed); logs in $LOGS; run down.sh to clean up"' EXIT
@@ -150,6 +152,9 @@ mount --make-private "$S/ns"
 touch "$S/ns/mnt"
 [[ -d /run/containerd ]] || touch "$S/made-run-containerd"
 mkdir -p /run/containerd /run/netns
+# Istio's CNI agent and ztunnel meet on sockets under /var/run/ztunnel and /var/run/istio-cni (hostPaths in their
+# charts): tmpfs there too, in the node's mount namespace only.
+for d in ztunnel istio-cni; do [[ -d /run/$d ]] || { touch "$S/made-run-$d"; mkdir -p "/run/$d"; }; done
 declare -A want_sysctl=([vm/overcommit_memory]=1 [vm/panic_on_oom]=0 [kernel/panic]=10 [kernel/panic_on_oops]=1
   [kernel/keys/root_maxkeys]=1000000 [kernel/keys/root_maxbytes]=25000000)
 fake_sysctls=""
@@ -161,6 +166,8 @@ done
 nsenter --net="/run/netns/$NS" unshare --mount="$S/ns/mnt" --propagation private sh -ec "
   mount -t tmpfs -o mode=755 node-run-containerd /run/containerd
   mount -t tmpfs -o mode=755 node-run-netns /run/netns
+  mount -t tmpfs -o mode=755 node-run-ztunnel /run/ztunnel
+  mount -t tmpfs -o mode=755 node-run-istio-cni /run/istio-cni
   $fake_sysctls
   mount --make-rshared /
 "
@@ -266,7 +273,7 @@ state = "/run/containerd"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+    bin_dir = "$S/cni/bin"
     conf_dir = "$S/cni/net.d"
 [plugins."io.containerd.internal.v1.opt"]
   path = "$S/containerd/opt"
@@ -283,10 +290,13 @@ cat > "$S/cni/net.d/10-aiag.conflist" <<EOF
   ]
 }
 EOF
+# The CNI binaries: Debian's plugins, linked into a directory of the node's own, where Istio's CNI agent installs
+# its plugin (never into the host's /usr/lib/cni).
+ln -sf /usr/lib/cni/* "$S/cni/bin/"
 start containerd containerd --config "$CONF/containerd.toml"
 wait_for containerd 30 in_node ctr --address /run/containerd/containerd.sock version
 for img in pause busybox coredns metrics-server keda keda-adapter keda-admission-webhooks prometheus-operator \
-           prometheus-config-reloader agent-runtime postgres prometheus; do
+           prometheus-config-reloader agent-runtime postgres prometheus istio-pilot istio-install-cni istio-ztunnel; do
   [[ -f "$OC_IMAGES/$img.tar" ]] || continue
   in_node ctr --address /run/containerd/containerd.sock -n k8s.io images import \
     "$OC_IMAGES/$img.tar" >> "$LOGS/images.log" 2>&1 || oc_die "importing $img.tar failed (see $LOGS/images.log)"
@@ -379,11 +389,20 @@ crds="$(realpath -m "${OFFLINE_CLUSTER_CRDS:-$OC_DIR/../../../shared/crds}")"
 if [[ -d "$crds" ]]; then
   for d in "$crds"/istio-* "$crds"/gateway-api-*/standard "$crds"/prometheus-operator-*; do
     [[ -d "$d" ]] || continue
+    # With Istio running, its CRDs come from its own base chart (the version istiod was built from).
+    [[ "$d" == "$crds"/istio-* && "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]] && continue
     k apply --server-side --force-conflicts -f "$d" >> "$LOGS/addons.log" || oc_die "applying CRDs from $d failed"
   done
   oc_log "CRDs from $crds applied ($(elapsed))"
 else
   oc_log "no CRD directory at $crds (set OFFLINE_CLUSTER_CRDS): Istio, Gateway API, Prometheus Operator CRDs not installed"
+fi
+
+# Istio ambient, the L4 mesh: base (Istio's CRDs), istiod, the CNI node agent and ztunnel from the charts of the
+# module build.sh compiled, ambient profile, the local images (istio.sh). Fails with the component's log tail.
+if [[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]]; then
+  KUBECONFIG="$S/kubeconfig" LOGS="$LOGS" CNI_DIR="$S/cni" "$OC_DIR/istio.sh" || oc_die "Istio did not come up"
+  oc_log "Istio ambient ready ($(elapsed))"
 fi
 
 # KEDA (operator, metrics adapter registered as v1beta1.external.metrics.k8s.io, admission webhooks): upstream's
@@ -420,6 +439,9 @@ if [[ "${OFFLINE_CLUSTER_PROMETHEUS:-1}" == 1 && -f "$OC_IMAGES/prometheus-opera
   sed -e "s|@PROMETHEUS_IMAGE@|$OFFLINE_PROMETHEUS_IMAGE|" -e "s|@PROMETHEUS_VERSION@|$OFFLINE_PROMETHEUS_VERSION|" "$OC_DIR/manifests/prometheus.yaml" > "$CONF/prometheus.yaml"
   k create namespace monitoring --dry-run=client -o yaml | k apply -f - >> "$LOGS/addons.log" \
     || oc_die "creating namespace monitoring failed"
+  # In the mesh, as a kube-prometheus-stack user would put it: under the charts' STRICT mTLS, Prometheus scrapes
+  # with its own SPIFFE identity, which the mesh chart's metrics policy admits.
+  [[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]] && k label namespace monitoring istio.io/dataplane-mode=ambient --overwrite >> "$LOGS/addons.log"
   k -n monitoring apply --server-side --force-conflicts -f "$CONF/prometheus-operator.yaml" >> "$LOGS/addons.log" \
     || oc_die "applying the Prometheus Operator failed"
   wait_for "Prometheus Operator" 180 k -n monitoring rollout status deployment/prometheus-operator --timeout=1s
@@ -430,12 +452,19 @@ fi
 # What the e2e harness (tests/e2e) needs to know about this cluster: `set -a; . $S/e2e.env; set +a`, then pytest.
 {
   echo "E2E_CLUSTER=existing"
+  if [[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]]; then
+    echo "E2E_ISTIO_NAMESPACE=istio-system"
+    echo "E2E_ISTIOCTL=$OC_ISTIO_BIN/istioctl"
+    # Sourced by bash: the value is quoted.
+    echo "E2E_NO_ENVOY=\"Envoy (the proxy of Istio's waypoints and ingress gateway) is not built here: istio/proxy builds with Bazel, which fetches its toolchain from no registry this cluster's build may use\""
+  fi
   echo "E2E_KUBECONFIG=$S/kubeconfig"
   echo "KUBECONFIG=$S/kubeconfig"
   [[ -f "$OC_IMAGES/postgres.tar" ]] && echo "E2E_POSTGRES_IMAGE=$OFFLINE_POSTGRES_IMAGE"
   if k -n monitoring get prometheus/prometheus >/dev/null 2>&1; then
     echo "E2E_MONITORING_NAMESPACE=monitoring"
     echo "E2E_PROMETHEUS_SERVICE=prometheus-operated"
+    echo "E2E_PROMETHEUS_SERVICE_ACCOUNT=prometheus"
   fi
 } > "$S/e2e.env"
 

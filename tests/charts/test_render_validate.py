@@ -19,19 +19,17 @@ Capabilities.APIVersions, so templates gated on them render and get validated to
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from typing import Any
 
 import charttree
 import crdschema
-import helmrender
 import k8sschema
 import pytest
-from charttree import NAMESPACE, RELEASE, Scenario
+from charttree import NAMESPACE, Scenario
+from rendering import HELMS, render_once, rendered
 
 SCENARIOS = charttree.scenarios()
-HELMS = ("helm3", "helm4")
 
 # Labels whose value changes with every chart or app version: never part of a selector.
 VERSION_LABELS = {"helm.sh/chart", "app.kubernetes.io/version", "chart", "version", "heritage"}
@@ -64,44 +62,6 @@ CLUSTER_SCOPED = {
 
 def _ids(scenarios: list[Scenario]) -> list[str]:
     return [s.id for s in scenarios]
-
-
-@functools.cache
-def _crd_api_versions() -> tuple[str, ...]:
-    """group/version and group/version/Kind of every CRD under CRD_SCHEMA_DIR (empty when it is absent)."""
-    if not crdschema.schema_dir().is_dir():
-        return ()
-    # crdschema indexes the CRDs once per session; its keys are (group, version, kind).
-    keys = crdschema._index(crdschema.schema_dir()).keys()
-    return tuple(sorted({f"{g}/{v}" for g, v, _ in keys} | {f"{g}/{v}/{k}" for g, v, k in keys}))
-
-
-@functools.cache
-def _render(helm_name: str, scenario: Scenario, attempt: int = 0) -> tuple[dict[str, Any], ...]:
-    """Render once per (helm, scenario); `attempt` > 0 renders again, to tell random fields apart."""
-    helm = helmrender.helm_binaries()[helm_name]
-    charts_root = charttree.prepared_charts(helm)
-    extra = ["--kube-version", f"v{k8sschema.KUBERNETES_VERSION}"]
-    for api in _crd_api_versions():
-        extra += ["--api-versions", api]
-    objects = helmrender.render(
-        helm,
-        charts_root / scenario.chart,
-        release=RELEASE,
-        namespace=NAMESPACE,
-        extra_args=[*scenario.values_args(charts_root), *extra],
-    )
-    return tuple(objects)
-
-
-def rendered(scenario: Scenario, helm_name: str | None = None) -> tuple[dict[str, Any], ...]:
-    """The scenario's objects from the given helm, or from the newest helm that is installed."""
-    available = helmrender.helm_binaries()
-    if helm_name is None:
-        helm_name = next((h for h in reversed(HELMS) if h in available), None)
-    if helm_name not in available:
-        pytest.skip(f"{helm_name or 'helm'} is not installed under .tools/bin: run `make tools`")
-    return _render(helm_name, scenario)
 
 
 def _group(obj: dict[str, Any]) -> str:
@@ -186,7 +146,7 @@ def test_helm3_and_helm4_render_the_same_objects(scenario: Scenario) -> None:
     """Field by field; fields that differ between two renders by the same helm (generated passwords and
     checksums of them) are left out, and listed in the failure message if anything else differs."""
     h4 = _by_ident(rendered(scenario, "helm4"))
-    h4_again = _by_ident(_render("helm4", scenario, attempt=1))
+    h4_again = _by_ident(render_once("helm4", scenario, attempt=1))
     h3 = _by_ident(rendered(scenario, "helm3"))
     volatile = {
         (key, path)

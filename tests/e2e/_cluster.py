@@ -55,6 +55,11 @@ class E2EConfig:
     kind_node_image: str = ""
     kubeconfig: str | None = None
     prometheus_service: str = "kube-prometheus-stack-prometheus"
+    # The ServiceAccount of the Prometheus pods: the mesh's metrics policy admits its SPIFFE identity.
+    prometheus_service_account: str = "kube-prometheus-stack-prometheus"
+    # Why the cluster's mesh has no Envoy (waypoints, ingress gateway), if it has none; empty: it has.
+    no_envoy_reason: str = ""
+    istioctl: str = "istioctl"
     # Image of the embedded PostgreSQL (`registry/repository:tag`); empty keeps the chart's default.
     postgres_image: str = ""
 
@@ -84,6 +89,9 @@ class E2EConfig:
             kind_node_image=env.get("KIND_NODE_IMAGE", versions.get("KIND_NODE_IMAGE", "")),
             kubeconfig=env.get("KUBECONFIG") or None,
             prometheus_service=env.get("E2E_PROMETHEUS_SERVICE", "kube-prometheus-stack-prometheus"),
+            prometheus_service_account=env.get("E2E_PROMETHEUS_SERVICE_ACCOUNT", "kube-prometheus-stack-prometheus"),
+            no_envoy_reason=env.get("E2E_NO_ENVOY", ""),
+            istioctl=env.get("E2E_ISTIOCTL") or shutil.which("istioctl") or "istioctl",
             postgres_image=env.get("E2E_POSTGRES_IMAGE", ""),
         )
 
@@ -196,6 +204,8 @@ class Prerequisites:
     """What the cluster offers; each `*_missing` is None when present, else the precise skip reason."""
 
     istio_missing: str | None = "not checked"
+    # Envoy-based parts of the mesh (waypoints, the ingress gateway) on top of the L4 mesh.
+    envoy_missing: str | None = "not checked"
     keda_missing: str | None = "not checked"
     prometheus_missing: str | None = "not checked"
     prometheus_operator_missing: str | None = "not checked"
@@ -262,6 +272,9 @@ def detect_prerequisites(api_client: Any, cfg: E2EConfig) -> Prerequisites:
         pre.istio_missing = pre.gateway_api_missing
     else:
         pre.istio_missing = None
+    pre.envoy_missing = pre.istio_missing or (
+        f"no Envoy in this mesh: {cfg.no_envoy_reason}" if cfg.no_envoy_reason else None
+    )
 
     missing = sorted(keda_crds - crds)
     if missing:

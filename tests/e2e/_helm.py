@@ -44,6 +44,8 @@ class ReleaseOptions:
     """Per-module choices on top of the e2e values file."""
 
     mesh: bool = False
+    # Waypoint and ingress gateway (Envoy) on top of the L4 mesh; off where the cluster has no Envoy.
+    mesh_l7: bool = False
     observability: bool = False
     keda: bool = False
     chaos_monkey: bool = False
@@ -77,6 +79,9 @@ def release_values(cfg: E2EConfig, namespace: str, opts: ReleaseOptions) -> list
         sets.append(f"chaosMonkey.intervalSeconds={opts.chaos_interval_seconds}")
     if opts.mesh:
         sets.append(f"mesh.prometheus.namespace={cfg.monitoring_namespace}")
+        sets.append(f"mesh.prometheus.serviceAccount={cfg.prometheus_service_account}")
+        if not opts.mesh_l7:
+            sets += ["mesh.waypoint.enabled=false", "mesh.gateway.enabled=false"]
         if opts.mesh_fault_injection:
             sets.append("mesh.chaos.enabled=true")
         if opts.mesh_clients:
@@ -117,6 +122,7 @@ def options_for(pre: Prerequisites, **overrides: Any) -> ReleaseOptions:
     """Subcharts on exactly where the cluster has their CRDs and controllers."""
     base = {
         "mesh": pre.istio_missing is None,
+        "mesh_l7": pre.envoy_missing is None,
         "observability": pre.prometheus_operator_missing is None,
         "keda": pre.keda_missing is None,
     }

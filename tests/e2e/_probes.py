@@ -31,6 +31,38 @@ except Exception as exc:
 print("RESULT " + json.dumps(out))
 """
 
+HTTP_GETS = """
+import json, os, sys, urllib.request, urllib.error
+out = {}
+for url in sys.argv[1:]:
+    req = urllib.request.Request(url)
+    if os.environ.get("AI_AGENTS_API_TOKEN"):
+        req.add_header("Authorization", "Bearer " + os.environ["AI_AGENTS_API_TOKEN"])
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            out[url] = {"status": r.status}
+    except urllib.error.HTTPError as exc:
+        out[url] = {"status": exc.code}
+    except Exception as exc:
+        out[url] = {"error": "%s: %s" % (type(exc).__name__, exc)}
+print("RESULT " + json.dumps(out))
+"""
+
+# PostgreSQL's first exchange: an SSLRequest, answered by one byte (S or N) from a server that was reached.
+PG_SSL_REQUEST = """
+import json, socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+try:
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.settimeout(5)
+        s.sendall(struct.pack("!ii", 8, 80877103))
+        answer = s.recv(1)
+        out = {"answer": answer.decode()} if answer else {"error": "closed without an answer"}
+except Exception as exc:
+    out = {"error": "%s: %s" % (type(exc).__name__, exc)}
+print("RESULT " + json.dumps(out))
+"""
+
 GRPC_HEALTH = """
 import json, sys, grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -17,6 +17,10 @@ class ChartQuery:
     source: str  # e.g. "dashboard scaling.json: Replicas per type", "alert AiAgentsHighErrorRate"
     expr: str
     needs_istio: bool = False
+    # reads istio_request* series: L7 metrics, which only Envoy (a waypoint or gateway) reports; ztunnel reports L4
+    needs_envoy: bool = False
+    # filters on the fault-injection response flags (FI, DI): data only while the mesh injects faults
+    needs_fault_injection: bool = False
     needs_kube_state_metrics: bool = False  # reads kube_* series (kube-state-metrics, part of kube-prometheus-stack)
 
 
@@ -180,6 +184,8 @@ def _query(source: str, expr: str) -> ChartQuery:
         source,
         expr,
         needs_istio="istio_" in expr,
+        needs_envoy=re.search(r"\bistio_request", expr) is not None,
+        needs_fault_injection=re.search(r"response_flags=~?\"[^\"]*(FI|DI)", expr) is not None,
         needs_kube_state_metrics=re.search(r"\bkube_[a-z_]+", expr) is not None,
     )
 

@@ -196,8 +196,9 @@ def image(e2e_config: E2EConfig, cluster: Any) -> str:
 def prerequisites(cluster: Any, e2e_config: E2EConfig) -> Prerequisites:
     pre = detect_prerequisites(cluster, e2e_config)
     log.info(
-        "prerequisites: istio=%s keda=%s prometheus=%s",
+        "prerequisites: istio=%s envoy=%s keda=%s prometheus=%s",
         pre.istio_missing or "ok",
+        pre.envoy_missing or "ok",
         pre.keda_missing or "ok",
         pre.prometheus_missing or "ok",
     )

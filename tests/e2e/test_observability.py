@@ -50,6 +50,10 @@ def test_chart_queries_return_data_under_load(release, tmp_path, prerequisites, 
         ksm_missing = not prom.query("count(kube_deployment_status_replicas)")
         not_applicable = {
             "Istio": [q for q in queries if q.needs_istio and prerequisites.istio_missing],
+            "Envoy (a waypoint)": [q for q in queries if q.needs_envoy and prerequisites.envoy_missing],
+            "mesh fault injection": [
+                q for q in queries if q.needs_fault_injection and not release.options.mesh_fault_injection
+            ],
             "kube-state-metrics": [q for q in queries if q.needs_kube_state_metrics and ksm_missing],
         }
         applicable = [q for q in queries if not any(q in group for group in not_applicable.values())]

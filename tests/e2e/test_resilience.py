@@ -140,7 +140,7 @@ def test_chaos_monkey_deletes_only_agent_pods(release, e2e_note) -> None:
 
 def test_fault_injection_keeps_success_within_slo(release, tmp_path, need, e2e_note) -> None:
     """Istio fault injection (5% delay, 2% abort at the waypoint) on: client retries keep errors under 1%."""
-    need("istio")
+    need("istio", "envoy")
     options = ReleaseOptions(**{**release.options.__dict__, "mesh_fault_injection": True})
     release.upgrade(options)
     _run_load_with_kills(release, tmp_path, e2e_note, "faults")
