@@ -20,7 +20,7 @@ import grpc
 from pydantic import ValidationError
 
 from ai_agents import __version__
-from ai_agents.domain import AGENT_TYPES
+from ai_agents.domain import AGENT_TYPES, TaskState
 
 DEFAULT_LOCAL_AGENTS = {
     "coding": 2,
@@ -345,7 +345,7 @@ async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: boo
 
     from ai_agents.convert import TASK_STATE
 
-    final = {"succeeded", "failed", "cancelled", "dead_letter"}
+    final = {state.value for state in TaskState if state.terminal}
     states: dict[str, str] = {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -372,7 +372,7 @@ async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: boo
     if not all(states.get(t) in final for t in task_ids):
         print(f"timed out after {timeout:.0f}s", file=sys.stderr)
         return 3
-    return 0 if all(states[t] == "succeeded" for t in task_ids) else 1
+    return 0 if all(states[t] == TaskState.SUCCEEDED for t in task_ids) else 1
 
 
 async def _watch_cmd(client: Any, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ai_agents import __version__
 from ai_agents.config import OrchestratorSettings
-from ai_agents.domain import AGENT_TYPES, AgentState
+from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
 from ai_agents.errors import FailedPrecondition, InvalidArgument
 from ai_agents.observability.metrics import OrchestratorMetrics
 from ai_agents.orchestrator import validation as v
@@ -101,7 +101,7 @@ class OrchestratorService:
 
     async def cancel_task(self, task_id: str) -> TaskRecord:
         task = await self._stores.tasks.cancel(v.task_id(task_id))
-        self._metrics.tasks_completed.labels(task.agent_type, "cancelled").inc()
+        self._metrics.tasks_completed.labels(task.agent_type, TaskState.CANCELLED).inc()
         return task
 
     async def lease_tasks(
@@ -212,7 +212,7 @@ class OrchestratorService:
             backoff_seconds=self._settings.retry_backoff_seconds,
             owner=owner,
         )
-        if task.state == "queued":
+        if task.state == TaskState.QUEUED:
             self._metrics.redeliveries.labels(task.agent_type).inc()
         else:
             self._observe_finished(task)
@@ -272,13 +272,14 @@ class OrchestratorService:
     async def update_agent(
         self, agent_id: str, *, labels: Any | None, capacity: int | None, state: str | None
     ) -> AgentRecord:
-        if state is not None and state not in (AgentState.ACTIVE, AgentState.DRAINING):
+        settable = (AgentState.ACTIVE, AgentState.DRAINING)
+        if state is not None and state not in settable:
             raise InvalidArgument("state: only 'active' or 'draining' can be set")
         return await self._stores.agents.update(
             v.agent_id(agent_id),
             labels=v.labels(labels) if labels is not None else None,
             capacity=v.int_in_range(capacity, field="capacity", low=1, high=10_000) if capacity else None,
-            state=state,
+            state=AgentState(state) if state is not None else None,
         )
 
     async def delete_agent(self, agent_id: str) -> None:

@@ -182,20 +182,24 @@ def optional_agent_type(value: str | None) -> str | None:
     return agent_type(value) if value else None
 
 
-def task_state(value: str | None) -> str | None:
+def task_state(value: str | None) -> TaskState | None:
     if not value:
         return None
-    if value not in {s.value for s in TaskState}:
-        raise InvalidArgument(f"state: unknown task state {value!r}; expected one of {', '.join(TaskState)}")
-    return value
+    try:
+        return TaskState(value)
+    except ValueError:
+        raise InvalidArgument(f"state: unknown task state {value!r}; expected one of {', '.join(TaskState)}") from None
 
 
-def agent_state(value: str | None) -> str | None:
+def agent_state(value: str | None) -> AgentState | None:
     if not value:
         return None
-    if value not in {s.value for s in AgentState}:
-        raise InvalidArgument(f"state: unknown agent state {value!r}; expected one of {', '.join(AgentState)}")
-    return value
+    try:
+        return AgentState(value)
+    except ValueError:
+        raise InvalidArgument(
+            f"state: unknown agent state {value!r}; expected one of {', '.join(AgentState)}"
+        ) from None
 
 
 def task_id(value: str) -> str:
