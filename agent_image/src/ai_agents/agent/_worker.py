@@ -33,14 +33,16 @@ from ai_agents.v1 import tasks_pb2
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 5.0
-# The orchestrator refuses longer error texts and U+0000 or lone surrogates in them (see validation.py).
-_MAX_ERROR = 4096
+# The orchestrator refuses U+0000 and lone surrogates in an error text; its length limit it applies itself
+# (orchestrator/validation.py cuts the text). This bound only keeps a runaway text (a handler quoting a whole
+# response) far below any gRPC message limit, so that reporting a failure never fails on its own size.
 _UNSENDABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+_ERROR_SENT_CHARS = 64 * 1024
 
 
 def _sendable(error: str) -> str:
     """An error text the orchestrator accepts, so that reporting a failure never fails on its own text."""
-    return _UNSENDABLE_CHAR.sub("\ufffd", error)[:_MAX_ERROR]
+    return _UNSENDABLE_CHAR.sub("\ufffd", error)[:_ERROR_SENT_CHARS]
 
 
 def _describe(error: BaseException) -> str:

@@ -149,7 +149,7 @@ class OrchestratorService:
             failed = await self._stores.tasks.fail(
                 task.task_id,
                 task.lease_token or 0,
-                error=f"undeliverable: {reason}"[: v.MAX_ERROR],
+                error=f"undeliverable: {reason}"[: v.ERROR.max_chars],
                 retryable=False,
                 backoff_seconds=0,
             )
@@ -207,7 +207,7 @@ class OrchestratorService:
         task = await self._stores.tasks.fail(
             v.task_id(task_id),
             lease_token,
-            error=v.text(error, field="error", max_chars=v.MAX_ERROR, truncate=True),
+            error=v.text(error, v.ERROR),
             retryable=retryable,
             backoff_seconds=self._settings.retry_backoff_seconds,
             owner=owner,
@@ -228,7 +228,7 @@ class OrchestratorService:
             v.task_id(task_id),
             lease_token,
             progress=v.progress(progress),
-            message=v.text(message, field="message", max_chars=v.MAX_PROGRESS_MESSAGE, truncate=True),
+            message=v.text(message, v.PROGRESS_MESSAGE),
             lease_seconds=self._settings.lease_seconds,
             owner=owner,
         )
@@ -251,8 +251,8 @@ class OrchestratorService:
             agent_type=v.agent_type(agent_type),
             labels=v.labels(labels),
             capacity=v.int_in_range(capacity or 1, field="capacity", low=1, high=10_000),
-            address=v.text(address, field="address", max_chars=v.MAX_ADDRESS, truncate=True),
-            version=v.text(version, field="version", max_chars=v.MAX_VERSION, truncate=True),
+            address=v.text(address, v.ADDRESS),
+            version=v.text(version, v.VERSION),
         )
 
     async def get_agent(self, agent_id: str) -> AgentRecord:
@@ -304,21 +304,21 @@ class OrchestratorService:
     async def send_message(self, *, sender: str, recipient_agent_id: str, topic: str, body: Any) -> MessageRecord:
         recipient = await self._stores.agents.get(v.agent_id(recipient_agent_id, field="recipient_agent_id"))
         return await self._stores.messages.insert(
-            sender=v.text(sender, field="sender", max_chars=v.MAX_SENDER, truncate=True),
+            sender=v.text(sender, v.SENDER),
             recipient_agent_id=recipient.agent_id,
             recipient_type=None,
             to_all=False,
-            topic=v.text(topic, field="topic", max_chars=v.MAX_TOPIC, truncate=True),
+            topic=v.text(topic, v.TOPIC),
             body=self._json_object(body, "body"),
         )
 
     async def broadcast_message(self, *, sender: str, agent_type: str | None, topic: str, body: Any) -> MessageRecord:
         return await self._stores.messages.insert(
-            sender=v.text(sender, field="sender", max_chars=v.MAX_SENDER, truncate=True),
+            sender=v.text(sender, v.SENDER),
             recipient_agent_id=None,
             recipient_type=v.optional_agent_type(agent_type),
             to_all=not agent_type,
-            topic=v.text(topic, field="topic", max_chars=v.MAX_TOPIC, truncate=True),
+            topic=v.text(topic, v.TOPIC),
             body=self._json_object(body, "body"),
         )
 
