@@ -719,6 +719,17 @@ def test_retry_panels_read_what_their_names_say() -> None:
     }
 
 
+def test_log_panels_select_levels_the_runtime_writes() -> None:
+    """The log panels read the per-level counter; a level matcher must use the runtime's lower-case names."""
+    runtime_levels = {"debug", "info", "warning", "error", "critical"}
+    dashboard = next(d for d in dashboards().values() if d["title"] == "AI Agents Observability")
+    exprs = [t["expr"] for p in dashboard["panels"] if "log" in p["title"].lower() for t in p["targets"]]
+    assert exprs and all("ai_agents_log_messages_total" in e for e in exprs)
+    for expr in exprs:
+        for matcher in re.findall(r'level=~"([^"]*)"', expr):
+            assert set(matcher.split("|")) <= runtime_levels, matcher
+
+
 def test_tracing_panel_uses_jaeger_and_links_to_its_ui() -> None:
     dashboard = next(d for d in dashboards().values() if d["title"] == "AI Agents Observability")
     panel = next(p for p in dashboard["panels"] if p["title"] == "Distributed tracing")
