@@ -27,6 +27,17 @@ from ai_agents.store.records import (
 
 log = logging.getLogger(__name__)
 
+
+def _task_fields(task: TaskRecord, owner: str | None) -> dict[str, Any]:
+    """What a line about a task outcome says: which task, which agent reported it, and where the task is now."""
+    return {
+        "task_id": task.task_id,
+        "agent_type": task.agent_type,
+        "agent_id": owner or task.lease_owner,
+        "state": task.state,
+    }
+
+
 # An empty queue is re-checked at least this often, so delayed retries are picked up without a wake-up.
 _LEASE_RECHECK_SECONDS = 2.0
 _MAX_LEASE_BATCH = 100
@@ -79,6 +90,8 @@ class OrchestratorService:
         )
         if created:
             self._metrics.tasks_submitted.labels(task.agent_type).inc()
+            # Debug: a line per task at the default level would double the log volume under load.
+            log.debug("task submitted", extra={"task_id": task.task_id, "agent_type": task.agent_type})
         return task, created
 
     async def get_task(self, task_id: str) -> TaskRecord:
@@ -199,6 +212,7 @@ class OrchestratorService:
         )
         self._observe_finished(task)
         self._observe_signals(task)
+        log.debug("task completed", extra=_task_fields(task, owner))
         return task
 
     async def fail_task(
@@ -216,6 +230,7 @@ class OrchestratorService:
             self._metrics.redeliveries.labels(task.agent_type).inc()
         else:
             self._observe_finished(task)
+        log.info("task attempt failed", extra={**_task_fields(task, owner), "error": task.error})
         return task
 
     async def release_task(self, task_id: str, lease_token: int, *, owner: str | None = None) -> TaskRecord:
