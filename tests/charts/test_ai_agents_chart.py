@@ -990,3 +990,14 @@ def test_notes_explain_access_and_warn_about_risky_settings(helm: Path) -> None:
     )
     for key in ("apiToken.enabled", "networkPolicy.enabled", "chaosMonkey.enabled", "agentIdentity.mode"):
         assert any(line.startswith("WARNING") and key in line for line in risky.splitlines()), key
+
+
+def test_keda_postgresql_trigger_under_the_mesh_needs_its_admission(helm: Path) -> None:
+    """KEDA's postgresql trigger connects from KEDA's namespace: under STRICT it needs the mesh to admit it."""
+    sets = {"mesh.enabled": True, "kedaScalers.enabled": True, "kedaScalers.postgresql.enabled": True}
+    message = render_error(helm, sets=sets)
+    assert "mesh.keda.postgresqlTrigger" in message
+    objs = render(helm, sets={**sets, "mesh.keda.postgresqlTrigger": True})
+    db = find(objs, "AuthorizationPolicy", f"{P}-postgresql")
+    principals = [p for rule in db["spec"]["rules"] for f in rule["from"] for p in f["source"]["principals"]]
+    assert principals == [f"cluster.local/ns/{NAMESPACE}/sa/{P}-orchestrator", "cluster.local/ns/keda/sa/keda-operator"]

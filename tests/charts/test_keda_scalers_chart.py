@@ -190,8 +190,10 @@ def test_equal_min_and_max_is_allowed(helm: Path) -> None:
         ({"triggers__queuedepth__targetPerReplica": "3"}, ["/triggers", "'queuedepth'", "not allowed"]),
         ({"agents__testing__minReplicaCount": "-1"}, ["/agents/testing/minReplicaCount", "minimum"]),
         ({"prometheus__auth__mode": "oauth"}, ["/prometheus/auth/mode"]),
+        # The key's old name, from before it said what the trigger counts: refused, not silently ignored.
+        ({"triggers__requestsPerSecond__window": "2m"}, ["/triggers", "'requestsPerSecond'", "not allowed"]),
     ],
-    ids=["unknown-type", "typo-in-type", "typo-in-trigger", "negative", "unknown-auth-mode"],
+    ids=["unknown-type", "typo-in-type", "typo-in-trigger", "negative", "unknown-auth-mode", "old-trigger-key"],
 )
 def test_schema_rejects_bad_values_naming_them(helm: Path, sets: dict[str, str], fragments: list[str]) -> None:
     message = render_error(helm, **sets)
@@ -209,17 +211,19 @@ def test_too_long_prefix_fails_naming_the_key(helm: Path) -> None:
 # --- triggers -----------------------------------------------------------------------------------------
 
 
-def test_every_type_scales_on_queue_depth_requests_and_cpu(helm: Path) -> None:
+def test_every_type_scales_on_queue_depth_task_submissions_and_cpu(helm: Path) -> None:
     for agent_type, so in scaled_objects(chart(helm)).items():
         queue = trigger_reading(so, "ai_agents_queue_depth")
         assert queue["metricType"] == "AverageValue", "queue depth is a per-replica target"
         assert re.match(r"^\s*max\s*\(", queue["metadata"]["query"]), "every orchestrator reports it: use max"
         assert float(queue["metadata"]["threshold"]) > 0
 
-        requests = trigger_reading(so, "ai_agents_tasks_submitted_total")
-        assert requests["metricType"] == "AverageValue"
-        assert re.search(r"\brate\s*\(", requests["metadata"]["query"]), "requests/s needs rate()"
-        assert float(requests["metadata"]["threshold"]) > 0
+        submissions = trigger_reading(so, "ai_agents_tasks_submitted_total")
+        # The trigger's name says what it reads: task submissions, not API requests.
+        assert submissions["name"] == "task-submission-rate"
+        assert submissions["metricType"] == "AverageValue"
+        assert re.search(r"\brate\s*\(", submissions["metadata"]["query"]), "submissions/s needs rate()"
+        assert float(submissions["metadata"]["threshold"]) > 0
 
         cpu = [t for t in so["spec"]["triggers"] if t["type"] == "cpu"]
         assert len(cpu) == 1, agent_type

@@ -261,7 +261,7 @@ def test_every_dashboard_panel_returns_data(prometheus: Prometheus, rendered: di
 def test_every_scaledobject_query_returns_data(prometheus: Prometheus, rendered: dict[str, Any]) -> None:
     local, cluster = _split(_scaler_queries(rendered["keda-scalers"]))
     assert not cluster, f"scaling queries must read runtime metrics only: {cluster}"
-    assert len(local) >= 6 * 2 + 3, "queue depth and requests/s per type plus three type-specific signals"
+    assert len(local) >= 6 * 2 + 3, "queue depth and task submissions/s per type plus three type-specific signals"
     empty = [f"{where}: {expr}" for where, expr in local if not prometheus.query(expr)]
     assert not empty, "ScaledObject queries without data:\n" + "\n".join(empty)
 

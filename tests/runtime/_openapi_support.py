@@ -29,7 +29,7 @@ FORMATS = FormatChecker()
 
 @FORMATS.checks("date-time", raises=ValueError)
 def _is_datetime(value: object) -> bool:
-    # jsonschema checks date-time only with an optional extra installed; the API writes Python's isoformat().
+    # jsonschema checks date-time only with an optional extra installed (the Timestamp schema's pattern pins the form).
     if isinstance(value, str):
         parsed = datetime.fromisoformat(value)
         if parsed.tzinfo is None:

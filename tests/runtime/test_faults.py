@@ -288,7 +288,8 @@ def check_and_print(
     discarded = {
         line["task_id"]
         for line in fleet.log_lines()
-        if line.get("task_id") in task_ids and str(line.get("msg", "")).startswith(("outcome refused", "outcome lost"))
+        if line.get("task_id") in task_ids
+        and str(line.get("message", "")).startswith(("outcome refused", "outcome lost"))
     }
     counts = {
         "submitted": report.submitted,
@@ -479,7 +480,7 @@ async def test_sigkilled_orchestrator_is_restarted_and_loses_nothing(
         supervisor_log = (fault_fleet.state_dir / "logs" / "supervisor.log").read_text().splitlines()
         logged = [json.loads(line) for line in supervisor_log if line.startswith("{")]
         assert any(
-            entry["msg"] == "process restarted"
+            entry["message"] == "process restarted"
             and entry["fleet_process"] == victim.name
             and entry["restarts"] == back.restarts
             for entry in logged

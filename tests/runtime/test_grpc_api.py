@@ -363,6 +363,7 @@ async def test_register_heartbeat_deregister(client: OrchestratorClient) -> None
     assert extended.lease_expires_at.ToDatetime() > lease.task.lease_expires_at.ToDatetime(), "heartbeat extends"
     after = await client.get_agent("sec-1")
     assert after.last_heartbeat_at.ToDatetime() >= agent.last_heartbeat_at.ToDatetime()
+    assert after.running == 1, "the registry's view of load, as the HTTP API shows it"
 
     # A stale token, a task leased by someone else, and a cancelled task are all revoked.
     other = (await client.submit_task("security", {"o": 1})).task

@@ -29,7 +29,15 @@ def _server_only(loaded: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "module", ["ai_agents.client", "ai_agents.agent", "ai_agents.handlers", "ai_agents.convert", "ai_agents.cli"]
+    "module",
+    [
+        "ai_agents.client",
+        "ai_agents.agent",
+        "ai_agents.handlers",
+        "ai_agents.convert",
+        "ai_agents.api_json",
+        "ai_agents.cli",
+    ],
 )
 def test_client_side_does_not_load_the_store(module: str) -> None:
     loaded = _loaded_by(module)

@@ -20,7 +20,7 @@ import grpc
 from pydantic import ValidationError
 
 from ai_agents import __version__
-from ai_agents.domain import AGENT_TYPES
+from ai_agents.domain import AGENT_TYPES, TaskState
 
 DEFAULT_LOCAL_AGENTS = {
     "coding": 2,
@@ -233,10 +233,11 @@ def _client_command(
     return command
 
 
-def _emit(message: Any) -> None:
-    from ai_agents.convert import message_to_dict
+def _emit_task(task: Any) -> None:
+    """A task exactly as the HTTP API answers it (ai_agents.api_json), so scripts can use either."""
+    from ai_agents import api_json
 
-    print(json.dumps(message_to_dict(message), indent=2))
+    print(api_json.dumps(api_json.task_json_of_message(task)))
 
 
 async def _submit(client: Any, args: argparse.Namespace) -> int:
@@ -248,46 +249,48 @@ async def _submit(client: Any, args: argparse.Namespace) -> int:
         args.agent_type, payload, idempotency_key=args.idempotency_key, priority=args.priority
     )
     if not args.wait:
-        _emit(response.task)
+        _emit_task(response.task)
         return 0
     return await _watch(client, [response.task.task_id], args.wait_timeout, quiet=args.quiet)
 
 
 async def _get(client: Any, args: argparse.Namespace) -> int:
-    _emit(await client.get_task(args.task_id))
+    _emit_task(await client.get_task(args.task_id))
     return 0
 
 
 async def _cancel(client: Any, args: argparse.Namespace) -> int:
-    _emit(await client.cancel_task(args.task_id))
+    _emit_task(await client.cancel_task(args.task_id))
     return 0
 
 
 async def _list(client: Any, args: argparse.Namespace) -> int:
-    _emit(
-        await client.list_tasks(
-            agent_type=args.agent_type,
-            state=args.state,
-            page_size=args.page_size,
-            page_token=args.page_token or "",
-        )
+    from ai_agents import api_json
+
+    page = await client.list_tasks(
+        agent_type=args.agent_type,
+        state=args.state,
+        page_size=args.page_size,
+        page_token=args.page_token or "",
     )
+    tasks = [api_json.task_json_of_message(t) for t in page.tasks]
+    print(api_json.dumps(api_json.page_json("tasks", tasks, page.next_page_token)))
     return 0
 
 
 async def _agents(client: Any, args: argparse.Namespace) -> int:
-    from ai_agents.convert import message_to_dict
+    from ai_agents import api_json
 
     agents: list[dict[str, Any]] = []
     token = ""
     while True:
         page = await client.list_agents(agent_type=args.agent_type, page_size=1000, page_token=token)
-        agents.extend(message_to_dict(a) for a in page.agents)
+        agents.extend(api_json.agent_json_of_message(a) for a in page.agents)
         token = page.next_page_token
         if not token:
             break
     if args.json:
-        print(json.dumps(agents, indent=2))
+        print(api_json.dumps(agents))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -309,7 +312,9 @@ async def _agents(client: Any, args: argparse.Namespace) -> int:
 async def _status(client: Any, args: argparse.Namespace) -> int:
     response = await client.status()
     if args.json:
-        _emit(response)
+        from ai_agents.convert import message_to_dict
+
+        print(json.dumps(message_to_dict(response), indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -340,7 +345,7 @@ async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: boo
 
     from ai_agents.convert import TASK_STATE
 
-    final = {"succeeded", "failed", "cancelled", "dead_letter"}
+    final = {state.value for state in TaskState if state.terminal}
     states: dict[str, str] = {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -363,11 +368,11 @@ async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: boo
                 break
             await asyncio.sleep(0.2)
     for task_id in task_ids:
-        _emit(await client.get_task(task_id))
+        _emit_task(await client.get_task(task_id))
     if not all(states.get(t) in final for t in task_ids):
         print(f"timed out after {timeout:.0f}s", file=sys.stderr)
         return 3
-    return 0 if all(states[t] == "succeeded" for t in task_ids) else 1
+    return 0 if all(states[t] == TaskState.SUCCEEDED for t in task_ids) else 1
 
 
 async def _watch_cmd(client: Any, args: argparse.Namespace) -> int:

@@ -130,6 +130,8 @@ def main() -> int:
         level=settings.log_level,
         fmt=settings.log_format,
         counter=process.metrics.log_messages,
+        # Every line of an agent names it: one process is one agent.
+        fields={"agent_id": settings.agent_id, "agent_type": settings.agent_type},
     )
     configure_tracing(f"ai-agents-agent-{settings.agent_type}")
     return run_until_signalled(process)

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 
 from ai_agents import __version__
 from ai_agents import convert as c
@@ -27,20 +28,25 @@ from ai_agents.config import AgentSettings
 from ai_agents.errors import Unavailable
 from ai_agents.handlers import Handler, HandlerError, TaskContext
 from ai_agents.lifecycle import Lifecycle, LoopFailed, watch_loops
+from ai_agents.observability.logs import bound_log_fields
 from ai_agents.observability.metrics import AgentMetrics
 from ai_agents.v1 import tasks_pb2
 
 log = logging.getLogger(__name__)
+# A no-op tracer unless an entry point installed a provider (OTEL_EXPORTER_OTLP_ENDPOINT set).
+_tracer = trace.get_tracer(__name__)
 
 _MAX_BACKOFF = 5.0
-# The orchestrator refuses longer error texts and U+0000 or lone surrogates in them (see validation.py).
-_MAX_ERROR = 4096
+# The orchestrator refuses U+0000 and lone surrogates in an error text; its length limit it applies itself
+# (orchestrator/validation.py cuts the text). This bound only keeps a runaway text (a handler quoting a whole
+# response) far below any gRPC message limit, so that reporting a failure never fails on its own size.
 _UNSENDABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+_ERROR_SENT_CHARS = 64 * 1024
 
 
 def _sendable(error: str) -> str:
     """An error text the orchestrator accepts, so that reporting a failure never fails on its own text."""
-    return _UNSENDABLE_CHAR.sub("\ufffd", error)[:_MAX_ERROR]
+    return _UNSENDABLE_CHAR.sub("\ufffd", error)[:_ERROR_SENT_CHARS]
 
 
 def _describe(error: BaseException) -> str:
@@ -233,6 +239,15 @@ class AgentWorker(Lifecycle):
         await self._report("FailTask", self._client.fail_task, lease.task_id, lease.lease_token, error, retryable=False)
 
     async def _run_task(self, lease: tasks_pb2.TaskLease) -> None:
+        # One span per run: the handler's lines and the outcome call (whose trace the orchestrator continues)
+        # share its trace id, and every line logged meanwhile names the task.
+        task_id = lease.task.task_id
+        attributes = {"ai_agents.task_id": task_id, "ai_agents.agent_type": self._s.agent_type}
+        with bound_log_fields(task_id=task_id), _tracer.start_as_current_span("run task", attributes=attributes):
+            log.debug("task started", extra={"attempt": lease.task.attempts})
+            await self._run_leased(lease)
+
+    async def _run_leased(self, lease: tasks_pb2.TaskLease) -> None:
         task_id, token = lease.task.task_id, lease.lease_token
         agent_type = self._s.agent_type
         self._metrics.tasks_running.labels(agent_type).inc()
@@ -252,6 +267,7 @@ class AgentWorker(Lifecycle):
             try:
                 result = await self._handler.run(context)
             except HandlerError as exc:
+                log.warning("handler failed the task", extra={"error": str(exc), "retryable": exc.retryable})
                 self._metrics.tasks.labels(agent_type, "failed").inc()
                 await self._report(
                     "FailTask", self._client.fail_task, task_id, token, _sendable(str(exc)), retryable=exc.retryable
@@ -287,6 +303,7 @@ class AgentWorker(Lifecycle):
         else:
             refused = await self._report("CompleteTask", self._client.complete_task, task_id, token, result)
             if refused is None:
+                log.debug("task succeeded")
                 self._metrics.tasks.labels(agent_type, "succeeded").inc()
                 return
             refusal = f"the orchestrator refused the handler's result: {refused}"

@@ -40,7 +40,7 @@ class CommonMetrics:
         )
         self.grpc_retried = Counter(
             "ai_agents_grpc_retried_requests",
-            "gRPC requests that arrived as a client's transparent retry attempt.",
+            "gRPC requests that arrived as a retry by gRPC's own retry policy (grpc-previous-rpc-attempts > 0).",
             ["method"],
             registry=registry,
         )
@@ -72,7 +72,7 @@ class CommonMetrics:
         )
         self.client_retries = Counter(
             "ai_agents_client_retries",
-            "Transparent gRPC retries observed on calls made by this process.",
+            "Calls this process repeated itself after gRPC's own retries gave up.",
             ["method"],
             registry=registry,
         )

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from ai_agents import convert as c
+from ai_agents.domain import AgentState, TaskState
 from ai_agents.orchestrator import records_to_proto as p
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.identity import CREDENTIAL_METADATA, AgentAuthenticator, AgentIdentity, NoAgentIdentity
@@ -288,15 +289,15 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             types=[
                 monitoring_pb2.AgentTypeStatus(
                     agent_type=c.AGENT_TYPE.to_proto(t.agent_type),
-                    queued=t.tasks.get("queued", 0),
-                    leased=t.tasks.get("leased", 0),
-                    succeeded=t.tasks.get("succeeded", 0),
-                    failed=t.tasks.get("failed", 0),
-                    cancelled=t.tasks.get("cancelled", 0),
-                    dead_letter=t.tasks.get("dead_letter", 0),
-                    agents_active=t.agents.get("active", 0),
-                    agents_draining=t.agents.get("draining", 0),
-                    agents_stale=t.agents.get("stale", 0),
+                    queued=t.tasks.get(TaskState.QUEUED, 0),
+                    leased=t.tasks.get(TaskState.LEASED, 0),
+                    succeeded=t.tasks.get(TaskState.SUCCEEDED, 0),
+                    failed=t.tasks.get(TaskState.FAILED, 0),
+                    cancelled=t.tasks.get(TaskState.CANCELLED, 0),
+                    dead_letter=t.tasks.get(TaskState.DEAD_LETTER, 0),
+                    agents_active=t.agents.get(AgentState.ACTIVE, 0),
+                    agents_draining=t.agents.get(AgentState.DRAINING, 0),
+                    agents_stale=t.agents.get(AgentState.STALE, 0),
                 )
                 for t in counts
             ],

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-from datetime import datetime
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
+from ai_agents import api_json
 from ai_agents.errors import InvalidArgument
 from ai_agents.observability.metrics import OrchestratorMetrics
 from ai_agents.orchestrator import validation as v
@@ -22,51 +21,46 @@ from ai_agents.store.records import AgentRecord, TaskRecord
 _TASK_ID = r"{task_id:[^/:]+}"
 
 
-def _list_json(body: dict[str, Any]) -> web.Response:
-    # UTF-8 rather than \uXXXX escapes: the page's byte budget is measured on PostgreSQL's JSON text, which keeps
-    # non-ASCII characters as UTF-8, so the response is the size the budget counted (escapes could triple it).
-    return web.json_response(body, dumps=functools.partial(json.dumps, ensure_ascii=False))
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def _json(body: dict[str, Any], *, status: int = 200) -> web.Response:
+    # The same text the CLI prints for the same task or agent (ai_agents.api_json).
+    return web.Response(text=api_json.dumps(body), status=status, content_type="application/json")
 
 
 def task_json(task: TaskRecord) -> dict[str, Any]:
-    return {
-        "task_id": task.task_id,
-        "agent_type": task.agent_type,
-        "state": task.state,
-        "payload": task.payload,
-        "result": task.result,
-        "error": task.error,
-        "priority": task.priority,
-        "idempotency_key": task.idempotency_key,
-        "attempts": task.attempts,
-        "max_attempts": task.max_attempts,
-        "lease_owner": task.lease_owner,
-        "lease_expires_at": _iso(task.lease_expires_at),
-        "progress": task.progress,
-        "progress_message": task.progress_message,
-        "created_at": _iso(task.created_at),
-        "updated_at": _iso(task.updated_at),
-        "finished_at": _iso(task.finished_at),
-    }
+    return api_json.task_json(
+        task_id=task.task_id,
+        agent_type=task.agent_type,
+        state=task.state,
+        payload=task.payload,
+        result=task.result,
+        error=task.error,
+        priority=task.priority,
+        idempotency_key=task.idempotency_key,
+        attempts=task.attempts,
+        max_attempts=task.max_attempts,
+        lease_owner=task.lease_owner,
+        lease_expires_at=task.lease_expires_at,
+        progress=task.progress,
+        progress_message=task.progress_message,
+        created_at=task.created_at,
+        updated_at=task.updated_at,
+        finished_at=task.finished_at,
+    )
 
 
 def agent_json(agent: AgentRecord) -> dict[str, Any]:
-    return {
-        "agent_id": agent.agent_id,
-        "agent_type": agent.agent_type,
-        "state": agent.state,
-        "labels": agent.labels,
-        "capacity": agent.capacity,
-        "running": agent.running,
-        "address": agent.address,
-        "version": agent.version,
-        "registered_at": _iso(agent.registered_at),
-        "last_heartbeat_at": _iso(agent.last_heartbeat),
-    }
+    return api_json.agent_json(
+        agent_id=agent.agent_id,
+        agent_type=agent.agent_type,
+        state=agent.state,
+        labels=agent.labels,
+        capacity=agent.capacity,
+        running=agent.running,
+        address=agent.address,
+        version=agent.version,
+        registered_at=agent.registered_at,
+        last_heartbeat_at=agent.last_heartbeat,
+    )
 
 
 def _not_a_number(literal: str) -> Any:
@@ -142,13 +136,13 @@ class HttpApi:
             priority=body.get("priority", 0),
             max_attempts=body.get("max_attempts", 0),
         )
-        return web.json_response(task_json(task), status=201 if created else 200)
+        return _json(task_json(task), status=201 if created else 200)
 
     async def get(self, request: web.Request) -> web.Response:
-        return web.json_response(task_json(await self._s.get_task(request.match_info["task_id"])))
+        return _json(task_json(await self._s.get_task(request.match_info["task_id"])))
 
     async def cancel(self, request: web.Request) -> web.Response:
-        return web.json_response(task_json(await self._s.cancel_task(request.match_info["task_id"])))
+        return _json(task_json(await self._s.cancel_task(request.match_info["task_id"])))
 
     async def list_tasks(self, request: web.Request) -> web.Response:
         tasks, token = await self._s.list_tasks(
@@ -157,7 +151,7 @@ class HttpApi:
             page_size=_int_query(request, "page_size"),
             page_token=request.query.get("page_token") or None,
         )
-        return _list_json({"tasks": [task_json(t) for t in tasks], "next_page_token": token or ""})
+        return _json(api_json.page_json("tasks", [task_json(t) for t in tasks], token))
 
     async def list_agents(self, request: web.Request) -> web.Response:
         agents, token = await self._s.list_agents(
@@ -166,10 +160,10 @@ class HttpApi:
             page_size=_int_query(request, "page_size"),
             page_token=request.query.get("page_token") or None,
         )
-        return _list_json({"agents": [agent_json(a) for a in agents], "next_page_token": token or ""})
+        return _json(api_json.page_json("agents", [agent_json(a) for a in agents], token))
 
     async def get_agent(self, request: web.Request) -> web.Response:
-        return web.json_response(agent_json(await self._s.get_agent(request.match_info["agent_id"])))
+        return _json(agent_json(await self._s.get_agent(request.match_info["agent_id"])))
 
     async def status(self, _request: web.Request) -> web.Response:
         counts, database_ok = await self._s.status()

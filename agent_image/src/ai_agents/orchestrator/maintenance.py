@@ -11,7 +11,7 @@ import logging
 import time
 
 from ai_agents.config import OrchestratorSettings
-from ai_agents.domain import AGENT_TYPES, AgentState
+from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
 from ai_agents.errors import Unavailable
 from ai_agents.observability.metrics import OrchestratorMetrics
 from ai_agents.store.database import Stores
@@ -31,7 +31,7 @@ class Maintenance:
         expired = await self._stores.tasks.expire_leases()
         for lease in expired:
             self._metrics.lease_expiries.labels(lease.agent_type).inc()
-            if lease.new_state == "queued":
+            if lease.new_state == TaskState.QUEUED:
                 self._metrics.redeliveries.labels(lease.agent_type).inc()
             else:
                 self._metrics.tasks_completed.labels(lease.agent_type, lease.new_state).inc()
@@ -43,10 +43,10 @@ class Maintenance:
         tasks = await self._stores.tasks.active_counts()
         agents = await self._stores.agents.counts()
         for agent_type in AGENT_TYPES:
-            self._metrics.queue_depth.labels(agent_type).set(tasks.get((agent_type, "queued"), 0))
-            self._metrics.tasks_leased.labels(agent_type).set(tasks.get((agent_type, "leased"), 0))
+            self._metrics.queue_depth.labels(agent_type).set(tasks.get((agent_type, TaskState.QUEUED), 0))
+            self._metrics.tasks_leased.labels(agent_type).set(tasks.get((agent_type, TaskState.LEASED), 0))
             for state in (AgentState.ACTIVE, AgentState.DRAINING, AgentState.STALE):
-                self._metrics.agents.labels(agent_type, state.value).set(agents.get((agent_type, state.value), 0))
+                self._metrics.agents.labels(agent_type, state.value).set(agents.get((agent_type, state), 0))
 
     async def run_once(self) -> None:
         await self.expire_leases()

@@ -74,6 +74,7 @@ def agent_to_proto(agent: AgentRecord) -> agents_pb2.Agent:
         version=agent.version,
         registered_at=_ts(agent.registered_at),
         last_heartbeat_at=_ts(agent.last_heartbeat),
+        running=agent.running,
     )
 
 

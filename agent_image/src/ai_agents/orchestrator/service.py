@@ -11,7 +11,7 @@ from typing import Any
 
 from ai_agents import __version__
 from ai_agents.config import OrchestratorSettings
-from ai_agents.domain import AGENT_TYPES, AgentState
+from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
 from ai_agents.errors import FailedPrecondition, InvalidArgument
 from ai_agents.observability.metrics import OrchestratorMetrics
 from ai_agents.orchestrator import validation as v
@@ -26,6 +26,17 @@ from ai_agents.store.records import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _task_fields(task: TaskRecord, owner: str | None) -> dict[str, Any]:
+    """What a line about a task outcome says: which task, which agent reported it, and where the task is now."""
+    return {
+        "task_id": task.task_id,
+        "agent_type": task.agent_type,
+        "agent_id": owner or task.lease_owner,
+        "state": task.state,
+    }
+
 
 # An empty queue is re-checked at least this often, so delayed retries are picked up without a wake-up.
 _LEASE_RECHECK_SECONDS = 2.0
@@ -79,6 +90,8 @@ class OrchestratorService:
         )
         if created:
             self._metrics.tasks_submitted.labels(task.agent_type).inc()
+            # Debug: a line per task at the default level would double the log volume under load.
+            log.debug("task submitted", extra={"task_id": task.task_id, "agent_type": task.agent_type})
         return task, created
 
     async def get_task(self, task_id: str) -> TaskRecord:
@@ -101,7 +114,7 @@ class OrchestratorService:
 
     async def cancel_task(self, task_id: str) -> TaskRecord:
         task = await self._stores.tasks.cancel(v.task_id(task_id))
-        self._metrics.tasks_completed.labels(task.agent_type, "cancelled").inc()
+        self._metrics.tasks_completed.labels(task.agent_type, TaskState.CANCELLED).inc()
         return task
 
     async def lease_tasks(
@@ -149,7 +162,7 @@ class OrchestratorService:
             failed = await self._stores.tasks.fail(
                 task.task_id,
                 task.lease_token or 0,
-                error=f"undeliverable: {reason}"[: v.MAX_ERROR],
+                error=f"undeliverable: {reason}"[: v.ERROR.max_chars],
                 retryable=False,
                 backoff_seconds=0,
             )
@@ -199,6 +212,7 @@ class OrchestratorService:
         )
         self._observe_finished(task)
         self._observe_signals(task)
+        log.debug("task completed", extra=_task_fields(task, owner))
         return task
 
     async def fail_task(
@@ -207,15 +221,16 @@ class OrchestratorService:
         task = await self._stores.tasks.fail(
             v.task_id(task_id),
             lease_token,
-            error=v.text(error, field="error", max_chars=v.MAX_ERROR, truncate=True),
+            error=v.text(error, v.ERROR),
             retryable=retryable,
             backoff_seconds=self._settings.retry_backoff_seconds,
             owner=owner,
         )
-        if task.state == "queued":
+        if task.state == TaskState.QUEUED:
             self._metrics.redeliveries.labels(task.agent_type).inc()
         else:
             self._observe_finished(task)
+        log.info("task attempt failed", extra={**_task_fields(task, owner), "error": task.error})
         return task
 
     async def release_task(self, task_id: str, lease_token: int, *, owner: str | None = None) -> TaskRecord:
@@ -228,7 +243,7 @@ class OrchestratorService:
             v.task_id(task_id),
             lease_token,
             progress=v.progress(progress),
-            message=v.text(message, field="message", max_chars=v.MAX_PROGRESS_MESSAGE, truncate=True),
+            message=v.text(message, v.PROGRESS_MESSAGE),
             lease_seconds=self._settings.lease_seconds,
             owner=owner,
         )
@@ -251,8 +266,8 @@ class OrchestratorService:
             agent_type=v.agent_type(agent_type),
             labels=v.labels(labels),
             capacity=v.int_in_range(capacity or 1, field="capacity", low=1, high=10_000),
-            address=v.text(address, field="address", max_chars=v.MAX_ADDRESS, truncate=True),
-            version=v.text(version, field="version", max_chars=v.MAX_VERSION, truncate=True),
+            address=v.text(address, v.ADDRESS),
+            version=v.text(version, v.VERSION),
         )
 
     async def get_agent(self, agent_id: str) -> AgentRecord:
@@ -272,13 +287,14 @@ class OrchestratorService:
     async def update_agent(
         self, agent_id: str, *, labels: Any | None, capacity: int | None, state: str | None
     ) -> AgentRecord:
-        if state is not None and state not in (AgentState.ACTIVE, AgentState.DRAINING):
+        settable = (AgentState.ACTIVE, AgentState.DRAINING)
+        if state is not None and state not in settable:
             raise InvalidArgument("state: only 'active' or 'draining' can be set")
         return await self._stores.agents.update(
             v.agent_id(agent_id),
             labels=v.labels(labels) if labels is not None else None,
             capacity=v.int_in_range(capacity, field="capacity", low=1, high=10_000) if capacity else None,
-            state=state,
+            state=AgentState(state) if state is not None else None,
         )
 
     async def delete_agent(self, agent_id: str) -> None:
@@ -303,21 +319,21 @@ class OrchestratorService:
     async def send_message(self, *, sender: str, recipient_agent_id: str, topic: str, body: Any) -> MessageRecord:
         recipient = await self._stores.agents.get(v.agent_id(recipient_agent_id, field="recipient_agent_id"))
         return await self._stores.messages.insert(
-            sender=v.text(sender, field="sender", max_chars=v.MAX_SENDER, truncate=True),
+            sender=v.text(sender, v.SENDER),
             recipient_agent_id=recipient.agent_id,
             recipient_type=None,
             to_all=False,
-            topic=v.text(topic, field="topic", max_chars=v.MAX_TOPIC, truncate=True),
+            topic=v.text(topic, v.TOPIC),
             body=self._json_object(body, "body"),
         )
 
     async def broadcast_message(self, *, sender: str, agent_type: str | None, topic: str, body: Any) -> MessageRecord:
         return await self._stores.messages.insert(
-            sender=v.text(sender, field="sender", max_chars=v.MAX_SENDER, truncate=True),
+            sender=v.text(sender, v.SENDER),
             recipient_agent_id=None,
             recipient_type=v.optional_agent_type(agent_type),
             to_all=not agent_type,
-            topic=v.text(topic, field="topic", max_chars=v.MAX_TOPIC, truncate=True),
+            topic=v.text(topic, v.TOPIC),
             body=self._json_object(body, "body"),
         )
 

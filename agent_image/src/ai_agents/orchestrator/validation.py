@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
 from ai_agents.errors import InvalidArgument
 
-_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,252}")
-_RESOURCE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 
@@ -35,19 +35,50 @@ MAX_EXACT_INTEGER = 2**53
 _UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 
-# ---- length limits of client-supplied text, in characters (each decided here, once) ----------------------
-MAX_IDEMPOTENCY_KEY = 200
-MAX_PAGE_TOKEN = 1024
+# ---- length limits, in characters: each decided here, once, with what happens past it ----------------------
+
+
+class OverLimit(enum.Enum):
+    REFUSE = "refuse"  # an identifier or key: cut, it would name something else
+    CUT = "cut"  # free text an agent reports: the start of it is worth keeping
+
+
+@dataclass(frozen=True, slots=True)
+class TextLimit:
+    field: str
+    max_chars: int
+    over: OverLimit
+
+
+IDEMPOTENCY_KEY = TextLimit("idempotency_key", 200, OverLimit.REFUSE)
+PAGE_TOKEN = TextLimit("page_token", 1024, OverLimit.REFUSE)
+LABEL_KEY = TextLimit("labels key", 253, OverLimit.REFUSE)
+LABEL_VALUE = TextLimit("labels value", 1024, OverLimit.REFUSE)
+SENDER = TextLimit("sender", 253, OverLimit.CUT)
+TOPIC = TextLimit("topic", 253, OverLimit.CUT)
+ADDRESS = TextLimit("address", 255, OverLimit.CUT)
+VERSION = TextLimit("version", 64, OverLimit.CUT)
+PROGRESS_MESSAGE = TextLimit("message", 1024, OverLimit.CUT)
+ERROR = TextLimit("error", 4096, OverLimit.CUT)
+TEXT_LIMITS = (
+    IDEMPOTENCY_KEY,
+    PAGE_TOKEN,
+    LABEL_KEY,
+    LABEL_VALUE,
+    SENDER,
+    TOPIC,
+    ADDRESS,
+    VERSION,
+    PROGRESS_MESSAGE,
+    ERROR,
+)
+# Identifiers with a fixed alphabet: refused past the limit, like every identifier.
+MAX_AGENT_ID = 253  # a DNS name, so a pod name fits
+MAX_RESOURCE_NAME = 63  # a DNS label
 MAX_LABELS = 64
-MAX_LABEL_KEY = 253
-MAX_LABEL_VALUE = 1024
-# Longer values of these are cut to the limit rather than refused (free text an agent reports).
-MAX_SENDER = 253
-MAX_TOPIC = 253
-MAX_ADDRESS = 255
-MAX_VERSION = 64
-MAX_PROGRESS_MESSAGE = 1024
-MAX_ERROR = 4096
+
+_AGENT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_AGENT_ID - 1}}}")
+_RESOURCE = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_RESOURCE_NAME - 1}}}")
 
 
 def _segment(key: str) -> str:
@@ -157,16 +188,20 @@ def _replace(value: Any, level: int) -> Any:
     return placeholder(found[1]) if found else value
 
 
-def text(value: Any, *, field: str, max_chars: int, truncate: bool = False) -> str:
-    """Client-supplied text: refused if PostgreSQL or UTF-8 cannot hold it; cut (or refused) past max_chars."""
+def text(value: Any, limit: TextLimit, *, field: str | None = None) -> str:
+    """Client-supplied text: refused if PostgreSQL or UTF-8 cannot hold it; past the limit, what the limit says.
+
+    `field` names the value in a refusal when it is not the limit's own field (a header, one label).
+    """
+    field = field or limit.field
     if not isinstance(value, str):
         raise InvalidArgument(f"{field}: must be a string")
     if (problem := _text_problem(value)) is not None:
         raise InvalidArgument(f"{field}: {problem}")
-    if len(value) > max_chars:
-        if not truncate:
-            raise InvalidArgument(f"{field}: {len(value)} characters exceeds the limit of {max_chars}")
-        return value[:max_chars]
+    if len(value) > limit.max_chars:
+        if limit.over is OverLimit.REFUSE:
+            raise InvalidArgument(f"{field}: {len(value)} characters exceeds the limit of {limit.max_chars}")
+        return value[: limit.max_chars]
     return value
 
 
@@ -182,20 +217,24 @@ def optional_agent_type(value: str | None) -> str | None:
     return agent_type(value) if value else None
 
 
-def task_state(value: str | None) -> str | None:
+def task_state(value: str | None) -> TaskState | None:
     if not value:
         return None
-    if value not in {s.value for s in TaskState}:
-        raise InvalidArgument(f"state: unknown task state {value!r}; expected one of {', '.join(TaskState)}")
-    return value
+    try:
+        return TaskState(value)
+    except ValueError:
+        raise InvalidArgument(f"state: unknown task state {value!r}; expected one of {', '.join(TaskState)}") from None
 
 
-def agent_state(value: str | None) -> str | None:
+def agent_state(value: str | None) -> AgentState | None:
     if not value:
         return None
-    if value not in {s.value for s in AgentState}:
-        raise InvalidArgument(f"state: unknown agent state {value!r}; expected one of {', '.join(AgentState)}")
-    return value
+    try:
+        return AgentState(value)
+    except ValueError:
+        raise InvalidArgument(
+            f"state: unknown agent state {value!r}; expected one of {', '.join(AgentState)}"
+        ) from None
 
 
 def task_id(value: str) -> str:
@@ -214,13 +253,17 @@ def allocation_id(value: str) -> str:
 
 def agent_id(value: str, *, field: str = "agent_id") -> str:
     if not isinstance(value, str) or not _AGENT_ID.fullmatch(value):
-        raise InvalidArgument(f"{field}: {value!r} must be 1-253 characters of letters, digits, '.', '_', ':', '-'")
+        raise InvalidArgument(
+            f"{field}: {value!r} must be 1-{MAX_AGENT_ID} characters of letters, digits, '.', '_', ':', '-'"
+        )
     return value
 
 
 def resource_name(value: str) -> str:
     if not isinstance(value, str) or not _RESOURCE.fullmatch(value):
-        raise InvalidArgument(f"resource: {value!r} must be 1-63 lowercase letters, digits, '.', '_', '-'")
+        raise InvalidArgument(
+            f"resource: {value!r} must be 1-{MAX_RESOURCE_NAME} lowercase letters, digits, '.', '_', '-'"
+        )
     return value
 
 
@@ -243,13 +286,13 @@ def payload(
 def idempotency_key(value: str | None, *, field: str = "idempotency_key") -> str | None:
     if not value:
         return None
-    return text(value, field=field, max_chars=MAX_IDEMPOTENCY_KEY)
+    return text(value, IDEMPOTENCY_KEY, field=field)
 
 
 def page_token(value: str | None) -> str | None:
     if not value:
         return None
-    return text(value, field="page_token", max_chars=MAX_PAGE_TOKEN)
+    return text(value, PAGE_TOKEN)
 
 
 def int_in_range(value: Any, *, field: str, low: int, high: int) -> int:
@@ -272,8 +315,8 @@ def labels(value: Any) -> dict[str, str]:
     if len(value) > MAX_LABELS:
         raise InvalidArgument(f"labels: {len(value)} labels exceeds the limit of {MAX_LABELS}")
     for key, item in value.items():
-        text(key, field=f"labels: key {json.dumps(key[:64])}", max_chars=MAX_LABEL_KEY)
-        text(item, field=f"labels{_segment(key)}", max_chars=MAX_LABEL_VALUE)
+        text(key, LABEL_KEY, field=f"labels: key {json.dumps(key[:64])}")
+        text(item, LABEL_VALUE, field=f"labels{_segment(key)}")
     return dict(value)
 
 

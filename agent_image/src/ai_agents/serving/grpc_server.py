@@ -103,17 +103,18 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
     ) -> _Handler | None:
         method = handler_call_details.method
         authorized = self._authorized(handler_call_details)
+        wrapped = self._wrapped.get((method, authorized))
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None  # an unknown method: no series named after whatever a client sent
+            wrapped = self._wrap(handler, method, authorized)
+            self._wrapped[(method, authorized)] = wrapped
+            # The retry series of a served method starts at zero, so rate() sees its first retry.
+            self._metrics.grpc_retried.labels(method)
         metadata = dict(handler_call_details.invocation_metadata or ())
         if metadata.get("grpc-previous-rpc-attempts") not in (None, "0"):
             self._metrics.grpc_retried.labels(method).inc()
-        cached = self._wrapped.get((method, authorized))
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        wrapped = self._wrap(handler, method, authorized)
-        self._wrapped[(method, authorized)] = wrapped
         return wrapped
 
     def _wrap(self, handler: _Handler, method: str, authorized: bool) -> _Handler:

@@ -7,6 +7,7 @@ import json
 
 import asyncpg
 
+from ai_agents.domain import AgentState
 from ai_agents.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from ai_agents.store.paging import byte_bounded_page, has_more
 from ai_agents.store.records import AgentRecord
@@ -100,7 +101,7 @@ class AgentStore:
     async def check_may_lease(self, agent_id: str, agent_type: str) -> None:
         """Refuse leasing to an id that is not registered (or was deregistered), or is registered as another type."""
         row = await self._pool.fetchrow("SELECT agent_type, state FROM agents WHERE agent_id = $1", agent_id)
-        if row is None or row["state"] == "deregistered":
+        if row is None or row["state"] == AgentState.DEREGISTERED:
             raise FailedPrecondition(f"agent {agent_id} is not registered; call RegisterAgent first")
         if row["agent_type"] != agent_type:
             raise PermissionDenied(f"agent {agent_id} is registered as {row['agent_type']}, not {agent_type}")
@@ -112,7 +113,13 @@ class AgentStore:
         return AgentRecord.from_row(row)
 
     async def list(
-        self, *, agent_type: str | None, state: str | None, page_size: int, after: str | None, max_bytes: int
+        self,
+        *,
+        agent_type: str | None,
+        state: AgentState | None,
+        page_size: int,
+        after: str | None,
+        max_bytes: int,
     ) -> tuple[list[AgentRecord], str | None]:
         """By agent id; a page ends at `page_size` rows or before `max_bytes` (at least one row), as tasks do."""
         rows = await self._pool.fetch(
@@ -139,7 +146,7 @@ class AgentStore:
         return agents, agents[-1].agent_id if has_more(rows, len(agents)) else None
 
     async def update(
-        self, agent_id: str, *, labels: dict[str, str] | None, capacity: int | None, state: str | None
+        self, agent_id: str, *, labels: dict[str, str] | None, capacity: int | None, state: AgentState | None
     ) -> AgentRecord:
         row = await self._pool.fetchrow(
             f"""
@@ -204,10 +211,10 @@ class AgentStore:
                 await conn.execute("DELETE FROM resource_allocations WHERE agent_id = ANY($1::text[])", ids)
         return ids
 
-    async def counts(self) -> dict[tuple[str, str], int]:
+    async def counts(self) -> dict[tuple[str, AgentState], int]:
         rows = await self._pool.fetch(
             f"SELECT agent_type, {_effective_state('$1')} AS s, count(*) AS n FROM agents "
             "WHERE state <> 'deregistered' GROUP BY 1, 2",
             self._stale,
         )
-        return {(r["agent_type"], r["s"]): r["n"] for r in rows}
+        return {(r["agent_type"], AgentState(r["s"])): r["n"] for r in rows}

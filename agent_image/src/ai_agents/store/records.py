@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from ai_agents.domain import AgentState, TaskState
+
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
@@ -18,7 +20,7 @@ def _json(value: Any) -> Any:
 class TaskRecord:
     task_id: str
     agent_type: str
-    state: str
+    state: TaskState
     payload: dict[str, Any]
     result: dict[str, Any] | None
     error: str
@@ -42,7 +44,8 @@ class TaskRecord:
         return cls(
             task_id=str(row["task_id"]),
             agent_type=row["agent_type"],
-            state=row["state"],
+            # The column holds the enum's values (a CHECK constraint keeps it so).
+            state=TaskState(row["state"]),
             payload=_json(row["payload"]),
             result=_json(row["result"]),
             error=row["error"],
@@ -67,8 +70,8 @@ class TaskRecord:
 class AgentRecord:
     agent_id: str
     agent_type: str
-    # active, draining, stale (derived from the last heartbeat) or deregistered
-    state: str
+    # stale is derived from the last heartbeat, never stored
+    state: AgentState
     labels: dict[str, str]
     capacity: int
     address: str
@@ -82,7 +85,7 @@ class AgentRecord:
         return cls(
             agent_id=row["agent_id"],
             agent_type=row["agent_type"],
-            state=row["effective_state"],
+            state=AgentState(row["effective_state"]),
             labels=_json(row["labels"]),
             capacity=row["capacity"],
             address=row["address"],
@@ -152,5 +155,5 @@ class TypeCounts:
     """Tasks per state and agents per state for one agent type."""
 
     agent_type: str
-    tasks: dict[str, int]
-    agents: dict[str, int]
+    tasks: dict[TaskState, int]
+    agents: dict[AgentState, int]

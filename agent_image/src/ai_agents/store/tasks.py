@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from ai_agents.domain import TaskState
 from ai_agents.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ai_agents.store.paging import byte_bounded_page, has_more
 from ai_agents.store.records import TaskRecord
@@ -40,7 +41,7 @@ class ExpiredLease:
     task_id: str
     agent_type: str
     # queued (redelivered) or dead_letter (out of attempts)
-    new_state: str
+    new_state: TaskState
 
 
 def encode_page_token(created_at: datetime, key: str) -> str:
@@ -113,7 +114,13 @@ class TaskStore:
         return TaskRecord.from_row(row)
 
     async def list(
-        self, *, agent_type: str | None, state: str | None, page_size: int, page_token: str | None, max_bytes: int
+        self,
+        *,
+        agent_type: str | None,
+        state: TaskState | None,
+        page_size: int,
+        page_token: str | None,
+        max_bytes: int,
     ) -> tuple[list[TaskRecord], str | None]:
         """Oldest first, keyset-paginated on (created_at, task_id) so pages stay stable under inserts.
 
@@ -185,7 +192,7 @@ class TaskStore:
         if row is not None:
             return TaskRecord.from_row(row)
         current = await self.get(task_id)
-        if current.state != "leased":
+        if current.state != TaskState.LEASED:
             raise FailedPrecondition(f"task {task_id} is {current.state}, not leased")
         raise FailedPrecondition(f"lease token {token} for task {task_id} is stale or not held by this agent")
 
@@ -350,15 +357,15 @@ class TaskStore:
             limit,
             TASKS_CHANNEL,
         )
-        return [ExpiredLease(str(r["task_id"]), r["agent_type"], r["state"]) for r in rows]
+        return [ExpiredLease(str(r["task_id"]), r["agent_type"], TaskState(r["state"])) for r in rows]
 
-    async def active_counts(self) -> dict[tuple[str, str], int]:
+    async def active_counts(self) -> dict[tuple[str, TaskState], int]:
         """Queued and leased tasks per (agent_type, state): cheap, index-only over two states."""
         rows = await self._pool.fetch(
             "SELECT agent_type, state, count(*) AS n FROM tasks WHERE state IN ('queued', 'leased') GROUP BY 1, 2"
         )
-        return {(r["agent_type"], r["state"]): r["n"] for r in rows}
+        return {(r["agent_type"], TaskState(r["state"])): r["n"] for r in rows}
 
-    async def all_counts(self) -> dict[tuple[str, str], int]:
+    async def all_counts(self) -> dict[tuple[str, TaskState], int]:
         rows = await self._pool.fetch("SELECT agent_type, state, count(*) AS n FROM tasks GROUP BY 1, 2")
-        return {(r["agent_type"], r["state"]): r["n"] for r in rows}
+        return {(r["agent_type"], TaskState(r["state"])): r["n"] for r in rows}

@@ -82,12 +82,15 @@ class Agent(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     REGISTERED_AT_FIELD_NUMBER: _builtins.int
     LAST_HEARTBEAT_AT_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     agent_type: _common_pb2.AgentType.ValueType
     state: Global___AgentState.ValueType
     capacity: _builtins.int
     address: _builtins.str
     version: _builtins.str
+    running: _builtins.int
+    """Tasks it reported running at its last heartbeat (the HTTP API and the CLI show it too)."""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -106,10 +109,11 @@ class Agent(_message.Message):
         version: _builtins.str = ...,
         registered_at: _timestamp_pb2.Timestamp | None = ...,
         last_heartbeat_at: _timestamp_pb2.Timestamp | None = ...,
+        running: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_heartbeat_at", b"last_heartbeat_at", "registered_at", b"registered_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "agent_id", b"agent_id", "agent_type", b"agent_type", "capacity", b"capacity", "labels", b"labels", "last_heartbeat_at", b"last_heartbeat_at", "registered_at", b"registered_at", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "agent_id", b"agent_id", "agent_type", b"agent_type", "capacity", b"capacity", "labels", b"labels", "last_heartbeat_at", b"last_heartbeat_at", "registered_at", b"registered_at", "running", b"running", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
