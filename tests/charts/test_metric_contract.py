@@ -152,7 +152,7 @@ def test_external_series_in_the_contract_come_from_an_allowed_source() -> None:
         ("rate(ai_agents_made_up_total[5m])", {"ai_agents_made_up_total"}),
         ("rate(ai_agents_task_duration_seconds_bucket[5m])", set()),  # a histogram's series
         ("istio_requests_total", set()),  # allowed prefix, listed in the contract
-        ("istio_tcp_connections_opened_total", {"istio_tcp_connections_opened_total"}),  # allowed, not listed
+        ("istio_tcp_closed_connections_total", {"istio_tcp_closed_connections_total"}),  # allowed, not listed
         ("node_cpu_seconds_total", {"node_cpu_seconds_total"}),  # no allowed source
         ("ai_agents:recorded:rate5m", set()),
         ("ai_agents:not_recorded:rate5m", {"ai_agents:not_recorded:rate5m"}),
