@@ -10,6 +10,7 @@
 #   build/prometheus-operator/go.mod  github.com/prometheus-operator/prometheus-operator (its ./pkg/* replaces
 #                                 pointed at the submodules published at the same version)
 #   build/prometheus/go.mod      github.com/prometheus/prometheus v0.3MM.P (= Prometheus v3.MM.P) + its replaces
+#   build/istio/go.mod           istio.io/istio (istiod, the CNI agent and plugin, istioctl; no replaces)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -93,7 +94,15 @@ mkdir -p "$here/build/prometheus"
   grep -E '^replace [^(]' "$prom_mod"; echo
   echo "tool github.com/prometheus/prometheus/cmd/prometheus"; } > "$here/build/prometheus/go.mod"
 
-for d in "" /kubectl /etcd /coredns /metrics-server /keda /prometheus-operator /prometheus; do
+istio_mod="$(go mod download -json "istio.io/istio@$OFFLINE_ISTIO_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')"
+[[ -f "$istio_mod" ]] || { echo "cannot download istio.io/istio@$OFFLINE_ISTIO_VERSION" >&2; exit 1; }
+grep -qE '^replace|^\s+\S+ => ' "$istio_mod" && { echo "Istio's go.mod has replaces: repeat them here" >&2; exit 1; }
+mkdir -p "$here/build/istio"
+{ header "/istio"; echo "require istio.io/istio $OFFLINE_ISTIO_VERSION"; echo; echo "tool ("
+  for c in cni/cmd/install-cni cni/cmd/istio-cni istioctl/cmd/istioctl pilot/cmd/pilot-discovery; do
+    printf '\tistio.io/istio/%s\n' "$c"; done; echo ")"; } > "$here/build/istio/go.mod"
+
+for d in "" /kubectl /etcd /coredns /metrics-server /keda /prometheus-operator /prometheus /istio; do
   ( cd "$here/build$d" && rm -f go.sum && go mod tidy )
   echo "resolved build$d/go.mod"
 done
