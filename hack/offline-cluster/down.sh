@@ -37,7 +37,8 @@ shopt -s globstar nullglob
 if [[ -d "$S/pids" ]]; then
   for name in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver containerd etcd; do
     f="$S/pids/$name.pid"; [[ -f "$f" ]] || continue
-    kill -TERM "$(cat "$f")" 2>/dev/null && oc_log "stopping $name ($(cat "$f"))"
+    # The pid is nsenter's, which waits for the daemon (its child, in the node's PID namespace): both get TERM.
+    kill -TERM "$(cat "$f")" $(pgrep -P "$(cat "$f")") 2>/dev/null && oc_log "stopping $name ($(cat "$f"))"
   done
   for _ in $(seq 1 20); do
     alive=0

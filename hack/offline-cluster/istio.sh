@@ -56,7 +56,8 @@ ready istiod 300 deployment/istiod app=istiod
 # The cluster has IPv4 only.
 install istio-cni "$charts/istio-cni" "${local_images[@]}" \
   --set "cniBinDir=$CNI_DIR/bin" --set "cniConfDir=$CNI_DIR/net.d" --set cniNetnsDir=/var/run/netns \
-  --set ambient.ipv6=false --set resources.requests.cpu=50m --set resources.requests.memory=64Mi
+  --set ambient.ipv6=false --set ambient.shareHostNetworkNamespace=true \
+  --set resources.requests.cpu=50m --set resources.requests.memory=64Mi
 ready "istio-cni node agent" 300 daemonset/istio-cni-node k8s-app=istio-cni-node
 install ztunnel "$charts/ztunnel" "${local_images[@]}" \
   --set resources.requests.cpu=50m --set resources.requests.memory=64Mi

@@ -168,10 +168,24 @@ nsenter --net="/run/netns/$NS" unshare --mount="$S/ns/mnt" --propagation private
   mount -t tmpfs -o mode=755 node-run-netns /run/netns
   mount -t tmpfs -o mode=755 node-run-ztunnel /run/ztunnel
   mount -t tmpfs -o mode=755 node-run-istio-cni /run/istio-cni
-  $fake_sysctls
   mount --make-rshared /
 "
 in_node() { nsenter --net="/run/netns/$NS" --mount="$S/ns/mnt" -- "$@"; }
+
+# A PID namespace of its own, as a kind node's container has: the node's processes see its init as PID 1 and
+# a /proc of the node only (mounted in its mount namespace). Istio's CNI agent takes /proc/1/ns/net to be the
+# node's network namespace; the host's PID 1 is neither that nor (in some sandboxes) readable. The init is
+# `sleep infinity`; the fake sysctls are bound over the node's /proc once it is mounted.
+setsid nsenter --net="/run/netns/$NS" --mount="$S/ns/mnt" -- unshare --pid --fork --kill-child \
+  sh -ec "mount -t proc node-proc /proc; $fake_sysctls exec sleep infinity" >"$LOGS/init.log" 2>&1 </dev/null &
+echo $! > "$PIDS/init.pid"
+node_init=""
+for _ in $(seq 1 50); do
+  node_init="$(pgrep -P "$(cat "$PIDS/init.pid")" | head -n1)" || true
+  [[ -n "$node_init" ]] && grep -q 'node-proc /proc ' "/proc/$node_init/mounts" 2>/dev/null && break
+  node_init=""; sleep 0.1
+done
+[[ -n "$node_init" ]] || { cat "$LOGS/init.log" >&2; oc_die "the node's PID namespace did not start"; }
 
 # Cgroups for the kubelet's pods: /$NODE in every v1 hierarchy (cpuset needs cpus and mems before children).
 for h in /sys/fs/cgroup/*/; do
@@ -186,7 +200,7 @@ echo "$NODE" > "$S/cgroup"
 # -------------------------------------------------------------------------------------------- processes
 start() { # name cmd...: run in the node's namespaces, detached, logging to $LOGS/name.log
   local name="$1"; shift
-  setsid nsenter --net="/run/netns/$NS" --mount="$S/ns/mnt" -- "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
+  setsid nsenter --target "$node_init" --net --mount --pid -- "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$PIDS/$name.pid"
 }
 wait_for() { # what timeout-seconds cmd...
