@@ -47,11 +47,13 @@ def _use_config(args: argparse.Namespace) -> None:
 def _live_config_path(path: str) -> Path:
     """An absolute path to a readable live file; a file that does not validate is refused here, before anything runs.
 
-    Absolute, because the processes may run elsewhere (`local up` starts them with its own working directory).
+    Absolute, because the processes may run elsewhere (`local up` starts them with its own working directory),
+    but with its symlinks kept: in a ConfigMap volume the path leads through `..data`, which the kubelet swaps,
+    and a resolved path would stay on the old, deleted file.
     """
     from ai_agents.live import InvalidLiveConfig, parse_live_document
 
-    resolved = Path(path).resolve()
+    resolved = Path(os.path.abspath(path))
     try:
         parse_live_document(resolved.read_text())
     except OSError as exc:
