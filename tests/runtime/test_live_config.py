@@ -136,3 +136,16 @@ async def _until(condition: object, timeout: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def test_without_a_file_the_watch_lasts_until_stopped() -> None:
+    """The watch is a supervised loop: ending before shutdown would stop the process as a failure."""
+    live = LiveConfig(AgentLive(), path=None, metrics=CommonMetrics(new_registry(), "test"))
+    assert live.load() is None
+    stop = asyncio.Event()
+    watching = asyncio.create_task(live.watch(stop))
+    await asyncio.sleep(0.1)
+    assert not watching.done()
+    live.request_reload()  # SIGHUP without a file: logged, nothing else
+    stop.set()
+    await asyncio.wait_for(watching, 1)

@@ -73,8 +73,13 @@ class LiveConfig(Generic[Live]):
         self._wake.set()
 
     async def watch(self, stop: asyncio.Event) -> None:
-        """Poll the file (ai_agents.live.source says why a poll) until `stop`; never raises on a bad file."""
+        """Poll the file (ai_agents.live.source says why a poll) until `stop`; never raises on a bad file.
+
+        Without a file it just waits for `stop`: it is a loop supervised like the others (ai_agents.lifecycle),
+        and ending early would count as a failure.
+        """
         if self._path is None:
+            await stop.wait()
             return
         while not stop.is_set():
             stop_wait = asyncio.ensure_future(stop.wait())
