@@ -60,6 +60,11 @@ P = RELEASE  # the name prefix when global.namePrefix is empty
 Obj = dict[str, Any]
 
 
+def live_file(objs: list[Obj]) -> Obj:
+    """The live configuration the chart renders (ConfigMap P-live-config, key live.yaml), as a mapping."""
+    return dict(yaml.safe_load(find(objs, "ConfigMap", f"{P}-live-config")["data"]["live.yaml"]))
+
+
 def ci_file(name: str) -> Path:
     return CHART_DIR / "ci" / name
 
@@ -185,8 +190,9 @@ def test_each_agent_type_is_overridable(helm: Path) -> None:
     security = env_of(pod_spec(agents["security"])["containers"][0])
     assert security["AI_AGENTS_HANDLER"]["value"] == "llm"
     assert security["AI_AGENTS_LLM_BASE_URL"]["value"] == "https://llm.example/v1"
-    assert security["AI_AGENTS_CONCURRENCY"]["value"] == "9"
-    assert "AI_AGENTS_SIMULATE_LATENCY_MS" not in security
+    live = live_file(objs)["agent_types"]
+    assert live["security"] == {"concurrency": 9}, "llm: no simulate settings, no model unless one is set"
+    assert "discovery" not in live
 
     testing = pod_spec(agents["testing"])
     assert testing["containers"][0]["image"].endswith(":canary")
@@ -194,12 +200,8 @@ def test_each_agent_type_is_overridable(helm: Path) -> None:
     assert "nodeSelector" not in pod_spec(agents["coding"])
 
     # A per-type 0 wins over a non-zero default (a naive merge would drop it).
-    rate = {
-        t: env_of(pod_spec(agents[t])["containers"][0])["AI_AGENTS_SIMULATE_FAILURE_RATE"]["value"]
-        for t in ("compliance", "coding")
-    }
-    assert float(rate["compliance"]) == 0
-    assert float(rate["coding"]) == 0.25
+    assert live["compliance"]["simulate_failure_rate"] == 0
+    assert live["coding"]["simulate_failure_rate"] == 0.25
 
 
 def test_llm_handler_without_base_url_fails_naming_the_key(helm: Path) -> None:
@@ -921,9 +923,11 @@ def test_chaos_monkey(helm: Path) -> None:
     assert container["command"] == ["ai-agents", "chaos-monkey"]
     env = env_of(container)
     scenario = yaml.safe_load(ci_file("04-chaos-values.yaml").read_text())["chaosMonkey"]
-    assert env["AI_AGENTS_CHAOS_INTERVAL_SECONDS"]["value"] == str(scenario["intervalSeconds"])
-    assert env["AI_AGENTS_CHAOS_MAX_DELETIONS_PER_RUN"]["value"] == str(scenario["maxDeletionsPerRun"])
-    assert env["AI_AGENTS_CHAOS_DRY_RUN"]["value"] == str(scenario["dryRun"]).lower()
+    assert live_file(objs)["chaos_monkey"] == {
+        "chaos_interval_seconds": scenario["intervalSeconds"],
+        "chaos_max_deletions_per_run": scenario["maxDeletionsPerRun"],
+        "chaos_dry_run": scenario["dryRun"],
+    }
     assert env["AI_AGENTS_CHAOS_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     selector = dict(term.split("=", 1) for term in env["AI_AGENTS_CHAOS_LABEL_SELECTOR"]["value"].split(","))
     victims = {n for n, labels in Fleet(objs).pods.items() if selects({"matchLabels": selector}, labels)}
@@ -939,7 +943,7 @@ def test_chaos_monkey(helm: Path) -> None:
     )
     env = env_of(pod_spec(find(objs, "Deployment", f"{P}-chaos-monkey"))["containers"][0])
     assert env["AI_AGENTS_CHAOS_LABEL_SELECTOR"]["value"] == "tier=canary"
-    assert env["AI_AGENTS_CHAOS_DRY_RUN"]["value"] == "true"
+    assert live_file(objs)["chaos_monkey"]["chaos_dry_run"] is True
 
 
 def test_helm_test_pod_checks_orchestrator_readiness(helm: Path) -> None:
@@ -1001,3 +1005,97 @@ def test_keda_postgresql_trigger_under_the_mesh_needs_its_admission(helm: Path) 
     db = find(objs, "AuthorizationPolicy", f"{P}-postgresql")
     principals = [p for rule in db["spec"]["rules"] for f in rule["from"] for p in f["source"]["principals"]]
     assert principals == [f"cluster.local/ns/{NAMESPACE}/sa/{P}-orchestrator", "cluster.local/ns/keda/sa/keda-operator"]
+
+
+# ---- live configuration (docs/configuration.md) ----------------------------------------------------------
+
+LIVE_DIR = "/etc/ai-agents/live"
+
+
+def test_the_live_configmap_is_a_file_the_runtime_accepts(helm: Path) -> None:
+    from ai_agents.live import parse_live_document
+
+    values = {
+        "logLevel": "DEBUG",
+        "agentDefaults": {"concurrency": 6, "simulate": {"latencyMs": 75}},
+        "agents": {"testing": {"handler": "llm", "llm": {"baseUrl": "https://llm.example/v1", "model": "m-1"}}},
+        "liveConfig": {"orchestrator": {"lease_seconds": 45}, "agent_types": {"coding": {"concurrency": 12}}},
+    }
+    objs = render(helm, files=[_values_file(values)])
+    configmap = find(objs, "ConfigMap", f"{P}-live-config")
+    text = configmap["data"]["live.yaml"]
+    parse_live_document(text)  # raises when the runtime would refuse the file
+    live = yaml.safe_load(text)
+    assert live["common"] == {"log_level": "DEBUG"}
+    assert live["orchestrator"] == {"lease_seconds": 45}
+    assert live["agent_types"]["coding"] == {"concurrency": 12, "simulate_latency_ms": 75, "simulate_failure_rate": 0}
+    assert live["agent_types"]["testing"] == {"concurrency": 6, "llm_model": "m-1"}
+    assert render_error(helm, sets={"liveConfig.agents.concurency": "2"}), "the schema refuses a misspelt key"
+
+
+def test_live_config_schema_lists_the_runtimes_live_settings() -> None:
+    from ai_agents.config import AgentLive, ChaosMonkeyLive, CommonLive, OrchestratorLive
+
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())["properties"]["liveConfig"]["properties"]
+    for section, model in (
+        ("common", CommonLive),
+        ("orchestrator", OrchestratorLive),
+        ("agents", AgentLive),
+        ("chaos_monkey", ChaosMonkeyLive),
+    ):
+        assert set(schema[section]["properties"]) == set(model.model_fields), section
+    assert set(schema["agent_types"]["properties"]["coding"]["properties"]) == set(AgentLive.model_fields)
+
+
+def test_every_runtime_process_mounts_the_live_config_as_a_directory(helm: Path) -> None:
+    objs = render(helm, sets={"chaosMonkey.enabled": "true"})
+    runtime = runtime_workloads(objs)
+    assert {o["metadata"]["name"] for o in runtime} >= {f"{P}-orchestrator", f"{P}-chaos-monkey"}
+    for workload in runtime:
+        spec = pod_spec(workload)
+        container = spec["containers"][0]
+        assert env_of(container)["AI_AGENTS_CONFIG_FILE"]["value"] == f"{LIVE_DIR}/live.yaml"
+        mounts = [m for m in container["volumeMounts"] if m["name"] == "live-config"]
+        # subPath mounts are never updated by the kubelet: the live file must be reached through the directory.
+        assert mounts == [{"name": "live-config", "mountPath": LIVE_DIR, "readOnly": True}]
+        volume = next(v for v in spec["volumes"] if v["name"] == "live-config")
+        assert volume["configMap"]["name"] == f"{P}-live-config"
+        # What is live must not be fixed in the pod template as well.
+        for name in ("AI_AGENTS_LOG_LEVEL", "AI_AGENTS_CONCURRENCY", "AI_AGENTS_SIMULATE_LATENCY_MS"):
+            assert name not in env_of(container), f"{workload['metadata']['name']}: {name} is live"
+
+
+def _pod_templates(objs: list[Obj]) -> dict[str, Obj]:
+    return {o["metadata"]["name"]: o["spec"]["template"] for o in workloads(objs) if "template" in o["spec"]}
+
+
+def test_changing_only_live_values_rolls_no_pod(helm: Path) -> None:
+    base = {"chaosMonkey": {"enabled": True}}
+    before = render(helm, files=[_values_file(base)])
+    changed = {
+        **base,
+        "logLevel": "DEBUG",
+        "agentDefaults": {"concurrency": 9, "simulate": {"latencyMs": 5, "failureRate": 0.5}},
+        "agents": {"coding": {"concurrency": 2}},
+        "chaosMonkey": {"enabled": True, "intervalSeconds": 5, "dryRun": True, "maxDeletionsPerRun": 3},
+        "liveConfig": {"orchestrator": {"lease_seconds": 60, "default_max_attempts": 5}},
+    }
+    after = render(helm, files=[_values_file(changed)])
+    assert live_file(before) != live_file(after)
+    assert _pod_templates(before) == _pod_templates(after), "a live change must not change any pod template"
+    for name, template in _pod_templates(after).items():
+        annotations = template["metadata"].get("annotations", {})
+        assert not [k for k in annotations if "live" in k], f"{name}: no checksum over the live ConfigMap"
+
+
+def test_restart_needing_database_config_rolls_the_orchestrators(helm: Path) -> None:
+    def checksum(objs: list[Obj]) -> str:
+        template = find(objs, "Deployment", f"{P}-orchestrator")["spec"]["template"]
+        return str(template["metadata"]["annotations"]["checksum/database"])
+
+    embedded = render(helm)
+    external = render(helm, sets={"store.dsn": "postgresql://app@db.example:5432/app"})
+    other = render(helm, sets={"store.dsn": "postgresql://app@db2.example:5432/app"})
+    # The DSN is read once at start: a new one must roll the orchestrators, and only a new one.
+    assert len({checksum(embedded), checksum(external), checksum(other)}) == 3
+    assert checksum(render(helm, sets={"logLevel": "DEBUG"})) == checksum(embedded)

@@ -35,21 +35,52 @@ DEFAULT_LOCAL_AGENTS = {
 # ---- long-running processes (each assembled in its own module, run through ai_agents.lifecycle) ----------
 
 
-def cmd_orchestrator(_args: argparse.Namespace) -> int:
+def _use_config(args: argparse.Namespace) -> None:
+    """`--config FILE`: the live configuration file, as AI_AGENTS_CONFIG_FILE (which the settings read)."""
+    # SIGHUP means "re-read the file" once the event loop runs; until then (imports, settings) it must not end
+    # the process, as its default would (`local reload` right after a restart).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if args.config:
+        os.environ["AI_AGENTS_CONFIG_FILE"] = str(_live_config_path(args.config))
+
+
+def _live_config_path(path: str) -> Path:
+    """An absolute path to a readable live file; a file that does not validate is refused here, before anything runs.
+
+    Absolute, because the processes may run elsewhere (`local up` starts them with its own working directory),
+    but with its symlinks kept: in a ConfigMap volume the path leads through `..data`, which the kubelet swaps,
+    and a resolved path would stay on the old, deleted file.
+    """
+    from ai_agents.live import InvalidLiveConfig, parse_live_document
+
+    resolved = Path(os.path.abspath(path))
+    try:
+        parse_live_document(resolved.read_text())
+    except OSError as exc:
+        raise SystemExit(f"--config {path}: {exc.strerror or exc}") from None
+    except InvalidLiveConfig as exc:
+        raise SystemExit(f"--config {path}: {exc}") from None
+    return resolved
+
+
+def cmd_orchestrator(args: argparse.Namespace) -> int:
     from ai_agents.orchestrator.app import main
 
+    _use_config(args)
     return main()
 
 
-def cmd_agent(_args: argparse.Namespace) -> int:
+def cmd_agent(args: argparse.Namespace) -> int:
     from ai_agents.agent import main
 
+    _use_config(args)
     return main()
 
 
-def cmd_chaos_monkey(_args: argparse.Namespace) -> int:
+def cmd_chaos_monkey(args: argparse.Namespace) -> int:
     from ai_agents.chaos import main
 
+    _use_config(args)
     return main()
 
 
@@ -94,12 +125,18 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     # The supervisor's restarts are logged: as JSON into logs/supervisor.log when detached, as text on a terminal.
     configure_logging(component="local-fleet", level="INFO", fmt="json" if args.detached_supervisor else "text")
     fleet = Fleet(state_dir)
+    # The flags give the start values; the live file, when given, overrides them while the fleet runs.
     agent_env = {
         "AI_AGENTS_HANDLER": args.handler,
         "AI_AGENTS_SIMULATE_LATENCY_MS": str(args.latency_ms),
         "AI_AGENTS_SIMULATE_FAILURE_RATE": str(args.failure_rate),
         "AI_AGENTS_LOG_FORMAT": "json",
     }
+    orchestrator_env: dict[str, str] = {}
+    if args.config:
+        config_env = {"AI_AGENTS_CONFIG_FILE": str(_live_config_path(args.config))}
+        agent_env.update(config_env)
+        orchestrator_env.update(config_env)
 
     # Python-level handlers (unlike a blocked signal mask) are not inherited by the processes the fleet starts,
     # and they turn SIGTERM into the same orderly stop as Ctrl-C, also while the fleet is still starting.
@@ -110,7 +147,12 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         signal.signal(sig, request_stop)
     try:
         state = fleet.up(
-            dsn=args.dsn, orchestrators=args.orchestrators, agents=agents, agent_env=agent_env, fast=args.fast
+            dsn=args.dsn,
+            orchestrators=args.orchestrators,
+            agents=agents,
+            agent_env=agent_env,
+            orchestrator_env=orchestrator_env,
+            fast=args.fast,
         )
         supervisor = fleet.supervisor(state)
         # From here a signal only asks the loop to end, so it never lands between a restart and its record.
@@ -157,6 +199,7 @@ def _start_detached_supervisor(args: argparse.Namespace, state_dir: Path) -> int
         *(("--agents-per-type", str(args.agents_per_type)) if args.agents_per_type is not None else ()),
         *(item for spec in args.agents or () for item in ("--agents", spec)),
         *(("--fast",) if args.fast else ()),
+        *(("--config", str(_live_config_path(args.config))) if args.config else ()),
     ]
     log_start = log_path.stat().st_size if log_path.exists() else 0
     with log_path.open("ab") as log_file:
@@ -188,6 +231,17 @@ def _start_detached_supervisor(args: argparse.Namespace, state_dir: Path) -> int
 
 class _StopRequested(Exception):
     """SIGINT or SIGTERM arrived while `local up` runs in the foreground."""
+
+
+def cmd_local_reload(args: argparse.Namespace) -> int:
+    from ai_agents.local.fleet import Fleet
+
+    signalled = Fleet(Path(args.state_dir).resolve()).reload()
+    if signalled is None:
+        print("no local fleet recorded")
+        return 1
+    print(f"asked {signalled} processes to re-read their live configuration (SIGHUP)")
+    return 0
 
 
 def cmd_local_down(args: argparse.Namespace) -> int:
@@ -387,13 +441,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ai-agents {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("orchestrator", help="run an orchestrator (settings from AI_AGENTS_* env)").set_defaults(
-        func=cmd_orchestrator
+    # The processes that watch a live configuration file (docs/configuration.md).
+    live = argparse.ArgumentParser(add_help=False)
+    live.add_argument(
+        "--config",
+        metavar="FILE",
+        help="live configuration file (AI_AGENTS_CONFIG_FILE): watched, applied without a restart, SIGHUP re-reads",
     )
-    sub.add_parser("agent", help="run an agent (AI_AGENTS_AGENT_TYPE and other settings from env)").set_defaults(
-        func=cmd_agent
-    )
-    sub.add_parser("chaos-monkey", help="delete random agent pods or kill local agents").set_defaults(
+    sub.add_parser(
+        "orchestrator", parents=[live], help="run an orchestrator (settings from AI_AGENTS_* env)"
+    ).set_defaults(func=cmd_orchestrator)
+    sub.add_parser(
+        "agent", parents=[live], help="run an agent (AI_AGENTS_AGENT_TYPE and other settings from env)"
+    ).set_defaults(func=cmd_agent)
+    sub.add_parser("chaos-monkey", parents=[live], help="delete random agent pods or kill local agents").set_defaults(
         func=cmd_chaos_monkey
     )
     health = sub.add_parser("check-health", help="exit 0 when URL answers 200")
@@ -404,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     local = sub.add_parser("local", help="run the fleet as local processes").add_subparsers(
         dest="local_command", required=True
     )
-    up = local.add_parser("up", help="start PostgreSQL (unless --dsn), orchestrators and agents")
+    up = local.add_parser("up", parents=[live], help="start PostgreSQL (unless --dsn), orchestrators and agents")
     up.add_argument("--dsn", help="use this PostgreSQL instead of starting a throwaway one")
     up.add_argument("--orchestrators", type=int, default=2)
     up.add_argument("--agents", action="append", metavar="TYPE=N", help="agents of one type (repeatable)")
@@ -426,10 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     # The background process `--detach` starts: `local up` whose stdout is a pipe read for one line.
     up.add_argument("--detached-supervisor", action="store_true", help=argparse.SUPPRESS)
     down = local.add_parser("down", help="stop the local fleet")
-    for p in (up, down):
+    reload = local.add_parser("reload", help="make every process re-read its live configuration now (SIGHUP)")
+    for p in (up, down, reload):
         p.add_argument("--state-dir", default=os.environ.get("AI_AGENTS_LOCAL_DIR", ".local-fleet"))
     up.set_defaults(func=cmd_local_up)
     down.set_defaults(func=cmd_local_down)
+    reload.set_defaults(func=cmd_local_reload)
 
     def api(
         name: str, help_text: str, run: Callable[[Any, argparse.Namespace], Awaitable[int]]

@@ -1,4 +1,11 @@
-"""One typed settings object per process kind, read from AI_AGENTS_* environment variables."""
+"""One typed settings object per process kind, read from AI_AGENTS_* environment variables.
+
+Each kind's settings are split in two. The `*Live` models hold what a running process applies without a
+restart (docs/configuration.md): their values at start come from the environment like every other setting,
+and the live configuration file (`config_file`, ai_agents.live) overrides them while the process runs. The
+`*Settings` classes add what only a restart can change (ports, the database, identity, the handler kind) and
+inherit the live fields, so each constraint is declared once and applies to both sources.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,81 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ai_agents.domain import AGENT_TYPES
 
 _ENV = SettingsConfigDict(env_prefix="AI_AGENTS_", extra="ignore", frozen=True)
+# A live file with an unknown key is refused: a typo must not pass for a change that was applied.
+_LIVE = ConfigDict(extra="forbid", frozen=True)
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-class CommonSettings(BaseSettings):
+class CommonLive(BaseModel):
+    """Live settings of every process."""
+
+    model_config = _LIVE
+
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r}; expected one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+
+class OrchestratorLive(CommonLive):
+    """Live settings of an orchestrator: leases, retries, payload limits, background intervals."""
+
+    # A lease lasts this long unless a heartbeat extends it (new leases and extensions use the new value).
+    lease_seconds: int = Field(30, ge=1)
+    # Sent to agents when they register and with every heartbeat answer.
+    heartbeat_interval_seconds: int = Field(10, ge=1)
+    # Stale agents are deregistered (their allocations released) after this long.
+    agent_sweep_seconds: int = Field(600, ge=1)
+    default_max_attempts: int = Field(3, ge=1, le=100)
+    # Base of the exponential backoff before a failed attempt is retried.
+    retry_backoff_seconds: float = Field(1.0, ge=0)
+    max_payload_bytes: int = Field(256 * 1024, ge=16)
+    # A ListTasks/ListAgents page stops before its rows' stored size passes this many bytes (always at least
+    # one row); capped at a quarter of max_message_bytes, because protobuf can encode a JSON payload of small
+    # numbers in up to ~3.7 times its text size and a gRPC page must stay sendable.
+    list_page_max_bytes: int = Field(1024 * 1024, ge=1024)
+    # Deepest nesting of objects and arrays in a payload, result or message body; 32 is the most a
+    # protobuf parser decodes inside a LeaseTasksResponse (see orchestrator/validation.py).
+    max_payload_depth: int = Field(32, ge=1, le=32)
+    # How often expired leases are returned to the queue and gauges refreshed.
+    maintenance_interval_seconds: float = Field(1.0, gt=0)
+    gauge_refresh_seconds: float = Field(5.0, gt=0)
+
+
+class AgentLive(CommonLive):
+    """Live settings of an agent: how many tasks it runs at once and how its handler behaves."""
+
+    # Used only until the orchestrator names its own interval (at registration and in every heartbeat answer).
+    heartbeat_interval_seconds: int = Field(10, ge=1)
+    concurrency: int = Field(4, ge=1, le=1024)
+    lease_wait_seconds: int = Field(10, ge=0, le=60)
+    simulate_latency_ms: float = Field(50.0, ge=0)
+    simulate_failure_rate: float = Field(0.0, ge=0, le=1)
+    llm_model: str = Field("gpt-4o-mini", min_length=1)
+    llm_timeout_seconds: float = Field(60.0, gt=0)
+    llm_max_tokens: int = Field(1024, ge=1)
+
+
+class ChaosMonkeyLive(CommonLive):
+    """Live settings of the chaos monkey: how often and how hard it strikes, or whether only pretending."""
+
+    chaos_interval_seconds: float = Field(60.0, gt=0)
+    chaos_dry_run: bool = False
+    chaos_max_deletions_per_run: int = Field(1, ge=1)
+
+
+class CommonSettings(BaseSettings, CommonLive):
     """What every process has: its four ports, logging and the API token."""
 
     model_config = _ENV
@@ -24,8 +97,12 @@ class CommonSettings(BaseSettings):
     grpc_port: int = Field(9090, ge=0, le=65535)
     metrics_port: int = Field(9091, ge=0, le=65535)
     health_port: int = Field(8081, ge=0, le=65535)
-    log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
+    # The live configuration file (a ConfigMap key mounted as a volume, or `--config`): read at start, then
+    # watched; unset, the live settings keep their values from the environment.
+    config_file: Path | None = None
+    # How often the live file is re-read (SIGHUP re-reads it at once).
+    config_poll_seconds: float = Field(2.0, gt=0)
     # Required as `Authorization: Bearer <token>` on the gRPC and HTTP APIs when set.
     api_token: SecretStr | None = None
     # Largest gRPC message and HTTP body accepted, in bytes.
@@ -45,34 +122,18 @@ class CommonSettings(BaseSettings):
     http_max_connections: int = Field(512, ge=1)
 
 
-class OrchestratorSettings(CommonSettings):
+class OrchestratorSettings(CommonSettings, OrchestratorLive):
+    model_config = _ENV
+
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_pool_min: int = Field(2, ge=1)
     database_pool_max: int = Field(20, ge=1)
     # How long start-up keeps retrying an unreachable database before the process gives up.
     database_connect_timeout_seconds: float = Field(60.0, ge=0)
     orchestrator_id: str = Field(default_factory=socket.gethostname)
-    # A lease lasts this long unless a heartbeat extends it.
-    lease_seconds: int = Field(30, ge=1)
-    heartbeat_interval_seconds: int = Field(10, ge=1)
-    # An agent silent for this long counts as stale; its leases run out on their own.
+    # An agent silent for this long counts as stale; its leases run out on their own. Not live: the agent
+    # store is built with it at start.
     agent_stale_seconds: int = Field(35, ge=1)
-    # Stale agents are deregistered (their allocations released) after this long.
-    agent_sweep_seconds: int = Field(600, ge=1)
-    default_max_attempts: int = Field(3, ge=1, le=100)
-    # Base of the exponential backoff before a failed attempt is retried.
-    retry_backoff_seconds: float = Field(1.0, ge=0)
-    max_payload_bytes: int = Field(256 * 1024, ge=16)
-    # A ListTasks/ListAgents page stops before its rows' stored size passes this many bytes (always at least
-    # one row); capped at a quarter of max_message_bytes, because protobuf can encode a JSON payload of small
-    # numbers in up to ~3.7 times its text size and a gRPC page must stay sendable.
-    list_page_max_bytes: int = Field(1024 * 1024, ge=1024)
-    # Deepest nesting of objects and arrays in a payload, result or message body; 32 is the most a
-    # protobuf parser decodes inside a LeaseTasksResponse (see orchestrator/validation.py).
-    max_payload_depth: int = Field(32, ge=1, le=32)
-    # How often expired leases are returned to the queue and gauges refreshed.
-    maintenance_interval_seconds: float = Field(1.0, gt=0)
-    gauge_refresh_seconds: float = Field(5.0, gt=0)
     # How agents prove who they are on the agent RPCs (docs/contracts.md, "Agent identity"): `local` checks an
     # HMAC credential made with agent_identity_secret, `kubernetes` a projected service-account token (TokenReview),
     # `none` trusts the agent_id in the request (development against an existing database only).
@@ -99,23 +160,17 @@ class OrchestratorSettings(CommonSettings):
         return self
 
 
-class AgentSettings(CommonSettings):
+class AgentSettings(CommonSettings, AgentLive):
+    model_config = _ENV
+
     agent_type: str
     agent_id: str = Field(default_factory=socket.gethostname)
     orchestrator_target: str = "dns:///127.0.0.1:9090"
     # host:port others reach this agent at (informational, shown in the registry).
     agent_address: str = ""
-    heartbeat_interval_seconds: int = Field(10, ge=1)
     handler: Literal["simulate", "llm"] = "simulate"
-    concurrency: int = Field(4, ge=1, le=1024)
-    lease_wait_seconds: int = Field(10, ge=0, le=60)
-    simulate_latency_ms: float = Field(50.0, ge=0)
-    simulate_failure_rate: float = Field(0.0, ge=0, le=1)
     llm_base_url: str = "http://127.0.0.1:11434/v1"
-    llm_model: str = "gpt-4o-mini"
     llm_api_key: SecretStr | None = None
-    llm_timeout_seconds: float = Field(60.0, gt=0)
-    llm_max_tokens: int = Field(1024, ge=1)
     # This agent's identity credential, sent on every call (orchestrator agent_identity `local`), or a file
     # re-read when it changes (`kubernetes`: the projected service-account token the kubelet rotates).
     agent_credential: SecretStr | None = None
@@ -129,14 +184,13 @@ class AgentSettings(CommonSettings):
         return value
 
 
-class ChaosMonkeySettings(CommonSettings):
+class ChaosMonkeySettings(CommonSettings, ChaosMonkeyLive):
+    model_config = _ENV
+
     chaos_mode: Literal["kubernetes", "local"] = "kubernetes"
-    chaos_interval_seconds: float = Field(60.0, gt=0)
-    chaos_dry_run: bool = False
     chaos_namespace: str = "default"
     chaos_label_selector: str = "app.kubernetes.io/name=agent"
     # Pods carrying this label with value "true" are never touched.
     chaos_exclude_label: str = "ai-agents.io/chaos-exempt"
-    chaos_max_deletions_per_run: int = Field(1, ge=1)
     # Bounds the run: stop after this many rounds (0 = until stopped).
     chaos_max_rounds: int = Field(0, ge=0)

@@ -44,6 +44,9 @@ class Lifecycle(ABC):
         self._shutdown_requested.set()
         self._on_shutdown()
 
+    def on_reload_signal(self) -> None:  # noqa: B027 (an optional hook: processes with live settings override it)
+        """SIGHUP: re-read the live configuration now (ai_agents.live); runs on the event loop."""
+
     def _on_shutdown(self) -> None:  # noqa: B027 (an optional hook: most processes need nothing here)
         """Interrupt whatever waits on more than the shutdown event (e.g. a long poll); runs once."""
 
@@ -93,6 +96,8 @@ def run_until_signalled(process: Lifecycle) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, process.shutdown)
+        # SIGHUP's default would end the process: here it means "re-read the live configuration file".
+        loop.add_signal_handler(signal.SIGHUP, process.on_reload_signal)
         await process.run()
 
     try:

@@ -248,8 +248,10 @@ Usage: include "ai-agents.commonEnv" (dict "root" $ "service" "orchestrator")
 {{- define "ai-agents.commonEnv" -}}
 - name: AI_AGENTS_LOG_FORMAT
   value: json
-- name: AI_AGENTS_LOG_LEVEL
-  value: {{ .root.Values.logLevel | quote }}
+# The live settings (log level, concurrency, handler settings, ...) come from this file, not from env here:
+# a change to them must reach running pods without changing the pod template (docs/configuration.md).
+- name: AI_AGENTS_CONFIG_FILE
+  value: {{ include "ai-agents.liveConfigDir" .root }}/live.yaml
 - name: AI_AGENTS_HTTP_PORT
   value: "8080"
 - name: AI_AGENTS_GRPC_PORT
@@ -431,4 +433,39 @@ agent type's ServiceAccount `P-agent-<type>` to that type (AI_AGENTS_AGENT_SERVI
 {{- $_ := set $map (include "ai-agents.componentName" (dict "root" $ "suffix" (printf "agent-%s" $type))) $type -}}
 {{- end -}}
 {{- toJson $map -}}
+{{- end }}
+
+{{/*
+The live configuration: ConfigMap `P-live-config`, mounted as a directory at ai-agents.liveConfigDir.
+*/}}
+{{- define "ai-agents.liveConfigName" -}}
+{{- include "ai-agents.componentName" (dict "root" . "suffix" "live-config") -}}
+{{- end }}
+{{- define "ai-agents.liveConfigDir" -}}
+/etc/ai-agents/live
+{{- end }}
+
+{{/*
+The volume mount and volume of the live configuration. A whole-directory mount, never subPath: the kubelet
+updates a ConfigMap volume by swapping its `..data` symlink, which a subPath mount never sees.
+*/}}
+{{- define "ai-agents.liveConfigMount" -}}
+- name: live-config
+  mountPath: {{ include "ai-agents.liveConfigDir" . }}
+  readOnly: true
+{{- end }}
+{{- define "ai-agents.liveConfigVolume" -}}
+- name: live-config
+  configMap:
+    name: {{ include "ai-agents.liveConfigName" . }}
+{{- end }}
+
+{{/*
+Pod annotation over the orchestrator's restart-needing configuration that lives outside its pod template (the
+database Secret's inputs): a change rolls the orchestrators, because the DSN is read once at start. The live
+ConfigMap is deliberately left out (see templates/live-config/configmap.yaml).
+*/}}
+{{- define "ai-agents.orchestratorRestartChecksum" -}}
+{{- $pg := .Values.store.postgresql -}}
+{{- dict "dsn" .Values.store.dsn "existingSecret" .Values.store.existingSecret "existingSecretKey" .Values.store.existingSecretKey "username" $pg.username "database" $pg.database | toJson | sha256sum -}}
 {{- end }}

@@ -10,9 +10,11 @@ from aiohttp import web
 from ai_agents.agent._worker import AgentWorker
 from ai_agents.client import OrchestratorClient
 from ai_agents.client._client import AgentCredential
-from ai_agents.config import AgentSettings
+from ai_agents.config import AgentLive, AgentSettings
 from ai_agents.handlers import build_handler
 from ai_agents.lifecycle import Lifecycle, run_until_signalled
+from ai_agents.live import LiveConfig, live_part
+from ai_agents.live.subscribers import follow_log_level
 from ai_agents.observability.logs import configure_logging
 from ai_agents.observability.metrics import AgentMetrics, new_registry
 from ai_agents.observability.servers import health_app, metrics_app
@@ -44,6 +46,14 @@ class AgentProcess(Lifecycle):
         super().__init__()
         self.settings = settings
         self.metrics = metrics or AgentMetrics(new_registry(), settings.agent_type)
+        self.live = LiveConfig(
+            live_part(settings, AgentLive),
+            path=settings.config_file,
+            metrics=self.metrics,
+            poll_seconds=settings.config_poll_seconds,
+            agent_type=settings.agent_type,
+        )
+        self.live.subscribe(follow_log_level)
         self.worker: AgentWorker | None = None
         self._servers: list[HttpServer] = []
         self.grpc: GrpcServer | None = None
@@ -67,15 +77,22 @@ class AgentProcess(Lifecycle):
         app.router.add_get("/v1/info", info)
         return app
 
+    def on_reload_signal(self) -> None:
+        self.live.request_reload()
+
     async def _serve(self, stop: asyncio.Event) -> None:
         s = self.settings
+        # Before the handler and the worker exist, so that they start on the file's values.
+        self.live.load()
         token = s.api_token.get_secret_value() if s.api_token else None
         tokens = TokenCheck(token)
         client = await OrchestratorClient.connect(
             s.orchestrator_target, token=token, metrics=self.metrics, agent_credential=agent_credential(s)
         )
-        handler = build_handler(s)
-        self.worker = AgentWorker(settings=s, client=client, handler=handler, metrics=self.metrics)
+        handler = build_handler(s, self.live.current)
+        self.live.subscribe(lambda _old, new: handler.reconfigure(new))
+        self.worker = AgentWorker(settings=s, live=self.live, client=client, handler=handler, metrics=self.metrics)
+        watching = asyncio.create_task(self.live.watch(stop), name="live-config")
         if stop.is_set():  # asked while connecting
             self.worker.shutdown()
         limits = HttpLimits.from_settings(s)
@@ -108,6 +125,7 @@ class AgentProcess(Lifecycle):
             )
             await self.worker.run()
         finally:
+            watching.cancel()
             if self.grpc is not None:
                 await self.grpc.stop(1.0)
             for server in reversed(self._servers):

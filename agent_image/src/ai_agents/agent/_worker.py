@@ -24,10 +24,11 @@ from opentelemetry import trace
 from ai_agents import __version__
 from ai_agents import convert as c
 from ai_agents.client import LeaseBatch, OrchestratorClient, UndecodableLease, UndecodableResponse
-from ai_agents.config import AgentSettings
+from ai_agents.config import AgentLive, AgentSettings
 from ai_agents.errors import Unavailable
 from ai_agents.handlers import Handler, HandlerError, TaskContext
 from ai_agents.lifecycle import Lifecycle, LoopFailed, watch_loops
+from ai_agents.live import LiveConfig
 from ai_agents.observability.logs import bound_log_fields
 from ai_agents.observability.metrics import AgentMetrics
 from ai_agents.v1 import tasks_pb2
@@ -87,19 +88,29 @@ def _transient(exc: BaseException) -> bool:
 
 class AgentWorker(Lifecycle):
     def __init__(
-        self, *, settings: AgentSettings, client: OrchestratorClient, handler: Handler, metrics: AgentMetrics
+        self,
+        *,
+        settings: AgentSettings,
+        live: LiveConfig[AgentLive],
+        client: OrchestratorClient,
+        handler: Handler,
+        metrics: AgentMetrics,
     ) -> None:
         super().__init__()
         self._s = settings
+        # Concurrency and the lease long-poll are read from here at each lease, so a change applies to the next.
+        self._live = live
         self._client = client
         self._handler = handler
         self._metrics = metrics
         self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
         self._slot_freed = asyncio.Event()
-        self._heartbeat_interval = float(settings.heartbeat_interval_seconds)
+        # The orchestrator's values replace these at registration and with every heartbeat answer.
+        self._heartbeat_interval = float(live.current.heartbeat_interval_seconds)
         self._lease_seconds = 30.0
         self._lease_call: asyncio.Task[LeaseBatch] | None = None
         self.registered = asyncio.Event()
+        live.subscribe(self._on_live_change)
         for method in ("RegisterAgent", "Heartbeat", "LeaseTasks", "CompleteTask", "FailTask"):
             # Zero series for the calls this loop repeats, so dashboards show 0 rather than no data.
             metrics.client_retries.labels(method)
@@ -117,12 +128,18 @@ class AgentWorker(Lifecycle):
             "agent_id": self.agent_id,
             "agent_type": self._s.agent_type,
             "handler": self._s.handler,
-            "concurrency": self._s.concurrency,
+            "concurrency": self._live.current.concurrency,
             "running": sorted(self._running),
             "registered": self.registered.is_set(),
             "stopping": self._shutdown_requested.is_set(),
             "version": __version__,
         }
+
+    def _on_live_change(self, old: AgentLive, new: AgentLive) -> None:
+        if new.concurrency != old.concurrency:
+            # Wake a lease loop waiting for a free slot: more may be free now. (Fewer: running tasks finish;
+            # no new lease is taken until the count is under the new limit.)
+            self._slot_freed.set()
 
     def _on_shutdown(self) -> None:
         """Stop leasing; run() then drains and returns."""
@@ -139,7 +156,7 @@ class AgentWorker(Lifecycle):
                 response = await self._client.register_agent(
                     agent_id=self.agent_id,
                     agent_type=self._s.agent_type,
-                    capacity=self._s.concurrency,
+                    capacity=self._live.current.concurrency,
                     address=self._s.agent_address,
                     version=__version__,
                 )
@@ -169,6 +186,9 @@ class AgentWorker(Lifecycle):
                 self._client.record_retry("Heartbeat")
                 log.warning("heartbeat failed", extra={"error": repr(exc)})
                 continue
+            # Live on the orchestrator: follow its current values (0 from an older one: keep ours).
+            self._heartbeat_interval = float(response.heartbeat_interval_seconds or self._heartbeat_interval)
+            self._lease_seconds = float(response.lease_seconds or self._lease_seconds)
             for task_id in response.revoked_task_ids:
                 entry = self._running.get(task_id)
                 if entry is not None:
@@ -183,7 +203,8 @@ class AgentWorker(Lifecycle):
     async def _lease_loop(self) -> None:
         backoff = _Backoff()
         while not self._shutdown_requested.is_set():
-            free = self._s.concurrency - len(self._running)
+            live = self._live.current
+            free = live.concurrency - len(self._running)
             if free <= 0:
                 self._slot_freed.clear()
                 stop_wait = asyncio.ensure_future(self._shutdown_requested.wait())
@@ -197,7 +218,7 @@ class AgentWorker(Lifecycle):
                     agent_id=self.agent_id,
                     agent_type=self._s.agent_type,
                     max_tasks=free,
-                    wait_seconds=self._s.lease_wait_seconds,
+                    wait_seconds=live.lease_wait_seconds,
                 )
             )
             try:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
+from ai_agents.config import ChaosMonkeyLive
 from ai_agents.kube_config import load_kubernetes_config
 
 if TYPE_CHECKING:
@@ -101,7 +102,16 @@ class ChaosMonkey:
         self._dry_run = dry_run
         self._max_rounds = max_rounds
         self._rng = rng or random.Random()
+        self._rescheduled = asyncio.Event()
         self.struck: list[Victim] = []
+
+    def reconfigure(self, live: ChaosMonkeyLive) -> None:
+        """Take new live settings; a new interval counts from the last round, not from the next one."""
+        self._max_per_round = live.chaos_max_deletions_per_run
+        self._dry_run = live.chaos_dry_run
+        if live.chaos_interval_seconds != self._interval:
+            self._interval = live.chaos_interval_seconds
+            self._rescheduled.set()
 
     async def round(self) -> list[Victim]:
         eligible = await self._targets.eligible()
@@ -115,14 +125,29 @@ class ChaosMonkey:
             self.struck.append(victim)
         return victims
 
+    async def _wait_for_round(self, stop: asyncio.Event, since: float) -> bool:
+        """Sleep until `since` + the interval (re-read when it changes); False when stopped first."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            remaining = since + self._interval - loop.time()
+            if remaining <= 0:
+                return True
+            self._rescheduled.clear()
+            stop_wait = asyncio.ensure_future(stop.wait())
+            change_wait = asyncio.ensure_future(self._rescheduled.wait())
+            try:
+                await asyncio.wait({stop_wait, change_wait}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop_wait.cancel()
+                change_wait.cancel()
+        return False
+
     async def run(self, stop: asyncio.Event) -> None:
         rounds = 0
+        loop = asyncio.get_running_loop()
         while not stop.is_set() and (self._max_rounds == 0 or rounds < self._max_rounds):
-            try:
-                await asyncio.wait_for(stop.wait(), self._interval)
+            if not await self._wait_for_round(stop, loop.time()):
                 break
-            except TimeoutError:
-                pass
             try:
                 await self.round()
             except Exception:

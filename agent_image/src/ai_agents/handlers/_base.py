@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ai_agents.config import AgentLive
+
 
 class HandlerError(Exception):
     """A task failed. `retryable` failures return to the queue until max_attempts; others fail at once."""
@@ -27,5 +29,9 @@ class TaskContext:
 
 class Handler(Protocol):
     async def run(self, task: TaskContext) -> dict[str, Any]: ...
+
+    def reconfigure(self, live: AgentLive) -> None:
+        """Take the live settings that concern this handler; tasks started afterwards use them."""
+        ...
 
     async def close(self) -> None: ...

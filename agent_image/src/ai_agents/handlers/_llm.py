@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 
+from ai_agents.config import AgentLive
 from ai_agents.handlers._base import HandlerError, TaskContext
 
 SYSTEM_PROMPTS = {
@@ -28,8 +29,15 @@ class LlmHandler:
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._model = model
         self._max_tokens = max_tokens
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._session = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_seconds))
+        self._session = aiohttp.ClientSession(headers=headers)
+
+    def reconfigure(self, live: AgentLive) -> None:
+        # The endpoint and its key need a restart (a new session); the model and limits apply per request.
+        self._model = live.llm_model
+        self._max_tokens = live.llm_max_tokens
+        self._timeout = aiohttp.ClientTimeout(total=live.llm_timeout_seconds)
 
     def _messages(self, task: TaskContext) -> list[dict[str, str]]:
         prompt = task.payload.get("prompt")
@@ -44,7 +52,7 @@ class LlmHandler:
             "max_tokens": self._max_tokens,
         }
         try:
-            async with self._session.post(self._url, json=body) as response:
+            async with self._session.post(self._url, json=body, timeout=self._timeout) as response:
                 text = await response.text()
                 if response.status == 429 or response.status >= 500:
                     raise HandlerError(f"model endpoint answered {response.status}: {text[:200]}", retryable=True)

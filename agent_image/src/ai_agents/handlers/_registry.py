@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from ai_agents.config import AgentSettings
+from ai_agents.config import AgentLive, AgentSettings
 from ai_agents.handlers._base import Handler
 from ai_agents.handlers._llm import LlmHandler
 from ai_agents.handlers._simulate import SimulateHandler
 
 
-def build_handler(settings: AgentSettings) -> Handler:
+def build_handler(settings: AgentSettings, live: AgentLive | None = None) -> Handler:
+    """The handler `settings.handler` names, set up with `live` (default: the settings' own start values)."""
+    values: AgentLive = live if live is not None else settings
     if settings.handler == "llm":
         return LlmHandler(
             base_url=settings.llm_base_url,
-            model=settings.llm_model,
+            model=values.llm_model,
             api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-            timeout_seconds=settings.llm_timeout_seconds,
-            max_tokens=settings.llm_max_tokens,
+            timeout_seconds=values.llm_timeout_seconds,
+            max_tokens=values.llm_max_tokens,
         )
-    return SimulateHandler(latency_ms=settings.simulate_latency_ms, failure_rate=settings.simulate_failure_rate)
+    return SimulateHandler(latency_ms=values.simulate_latency_ms, failure_rate=values.simulate_failure_rate)

@@ -6,6 +6,7 @@ import asyncio
 import random
 from typing import Any
 
+from ai_agents.config import AgentLive
 from ai_agents.handlers._base import HandlerError, TaskContext
 
 
@@ -21,6 +22,10 @@ class SimulateHandler:
         self._latency_ms = latency_ms
         self._failure_rate = failure_rate
         self._rng = rng or random.Random()
+
+    def reconfigure(self, live: AgentLive) -> None:
+        self._latency_ms = live.simulate_latency_ms
+        self._failure_rate = live.simulate_failure_rate
 
     async def run(self, task: TaskContext) -> dict[str, Any]:
         latency_ms = float(task.payload.get("simulate_latency_ms", self._latency_ms))

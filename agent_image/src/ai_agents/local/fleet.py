@@ -269,6 +269,15 @@ class Fleet:
             [p.name for p in state.processes if p.name in self._children], exit_code=exit_code, restart=restart
         )
 
+    def reload(self) -> int | None:
+        """SIGHUP every orchestrator and agent: each re-reads its live configuration file at once."""
+        state = FleetState.load(self.state_dir)
+        if state is None:
+            return None
+        for proc in state.processes:
+            _signal(proc.pid, signal.SIGHUP)
+        return len(state.processes)
+
     def down(self, timeout: float = 30.0) -> FleetState | None:
         """Stop the supervisor, then SIGTERM agents (they drain and deregister), orchestrators, then PostgreSQL."""
         state = FleetState.load(self.state_dir)

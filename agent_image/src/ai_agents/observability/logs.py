@@ -98,3 +98,8 @@ def configure_logging(
     logging.basicConfig(level=level.upper(), handlers=handlers, force=True)
     # aiohttp's access log would add a line per request: the request metrics already count them.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def apply_log_level(level: str) -> None:
+    """Change the level of every logger that follows the root's, while the process runs (live configuration)."""
+    logging.getLogger().setLevel(level.upper())

@@ -93,6 +93,19 @@ class CommonMetrics:
         )
         for level in ("debug", "info", "warning", "error", "critical"):
             self.log_messages.labels(level)
+        self.config_reloads = Counter(
+            "ai_agents_config_reloads",
+            "Live configuration files read since start, by result: applied, or refused (the settings in force stay).",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("applied", "refused"):
+            self.config_reloads.labels(result)
+        self.config_generation = Gauge(
+            "ai_agents_config_generation",
+            "Live configuration files applied since the process started (0: the start values from the environment).",
+            registry=registry,
+        )
 
 
 class OrchestratorMetrics(CommonMetrics):

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 
-from ai_agents.config import OrchestratorSettings
+from ai_agents.config import OrchestratorLive, OrchestratorSettings
 from ai_agents.lifecycle import Lifecycle, run_until_signalled, watch_loops
+from ai_agents.live import LiveConfig, live_part
+from ai_agents.live.subscribers import follow_log_level
 from ai_agents.observability.logs import configure_logging
 from ai_agents.observability.metrics import OrchestratorMetrics, new_registry
 from ai_agents.observability.servers import health_app, metrics_app
@@ -37,6 +39,13 @@ class Orchestrator(Lifecycle):
         super().__init__()
         self.settings = settings
         self.metrics = metrics or OrchestratorMetrics(new_registry())
+        self.live = LiveConfig(
+            live_part(settings, OrchestratorLive),
+            path=settings.config_file,
+            metrics=self.metrics,
+            poll_seconds=settings.config_poll_seconds,
+        )
+        self.live.subscribe(follow_log_level)
         self.database = Database(
             settings.database_url,
             min_size=settings.database_pool_min,
@@ -47,6 +56,7 @@ class Orchestrator(Lifecycle):
         self._stopped = False
         self._servers: list[HttpServer] = []
         self._maintenance_task: asyncio.Task[None] | None = None
+        self._live_task: asyncio.Task[None] | None = None
         self.grpc: GrpcServer | None = None
         self.http: HttpServer | None = None
         self.health: HttpServer | None = None
@@ -59,8 +69,13 @@ class Orchestrator(Lifecycle):
             return False, "database unreachable"
         return True, "ok"
 
+    def on_reload_signal(self) -> None:
+        self.live.request_reload()
+
     async def start(self) -> None:
         s = self.settings
+        # Before anything serves: a request must never see the start values and then the file's.
+        self.live.load()
         limits = HttpLimits.from_settings(s)
         # Health and metrics first, so probes answer (not ready) while migrations run.
         self.health = HttpServer(health_app(self._readiness), s.host, s.health_port, limits=limits)
@@ -69,7 +84,9 @@ class Orchestrator(Lifecycle):
             await server.start()
             self._servers.append(server)
         stores = await self.database.start(connect_timeout=s.database_connect_timeout_seconds)
-        service = OrchestratorService(settings=s, database=self.database, stores=stores, metrics=self.metrics)
+        service = OrchestratorService(
+            settings=s, live=self.live, database=self.database, stores=stores, metrics=self.metrics
+        )
         tokens = TokenCheck(s.api_token.get_secret_value() if s.api_token else None)
         self.grpc = GrpcServer(
             host=s.host,
@@ -95,9 +112,10 @@ class Orchestrator(Lifecycle):
         )
         await self.http.start()
         self._servers.append(self.http)
-        maintenance = Maintenance(settings=s, stores=stores, metrics=self.metrics)
+        maintenance = Maintenance(live=self.live, stores=stores, metrics=self.metrics)
         await maintenance.refresh_gauges()
         self._maintenance_task = asyncio.create_task(maintenance.run(self._shutdown_requested), name="maintenance")
+        self._live_task = asyncio.create_task(self.live.watch(self._shutdown_requested), name="live-config")
         await self.grpc.set_serving(True)
         self._ready = True
         if s.agent_identity == "none":
@@ -124,9 +142,10 @@ class Orchestrator(Lifecycle):
         grace = self.settings.shutdown_grace_seconds
         if self.grpc is not None:
             await self.grpc.stop(grace)
-        if self._maintenance_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance_task
+        for task in (self._maintenance_task, self._live_task):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for server in reversed(self._servers):
             await server.stop()
         await self.database.close()
@@ -135,8 +154,8 @@ class Orchestrator(Lifecycle):
     async def _serve(self, stop: asyncio.Event) -> None:
         try:
             await self.start()
-            assert self._maintenance_task is not None
-            await watch_loops(stop, (self._maintenance_task,))
+            assert self._maintenance_task is not None and self._live_task is not None
+            await watch_loops(stop, (self._maintenance_task, self._live_task))
         finally:
             await self.stop()
 

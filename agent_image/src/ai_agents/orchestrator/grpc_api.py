@@ -235,7 +235,13 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
             leases=[(h.task_id, h.lease_token) for h in request.leases],
             running=request.running,
         )
-        return agents_pb2.HeartbeatResponse(revoked_task_ids=revoked, reregister=reregister)
+        return agents_pb2.HeartbeatResponse(
+            revoked_task_ids=revoked,
+            reregister=reregister,
+            # Live settings: agents follow a change at their next heartbeat, without registering again.
+            heartbeat_interval_seconds=self._s.heartbeat_interval_seconds,
+            lease_seconds=self._s.lease_seconds,
+        )
 
 
 class MessagingServicer(messaging_pb2_grpc.MessagingServiceServicer):

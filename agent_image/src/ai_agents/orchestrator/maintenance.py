@@ -10,9 +10,10 @@ import contextlib
 import logging
 import time
 
-from ai_agents.config import OrchestratorSettings
+from ai_agents.config import OrchestratorLive
 from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
 from ai_agents.errors import Unavailable
+from ai_agents.live import LiveConfig
 from ai_agents.observability.metrics import OrchestratorMetrics
 from ai_agents.store.database import Stores
 
@@ -20,8 +21,9 @@ log = logging.getLogger(__name__)
 
 
 class Maintenance:
-    def __init__(self, *, settings: OrchestratorSettings, stores: Stores, metrics: OrchestratorMetrics) -> None:
-        self._settings = settings
+    def __init__(self, *, live: LiveConfig[OrchestratorLive], stores: Stores, metrics: OrchestratorMetrics) -> None:
+        # Intervals are read from the live settings each round, so a change applies from the next one.
+        self._live = live
         self._stores = stores
         self._metrics = metrics
         self._last_gauges = 0.0
@@ -51,12 +53,12 @@ class Maintenance:
     async def run_once(self) -> None:
         await self.expire_leases()
         now = time.monotonic()
-        if now - self._last_gauges >= self._settings.gauge_refresh_seconds:
+        if now - self._last_gauges >= self._live.current.gauge_refresh_seconds:
             self._last_gauges = now
             await self.refresh_gauges()
         if now - self._last_sweep >= 60:
             self._last_sweep = now
-            swept = await self._stores.agents.sweep(self._settings.agent_sweep_seconds)
+            swept = await self._stores.agents.sweep(self._live.current.agent_sweep_seconds)
             if swept:
                 log.info("silent agents deregistered", extra={"agents": swept})
 
@@ -73,4 +75,4 @@ class Maintenance:
             except Exception:
                 log.warning("maintenance round failed", exc_info=True)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings.maintenance_interval_seconds)
+                await asyncio.wait_for(stop.wait(), self._live.current.maintenance_interval_seconds)

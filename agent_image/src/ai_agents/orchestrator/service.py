@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ai_agents import __version__
-from ai_agents.config import OrchestratorSettings
+from ai_agents.config import OrchestratorLive, OrchestratorSettings
 from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
 from ai_agents.errors import FailedPrecondition, InvalidArgument
+from ai_agents.live import LiveConfig
 from ai_agents.observability.metrics import OrchestratorMetrics
 from ai_agents.orchestrator import validation as v
 from ai_agents.store.database import Database, Stores
@@ -49,20 +50,24 @@ class OrchestratorService:
         self,
         *,
         settings: OrchestratorSettings,
+        live: LiveConfig[OrchestratorLive],
         database: Database,
         stores: Stores,
         metrics: OrchestratorMetrics,
     ) -> None:
         self._settings = settings
+        # Limits, leases and retries are read per request from here, so a live change applies to the next one.
+        self._live = live
         self._db = database
         self._stores = stores
         self._metrics = metrics
 
     def _json_object(self, value: Any, field: str) -> dict[str, Any]:
+        live = self._live.current  # one snapshot: both limits from the same file
         return v.payload(
             value,
-            max_bytes=self._settings.max_payload_bytes,
-            max_depth=self._settings.max_payload_depth,
+            max_bytes=live.max_payload_bytes,
+            max_depth=live.max_payload_depth,
             field=field,
         )
 
@@ -85,7 +90,7 @@ class OrchestratorService:
             max_attempts=(
                 v.int_in_range(max_attempts, field="max_attempts", low=1, high=100)
                 if max_attempts
-                else self._settings.default_max_attempts
+                else self._live.current.default_max_attempts
             ),
         )
         if created:
@@ -110,7 +115,7 @@ class OrchestratorService:
 
     def _list_page_bytes(self) -> int:
         # A quarter of the message limit: protobuf may encode a page up to ~3.7x its JSON size (see config.py).
-        return min(self._settings.list_page_max_bytes, self._settings.max_message_bytes // 4)
+        return min(self._live.current.list_page_max_bytes, self._settings.max_message_bytes // 4)
 
     async def cancel_task(self, task_id: str) -> TaskRecord:
         task = await self._stores.tasks.cancel(v.task_id(task_id))
@@ -134,7 +139,7 @@ class OrchestratorService:
                 agent_id=agent_id,
                 agent_type=agent_type,
                 max_tasks=max_tasks,
-                lease_seconds=self._settings.lease_seconds,
+                lease_seconds=self._live.current.lease_seconds,
             )
             remaining = deadline - time.monotonic()
             if tasks or remaining <= 0:
@@ -204,10 +209,11 @@ class OrchestratorService:
     async def complete_task(
         self, task_id: str, lease_token: int, result: Any, *, owner: str | None = None
     ) -> TaskRecord:
+        live = self._live.current  # one snapshot: both limits from the same file
         task = await self._stores.tasks.complete(
             v.task_id(task_id),
             lease_token,
-            v.result(result, max_bytes=self._settings.max_payload_bytes, max_depth=self._settings.max_payload_depth),
+            v.result(result, max_bytes=live.max_payload_bytes, max_depth=live.max_payload_depth),
             owner=owner,
         )
         self._observe_finished(task)
@@ -223,7 +229,7 @@ class OrchestratorService:
             lease_token,
             error=v.text(error, v.ERROR),
             retryable=retryable,
-            backoff_seconds=self._settings.retry_backoff_seconds,
+            backoff_seconds=self._live.current.retry_backoff_seconds,
             owner=owner,
         )
         if task.state == TaskState.QUEUED:
@@ -244,7 +250,7 @@ class OrchestratorService:
             lease_token,
             progress=v.progress(progress),
             message=v.text(message, v.PROGRESS_MESSAGE),
-            lease_seconds=self._settings.lease_seconds,
+            lease_seconds=self._live.current.lease_seconds,
             owner=owner,
         )
 
@@ -310,7 +316,7 @@ class OrchestratorService:
         agent_id = v.agent_id(agent_id)
         known = await self._stores.agents.heartbeat(agent_id, max(running, 0))
         revoked = await self._stores.tasks.extend_leases(
-            agent_id, [(v.task_id(t), token) for t, token in leases], self._settings.lease_seconds
+            agent_id, [(v.task_id(t), token) for t, token in leases], self._live.current.lease_seconds
         )
         return revoked, not known
 
@@ -380,7 +386,7 @@ class OrchestratorService:
 
     @property
     def heartbeat_interval_seconds(self) -> int:
-        return self._settings.heartbeat_interval_seconds
+        return self._live.current.heartbeat_interval_seconds
 
     @property
     def max_message_bytes(self) -> int:
@@ -388,7 +394,7 @@ class OrchestratorService:
 
     @property
     def lease_seconds(self) -> int:
-        return self._settings.lease_seconds
+        return self._live.current.lease_seconds
 
     @property
     def version(self) -> str:

@@ -567,8 +567,15 @@ class HeartbeatResponse(_message.Message):
 
     REVOKED_TASK_IDS_FIELD_NUMBER: _builtins.int
     REREGISTER_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
     reregister: _builtins.bool
     """The agent is unknown (e.g. swept after missing heartbeats): register again."""
+    heartbeat_interval_seconds: _builtins.int
+    """The orchestrator's heartbeat interval and lease length now (they can change while agents run, with the
+    live configuration); 0 from an older orchestrator: keep the values from registration.
+    """
+    lease_seconds: _builtins.int
     @_builtins.property
     def revoked_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Leases that are no longer valid (cancelled, expired, redelivered): stop working on them."""
@@ -578,10 +585,12 @@ class HeartbeatResponse(_message.Message):
         *,
         revoked_task_ids: _abc.Iterable[_builtins.str] | None = ...,
         reregister: _builtins.bool = ...,
+        heartbeat_interval_seconds: _builtins.int = ...,
+        lease_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reregister", b"reregister", "revoked_task_ids", b"revoked_task_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_seconds", b"heartbeat_interval_seconds", "lease_seconds", b"lease_seconds", "reregister", b"reregister", "revoked_task_ids", b"revoked_task_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
