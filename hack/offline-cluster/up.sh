@@ -430,6 +430,13 @@ if [[ "${OFFLINE_CLUSTER_KEDA:-1}" == 1 && -f "$OC_IMAGES/keda.tar" ]]; then
           -e "s|imagePullPolicy: Always|imagePullPolicy: Never|" > "$CONF/keda.yaml"
   grep -q "image: ghcr.io" "$CONF/keda.yaml" && oc_die "KEDA manifests still name a remote image ($CONF/keda.yaml)"
   k apply --server-side --force-conflicts -f "$CONF/keda.yaml" >> "$LOGS/addons.log" || oc_die "applying KEDA failed"
+  # In the mesh: KEDA's postgresql trigger then reaches a STRICT release's PostgreSQL with the operator's own
+  # identity (the mesh chart's keda.postgresqlTrigger admits it); the API server still calls its metrics adapter
+  # and webhooks in plaintext (no PeerAuthentication in namespace keda).
+  if [[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]]; then
+    k label namespace keda istio.io/dataplane-mode=ambient --overwrite >> "$LOGS/addons.log" \
+      || oc_die "labelling namespace keda for the mesh failed"
+  fi
   wait_for "KEDA operator" 180 k -n keda rollout status deployment/keda-operator --timeout=1s
   wait_for "KEDA metrics adapter" 180 k get --raw /apis/external.metrics.k8s.io/v1beta1
 fi

@@ -174,3 +174,26 @@ def test_vulnerability_signal_scales_security(release, e2e_note) -> None:
         assert (depth or 0) < float(queue["metadata"]["threshold"]), f"queue depth {depth} would explain the scale-out"
 
     _scale_cycle(release, "security", submit, e2e_note, tail_trigger="vulnerabilities", on_risen=what_drove_it)
+
+
+def test_postgresql_trigger_scales_by_itself(release_factory, prerequisites, e2e_note) -> None:
+    """KEDA's postgresql trigger reads the queue table from KEDA's own namespace. The Prometheus triggers are set
+    to ask for more tasks per replica than any flood, so only the postgresql one can scale the type out; with the
+    mesh on, KEDA's connection passes STRICT mTLS and the policy that admits the KEDA operator's identity."""
+    sets = [
+        "kedaScalers.postgresql.enabled=true",
+        "kedaScalers.triggers.queueDepth.targetPerReplica=100000",
+        "kedaScalers.triggers.taskSubmissionRate.targetPerReplica=100000",
+    ]
+    if prerequisites.istio_missing is None:
+        sets.append("mesh.keda.postgresqlTrigger=true")
+    release = release_factory(extra_set=tuple(sets))
+    obj = _scaled_object(release, "documentation")
+    per_replica = float(_trigger(obj, "postgresql-queue-depth")["metadata"]["targetQueryValue"])
+    count = int(per_replica * int(obj["spec"]["maxReplicaCount"]) * 2)
+
+    def submit() -> list[str]:
+        with release.orchestrator_api() as api:
+            return [api.submit("documentation", {"simulate_latency_ms": 4000})["task_id"] for _ in range(count)]
+
+    _scale_cycle(release, "documentation", submit, e2e_note, tail_trigger="postgresql-queue-depth")
