@@ -7,7 +7,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(kubernetes kubectl etcd coredns metrics-server keda prometheus-operator prometheus)
+[[ ${#components[@]} -gt 0 ]] || components=(kubernetes kubectl etcd coredns metrics-server keda prometheus-operator prometheus
+                                            istio ztunnel)
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -p=${OFFLINE_BUILD_P:-1}"
 nice_n="${OFFLINE_BUILD_NICE:-10}"
