@@ -55,6 +55,8 @@ class ReleaseOptions:
     # Spans to the Jaeger collector in cfg.jaeger_namespace (tracing.otlpEndpoint and the egress it needs).
     tracing: bool = False
     extra_set: tuple[str, ...] = ()
+    # `--set-string`: values the schemas want as strings (quantities, thresholds) that look like numbers
+    extra_set_string: tuple[str, ...] = ()
 
 
 def release_values(cfg: E2EConfig, namespace: str, opts: ReleaseOptions) -> list[str]:
@@ -93,6 +95,8 @@ def release_values(cfg: E2EConfig, namespace: str, opts: ReleaseOptions) -> list
     sets.extend(opts.extra_set)
     for item in sets:
         args += ["--set", item]
+    for item in opts.extra_set_string:
+        args += ["--set-string", item]
     json_sets: dict[str, Any] = {
         "networkPolicy.prometheus.namespaceSelector": {
             "matchLabels": {"kubernetes.io/metadata.name": cfg.monitoring_namespace}

@@ -180,14 +180,14 @@ def test_postgresql_trigger_scales_by_itself(release_factory, prerequisites, e2e
     """KEDA's postgresql trigger reads the queue table from KEDA's own namespace. The Prometheus triggers are set
     to ask for more tasks per replica than any flood, so only the postgresql one can scale the type out; with the
     mesh on, KEDA's connection passes STRICT mTLS and the policy that admits the KEDA operator's identity."""
-    sets = [
-        "kedaScalers.postgresql.enabled=true",
-        "kedaScalers.triggers.queueDepth.targetPerReplica=100000",
-        "kedaScalers.triggers.taskSubmissionRate.targetPerReplica=100000",
-    ]
+    sets = ["kedaScalers.postgresql.enabled=true"]
     if prerequisites.istio_missing is None:
         sets.append("mesh.keda.postgresqlTrigger=true")
-    release = release_factory(extra_set=tuple(sets))
+    thresholds = (
+        "kedaScalers.triggers.queueDepth.targetPerReplica=100000",
+        "kedaScalers.triggers.taskSubmissionRate.targetPerReplica=100000",
+    )
+    release = release_factory(extra_set=tuple(sets), extra_set_string=thresholds)
     obj = _scaled_object(release, "documentation")
     per_replica = float(_trigger(obj, "postgresql-queue-depth")["metadata"]["targetQueryValue"])
     count = int(per_replica * int(obj["spec"]["maxReplicaCount"]) * 2)
