@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import durability  # bench/ is this script's directory, first on sys.path
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENT_TYPE = "coding"
 
@@ -874,8 +876,13 @@ class Bench:
         print("starting PostgreSQL and one orchestrator", file=sys.stderr, flush=True)
         self.start_backend()
         report["machine"]["postgres"] = self.postgres_version()
-        # The figures are for the durable settings a deployment uses (the default), never `--fast`.
+        # The figures are for the durable settings a deployment uses (the default), never `--fast`: what we asked
+        # for, then what the server says it runs with (the bench stops here if that is not durable).
         report["machine"]["postgres_durability"] = self.postgres.durability_settings
+        observed = asyncio.run(durability.observed_settings(self.postgres.dsn))
+        report["machine"]["postgres_settings_observed"] = observed
+        durability.require_durable(observed)
+        print(f"PostgreSQL: {durability.describe(observed)}", file=sys.stderr, flush=True)
         report["machine"]["note"] = (
             "PostgreSQL, the orchestrator, the agents and the load generators all share this machine's CPUs"
         )
@@ -983,7 +990,7 @@ def print_table(report: dict[str, Any]) -> None:
     r = report["ratios"]
     table = Table(
         title=f"runtime bench ({report['mode']}): {m['nproc']} CPU {m['cpu_model']}, {m['memory_gib']} GiB, "
-        f"{report['duration_seconds']}s"
+        f"{report['duration_seconds']}s; PostgreSQL {durability.describe(m.get('postgres_settings_observed', {}))}"
     )
     for column in ("figure", "rate /s", "p50 / p95 / p99 ms", "errors", "vs baseline", "target"):
         table.add_column(column, justify="left" if column in ("figure", "target") else "right")
