@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import durability  # bench/ is this script's directory, first on sys.path
+import profiling
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENT_TYPE = "coding"
@@ -83,6 +84,9 @@ class Config:
     # orchestrator pool (None = the runtime default)
     pool_max: int | None = None
     phases: list[str] = field(default_factory=lambda: ["baseline", "e2e", "rate", "heartbeat"])
+    # py-spy the orchestrator and one agent during the e2e phase (costs some CPU: figures of a profiled run
+    # are a little lower)
+    profile: str = ""  # "", "python" or "native" (see bench/profiling.py)
 
     @classmethod
     def quick_preset(cls) -> Config:
@@ -778,6 +782,7 @@ class Bench:
         self.agents: list[Proc] = []
         self.target = ""
         self.metrics_url = ""
+        self.profile_dir = workdir
 
     def start_backend(self) -> None:
         from ai_agents.local.postgres import LocalPostgres
@@ -827,6 +832,34 @@ class Bench:
             self.orchestrator.stop()
         if self.postgres is not None:
             self.postgres.stop()
+
+    def start_profiles(self) -> dict[str, profiling.Sampler]:
+        assert self.orchestrator is not None
+        pids = {"orchestrator": self.orchestrator.pid, "agent": self.agents[0].pid}
+        native = self.cfg.profile == "native"
+        samplers = {
+            name: profiling.Sampler(pid, self.profile_dir / f"profile-{name}.txt", native=native)
+            for name, pid in pids.items()
+        }
+        if not all(s.start() for s in samplers.values()):
+            print("  --profile: py-spy not found (pip install py-spy); no profile", file=sys.stderr)
+            return {}
+        return samplers
+
+    def stop_profiles(self, samplers: dict[str, profiling.Sampler], e2e: dict[str, Any]) -> dict[str, Any]:
+        """Each process's profile summary, with its CPU per task so shares convert to milliseconds."""
+        flag = "--native" if self.cfg.profile == "native" else "--nonblocking"
+        out: dict[str, Any] = {"phase": "e2e", "tool": f"py-spy record {flag} (CPU samples only)"}
+        per_second = e2e.get("tasks_per_second")
+        for name, sampler in samplers.items():
+            raw = sampler.stop()
+            summary = profiling.summarise(raw) if raw else {"samples": 0}
+            cores = e2e.get("cpu", {}).get(f"{name}s_cores" if name == "agent" else f"{name}_cores")
+            # The agent figure is all agent processes' CPU per task; the profile is one of them (alike by design).
+            summary["cpu_ms_per_task"] = round(cores / per_second * 1000, 3) if cores and per_second else None
+            summary["raw_stacks"] = str(raw) if raw else None
+            out[name] = summary
+        return out
 
     def meter(self) -> CpuMeter:
         return CpuMeter(
@@ -900,9 +933,12 @@ class Bench:
             print(f"starting {cfg.agents} agent processes", file=sys.stderr, flush=True)
             self.start_agents()
             if "e2e" in cfg.phases:
+                samplers = self.start_profiles() if cfg.profile else {}
                 report["e2e_throughput"] = self.measured(
                     "e2e throughput", lambda: asyncio.run(phase_e2e(cfg, target, dsn))
                 )
+                if samplers:
+                    report["profile"] = self.stop_profiles(samplers, report["e2e_throughput"])
             if "rate" in cfg.phases:
                 report["fixed_rate"] = self.measured("fixed rate", lambda: asyncio.run(phase_rate(cfg, target, dsn)))
             self.stop_agents()
@@ -1116,6 +1152,13 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--hb-processes", type=int)
     parser.add_argument("--pool-max", type=int, help="orchestrator AI_AGENTS_DATABASE_POOL_MAX (default: runtime's)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, PostgreSQL data)")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="python",
+        choices=("python", "native"),
+        help="py-spy the orchestrator and one agent in the e2e phase (native: with C frames, pauses them)",
+    )
     args = parser.parse_args(argv)
     cfg = Config.quick_preset() if args.quick else Config()
     for name, attr in (
@@ -1134,6 +1177,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         if value is not None:
             setattr(cfg, attr, value)
     cfg.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    cfg.profile = args.profile or ""
     unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "heartbeat"}
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
@@ -1156,6 +1200,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ai-agents-bench-"))
     workdir.chmod(0o755)  # PostgreSQL runs as an unprivileged user when we are root
     bench = Bench(cfg, workdir)
+    # Collapsed stacks (flamegraph.pl / speedscope input) are kept beside the report.
+    bench.profile_dir = Path(args.out).parent
+    bench.profile_dir.mkdir(parents=True, exist_ok=True)
     failed = False
     try:
         report = bench.run()
