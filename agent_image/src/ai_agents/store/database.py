@@ -17,7 +17,8 @@ from ai_agents.store.availability import OutageLog, is_database_unavailable, una
 from ai_agents.store.messages import MESSAGES_CHANNEL, MessageStore
 from ai_agents.store.migrations import migrate
 from ai_agents.store.resources import ResourceStore
-from ai_agents.store.tasks import TASKS_CHANNEL, TaskStore
+from ai_agents.store.task_batches import TASKS_CHANNEL
+from ai_agents.store.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,16 @@ class Wakeups:
         return True
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Release a pooled connection without asyncpg's default reset query.
+
+    The default sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` after every use: a
+    second round trip per statement. Pooled connections here never hold session state (no SET, session advisory
+    locks, cursors or LISTEN: the listener has its own connection), and asyncpg still rolls back a transaction
+    left open before it calls this.
+    """
+
+
 @dataclass
 class Stores:
     tasks: TaskStore
@@ -68,8 +79,11 @@ class Stores:
 class Database:
     """Owns the pool and a dedicated LISTEN connection that turns notifications into wake-ups."""
 
-    def __init__(self, dsn: str, *, min_size: int, max_size: int, agent_stale_seconds: int) -> None:
+    def __init__(
+        self, dsn: str, *, min_size: int, max_size: int, agent_stale_seconds: int, group_commit: bool = True
+    ) -> None:
         self._dsn = dsn
+        self._group_commit = group_commit
         self._min_size = min_size
         self._max_size = max_size
         self._stale = agent_stale_seconds
@@ -97,8 +111,10 @@ class Database:
         # the pool replaces broken connections on later acquires, so service resumes when the server is back.
         outages = OutageLog()
         return Stores(
-            tasks=unavailable_on_outage(TaskStore(self._pool), outages),
-            agents=unavailable_on_outage(AgentStore(self._pool, stale_seconds=self._stale), outages),
+            tasks=unavailable_on_outage(TaskStore(self._pool, group_commit=self._group_commit), outages),
+            agents=unavailable_on_outage(
+                AgentStore(self._pool, stale_seconds=self._stale, group_commit=self._group_commit), outages
+            ),
             messages=unavailable_on_outage(MessageStore(self._pool), outages),
             resources=unavailable_on_outage(ResourceStore(self._pool), outages),
         )
@@ -115,6 +131,7 @@ class Database:
                     command_timeout=30,
                     # Bounds a (re)connect to a server that does not answer, so requests fail fast with 503.
                     timeout=_CONNECT_TIMEOUT_SECONDS,
+                    reset=_keep_session,
                 )
                 return pool
             # InvalidCatalogName: the server is up but its database not created yet (a throwaway server
