@@ -49,6 +49,8 @@ TARGETS = {
     "rate_submit_to_start_p95_ms": ("<", 50.0),
     "heartbeat_agents": (">=", 10000),
     "heartbeat_p99_ms": ("<", 50.0),
+    # only with the peer phase (make bench-compare)
+    "e2e_tasks_per_second_over_celery": (">=", 3.0),
 }
 
 
@@ -87,6 +89,8 @@ class Config:
     # py-spy the orchestrator and one agent during the e2e phase (costs some CPU: figures of a profiled run
     # are a little lower)
     profile: str = ""  # "", "python" or "native" (see bench/profiling.py)
+    # peer phase: Redis's appendfsync (bench/peer_celery.py)
+    peer_fsync: str = "everysec"
 
     @classmethod
     def quick_preset(cls) -> Config:
@@ -861,6 +865,39 @@ class Bench:
             out[name] = summary
         return out
 
+    def run_peer(self) -> dict[str, Any]:
+        """The e2e workload on Celery + Redis (bench/peer_celery.py), with the same counts and concurrency."""
+        import celery
+        import peer_celery
+
+        cfg = self.cfg
+        peer = peer_celery.PeerCelery(self.workdir / "peer", free_port(), fsync=cfg.peer_fsync)
+        try:
+            peer.start_redis()
+            peer.start_workers(cfg.agents, cfg.agent_concurrency)
+            meter = CpuMeter(peer.pids(), waits=())
+            meter.start()
+            t0 = time.monotonic()
+            load = peer_celery.run_workload(peer.port, cfg.e2e_tasks, cfg.load_channels, cfg.e2e_timeout)
+            cpu = meter.stop()
+            redis_settings = peer.durability()
+        finally:
+            peer.stop()
+        print(f"  peer (Celery + Redis): done in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
+        return {
+            "celery": celery.__version__,
+            "redis": redis_settings,
+            "settings": "task_acks_late, task_reject_on_worker_lost, Redis broker and result backend, json",
+            "workers": cfg.agents,
+            "pool": "threads",
+            "threads_per_worker": cfg.agent_concurrency,
+            "publishers": cfg.load_channels,
+            **{k: v for k, v in load.items() if k not in ("publish_ms", "submit_to_complete_ms")},
+            "publish_ms": percentiles(load["publish_ms"]),
+            "submit_to_complete_ms": percentiles(load["submit_to_complete_ms"]),
+            "cpu": cpu,
+        }
+
     def meter(self) -> CpuMeter:
         return CpuMeter(
             {
@@ -942,6 +979,9 @@ class Bench:
             if "rate" in cfg.phases:
                 report["fixed_rate"] = self.measured("fixed rate", lambda: asyncio.run(phase_rate(cfg, target, dsn)))
             self.stop_agents()
+        if "peer" in cfg.phases:
+            print(f"starting Redis and {cfg.agents} Celery worker processes", file=sys.stderr, flush=True)
+            report["peer_celery"] = self.run_peer()
         if "heartbeat" in cfg.phases:
             server = ServerTimes(self.metrics_url)
             server.start()
@@ -961,7 +1001,9 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
     e2e = report.get("e2e_throughput", {})
     rate = report.get("fixed_rate", {})
     hb = report.get("heartbeat", {})
+    peer = report.get("peer_celery", {})
     measured = {
+        "e2e_tasks_per_second_over_celery": ratio(e2e.get("tasks_per_second"), peer.get("tasks_per_second")),
         "e2e_tasks_per_second": e2e.get("tasks_per_second"),
         "rate_submit_to_start_p95_ms": rate.get("submit_to_start_ms", {}).get("p95"),
         "heartbeat_agents": hb.get("agents") if hb and hb.get("error_rate", 1) < 0.01 else None,
@@ -983,6 +1025,29 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         "rate_task": cpu_ms_per_op(rate, "achieved_per_second"),
         "heartbeat": cpu_ms_per_op(hb, "achieved_per_second"),
     }
+
+    def system_cpu_ms_per_task(phase: dict[str, Any], groups: Sequence[str]) -> float | None:
+        """CPU of the whole queue (server, store or broker, workers) per finished task: what the work costs."""
+        cores = sum(phase.get("cpu", {}).get(f"{g}_cores", 0.0) for g in groups)
+        per_second = phase.get("tasks_per_second")
+        return round(cores / per_second * 1000, 3) if cores and per_second else None
+
+    if peer:
+        ours = system_cpu_ms_per_task(e2e, ("orchestrator", "postgres", "agents"))
+        theirs = system_cpu_ms_per_task(peer, ("redis", "celery_workers"))
+        report["peer_comparison"] = {
+            "e2e_tasks_per_second": e2e.get("tasks_per_second"),
+            "celery_tasks_per_second": peer.get("tasks_per_second"),
+            "e2e_system_cpu_ms_per_task": ours,
+            "celery_system_cpu_ms_per_task": theirs,
+            "e2e_submit_to_complete_ms": e2e.get("submit_to_complete_ms"),
+            "celery_submit_to_complete_ms": peer.get("submit_to_complete_ms"),
+            "durability": {
+                "ai_agents": "PostgreSQL fsync, synchronous_commit on: every acknowledged task is on disk",
+                "celery": f"Redis appendonly={peer.get('redis', {}).get('appendonly')}, "
+                f"appendfsync={peer.get('redis', {}).get('appendfsync')}",
+            },
+        }
     report["ratios"] = {
         # A finished task costs at least an INSERT and two UPDATEs; one pair is the floor of its database work.
         "e2e_tasks_per_second_over_pg_pairs_per_second": ratio(e2e.get("tasks_per_second"), pg.get("per_second")),
@@ -1003,6 +1068,12 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         ),
         "heartbeat_registrations_per_second_over_pg_pairs_per_second": ratio(
             hb.get("registration", {}).get("per_second"), pg.get("per_second")
+        ),
+        # peer phase (make bench-compare): above 1 means faster (or, for CPU, costlier) than Celery + Redis
+        "e2e_tasks_per_second_over_celery_tasks_per_second": measured["e2e_tasks_per_second_over_celery"],
+        "e2e_system_cpu_per_task_over_celery": ratio(
+            report.get("peer_comparison", {}).get("e2e_system_cpu_ms_per_task"),
+            report.get("peer_comparison", {}).get("celery_system_cpu_ms_per_task"),
         ),
     }
 
@@ -1069,6 +1140,17 @@ def print_table(report: dict[str, Any]) -> None:
             f"{num(r['e2e_tasks_per_second_over_pg_pairs_per_second'], '{:.2f}')} of pg pairs",
             target("e2e_tasks_per_second"),
         )
+    peer = report.get("peer_celery", {})
+    if peer:
+        redis = peer.get("redis", {})
+        table.add_row(
+            f"peer: Celery {peer['celery']} + Redis (appendfsync {redis.get('appendfsync')}), same tasks",
+            num(peer.get("tasks_per_second")),
+            ms(peer.get("submit_to_complete_ms")) + " (to complete)",
+            str(peer.get("publish_errors", 0)),
+            f"ours {num(r['e2e_tasks_per_second_over_celery_tasks_per_second'], '{:.2f}')}x",
+            target("e2e_tasks_per_second_over_celery"),
+        )
     if rate:
         table.add_row(
             f"fixed rate {rate['target_per_second']:g}/s for {rate['seconds']:g}s: submit->start",
@@ -1111,12 +1193,15 @@ def print_table(report: dict[str, Any]) -> None:
         "e2e": e2e,
         "rate": rate,
         "heartbeat": hb,
+        "peer (Celery)": peer,
     }
     cpu_rows = [(name, p["cpu"]) for name, p in phases.items() if p and "cpu" in p]
     if cpu_rows:
         cpu = Table(title="CPU cores busy during each phase")
         keys = (
             "orchestrator",
+            "redis",
+            "celery_workers",
             "orchestrator_runqueue_wait",
             "postgres",
             "agents",
@@ -1140,7 +1225,14 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts and windows (CI smoke check)")
     parser.add_argument("--out", default=str(REPO_ROOT / "bench-results" / "runtime.json"))
-    parser.add_argument("--phases", default="baseline,e2e,rate,heartbeat", help="comma-separated subset")
+    parser.add_argument(
+        "--phases",
+        default="baseline,e2e,rate,heartbeat",
+        help="comma-separated subset; `peer` adds the e2e workload on Celery + Redis (make bench-compare)",
+    )
+    parser.add_argument(
+        "--peer-fsync", choices=("everysec", "always"), help="Redis appendfsync in the peer phase (everysec)"
+    )
     parser.add_argument("--agents", type=int, help="agent processes for e2e and rate")
     parser.add_argument("--agent-concurrency", type=int)
     parser.add_argument("--tasks", type=int, help="tasks submitted in the e2e phase")
@@ -1178,7 +1270,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
             setattr(cfg, attr, value)
     cfg.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     cfg.profile = args.profile or ""
-    unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "heartbeat"}
+    if args.peer_fsync:
+        cfg.peer_fsync = args.peer_fsync
+    unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "heartbeat", "peer"}
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     # Hard bounds, whatever the flags say: every loop stops by itself.
