@@ -17,6 +17,7 @@ from ai_agents.domain import TaskState
 from ai_agents.errors import AlreadyExists, FailedPrecondition
 from ai_agents.store.database import Database, Stores
 from ai_agents.store.group_commit import RUN_ALONE, Answer, GroupCommit
+from ai_agents.store.task_batches import TASKS_CHANNEL
 
 
 @pytest.fixture
@@ -68,6 +69,25 @@ async def test_one_idempotency_key_twice_in_a_batch_creates_one_task_and_refuses
     assert isinstance(outcomes[0], AlreadyExists)
     assert not isinstance(outcomes[1], BaseException)
     assert sum(n for (_, state), n in (await stores.tasks.all_counts()).items() if state is TaskState.QUEUED) == 3
+
+
+async def test_a_batch_sends_one_notify_per_agent_type(stores: Stores, dsn: str) -> None:
+    heard: list[str] = []
+    listener = await asyncpg.connect(dsn)
+    try:
+        await listener.add_listener(TASKS_CHANNEL, lambda _c, _p, _ch, payload: heard.append(payload))
+        await asyncio.gather(
+            *(
+                stores.tasks.submit(agent_type=t, payload={"i": i}, idempotency_key=None, priority=0, max_attempts=1)
+                for i, t in enumerate(["coding"] * 20 + ["testing"] * 20)
+            )
+        )
+        await asyncio.sleep(0.2)  # notifications arrive after the commits
+    finally:
+        await listener.close()
+    batches = grouped(stores.tasks, "_submits").batches
+    assert sorted(set(heard)) == ["coding", "testing"]
+    assert len(heard) <= 2 * batches < 40, "one NOTIFY per batch and type, not one per task"
 
 
 async def test_a_row_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_stored(stores: Stores) -> None:
