@@ -6,7 +6,9 @@ Phases (each bounded in count and time, traffic only to 127.0.0.1):
   e2e          N agent processes (simulate handler, 0 ms) and a fixed number of tasks submitted as fast as
                possible: tasks/s from first submit to last success, submit-to-complete percentiles.
   rate         open-loop submission at a fixed rate for a fixed time: submit-to-start percentiles.
+  many         1,000 registered agents (capacity 1, in load processes) leasing and completing at once.
   heartbeat    many agent ids registered, then each heartbeating every interval from load processes.
+  peer         (make bench-compare) the e2e workload on Celery + Redis, for ratios.
 
 Results: JSON (default bench-results/runtime.json) and a table on stdout. Figures are reported, never
 asserted: the exit code is non-zero only when the harness itself failed.
@@ -26,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import durability  # bench/ is this script's directory, first on sys.path
+import many_agents
 import profiling
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -83,9 +87,14 @@ class Config:
     hb_seconds: float = 30.0
     hb_processes: int = 2
     hb_max_in_flight: int = 2000
+    # many concurrently working agents (bench/many_agents.py)
+    many_agents: int = 1000
+    many_processes: int = 2
+    many_seconds: float = 20.0
+    many_tasks: int = 20_000
     # orchestrator pool (None = the runtime default)
     pool_max: int | None = None
-    phases: list[str] = field(default_factory=lambda: ["baseline", "e2e", "rate", "heartbeat"])
+    phases: list[str] = field(default_factory=lambda: ["baseline", "e2e", "rate", "many", "heartbeat"])
     # py-spy the orchestrator and one agent during the e2e phase (costs some CPU: figures of a profiled run
     # are a little lower)
     profile: str = ""  # "", "python" or "native" (see bench/profiling.py)
@@ -107,6 +116,8 @@ class Config:
             hb_agents=1000,
             hb_seconds=10.0,
             hb_processes=1,
+            many_seconds=8.0,
+            many_tasks=4000,
         )
 
 
@@ -772,6 +783,108 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
     }
 
 
+class PeakRss:
+    """Resident memory of one process: at start() and the highest seen while sampling, in MiB."""
+
+    def __init__(self, pid: int, every: float = 0.5) -> None:
+        self._pid, self._every = pid, every
+        self._stop = threading.Event()
+        self.start_mib = self.peak_mib = 0.0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _rss(self) -> float:
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            return float(psutil.Process(self._pid).memory_info().rss) / 2**20
+        return 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._every):
+            self.peak_mib = max(self.peak_mib, self._rss())
+
+    def start(self) -> None:
+        self.start_mib = self.peak_mib = self._rss()
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join(5)
+        return {"start_mib": round(self.start_mib, 1), "peak_mib": round(max(self.peak_mib, self._rss()), 1)}
+
+
+async def submit_many(cfg: Config, target: str) -> dict[str, Any]:
+    """The `many` phase's work: cfg.many_tasks tasks as fast as possible, stopping at the phase's end."""
+    from ai_agents.client import OrchestratorClient
+
+    clients = [await OrchestratorClient.connect(target, timeout=30) for _ in range(cfg.load_channels)]
+    try:
+
+        async def submit(w: int, i: int) -> None:
+            await clients[w % len(clients)].submit_task(AGENT_TYPE, {"phase": "many", "i": i})
+
+        return await closed_loop(cfg.many_tasks, cfg.many_seconds, cfg.load_concurrency, submit)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+def phase_many(cfg: Config, target: str, dsn: str, meter: CpuMeter, orchestrator_pid: int) -> dict[str, Any]:
+    """cfg.many_agents registered agents (capacity 1 each) leasing and completing at once, for cfg.many_seconds."""
+    ids = [f"bench-many-{i:05d}" for i in range(cfg.many_agents)]
+    registration = asyncio.run(register_agents(cfg, target, ids))
+    per_channels = max(1, cfg.load_channels // cfg.many_processes)
+    start_at = time.time() + 4.0  # load processes import and connect first; then all start at one instant
+    jobs = [
+        dict(
+            target=target,
+            ids=ids[p :: cfg.many_processes],
+            agent_type=AGENT_TYPE,
+            seconds=cfg.many_seconds,
+            channels=per_channels,
+            start_at=start_at,
+        )
+        for p in range(cfg.many_processes)
+    ]
+    memory = PeakRss(orchestrator_pid)
+    with ProcessPoolExecutor(cfg.many_processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(many_agents.worker, job) for job in jobs]
+        time.sleep(max(0.0, start_at - time.time()))
+        meter.start()
+        memory.start()
+        submitted = asyncio.run(submit_many(cfg, target))
+        results = [f.result(timeout=cfg.many_seconds + 120) for f in futures]
+        load_cpu = sum(r["load_process_cpu_seconds"] for r in results)
+        cpu = meter.stop(load_cpu)
+        cpu["load_processes_cores"] = round(load_cpu / max(r["seconds"] for r in results), 3)
+        rss = memory.stop()
+    errors: Counter[str] = Counter()
+    for r in results:
+        errors.update(r["errors"])
+    completed = sum(r["completed"] for r in results)
+    window = max(r["seconds"] for r in results)
+    store = asyncio.run(store_latencies(dsn, "many"))
+    return {
+        "agents": cfg.many_agents,
+        "load_processes": cfg.many_processes,
+        "channels_per_process": per_channels,
+        "window_seconds": round(window, 3),
+        "registration": {k: registration[k] for k in ("per_second", "ok", "errors", "latency_ms")},
+        "submitted": submitted["ok"],
+        "submit_per_second": submitted["per_second"],
+        "submit_rpc_ms": submitted["latency_ms"],
+        "completed": completed,
+        "tasks_per_second": round(completed / window, 1) if window else None,
+        "lease_rpc_ms": percentiles([x for r in results for x in r["lease_ms"]]),
+        "complete_rpc_ms": percentiles([x for r in results for x in r["complete_ms"]]),
+        "empty_leases": sum(r["empty_leases"] for r in results),
+        "errors": dict(errors),
+        "orchestrator_memory": rss,
+        "cpu": cpu,
+        **store,
+    }
+
+
 # ---- orchestration of the run ----------------------------------------------------------------------------
 
 
@@ -979,6 +1092,15 @@ class Bench:
             if "rate" in cfg.phases:
                 report["fixed_rate"] = self.measured("fixed rate", lambda: asyncio.run(phase_rate(cfg, target, dsn)))
             self.stop_agents()
+        if "many" in cfg.phases:
+            assert self.orchestrator is not None
+            server = ServerTimes(self.metrics_url)
+            server.start()
+            orchestrator_pid = self.orchestrator.pid
+            result = phase_many(cfg, target, dsn, self.meter(), orchestrator_pid)
+            result["orchestrator_server_ms"] = server.stop()
+            print("  many agents: done", file=sys.stderr, flush=True)
+            report["many_agents"] = result
         if "peer" in cfg.phases:
             print(f"starting Redis and {cfg.agents} Celery worker processes", file=sys.stderr, flush=True)
             report["peer_celery"] = self.run_peer()
@@ -1024,6 +1146,7 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         "e2e_task": cpu_ms_per_op(e2e, "tasks_per_second"),
         "rate_task": cpu_ms_per_op(rate, "achieved_per_second"),
         "heartbeat": cpu_ms_per_op(hb, "achieved_per_second"),
+        "many_agents_task": cpu_ms_per_op(report.get("many_agents", {}), "tasks_per_second"),
     }
 
     def system_cpu_ms_per_task(phase: dict[str, Any], groups: Sequence[str]) -> float | None:
@@ -1140,6 +1263,17 @@ def print_table(report: dict[str, Any]) -> None:
             f"{num(r['e2e_tasks_per_second_over_pg_pairs_per_second'], '{:.2f}')} of pg pairs",
             target("e2e_tasks_per_second"),
         )
+    many = report.get("many_agents", {})
+    if many:
+        mem = many.get("orchestrator_memory", {})
+        table.add_row(
+            f"{many['agents']:,} agents leasing+completing (capacity 1 each)",
+            num(many.get("tasks_per_second")),
+            ms(many.get("lease_rpc_ms")) + " (lease RPC)",
+            errs(many.get("errors")),
+            f"orchestrator RSS {mem.get('start_mib', 0):.0f}->{mem.get('peak_mib', 0):.0f} MiB",
+            "",
+        )
     peer = report.get("peer_celery", {})
     if peer:
         redis = peer.get("redis", {})
@@ -1192,6 +1326,7 @@ def print_table(report: dict[str, Any]) -> None:
         "baseline health": base.get("grpc_health_check"),
         "e2e": e2e,
         "rate": rate,
+        "many agents": many,
         "heartbeat": hb,
         "peer (Celery)": peer,
     }
@@ -1211,7 +1346,13 @@ def print_table(report: dict[str, Any]) -> None:
             "machine",
         )
         per_op = report.get("orchestrator_cpu_ms_per_op", {})
-        op_keys = {"baseline health": "health_check", "e2e": "e2e_task", "rate": "rate_task", "heartbeat": "heartbeat"}
+        op_keys = {
+            "baseline health": "health_check",
+            "e2e": "e2e_task",
+            "rate": "rate_task",
+            "many agents": "many_agents_task",
+            "heartbeat": "heartbeat",
+        }
         for column in ("phase", *keys, "orchestrator CPU ms/op"):
             cpu.add_column(column.replace("_runqueue_wait", " waiting for CPU"), justify="right")
         for name, c in cpu_rows:
@@ -1227,7 +1368,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--out", default=str(REPO_ROOT / "bench-results" / "runtime.json"))
     parser.add_argument(
         "--phases",
-        default="baseline,e2e,rate,heartbeat",
+        default="baseline,e2e,rate,many,heartbeat",
         help="comma-separated subset; `peer` adds the e2e workload on Celery + Redis (make bench-compare)",
     )
     parser.add_argument(
@@ -1242,6 +1383,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--hb-interval", type=float)
     parser.add_argument("--hb-seconds", type=float)
     parser.add_argument("--hb-processes", type=int)
+    parser.add_argument("--many-agents", type=int, help="agents leasing and completing at once in the `many` phase")
+    parser.add_argument("--many-seconds", type=float)
     parser.add_argument("--pool-max", type=int, help="orchestrator AI_AGENTS_DATABASE_POOL_MAX (default: runtime's)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, PostgreSQL data)")
     parser.add_argument(
@@ -1264,6 +1407,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         ("hb_seconds", "hb_seconds"),
         ("hb_processes", "hb_processes"),
         ("pool_max", "pool_max"),
+        ("many_agents", "many_agents"),
+        ("many_seconds", "many_seconds"),
     ):
         value = getattr(args, name)
         if value is not None:
@@ -1272,7 +1417,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     cfg.profile = args.profile or ""
     if args.peer_fsync:
         cfg.peer_fsync = args.peer_fsync
-    unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "heartbeat", "peer"}
+    unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "many", "heartbeat", "peer"}
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     # Hard bounds, whatever the flags say: every loop stops by itself.
@@ -1280,6 +1425,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     cfg.rate_seconds = min(cfg.rate_seconds, 120.0)
     cfg.hb_seconds = min(cfg.hb_seconds, 300.0)
     cfg.hb_agents = min(cfg.hb_agents, 100_000)
+    cfg.many_agents = min(cfg.many_agents, 20_000)
+    cfg.many_seconds = min(cfg.many_seconds, 300.0)
     return cfg, args
 
 
