@@ -43,9 +43,10 @@ class Completion:
     result_json: str
 
 
-# One NOTIFY per agent type in the batch, not per task: NOTIFY takes a global lock at commit, and one wake-up
-# per type is all a waiting agent needs (it then leases as many as it can take). The scalar subquery makes
-# PostgreSQL run the notifying CTE (an unreferenced CTE without side effects in its plan is never run).
+# One NOTIFY per agent type in the batch, not per task: NOTIFY takes a global lock at commit. Its payload
+# "<type>:<n>" lets each orchestrator wake only n of its waiting long polls (store/database.py Wakeups). The
+# scalar subquery makes PostgreSQL run the notifying CTE (an unreferenced CTE without side effects in its plan is
+# never run).
 _INSERT = """
 WITH ins AS (
     INSERT INTO tasks (task_id, agent_type, state, payload, idempotency_key, priority, max_attempts)
@@ -55,7 +56,10 @@ WITH ins AS (
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING *
 ),
-woken AS (SELECT pg_notify($7, types.agent_type) FROM (SELECT DISTINCT agent_type FROM ins) types)
+woken AS (
+    SELECT pg_notify($7, types.agent_type || ':' || types.n)
+    FROM (SELECT agent_type, count(*) AS n FROM ins GROUP BY agent_type) types
+)
 SELECT ins.*, (SELECT count(*) FROM woken) AS types_notified FROM ins
 """
 

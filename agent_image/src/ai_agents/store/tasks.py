@@ -97,7 +97,7 @@ class TaskStore:
                 ON CONFLICT (idempotency_key) DO NOTHING
                 RETURNING *
             )
-            SELECT ins.*, pg_notify($7, ins.agent_type) FROM ins
+            SELECT ins.*, pg_notify($7, ins.agent_type || ':1') FROM ins
             """,
             new.task_id,
             agent_type,
