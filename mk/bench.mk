@@ -7,7 +7,7 @@ BENCH_RESULTS ?= $(REPO_ROOT)/bench-results
 .PHONY: bench bench-runtime bench-compare bench-peer-deps
 bench: bench-runtime ## Run every benchmark
 
-bench-runtime: ## Runtime throughput/latency/heartbeat bench -> bench-results/runtime.json (BENCH_ARGS=--quick)
+bench-runtime: ## Runtime throughput, latency, 1,000-agent and heartbeat bench -> bench-results/runtime.json (BENCH_ARGS=--quick)
 	$(PYTHON) $(REPO_ROOT)/bench/runtime_bench.py --out $(BENCH_RESULTS)/runtime.json $(BENCH_ARGS)
 
 # The peer queue: Debian's redis-server (root installs it when missing) and Celery from agent_image's `peer` extra,
