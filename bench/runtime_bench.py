@@ -1263,6 +1263,23 @@ def print_table(report: dict[str, Any]) -> None:
             f"{num(r['e2e_tasks_per_second_over_pg_pairs_per_second'], '{:.2f}')} of pg pairs",
             target("e2e_tasks_per_second"),
         )
+    if rate:
+        table.add_row(
+            f"fixed rate {rate['target_per_second']:g}/s for {rate['seconds']:g}s: submit->start",
+            num(rate.get("achieved_per_second")),
+            ms(rate.get("submit_to_start_ms")),
+            errs(rate.get("errors")),
+            f"{num(r['rate_submit_to_start_p95_over_pg_pair_p95'], '{:.1f}')}x pg pair p95",
+            target("rate_submit_to_start_p95_ms"),
+        )
+        table.add_row(
+            "  submit RPC (client side)",
+            "",
+            ms(rate.get("submit_rpc_ms")),
+            "",
+            f"{num(r['rate_submit_rpc_p95_over_health_p95'], '{:.1f}')}x health p95",
+            "",
+        )
     many = report.get("many_agents", {})
     if many:
         mem = many.get("orchestrator_memory", {})
@@ -1284,23 +1301,6 @@ def print_table(report: dict[str, Any]) -> None:
             str(peer.get("publish_errors", 0)),
             f"ours {num(r['e2e_tasks_per_second_over_celery_tasks_per_second'], '{:.2f}')}x",
             target("e2e_tasks_per_second_over_celery"),
-        )
-    if rate:
-        table.add_row(
-            f"fixed rate {rate['target_per_second']:g}/s for {rate['seconds']:g}s: submit->start",
-            num(rate.get("achieved_per_second")),
-            ms(rate.get("submit_to_start_ms")),
-            errs(rate.get("errors")),
-            f"{num(r['rate_submit_to_start_p95_over_pg_pair_p95'], '{:.1f}')}x pg pair p95",
-            target("rate_submit_to_start_p95_ms"),
-        )
-        table.add_row(
-            "  submit RPC (client side)",
-            "",
-            ms(rate.get("submit_rpc_ms")),
-            "",
-            f"{num(r['rate_submit_rpc_p95_over_health_p95'], '{:.1f}')}x health p95",
-            "",
         )
     if hb:
         table.add_row(
