@@ -6,7 +6,9 @@ Phases (each bounded in count and time, traffic only to 127.0.0.1):
   e2e          N agent processes (simulate handler, 0 ms) and a fixed number of tasks submitted as fast as
                possible: tasks/s from first submit to last success, submit-to-complete percentiles.
   rate         open-loop submission at a fixed rate for a fixed time: submit-to-start percentiles.
+  many         1,000 registered agents (capacity 1, in load processes) leasing and completing at once.
   heartbeat    many agent ids registered, then each heartbeating every interval from load processes.
+  peer         (make bench-compare) the e2e workload on Celery + Redis, for ratios.
 
 Results: JSON (default bench-results/runtime.json) and a table on stdout. Figures are reported, never
 asserted: the exit code is non-zero only when the harness itself failed.
@@ -26,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import durability  # bench/ is this script's directory, first on sys.path
+import many_agents
+import profiling
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENT_TYPE = "coding"
 
@@ -46,6 +53,8 @@ TARGETS = {
     "rate_submit_to_start_p95_ms": ("<", 50.0),
     "heartbeat_agents": (">=", 10000),
     "heartbeat_p99_ms": ("<", 50.0),
+    # only with the peer phase (make bench-compare)
+    "e2e_tasks_per_second_over_celery": (">=", 3.0),
 }
 
 
@@ -78,9 +87,19 @@ class Config:
     hb_seconds: float = 30.0
     hb_processes: int = 2
     hb_max_in_flight: int = 2000
+    # many concurrently working agents (bench/many_agents.py)
+    many_agents: int = 1000
+    many_processes: int = 2
+    many_seconds: float = 20.0
+    many_tasks: int = 20_000
     # orchestrator pool (None = the runtime default)
     pool_max: int | None = None
-    phases: list[str] = field(default_factory=lambda: ["baseline", "e2e", "rate", "heartbeat"])
+    phases: list[str] = field(default_factory=lambda: ["baseline", "e2e", "rate", "many", "heartbeat"])
+    # py-spy the orchestrator and one agent during the e2e phase (costs some CPU: figures of a profiled run
+    # are a little lower)
+    profile: str = ""  # "", "python" or "native" (see bench/profiling.py)
+    # peer phase: Redis's appendfsync (bench/peer_celery.py)
+    peer_fsync: str = "everysec"
 
     @classmethod
     def quick_preset(cls) -> Config:
@@ -97,6 +116,8 @@ class Config:
             hb_agents=1000,
             hb_seconds=10.0,
             hb_processes=1,
+            many_seconds=8.0,
+            many_tasks=4000,
         )
 
 
@@ -762,6 +783,108 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
     }
 
 
+class PeakRss:
+    """Resident memory of one process: at start() and the highest seen while sampling, in MiB."""
+
+    def __init__(self, pid: int, every: float = 0.5) -> None:
+        self._pid, self._every = pid, every
+        self._stop = threading.Event()
+        self.start_mib = self.peak_mib = 0.0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _rss(self) -> float:
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            return float(psutil.Process(self._pid).memory_info().rss) / 2**20
+        return 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._every):
+            self.peak_mib = max(self.peak_mib, self._rss())
+
+    def start(self) -> None:
+        self.start_mib = self.peak_mib = self._rss()
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join(5)
+        return {"start_mib": round(self.start_mib, 1), "peak_mib": round(max(self.peak_mib, self._rss()), 1)}
+
+
+async def submit_many(cfg: Config, target: str) -> dict[str, Any]:
+    """The `many` phase's work: cfg.many_tasks tasks as fast as possible, stopping at the phase's end."""
+    from ai_agents.client import OrchestratorClient
+
+    clients = [await OrchestratorClient.connect(target, timeout=30) for _ in range(cfg.load_channels)]
+    try:
+
+        async def submit(w: int, i: int) -> None:
+            await clients[w % len(clients)].submit_task(AGENT_TYPE, {"phase": "many", "i": i})
+
+        return await closed_loop(cfg.many_tasks, cfg.many_seconds, cfg.load_concurrency, submit)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+def phase_many(cfg: Config, target: str, dsn: str, meter: CpuMeter, orchestrator_pid: int) -> dict[str, Any]:
+    """cfg.many_agents registered agents (capacity 1 each) leasing and completing at once, for cfg.many_seconds."""
+    ids = [f"bench-many-{i:05d}" for i in range(cfg.many_agents)]
+    registration = asyncio.run(register_agents(cfg, target, ids))
+    per_channels = max(1, cfg.load_channels // cfg.many_processes)
+    start_at = time.time() + 4.0  # load processes import and connect first; then all start at one instant
+    jobs = [
+        dict(
+            target=target,
+            ids=ids[p :: cfg.many_processes],
+            agent_type=AGENT_TYPE,
+            seconds=cfg.many_seconds,
+            channels=per_channels,
+            start_at=start_at,
+        )
+        for p in range(cfg.many_processes)
+    ]
+    memory = PeakRss(orchestrator_pid)
+    with ProcessPoolExecutor(cfg.many_processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(many_agents.worker, job) for job in jobs]
+        time.sleep(max(0.0, start_at - time.time()))
+        meter.start()
+        memory.start()
+        submitted = asyncio.run(submit_many(cfg, target))
+        results = [f.result(timeout=cfg.many_seconds + 120) for f in futures]
+        load_cpu = sum(r["load_process_cpu_seconds"] for r in results)
+        cpu = meter.stop(load_cpu)
+        cpu["load_processes_cores"] = round(load_cpu / max(r["seconds"] for r in results), 3)
+        rss = memory.stop()
+    errors: Counter[str] = Counter()
+    for r in results:
+        errors.update(r["errors"])
+    completed = sum(r["completed"] for r in results)
+    window = max(r["seconds"] for r in results)
+    store = asyncio.run(store_latencies(dsn, "many"))
+    return {
+        "agents": cfg.many_agents,
+        "load_processes": cfg.many_processes,
+        "channels_per_process": per_channels,
+        "window_seconds": round(window, 3),
+        "registration": {k: registration[k] for k in ("per_second", "ok", "errors", "latency_ms")},
+        "submitted": submitted["ok"],
+        "submit_per_second": submitted["per_second"],
+        "submit_rpc_ms": submitted["latency_ms"],
+        "completed": completed,
+        "tasks_per_second": round(completed / window, 1) if window else None,
+        "lease_rpc_ms": percentiles([x for r in results for x in r["lease_ms"]]),
+        "complete_rpc_ms": percentiles([x for r in results for x in r["complete_ms"]]),
+        "empty_leases": sum(r["empty_leases"] for r in results),
+        "errors": dict(errors),
+        "orchestrator_memory": rss,
+        "cpu": cpu,
+        **store,
+    }
+
+
 # ---- orchestration of the run ----------------------------------------------------------------------------
 
 
@@ -776,6 +899,7 @@ class Bench:
         self.agents: list[Proc] = []
         self.target = ""
         self.metrics_url = ""
+        self.profile_dir = workdir
 
     def start_backend(self) -> None:
         from ai_agents.local.postgres import LocalPostgres
@@ -826,6 +950,67 @@ class Bench:
         if self.postgres is not None:
             self.postgres.stop()
 
+    def start_profiles(self) -> dict[str, profiling.Sampler]:
+        assert self.orchestrator is not None
+        pids = {"orchestrator": self.orchestrator.pid, "agent": self.agents[0].pid}
+        native = self.cfg.profile == "native"
+        samplers = {
+            name: profiling.Sampler(pid, self.profile_dir / f"profile-{name}.txt", native=native)
+            for name, pid in pids.items()
+        }
+        if not all(s.start() for s in samplers.values()):
+            print("  --profile: py-spy not found (pip install py-spy); no profile", file=sys.stderr)
+            return {}
+        return samplers
+
+    def stop_profiles(self, samplers: dict[str, profiling.Sampler], e2e: dict[str, Any]) -> dict[str, Any]:
+        """Each process's profile summary, with its CPU per task so shares convert to milliseconds."""
+        flag = "--native" if self.cfg.profile == "native" else "--nonblocking"
+        out: dict[str, Any] = {"phase": "e2e", "tool": f"py-spy record {flag} (CPU samples only)"}
+        per_second = e2e.get("tasks_per_second")
+        for name, sampler in samplers.items():
+            raw = sampler.stop()
+            summary = profiling.summarise(raw) if raw else {"samples": 0}
+            cores = e2e.get("cpu", {}).get(f"{name}s_cores" if name == "agent" else f"{name}_cores")
+            # The agent figure is all agent processes' CPU per task; the profile is one of them (alike by design).
+            summary["cpu_ms_per_task"] = round(cores / per_second * 1000, 3) if cores and per_second else None
+            summary["raw_stacks"] = str(raw) if raw else None
+            out[name] = summary
+        return out
+
+    def run_peer(self) -> dict[str, Any]:
+        """The e2e workload on Celery + Redis (bench/peer_celery.py), with the same counts and concurrency."""
+        import celery
+        import peer_celery
+
+        cfg = self.cfg
+        peer = peer_celery.PeerCelery(self.workdir / "peer", free_port(), fsync=cfg.peer_fsync)
+        try:
+            peer.start_redis()
+            peer.start_workers(cfg.agents, cfg.agent_concurrency)
+            meter = CpuMeter(peer.pids(), waits=())
+            meter.start()
+            t0 = time.monotonic()
+            load = peer_celery.run_workload(peer.port, cfg.e2e_tasks, cfg.load_channels, cfg.e2e_timeout)
+            cpu = meter.stop()
+            redis_settings = peer.durability()
+        finally:
+            peer.stop()
+        print(f"  peer (Celery + Redis): done in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
+        return {
+            "celery": celery.__version__,
+            "redis": redis_settings,
+            "settings": "task_acks_late, task_reject_on_worker_lost, Redis broker and result backend, json",
+            "workers": cfg.agents,
+            "pool": "threads",
+            "threads_per_worker": cfg.agent_concurrency,
+            "publishers": cfg.load_channels,
+            **{k: v for k, v in load.items() if k not in ("publish_ms", "submit_to_complete_ms")},
+            "publish_ms": percentiles(load["publish_ms"]),
+            "submit_to_complete_ms": percentiles(load["submit_to_complete_ms"]),
+            "cpu": cpu,
+        }
+
     def meter(self) -> CpuMeter:
         return CpuMeter(
             {
@@ -874,8 +1059,13 @@ class Bench:
         print("starting PostgreSQL and one orchestrator", file=sys.stderr, flush=True)
         self.start_backend()
         report["machine"]["postgres"] = self.postgres_version()
-        # The figures are for the durable settings a deployment uses (the default), never `--fast`.
+        # The figures are for the durable settings a deployment uses (the default), never `--fast`: what we asked
+        # for, then what the server says it runs with (the bench stops here if that is not durable).
         report["machine"]["postgres_durability"] = self.postgres.durability_settings
+        observed = asyncio.run(durability.observed_settings(self.postgres.dsn))
+        report["machine"]["postgres_settings_observed"] = observed
+        durability.require_durable(observed)
+        print(f"PostgreSQL: {durability.describe(observed)}", file=sys.stderr, flush=True)
         report["machine"]["note"] = (
             "PostgreSQL, the orchestrator, the agents and the load generators all share this machine's CPUs"
         )
@@ -893,12 +1083,27 @@ class Bench:
             print(f"starting {cfg.agents} agent processes", file=sys.stderr, flush=True)
             self.start_agents()
             if "e2e" in cfg.phases:
+                samplers = self.start_profiles() if cfg.profile else {}
                 report["e2e_throughput"] = self.measured(
                     "e2e throughput", lambda: asyncio.run(phase_e2e(cfg, target, dsn))
                 )
+                if samplers:
+                    report["profile"] = self.stop_profiles(samplers, report["e2e_throughput"])
             if "rate" in cfg.phases:
                 report["fixed_rate"] = self.measured("fixed rate", lambda: asyncio.run(phase_rate(cfg, target, dsn)))
             self.stop_agents()
+        if "many" in cfg.phases:
+            assert self.orchestrator is not None
+            server = ServerTimes(self.metrics_url)
+            server.start()
+            orchestrator_pid = self.orchestrator.pid
+            result = phase_many(cfg, target, dsn, self.meter(), orchestrator_pid)
+            result["orchestrator_server_ms"] = server.stop()
+            print("  many agents: done", file=sys.stderr, flush=True)
+            report["many_agents"] = result
+        if "peer" in cfg.phases:
+            print(f"starting Redis and {cfg.agents} Celery worker processes", file=sys.stderr, flush=True)
+            report["peer_celery"] = self.run_peer()
         if "heartbeat" in cfg.phases:
             server = ServerTimes(self.metrics_url)
             server.start()
@@ -918,7 +1123,9 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
     e2e = report.get("e2e_throughput", {})
     rate = report.get("fixed_rate", {})
     hb = report.get("heartbeat", {})
+    peer = report.get("peer_celery", {})
     measured = {
+        "e2e_tasks_per_second_over_celery": ratio(e2e.get("tasks_per_second"), peer.get("tasks_per_second")),
         "e2e_tasks_per_second": e2e.get("tasks_per_second"),
         "rate_submit_to_start_p95_ms": rate.get("submit_to_start_ms", {}).get("p95"),
         "heartbeat_agents": hb.get("agents") if hb and hb.get("error_rate", 1) < 0.01 else None,
@@ -939,7 +1146,31 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         "e2e_task": cpu_ms_per_op(e2e, "tasks_per_second"),
         "rate_task": cpu_ms_per_op(rate, "achieved_per_second"),
         "heartbeat": cpu_ms_per_op(hb, "achieved_per_second"),
+        "many_agents_task": cpu_ms_per_op(report.get("many_agents", {}), "tasks_per_second"),
     }
+
+    def system_cpu_ms_per_task(phase: dict[str, Any], groups: Sequence[str]) -> float | None:
+        """CPU of the whole queue (server, store or broker, workers) per finished task: what the work costs."""
+        cores = sum(phase.get("cpu", {}).get(f"{g}_cores", 0.0) for g in groups)
+        per_second = phase.get("tasks_per_second")
+        return round(cores / per_second * 1000, 3) if cores and per_second else None
+
+    if peer:
+        ours = system_cpu_ms_per_task(e2e, ("orchestrator", "postgres", "agents"))
+        theirs = system_cpu_ms_per_task(peer, ("redis", "celery_workers"))
+        report["peer_comparison"] = {
+            "e2e_tasks_per_second": e2e.get("tasks_per_second"),
+            "celery_tasks_per_second": peer.get("tasks_per_second"),
+            "e2e_system_cpu_ms_per_task": ours,
+            "celery_system_cpu_ms_per_task": theirs,
+            "e2e_submit_to_complete_ms": e2e.get("submit_to_complete_ms"),
+            "celery_submit_to_complete_ms": peer.get("submit_to_complete_ms"),
+            "durability": {
+                "ai_agents": "PostgreSQL fsync, synchronous_commit on: every acknowledged task is on disk",
+                "celery": f"Redis appendonly={peer.get('redis', {}).get('appendonly')}, "
+                f"appendfsync={peer.get('redis', {}).get('appendfsync')}",
+            },
+        }
     report["ratios"] = {
         # A finished task costs at least an INSERT and two UPDATEs; one pair is the floor of its database work.
         "e2e_tasks_per_second_over_pg_pairs_per_second": ratio(e2e.get("tasks_per_second"), pg.get("per_second")),
@@ -960,6 +1191,12 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         ),
         "heartbeat_registrations_per_second_over_pg_pairs_per_second": ratio(
             hb.get("registration", {}).get("per_second"), pg.get("per_second")
+        ),
+        # peer phase (make bench-compare): above 1 means faster (or, for CPU, costlier) than Celery + Redis
+        "e2e_tasks_per_second_over_celery_tasks_per_second": measured["e2e_tasks_per_second_over_celery"],
+        "e2e_system_cpu_per_task_over_celery": ratio(
+            report.get("peer_comparison", {}).get("e2e_system_cpu_ms_per_task"),
+            report.get("peer_comparison", {}).get("celery_system_cpu_ms_per_task"),
         ),
     }
 
@@ -983,7 +1220,7 @@ def print_table(report: dict[str, Any]) -> None:
     r = report["ratios"]
     table = Table(
         title=f"runtime bench ({report['mode']}): {m['nproc']} CPU {m['cpu_model']}, {m['memory_gib']} GiB, "
-        f"{report['duration_seconds']}s"
+        f"{report['duration_seconds']}s; PostgreSQL {durability.describe(m.get('postgres_settings_observed', {}))}"
     )
     for column in ("figure", "rate /s", "p50 / p95 / p99 ms", "errors", "vs baseline", "target"):
         table.add_column(column, justify="left" if column in ("figure", "target") else "right")
@@ -1043,6 +1280,28 @@ def print_table(report: dict[str, Any]) -> None:
             f"{num(r['rate_submit_rpc_p95_over_health_p95'], '{:.1f}')}x health p95",
             "",
         )
+    many = report.get("many_agents", {})
+    if many:
+        mem = many.get("orchestrator_memory", {})
+        table.add_row(
+            f"{many['agents']:,} agents leasing+completing (capacity 1 each)",
+            num(many.get("tasks_per_second")),
+            ms(many.get("lease_rpc_ms")) + " (lease RPC)",
+            errs(many.get("errors")),
+            f"orchestrator RSS {mem.get('start_mib', 0):.0f}->{mem.get('peak_mib', 0):.0f} MiB",
+            "",
+        )
+    peer = report.get("peer_celery", {})
+    if peer:
+        redis = peer.get("redis", {})
+        table.add_row(
+            f"peer: Celery {peer['celery']} + Redis (appendfsync {redis.get('appendfsync')}), same tasks",
+            num(peer.get("tasks_per_second")),
+            ms(peer.get("submit_to_complete_ms")) + " (to complete)",
+            str(peer.get("publish_errors", 0)),
+            f"ours {num(r['e2e_tasks_per_second_over_celery_tasks_per_second'], '{:.2f}')}x",
+            target("e2e_tasks_per_second_over_celery"),
+        )
     if hb:
         table.add_row(
             f"heartbeats: {hb['agents']:,} agents every {hb['interval_seconds']:g}s",
@@ -1067,13 +1326,17 @@ def print_table(report: dict[str, Any]) -> None:
         "baseline health": base.get("grpc_health_check"),
         "e2e": e2e,
         "rate": rate,
+        "many agents": many,
         "heartbeat": hb,
+        "peer (Celery)": peer,
     }
     cpu_rows = [(name, p["cpu"]) for name, p in phases.items() if p and "cpu" in p]
     if cpu_rows:
         cpu = Table(title="CPU cores busy during each phase")
         keys = (
             "orchestrator",
+            "redis",
+            "celery_workers",
             "orchestrator_runqueue_wait",
             "postgres",
             "agents",
@@ -1083,7 +1346,13 @@ def print_table(report: dict[str, Any]) -> None:
             "machine",
         )
         per_op = report.get("orchestrator_cpu_ms_per_op", {})
-        op_keys = {"baseline health": "health_check", "e2e": "e2e_task", "rate": "rate_task", "heartbeat": "heartbeat"}
+        op_keys = {
+            "baseline health": "health_check",
+            "e2e": "e2e_task",
+            "rate": "rate_task",
+            "many agents": "many_agents_task",
+            "heartbeat": "heartbeat",
+        }
         for column in ("phase", *keys, "orchestrator CPU ms/op"):
             cpu.add_column(column.replace("_runqueue_wait", " waiting for CPU"), justify="right")
         for name, c in cpu_rows:
@@ -1097,7 +1366,14 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts and windows (CI smoke check)")
     parser.add_argument("--out", default=str(REPO_ROOT / "bench-results" / "runtime.json"))
-    parser.add_argument("--phases", default="baseline,e2e,rate,heartbeat", help="comma-separated subset")
+    parser.add_argument(
+        "--phases",
+        default="baseline,e2e,rate,many,heartbeat",
+        help="comma-separated subset; `peer` adds the e2e workload on Celery + Redis (make bench-compare)",
+    )
+    parser.add_argument(
+        "--peer-fsync", choices=("everysec", "always"), help="Redis appendfsync in the peer phase (everysec)"
+    )
     parser.add_argument("--agents", type=int, help="agent processes for e2e and rate")
     parser.add_argument("--agent-concurrency", type=int)
     parser.add_argument("--tasks", type=int, help="tasks submitted in the e2e phase")
@@ -1107,8 +1383,17 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--hb-interval", type=float)
     parser.add_argument("--hb-seconds", type=float)
     parser.add_argument("--hb-processes", type=int)
+    parser.add_argument("--many-agents", type=int, help="agents leasing and completing at once in the `many` phase")
+    parser.add_argument("--many-seconds", type=float)
     parser.add_argument("--pool-max", type=int, help="orchestrator AI_AGENTS_DATABASE_POOL_MAX (default: runtime's)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, PostgreSQL data)")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="python",
+        choices=("python", "native"),
+        help="py-spy the orchestrator and one agent in the e2e phase (native: with C frames, pauses them)",
+    )
     args = parser.parse_args(argv)
     cfg = Config.quick_preset() if args.quick else Config()
     for name, attr in (
@@ -1122,12 +1407,17 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         ("hb_seconds", "hb_seconds"),
         ("hb_processes", "hb_processes"),
         ("pool_max", "pool_max"),
+        ("many_agents", "many_agents"),
+        ("many_seconds", "many_seconds"),
     ):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)
     cfg.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "heartbeat"}
+    cfg.profile = args.profile or ""
+    if args.peer_fsync:
+        cfg.peer_fsync = args.peer_fsync
+    unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "many", "heartbeat", "peer"}
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     # Hard bounds, whatever the flags say: every loop stops by itself.
@@ -1135,6 +1425,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     cfg.rate_seconds = min(cfg.rate_seconds, 120.0)
     cfg.hb_seconds = min(cfg.hb_seconds, 300.0)
     cfg.hb_agents = min(cfg.hb_agents, 100_000)
+    cfg.many_agents = min(cfg.many_agents, 20_000)
+    cfg.many_seconds = min(cfg.many_seconds, 300.0)
     return cfg, args
 
 
@@ -1149,6 +1441,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ai-agents-bench-"))
     workdir.chmod(0o755)  # PostgreSQL runs as an unprivileged user when we are root
     bench = Bench(cfg, workdir)
+    # Collapsed stacks (flamegraph.pl / speedscope input) are kept beside the report.
+    bench.profile_dir = Path(args.out).parent
+    bench.profile_dir.mkdir(parents=True, exist_ok=True)
     failed = False
     try:
         report = bench.run()

@@ -128,6 +128,9 @@ class OrchestratorSettings(CommonSettings, OrchestratorLive):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_pool_min: int = Field(2, ge=1)
     database_pool_max: int = Field(20, ge=1)
+    # Concurrent submits, completions and heartbeats share one statement (and one WAL flush) each; off: one
+    # statement per call. Same guarantees either way (store/group_commit.py).
+    database_group_commit: bool = True
     # How long start-up keeps retrying an unreachable database before the process gives up.
     database_connect_timeout_seconds: float = Field(60.0, ge=0)
     orchestrator_id: str = Field(default_factory=socket.gethostname)

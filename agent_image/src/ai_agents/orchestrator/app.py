@@ -51,6 +51,7 @@ class Orchestrator(Lifecycle):
             min_size=settings.database_pool_min,
             max_size=settings.database_pool_max,
             agent_stale_seconds=settings.agent_stale_seconds,
+            group_commit=settings.database_group_commit,
         )
         self._ready = False
         self._stopped = False

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import builtins
 import json
+from collections.abc import Sequence
 
 import asyncpg
 
 from ai_agents.domain import AgentState
 from ai_agents.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from ai_agents.store.group_commit import RUN_ALONE, Answer, GroupCommit
 from ai_agents.store.paging import byte_bounded_page, has_more
 from ai_agents.store.records import AgentRecord
 
@@ -28,10 +30,41 @@ def _effective_state(stale_param: str) -> str:
     )
 
 
+# Heartbeats of many agents in one statement (store/group_commit.py), rows locked in agent_id order so that two
+# batches wait for each other instead of deadlocking. `idx` says which caller each updated row answers.
+_HEARTBEATS = """
+WITH beat AS (SELECT * FROM unnest($1::text[], $2::int[], $3::int[]) AS b(agent_id, running, idx)),
+locked AS (
+    SELECT a.agent_id FROM agents a JOIN beat b ON a.agent_id = b.agent_id ORDER BY a.agent_id FOR UPDATE OF a
+)
+UPDATE agents a SET last_heartbeat = now(), running = b.running
+FROM beat b
+WHERE a.agent_id = b.agent_id AND a.agent_id IN (SELECT agent_id FROM locked) AND a.state <> 'deregistered'
+RETURNING b.idx
+"""
+
+
 class AgentStore:
-    def __init__(self, pool: asyncpg.Pool, *, stale_seconds: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, stale_seconds: int, group_commit: bool = True) -> None:
         self._pool = pool
         self._stale = float(stale_seconds)
+        self._heartbeats: GroupCommit[tuple[str, int], bool] | None = None
+        if group_commit:
+            self._heartbeats = GroupCommit("heartbeat", self._heartbeat_batch)
+
+    async def _heartbeat_batch(self, items: Sequence[tuple[str, int]]) -> list[Answer[bool]]:
+        """True/False per (agent_id, running) as `heartbeat` answers; an id seen earlier in the batch runs alone."""
+        first: dict[str, int] = {}
+        for index, (agent_id, _) in enumerate(items):
+            first.setdefault(agent_id, index)
+        rows = await self._pool.fetch(
+            _HEARTBEATS,
+            list(first),
+            [items[index][1] for index in first.values()],
+            list(first.values()),
+        )
+        found = {row["idx"] for row in rows}
+        return [index in found if first[agent_id] == index else RUN_ALONE for index, (agent_id, _) in enumerate(items)]
 
     def _select(self, where: str) -> str:
         return f"SELECT *, {_effective_state('$1')} AS effective_state FROM agents WHERE {where}"
@@ -189,6 +222,10 @@ class AgentStore:
 
     async def heartbeat(self, agent_id: str, running: int) -> bool:
         """Record a heartbeat; False when the agent is unknown or deregistered (it must register again)."""
+        if self._heartbeats is not None:
+            answer = await self._heartbeats((agent_id, running))
+            if isinstance(answer, bool):
+                return answer
         found = await self._pool.fetchval(
             "UPDATE agents SET last_heartbeat = now(), running = $2 "
             "WHERE agent_id = $1 AND state <> 'deregistered' RETURNING 1",

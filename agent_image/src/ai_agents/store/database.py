@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,7 +17,8 @@ from ai_agents.store.availability import OutageLog, is_database_unavailable, una
 from ai_agents.store.messages import MESSAGES_CHANNEL, MessageStore
 from ai_agents.store.migrations import migrate
 from ai_agents.store.resources import ResourceStore
-from ai_agents.store.tasks import TASKS_CHANNEL, TaskStore
+from ai_agents.store.task_batches import TASKS_CHANNEL
+from ai_agents.store.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -25,36 +26,66 @@ _CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 class Wakeups:
-    """Per-key generation counters: waiters sleep until the counter moves or their timeout passes.
+    """Per-key generation counters and waiters, oldest first: a notification wakes all of them or the first n.
 
     A notification that arrives between a waiter's empty lease and its wait is not lost, because the waiter
-    compares against the generation it read before leasing. `notify` is synchronous and creates no task: it
-    runs once per NOTIFY, i.e. once per submitted task.
+    compares against the generation it read before leasing. `notify` is synchronous and creates no task.
+
+    Why n: a batch of 3 new tasks need not wake 1,000 idle agents' long polls, each of which would run a lease
+    query and find nothing (a thundering herd that costs more than the tasks). A waiter left asleep is no worse
+    off than before the batch: it still re-checks the queue when its timeout (at most a few seconds) passes.
     """
 
     def __init__(self) -> None:
         self._generation: dict[str, int] = defaultdict(int)
-        self._events: dict[str, asyncio.Event] = {}
+        self._waiters: dict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
+        # Waiters per key still waiting: timed-out ones stay in the deque until it is compacted.
+        self._live: dict[str, int] = defaultdict(int)
 
     def generation(self, key: str) -> int:
         return self._generation[key]
 
-    def notify(self, key: str) -> None:
+    def notify(self, key: str, count: int | None = None) -> None:
+        """Move the generation of key and wake its waiters: all of them, or the `count` that waited longest."""
         self._generation[key] += 1
-        event = self._events.pop(key, None)
-        if event is not None:
-            event.set()
+        waiters = self._waiters.get(key)
+        woken = 0
+        while waiters and (count is None or woken < count):
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                woken += 1
 
     async def wait(self, key: str, seen: int, timeout: float) -> bool:
-        """Wait until the generation of key differs from seen; False on timeout."""
+        """Wait until the generation of key differs from seen and this waiter is woken; False on timeout."""
         if self._generation[key] != seen:
             return True
-        event = self._events.setdefault(key, asyncio.Event())
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters[key]
+        waiters.append(waiter)
+        self._live[key] += 1
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             return False
+        finally:
+            self._live[key] -= 1
+            # Timed-out waiters are left behind (removing each from the middle costs O(n)); drop them in one
+            # pass once they outnumber the live ones, so an idle fleet's long polls never pile up.
+            current = self._waiters[key]  # not `waiters`: an earlier compaction may have replaced it
+            if len(current) > 2 * self._live[key] + 16:
+                self._waiters[key] = deque(w for w in current if not w.done())
         return True
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Release a pooled connection without asyncpg's default reset query.
+
+    The default sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` after every use: a
+    second round trip per statement. Pooled connections here never hold session state (no SET, session advisory
+    locks, cursors or LISTEN: the listener has its own connection), and asyncpg still rolls back a transaction
+    left open before it calls this.
+    """
 
 
 @dataclass
@@ -68,8 +99,11 @@ class Stores:
 class Database:
     """Owns the pool and a dedicated LISTEN connection that turns notifications into wake-ups."""
 
-    def __init__(self, dsn: str, *, min_size: int, max_size: int, agent_stale_seconds: int) -> None:
+    def __init__(
+        self, dsn: str, *, min_size: int, max_size: int, agent_stale_seconds: int, group_commit: bool = True
+    ) -> None:
         self._dsn = dsn
+        self._group_commit = group_commit
         self._min_size = min_size
         self._max_size = max_size
         self._stale = agent_stale_seconds
@@ -97,8 +131,10 @@ class Database:
         # the pool replaces broken connections on later acquires, so service resumes when the server is back.
         outages = OutageLog()
         return Stores(
-            tasks=unavailable_on_outage(TaskStore(self._pool), outages),
-            agents=unavailable_on_outage(AgentStore(self._pool, stale_seconds=self._stale), outages),
+            tasks=unavailable_on_outage(TaskStore(self._pool, group_commit=self._group_commit), outages),
+            agents=unavailable_on_outage(
+                AgentStore(self._pool, stale_seconds=self._stale, group_commit=self._group_commit), outages
+            ),
             messages=unavailable_on_outage(MessageStore(self._pool), outages),
             resources=unavailable_on_outage(ResourceStore(self._pool), outages),
         )
@@ -115,6 +151,7 @@ class Database:
                     command_timeout=30,
                     # Bounds a (re)connect to a server that does not answer, so requests fail fast with 503.
                     timeout=_CONNECT_TIMEOUT_SECONDS,
+                    reset=_keep_session,
                 )
                 return pool
             # InvalidCatalogName: the server is up but its database not created yet (a throwaway server
@@ -146,9 +183,13 @@ class Database:
             return False
 
     def _on_notification(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
-        wakeups = self.task_wakeups if channel == TASKS_CHANNEL else self.message_wakeups
-        key = payload if channel == TASKS_CHANNEL else "all"
-        wakeups.notify(key)
+        if channel != TASKS_CHANNEL:
+            self.message_wakeups.notify("all")
+            return
+        # "<agent type>:<n>" from a batch of n new tasks wakes n waiters; a bare "<agent type>" (a task
+        # released, failed back to the queue, expired; or an older orchestrator) wakes every waiter of the type.
+        agent_type, _, count = payload.partition(":")
+        self.task_wakeups.notify(agent_type, int(count) if count.isdigit() else None)
 
     @contextlib.asynccontextmanager
     async def _listening_connection(self) -> AsyncIterator[asyncpg.Connection]:

@@ -15,10 +15,10 @@ import asyncpg
 
 from ai_agents.domain import TaskState
 from ai_agents.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ai_agents.store.group_commit import GroupCommit
 from ai_agents.store.paging import byte_bounded_page, has_more
 from ai_agents.store.records import TaskRecord
-
-TASKS_CHANNEL = "ai_agents_tasks"
+from ai_agents.store.task_batches import TASKS_CHANNEL, Completion, NewTask, complete_tasks, insert_tasks
 
 # $1 task id, $2 lease token, $3 lease owner (NULL when agent identity is off: token only).
 _FENCE = "task_id = $1 AND state = 'leased' AND lease_token = $2 AND ($3::text IS NULL OR lease_owner = $3)"
@@ -57,8 +57,15 @@ def decode_page_token(token: str) -> tuple[datetime, str]:
 
 
 class TaskStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, group_commit: bool = True) -> None:
         self._pool = pool
+        # Concurrent submits and completions share statements (store/group_commit.py). The single statements
+        # below remain for group_commit=False and for items a batch sends back to run alone.
+        self._submits: GroupCommit[NewTask, TaskRecord | None] | None = None
+        self._completions: GroupCommit[Completion, TaskRecord | None] | None = None
+        if group_commit:
+            self._submits = GroupCommit("submit", lambda items: insert_tasks(pool, items))
+            self._completions = GroupCommit("complete", lambda items: complete_tasks(pool, items))
 
     async def submit(
         self,
@@ -69,8 +76,19 @@ class TaskStore:
         priority: int,
         max_attempts: int,
     ) -> tuple[TaskRecord, bool]:
-        """Insert a queued task and wake waiting agents; with a known idempotency key return the original."""
+        """Insert a queued task and wake waiting agents; with a known idempotency key return the original.
+
+        Returns only after the row is committed (group commit or not): an acknowledged task is never lost.
+        """
         payload_json = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        new = NewTask(uuid.uuid4(), agent_type, payload_json, idempotency_key, priority, max_attempts)
+        if self._submits is not None:
+            answer = await self._submits(new)
+            if isinstance(answer, TaskRecord):
+                return answer, True
+            if answer is None:
+                return await self._existing(new)
+            # RUN_ALONE: the single statement below
         row = await self._pool.fetchrow(
             """
             WITH ins AS (
@@ -79,9 +97,9 @@ class TaskStore:
                 ON CONFLICT (idempotency_key) DO NOTHING
                 RETURNING *
             )
-            SELECT ins.*, pg_notify($7, ins.agent_type) FROM ins
+            SELECT ins.*, pg_notify($7, ins.agent_type || ':1') FROM ins
             """,
-            uuid.uuid4(),
+            new.task_id,
             agent_type,
             payload_json,
             idempotency_key,
@@ -91,12 +109,17 @@ class TaskStore:
         )
         if row is not None:
             return TaskRecord.from_row(row), True
+        return await self._existing(new)
+
+    async def _existing(self, new: NewTask) -> tuple[TaskRecord, bool]:
+        """The task an idempotency key already names, if this request matches the one that created it."""
+        idempotency_key, agent_type = new.idempotency_key, new.agent_type
         # jsonb compares numbers by value: the stored 1e23 reads back as 100000000000000000000000, which no
         # longer equals the float 1e23 in Python, but PostgreSQL still finds the retry's payload equal.
         existing = await self._pool.fetchrow(
             "SELECT *, payload = $2::jsonb AS same_payload FROM tasks WHERE idempotency_key = $1",
             idempotency_key,
-            payload_json,
+            new.payload_json,
         )
         if existing is None:  # deleted between the two statements: not possible today, but never return None
             raise FailedPrecondition("idempotency key conflict; retry the request")
@@ -191,14 +214,26 @@ class TaskStore:
         row = await self._pool.fetchrow(sql, uuid.UUID(task_id), token, owner, *args)
         if row is not None:
             return TaskRecord.from_row(row)
+        raise await self._refusal(task_id, token)
+
+    async def _refusal(self, task_id: str, token: int) -> FailedPrecondition:
+        """Why a fenced update touched nothing: the task moved on, or the token (or owner) is not the lease's."""
         current = await self.get(task_id)
         if current.state != TaskState.LEASED:
-            raise FailedPrecondition(f"task {task_id} is {current.state}, not leased")
-        raise FailedPrecondition(f"lease token {token} for task {task_id} is stale or not held by this agent")
+            return FailedPrecondition(f"task {task_id} is {current.state}, not leased")
+        return FailedPrecondition(f"lease token {token} for task {task_id} is stale or not held by this agent")
 
     async def complete(
         self, task_id: str, token: int, result: dict[str, Any], *, owner: str | None = None
     ) -> TaskRecord:
+        result_json = json.dumps(result, separators=(",", ":"))
+        if self._completions is not None:
+            answer = await self._completions(Completion(uuid.UUID(task_id), token, owner, result_json))
+            if isinstance(answer, TaskRecord):
+                return answer
+            if answer is None:
+                raise await self._refusal(task_id, token)
+            # RUN_ALONE: the single statement below
         return await self._fenced_update(
             task_id,
             token,
@@ -208,7 +243,7 @@ class TaskStore:
             WHERE {_FENCE}
             RETURNING *
             """,
-            json.dumps(result, separators=(",", ":")),
+            result_json,
         )
 
     async def fail(
@@ -316,11 +351,16 @@ class TaskStore:
         rows = await self._pool.fetch(
             """
             WITH held AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS h(task_id, token)),
+            -- task_id order, as batched completions lock (store/task_batches.py): no deadlock between them
+            locked AS (
+                SELECT t.task_id FROM tasks t JOIN held ON t.task_id = held.task_id
+                ORDER BY t.task_id FOR UPDATE OF t
+            ),
             extended AS (
                 UPDATE tasks t SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
                 FROM held
-                WHERE t.task_id = held.task_id AND t.lease_token = held.token
-                  AND t.state = 'leased' AND t.lease_owner = $1
+                WHERE t.task_id = held.task_id AND t.task_id IN (SELECT task_id FROM locked)
+                  AND t.lease_token = held.token AND t.state = 'leased' AND t.lease_owner = $1
                 RETURNING t.task_id
             )
             SELECT held.task_id FROM held WHERE held.task_id NOT IN (SELECT task_id FROM extended)
