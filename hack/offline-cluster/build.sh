@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds the offline cluster's binaries from the Go module proxy into the cache (see lib.sh), skipping each
 # component already built from the same build module. Usage: build.sh [kubernetes] [etcd] [coredns] [metrics-server]
-# [kubectl] [keda] [prometheus-operator] [prometheus] [istio] [ztunnel] (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
+# [kubectl] [keda] [prometheus-operator] [prometheus] [istio] [ztunnel] [jaeger] (default: all). Env: OFFLINE_BUILD_P (go build -p, default 1), OFFLINE_BUILD_NICE (default 10).
 # Times of each build are appended to $OC_CACHE/build-times.tsv.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 components=("$@")
 [[ ${#components[@]} -gt 0 ]] || components=(kubernetes kubectl etcd coredns metrics-server keda prometheus-operator prometheus
-                                            istio ztunnel)
+                                            istio ztunnel jaeger)
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -p=${OFFLINE_BUILD_P:-1}"
 nice_n="${OFFLINE_BUILD_NICE:-10}"
@@ -159,6 +159,9 @@ for c in "${components[@]}"; do
         istio.io/istio/cni/cmd/istio-cni=istio-cni \
         istio.io/istio/cni/cmd/install-cni=install-cni \
         istio.io/istio/istioctl/cmd/istioctl=istioctl ;;
+    jaeger)
+      require_pin jaeger github.com/jaegertracing/jaeger "$OFFLINE_JAEGER_VERSION"
+      build jaeger jaeger "$OC_JAEGER_BIN" "-s -w" github.com/jaegertracing/jaeger/cmd/jaeger=jaeger ;;
     ztunnel) build_ztunnel ;;
     *) oc_die "unknown component: $c" ;;
   esac

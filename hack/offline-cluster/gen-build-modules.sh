@@ -11,6 +11,7 @@
 #                                 pointed at the submodules published at the same version)
 #   build/prometheus/go.mod      github.com/prometheus/prometheus v0.3MM.P (= Prometheus v3.MM.P) + its replaces
 #   build/istio/go.mod           istio.io/istio (istiod, the CNI agent and plugin, istioctl; no replaces)
+#   build/jaeger/go.mod          github.com/jaegertracing/jaeger (cmd/jaeger) + its replaces
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -102,7 +103,16 @@ mkdir -p "$here/build/istio"
   for c in cni/cmd/install-cni cni/cmd/istio-cni istioctl/cmd/istioctl pilot/cmd/pilot-discovery; do
     printf '\tistio.io/istio/%s\n' "$c"; done; echo ")"; } > "$here/build/istio/go.mod"
 
-for d in "" /kubectl /etcd /coredns /metrics-server /keda /prometheus-operator /prometheus /istio; do
+jaeger_mod="$(go mod download -json "github.com/jaegertracing/jaeger@$OFFLINE_JAEGER_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')"
+[[ -f "$jaeger_mod" ]] || { echo "cannot download github.com/jaegertracing/jaeger@$OFFLINE_JAEGER_VERSION" >&2; exit 1; }
+grep -E '^replace|^\s+\S+ => ' "$jaeger_mod" | grep -q '=> \.' && { echo "Jaeger's go.mod has a path replace" >&2; exit 1; }
+mkdir -p "$here/build/jaeger"
+{ header "/jaeger"; echo "require github.com/jaegertracing/jaeger $OFFLINE_JAEGER_VERSION"; echo
+  echo "// Repeated from github.com/jaegertracing/jaeger@$OFFLINE_JAEGER_VERSION's go.mod."
+  grep -E '^replace [^(]' "$jaeger_mod"; echo
+  echo "tool github.com/jaegertracing/jaeger/cmd/jaeger"; } > "$here/build/jaeger/go.mod"
+
+for d in "" /kubectl /etcd /coredns /metrics-server /keda /prometheus-operator /prometheus /istio /jaeger; do
   ( cd "$here/build$d" && rm -f go.sum && go mod tidy )
   echo "resolved build$d/go.mod"
 done

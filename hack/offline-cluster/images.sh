@@ -71,6 +71,13 @@ if [[ -x "$OC_PROMETHEUS_BIN/prometheus" ]]; then
     --user 65534:65534
 else oc_log "image $OFFLINE_PROMETHEUS_IMAGE: skipped, run build.sh prometheus first"; fi
 
+# Jaeger v2: the static binary build.sh made, as upstream's image runs it.
+if [[ "${OFFLINE_CLUSTER_JAEGER:-1}" == 1 ]]; then
+  [[ -x "$OC_JAEGER_BIN/jaeger" ]] || oc_die "Jaeger image: run build.sh jaeger first"
+  image jaeger "$OFFLINE_JAEGER_IMAGE" "$OC_JAEGER_BIN/jaeger" -- \
+    --entrypoint /jaeger --file "$OC_JAEGER_BIN/jaeger=/jaeger" --dir /tmp --user 10001:10001
+fi
+
 # Istio ambient: istiod (pilot-discovery is static: the binary alone, as upstream's distroless image, with the
 # bootstrap template directory it expects), then the CNI node agent and ztunnel, which need a Debian userland
 # (agent-image.sh). OFFLINE_CLUSTER_ISTIO=0 leaves them out.

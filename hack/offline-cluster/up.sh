@@ -12,6 +12,7 @@
 # Usage: up.sh [--control-plane-only]
 # Env: OFFLINE_CLUSTER_CACHE, OFFLINE_CLUSTER_STATE (see lib.sh); OFFLINE_CLUSTER_KEDA=0 (no KEDA);
 #      OFFLINE_CLUSTER_PROMETHEUS=0 (no Prometheus Operator, no Prometheus); OFFLINE_CLUSTER_ISTIO=0 (no Istio);
+#      OFFLINE_CLUSTER_JAEGER=0 (no Jaeger);
 #      OFFLINE_CLUSTER_CRDS (upstream CRDs to install; default ../shared/crds beside the repo).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -41,6 +42,7 @@ build_components=(kubernetes kubectl etcd coredns metrics-server)
 [[ "${OFFLINE_CLUSTER_KEDA:-1}" == 1 ]] && build_components+=(keda)
 [[ "${OFFLINE_CLUSTER_PROMETHEUS:-1}" == 1 ]] && build_components+=(prometheus-operator prometheus)
 [[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]] && build_components+=(istio)
+[[ "${OFFLINE_CLUSTER_JAEGER:-1}" == 1 ]] && build_components+=(jaeger)
 # ztunnel (cargo) builds beside the Go builds: their serial phases (linking, the last crates) leave cores idle,
 # so overlapping them shortens a cold start (measured: ~12 min for both at once against ~17 one after the other).
 ztunnel_build=""
@@ -315,7 +317,7 @@ ln -sf /usr/lib/cni/* "$S/cni/bin/"
 start containerd containerd --config "$CONF/containerd.toml"
 wait_for containerd 30 in_node ctr --address /run/containerd/containerd.sock version
 for img in pause busybox coredns metrics-server keda keda-adapter keda-admission-webhooks prometheus-operator \
-           prometheus-config-reloader agent-runtime postgres prometheus istio-pilot istio-install-cni istio-ztunnel; do
+           prometheus-config-reloader agent-runtime postgres prometheus istio-pilot istio-install-cni istio-ztunnel jaeger; do
   [[ -f "$OC_IMAGES/$img.tar" ]] || continue
   in_node ctr --address /run/containerd/containerd.sock -n k8s.io images import \
     "$OC_IMAGES/$img.tar" >> "$LOGS/images.log" 2>&1 || oc_die "importing $img.tar failed (see $LOGS/images.log)"
@@ -475,9 +477,17 @@ if [[ "${OFFLINE_CLUSTER_PROMETHEUS:-1}" == 1 && -f "$OC_IMAGES/prometheus-opera
   wait_for Prometheus 240 k -n monitoring wait --for=condition=Available prometheus/prometheus --timeout=1s
 fi
 
+# Jaeger (manifests/jaeger.yaml): where the tracing test sends and reads spans.
+if [[ "${OFFLINE_CLUSTER_JAEGER:-1}" == 1 && -f "$OC_IMAGES/jaeger.tar" ]]; then
+  sed -e "s|@JAEGER_IMAGE@|$OFFLINE_JAEGER_IMAGE|" "$OC_DIR/manifests/jaeger.yaml" | k apply -f - >> "$LOGS/addons.log" \
+    || oc_die "applying Jaeger failed"
+  wait_for Jaeger 120 k -n tracing rollout status deployment/jaeger --timeout=1s
+fi
+
 # What the e2e harness (tests/e2e) needs to know about this cluster: `set -a; . $S/e2e.env; set +a`, then pytest.
 {
   echo "E2E_CLUSTER=existing"
+  k -n tracing get deployment/jaeger >/dev/null 2>&1 && echo "E2E_JAEGER_NAMESPACE=tracing"
   if [[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]]; then
     echo "E2E_ISTIO_NAMESPACE=istio-system"
     echo "E2E_ISTIOCTL=$OC_ISTIO_BIN/istioctl"
