@@ -1101,3 +1101,18 @@ def test_restart_needing_database_config_rolls_the_orchestrators(helm: Path) -> 
     # The DSN is read once at start: a new one must roll the orchestrators, and only a new one.
     assert len({checksum(embedded), checksum(external), checksum(other)}) == 3
     assert checksum(render(helm, sets={"logLevel": "DEBUG"})) == checksum(embedded)
+
+
+def test_notes_warn_about_the_old_agent_type_switches(helm: Path) -> None:
+    """An old per-chart switch that agrees with global.agents.<type>.enabled renders, with a deprecation WARNING."""
+    notes = _notes(
+        helm,
+        {
+            "global.agents.discovery.enabled": "false",
+            "agents.discovery.enabled": "false",
+            "kedaScalers.enabled": "true",
+            "kedaScalers.agents.discovery.enabled": "false",
+        },
+    )
+    assert "agents.discovery.enabled, kedaScalers.agents.discovery.enabled are deprecated" in notes
+    assert "global.agents.<type>.enabled" in notes
