@@ -9,11 +9,25 @@ HELM_DOCS_ARGS ?= --chart-search-root charts
 
 .PHONY: lint chart-deps ct-lint docs docs-check crds-download
 
-chart-deps: ## Build the file:// subcharts of every chart that has dependencies (into charts/*/charts/, untracked)
-	@set -e; for chart in $(CHARTS); do \
-		if grep -q '^dependencies:' charts/$$chart/Chart.yaml; then \
-			$(HELM) dependency build --skip-refresh charts/$$chart; \
-		fi; \
+# A chart's archive in its parent carries the dependencies built into its own charts/ folder (the subcharts
+# need ai-agents-lib too), so each chart is built only after every chart it names as file://../<name>.
+chart-deps: ## Build the file:// subcharts of every chart that has dependencies (into charts/*/charts/, untracked), dependencies first
+	@set -e; done_=" "; todo="$(CHARTS)"; \
+	while [ -n "$$todo" ]; do \
+		left=""; \
+		for chart in $$todo; do \
+			ready=1; \
+			for dep in $$(sed -n 's|^ *repository: *file://\.\./||p' charts/$$chart/Chart.yaml); do \
+				case "$$done_" in *" $$dep "*) ;; *) ready=;; esac; \
+			done; \
+			if [ -z "$$ready" ]; then left="$$left $$chart"; continue; fi; \
+			if grep -q '^dependencies:' charts/$$chart/Chart.yaml; then \
+				$(HELM) dependency build --skip-refresh charts/$$chart; \
+			fi; \
+			done_="$$done_$$chart "; \
+		done; \
+		if [ "$$(echo $$left)" = "$$(echo $$todo)" ]; then echo "file:// dependency cycle or missing chart among:$$left" >&2; exit 1; fi; \
+		todo="$$(echo $$left)"; \
 	done
 
 lint: chart-deps ## helm lint --strict every chart with its defaults and each ci/*-values.yaml, Helm 3 and Helm 4

@@ -2,11 +2,15 @@
 
 Discovery is dynamic: a chart is any `charts/<name>/Chart.yaml`, a scenario is the chart's defaults plus
 each `ci/*-values.yaml` (chart-testing's naming). Tests parametrize over `scenarios()`, so a chart or a
-values file that does not exist yet is simply not collected.
+values file that does not exist yet is simply not collected. A library chart (`type: library`, such as
+charts/ai-agents-lib) is linted like the others, but helm cannot template it: render tests skip it with
+that reason (`Scenario.library`), and its helpers are exercised through the charts that depend on it.
 
-The umbrella's subcharts are `file://../<name>` dependencies. Rather than relying on `make deps` having
-run (and on its output being current), `prepared_charts()` copies `charts/` to a temporary folder once
-per helm binary and runs `helm dependency build` there, so a test always renders the subcharts as they
+The umbrella's subcharts are `file://../<name>` dependencies, and they depend on the library in turn.
+Rather than relying on `make chart-deps` having run (and on its output being current), `prepared_charts()`
+copies `charts/` to a temporary folder once per helm binary and runs `helm dependency build` there,
+dependencies first (a chart's archive carries its own built dependencies, so they must exist before it is
+packaged into its parent), so a test always renders the subcharts as they
 are in the work tree and never writes into it. Helm's config, cache and data folders point into that
 temporary folder too, so no repository the user configured is contacted.
 """
@@ -37,6 +41,11 @@ class Scenario:
 
     chart: str
     values: str | None  # file name under the chart's ci/ folder
+
+    @property
+    def library(self) -> bool:
+        """A library chart: lintable, never renderable on its own."""
+        return is_library(self.chart)
 
     @property
     def id(self) -> str:
@@ -73,6 +82,39 @@ def chart_meta(chart: str) -> dict:
 
 def has_dependencies(chart: str) -> bool:
     return bool(chart_meta(chart).get("dependencies"))
+
+
+def is_library(chart: str) -> bool:
+    return chart_meta(chart).get("type") == "library"
+
+
+LIBRARY_SKIP = "a library chart: helm cannot template it; its helpers are rendered through the charts that use it"
+
+
+def build_order(charts_dir: Path = CHARTS_DIR) -> list[str]:
+    """Every chart under charts_dir, each after the local (file://../<name>) charts it depends on."""
+    deps: dict[str, list[str]] = {}
+    for chart_yaml in sorted(charts_dir.glob("*/Chart.yaml")):
+        meta = yaml.safe_load(chart_yaml.read_text()) or {}
+        deps[chart_yaml.parent.name] = [
+            d["repository"].removeprefix("file://../")
+            for d in meta.get("dependencies") or []
+            if str(d.get("repository", "")).startswith("file://../")
+        ]
+    order: list[str] = []
+
+    def visit(chart: str, path: tuple[str, ...]) -> None:
+        if chart in order:
+            return
+        if chart in path:
+            raise ValueError(f"file:// dependency cycle: {' -> '.join((*path, chart))}")
+        for dep in deps.get(chart, []):
+            visit(dep, (*path, chart))
+        order.append(chart)
+
+    for chart in deps:
+        visit(chart, ())
+    return order
 
 
 def _scratch() -> Path:
@@ -126,10 +168,9 @@ def prepared_charts(helm: Path) -> Path:
     charts = root / "charts"
     shutil.copytree(_snapshot(), charts)
     env = helm_env(root / "helm-home")
-    for chart_yaml in sorted(charts.glob("*/Chart.yaml")):
-        if not (yaml.safe_load(chart_yaml.read_text()) or {}).get("dependencies"):
+    for chart in build_order(charts):
+        if not (yaml.safe_load((charts / chart / "Chart.yaml").read_text()) or {}).get("dependencies"):
             continue
-        chart = chart_yaml.parent.name
         proc = subprocess.run(
             [str(helm), "dependency", "build", "--skip-refresh", str(charts / chart)],
             capture_output=True,

@@ -27,6 +27,20 @@ def helm_binaries() -> dict[str, Path]:
     return found
 
 
+def chart_dir(helm: Path, chart: str | Path) -> Path:
+    """Where `helm` should read a chart from. A chart of this repository (a name, or a path under charts/)
+    maps to charttree's prepared copy, whose file:// dependencies (ai-agents-lib, for every chart) are built;
+    any other path is used as it is."""
+    import charttree  # local: charttree needs nothing from here, and tests may import either first
+
+    path = Path(chart) if Path(chart).is_absolute() else CHARTS_DIR / chart
+    try:
+        relative = path.relative_to(CHARTS_DIR)
+    except ValueError:
+        return path
+    return charttree.prepared_charts(helm) / relative
+
+
 class HelmError(RuntimeError):
     """helm exited non-zero; the message carries its stderr."""
 
@@ -49,8 +63,7 @@ def render(
     extra_args: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """`helm template` a chart and parse every non-empty document."""
-    chart_path = Path(chart) if Path(chart).is_absolute() else CHARTS_DIR / chart
-    args = ["template", release, str(chart_path), "--namespace", namespace]
+    args = ["template", release, str(chart_dir(helm, chart)), "--namespace", namespace]
     for values_file in values_files:
         args += ["--values", str(values_file)]
     for key, value in (set_values or {}).items():

@@ -169,11 +169,11 @@ def test_replicas_per_component_match_the_rollout_table(helm: Path) -> None:
 
 def test_each_agent_type_is_overridable(helm: Path) -> None:
     values = {
+        "global": {"agents": {"discovery": {"enabled": False}}},
         "orchestrator": {"replicas": 1},
         "agentDefaults": {"simulate": {"failureRate": 0.25}},
         "agents": {
             "coding": {"replicas": 11},
-            "discovery": {"enabled": False},
             "security": {"handler": "llm", "llm": {"baseUrl": "https://llm.example/v1"}, "concurrency": 9},
             "testing": {"image": {"tag": "canary"}, "nodeSelector": {"pool": "agents"}},
             "compliance": {"simulate": {"failureRate": 0}},
@@ -314,7 +314,7 @@ def test_contract_env_command_and_image(helm: Path) -> None:
 
 def test_agents_prove_their_identity_with_projected_tokens(helm: Path) -> None:
     """agentIdentity.mode kubernetes (the default): what the orchestrator's TokenReview check needs is all there."""
-    objs = render(helm, sets={"agents.discovery.enabled": "false"})
+    objs = render(helm, sets={"global.agents.discovery.enabled": "false"})
     agents = agent_deployments(objs)
     orchestrator = pod_spec(find(objs, "Deployment", f"{P}-orchestrator"))
     env = env_of(orchestrator["containers"][0])
@@ -838,12 +838,14 @@ def test_keda_owns_agent_replicas(helm: Path) -> None:
 
 
 def test_keda_and_agent_switches_must_agree(helm: Path) -> None:
+    """The umbrella's old per-type switch may stay only where it agrees with global.agents.<type>.enabled
+    (test_shared_facts.py covers KEDA and the mesh)."""
     message = render_error(helm, sets={"kedaScalers.enabled": "true", "agents.discovery.enabled": "false"})
-    assert "agents.discovery.enabled" in message and "kedaScalers.agents.discovery.enabled" in message
+    assert "agents.discovery.enabled" in message and "global.agents.discovery.enabled" in message
     sets = {
         "kedaScalers.enabled": "true",
         "agents.discovery.enabled": "false",
-        "kedaScalers.agents.discovery.enabled": "false",
+        "global.agents.discovery.enabled": "false",
     }
     objs = render(helm, sets=sets)
     assert "discovery" not in agent_deployments(objs)
@@ -1099,3 +1101,18 @@ def test_restart_needing_database_config_rolls_the_orchestrators(helm: Path) -> 
     # The DSN is read once at start: a new one must roll the orchestrators, and only a new one.
     assert len({checksum(embedded), checksum(external), checksum(other)}) == 3
     assert checksum(render(helm, sets={"logLevel": "DEBUG"})) == checksum(embedded)
+
+
+def test_notes_warn_about_the_old_agent_type_switches(helm: Path) -> None:
+    """An old per-chart switch that agrees with global.agents.<type>.enabled renders, with a deprecation WARNING."""
+    notes = _notes(
+        helm,
+        {
+            "global.agents.discovery.enabled": "false",
+            "agents.discovery.enabled": "false",
+            "kedaScalers.enabled": "true",
+            "kedaScalers.agents.discovery.enabled": "false",
+        },
+    )
+    assert "agents.discovery.enabled, kedaScalers.agents.discovery.enabled are deprecated" in notes
+    assert "global.agents.<type>.enabled" in notes

@@ -20,7 +20,7 @@ from typing import Any
 import crdschema
 import pytest
 import yaml
-from helmrender import CHARTS_DIR, HelmError, by_kind, find, render_chart, run_helm
+from helmrender import CHARTS_DIR, HelmError, by_kind, chart_dir, find, render_chart, run_helm
 from promql import contract_metric_names, is_known_runtime_series, metric_names
 
 CHART = CHARTS_DIR / "keda-scalers"
@@ -93,7 +93,7 @@ def trigger_reading(so: dict[str, Any], metric: str) -> dict[str, Any]:
 def test_ci_scenario_lints_and_renders_valid_keda_objects(helm: Path, values: Path, crd_schema_dir: Path) -> None:
     first_line = values.read_text().splitlines()[0]
     assert first_line.startswith("# "), f"{values.name} must start with a comment stating its purpose"
-    run_helm(helm, "lint", str(CHART), "--strict", "--values", str(values))
+    run_helm(helm, "lint", str(chart_dir(helm, CHART)), "--strict", "--values", str(values))
 
     objs = chart(helm, values)
     assert by_kind(objs, "ScaledObject"), f"{values.name} renders no ScaledObject"
@@ -145,7 +145,7 @@ def test_replica_range_overrides_apply_to_one_type_only(helm: Path) -> None:
 
 
 def test_disabled_type_renders_no_scaled_object(helm: Path) -> None:
-    sos = scaled_objects(chart(helm, agents__discovery__enabled="false"))
+    sos = scaled_objects(chart(helm, global__agents__discovery__enabled="false"))
     assert set(sos) == set(AGENT_TYPES) - {"discovery"}
 
 

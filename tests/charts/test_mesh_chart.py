@@ -65,6 +65,11 @@ def render_error(helm: Path, *values_files: Path, **sets: Any) -> str:
     return str(excinfo.value)
 
 
+def only_agent_types(*enabled: str) -> dict[str, Any]:
+    """global.agents switches that leave only the given types on."""
+    return {t: {"enabled": t in enabled} for t in AGENT_TYPES}
+
+
 def scenario_values(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
@@ -269,9 +274,8 @@ def test_clients_prefix_and_trust_domain_flow_into_principals(helm: Path, tmp_pa
         helm,
         tmp_path,
         {
-            "global": {"namePrefix": "fleet"},
+            "global": {"namePrefix": "fleet", "agents": only_agent_types("coding", "testing")},
             "trustDomain": "example.org",
-            "agentTypes": ["coding", "testing"],
             "authorization": {"orchestratorClients": ["cli"]},
         },
     )
@@ -570,7 +574,7 @@ def test_chaos_target_must_be_a_deployed_agent_type(helm: Path, tmp_path: Path) 
             helm,
             tmp_path,
             {
-                "agentTypes": ["coding"],
+                "global": {"agents": only_agent_types("coding")},
                 "chaos": {"enabled": True, "targets": ["testing"]},
             },
         )

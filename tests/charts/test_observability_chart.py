@@ -31,7 +31,7 @@ import charttree
 import crdschema
 import pytest
 import yaml
-from helmrender import CHARTS_DIR, HelmError, by_kind, find, render, render_chart, run_helm
+from helmrender import CHARTS_DIR, HelmError, by_kind, chart_dir, find, render, render_chart, run_helm
 from promql import contract_metric_names, is_known_runtime_series, metric_names
 
 CHART = CHARTS_DIR / "observability"
@@ -299,7 +299,7 @@ def test_scenario_lints_and_custom_resources_match_upstream_crds(
     helm: Path, values: Path, crd_schema_dir: Path
 ) -> None:
     assert values.read_text().startswith("# "), f"{values.name} must start with a comment stating its purpose"
-    run_helm(helm, "lint", str(CHART), "--strict", "--values", str(values))
+    run_helm(helm, "lint", str(chart_dir(helm, CHART)), "--strict", "--values", str(values))
     objs = chart(helm, values)
     custom = [o for o in objs if o["kind"] in MONITORING_KINDS]
     assert custom, f"{values.name} renders no custom resource"
@@ -355,11 +355,12 @@ def test_both_scrape_switches_gate_their_monitor(helm: Path, service_monitor: bo
 def test_double_scraping_is_warned_about(helm4: Path) -> None:
     # Helm 3's `install --dry-run=client` still wants a cluster, so NOTES.txt is rendered with Helm 4 only.
     helm = helm4
+    path = str(chart_dir(helm, CHART))
     notes = run_helm(
         helm,
         "install",
         RELEASE,
-        str(CHART),
+        path,
         "--dry-run=client",
         "--namespace",
         NAMESPACE,
@@ -367,7 +368,7 @@ def test_double_scraping_is_warned_about(helm4: Path) -> None:
         "podMonitor.enabled=true",
     )
     assert "WARNING" in notes.split("NOTES:", 1)[1]
-    notes = run_helm(helm, "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE)
+    notes = run_helm(helm, "install", RELEASE, path, "--dry-run=client", "--namespace", NAMESPACE)
     assert "WARNING" not in notes.split("NOTES:", 1)[1]
 
 

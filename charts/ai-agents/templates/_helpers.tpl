@@ -1,23 +1,14 @@
 {{/*
-Object-name prefix `P` (docs/contracts.md): global.namePrefix, else the release name.
-Every object name is `P-<suffix>`; see ai-agents.componentName for the length check.
-*/}}
-{{- define "ai-agents.fullname" -}}
-{{- $prefix := default .Release.Name ((.Values.global).namePrefix) -}}
-{{- $prefix | trunc 63 | trimSuffix "-" -}}
-{{- end }}
-
-{{/*
-`P-<suffix>`. Names are contracts that other charts compute the same way, so a name that would not fit in a
-DNS label (63) fails instead of being truncated into something nobody else can find.
+Object-name prefix `P` and `P-<suffix>`: the rule is shared with the subcharts, so it lives in ai-agents-lib
+(global.namePrefix, else the release name; a prefix too long for every name to fit fails).
 Usage: include "ai-agents.componentName" (dict "root" $ "suffix" "agent-coding")
 */}}
+{{- define "ai-agents.fullname" -}}
+{{- include "ai-agents-lib.prefix" . -}}
+{{- end }}
+
 {{- define "ai-agents.componentName" -}}
-{{- $name := printf "%s-%s" (include "ai-agents.fullname" .root) .suffix -}}
-{{- if gt (len $name) 63 -}}
-{{- fail (printf "global.namePrefix (or the release name) is too long: %q exceeds 63 characters; use a prefix of at most 34 characters" $name) -}}
-{{- end -}}
-{{- $name -}}
+{{- include "ai-agents-lib.componentName" . -}}
 {{- end }}
 
 {{/*
@@ -94,7 +85,7 @@ authorization. Without a waypoint they dial the headless Service and balance per
 {{- if include "ai-agents.waypointLabels" . | trim }}
 {{- $service = "orchestrator" }}
 {{- end }}
-{{- printf "dns:///%s.%s.svc.%s:9090" (include "ai-agents.componentName" (dict "root" . "suffix" $service)) .Release.Namespace .Values.clusterDomain }}
+{{- printf "dns:///%s.%s.svc.%s:%s" (include "ai-agents.componentName" (dict "root" . "suffix" $service)) .Release.Namespace .Values.clusterDomain (include "ai-agents-lib.port" "grpc") }}
 {{- end }}
 
 {{/*
@@ -149,20 +140,20 @@ seccompProfile:
 {{- end }}
 
 {{/*
-The four named ports of every runtime container (docs/contracts.md).
+The four named ports of every runtime container (docs/contracts.md; the numbers come from ai-agents-lib).
 */}}
 {{- define "ai-agents.containerPorts" -}}
 - name: http
-  containerPort: 8080
+  containerPort: {{ include "ai-agents-lib.port" "http" }}
   protocol: TCP
 - name: grpc
-  containerPort: 9090
+  containerPort: {{ include "ai-agents-lib.port" "grpc" }}
   protocol: TCP
 - name: metrics
-  containerPort: 9091
+  containerPort: {{ include "ai-agents-lib.port" "metrics" }}
   protocol: TCP
 - name: health
-  containerPort: 8081
+  containerPort: {{ include "ai-agents-lib.port" "health" }}
   protocol: TCP
 {{- end }}
 
@@ -171,22 +162,22 @@ The same four ports on a Service; appProtocol tells meshes and gateways what eac
 */}}
 {{- define "ai-agents.servicePorts" -}}
 - name: http
-  port: 8080
+  port: {{ include "ai-agents-lib.port" "http" }}
   targetPort: http
   protocol: TCP
   appProtocol: http
 - name: grpc
-  port: 9090
+  port: {{ include "ai-agents-lib.port" "grpc" }}
   targetPort: grpc
   protocol: TCP
   appProtocol: kubernetes.io/h2c
 - name: metrics
-  port: 9091
+  port: {{ include "ai-agents-lib.port" "metrics" }}
   targetPort: metrics
   protocol: TCP
   appProtocol: http
 - name: health
-  port: 8081
+  port: {{ include "ai-agents-lib.port" "health" }}
   targetPort: health
   protocol: TCP
   appProtocol: http
@@ -253,13 +244,13 @@ Usage: include "ai-agents.commonEnv" (dict "root" $ "service" "orchestrator")
 - name: AI_AGENTS_CONFIG_FILE
   value: {{ include "ai-agents.liveConfigDir" .root }}/live.yaml
 - name: AI_AGENTS_HTTP_PORT
-  value: "8080"
+  value: "{{ include "ai-agents-lib.port" "http" }}"
 - name: AI_AGENTS_GRPC_PORT
-  value: "9090"
+  value: "{{ include "ai-agents-lib.port" "grpc" }}"
 - name: AI_AGENTS_METRICS_PORT
-  value: "9091"
+  value: "{{ include "ai-agents-lib.port" "metrics" }}"
 - name: AI_AGENTS_HEALTH_PORT
-  value: "8081"
+  value: "{{ include "ai-agents-lib.port" "health" }}"
 {{- if .root.Values.apiToken.enabled }}
 - name: AI_AGENTS_API_TOKEN
   valueFrom:
@@ -346,13 +337,12 @@ Usage: include "ai-agents.agentConfig" (dict "root" $ "type" "coding") | fromYam
 {{- end }}
 
 {{/*
-Agent types that are enabled, in a fixed order.
+Agent types that are enabled (global.agents.<type>.enabled, the one switch shared with the subcharts), in a
+fixed order, as a YAML list.
 */}}
 {{- define "ai-agents.agentTypes" -}}
-{{- range $type := list "coding" "testing" "security" "compliance" "documentation" "discovery" }}
-{{- if (index $.Values.agents $type).enabled }}
+{{- range $type := include "ai-agents-lib.enabledAgentTypes" . | fromJsonArray }}
 - {{ $type }}
-{{- end }}
 {{- end }}
 {{- end }}
 
@@ -410,7 +400,7 @@ Ingress rule: Prometheus scrapes the `metrics` port.
         {{- toYaml .Values.networkPolicy.prometheus.podSelector | nindent 8 }}
   ports:
     - protocol: TCP
-      port: 9091
+      port: {{ include "ai-agents-lib.port" "metrics" }}
 {{- end }}
 
 {{/*

@@ -6,12 +6,11 @@ Chart name.
 {{- end }}
 
 {{/*
-Name prefix P shared with the umbrella: global.namePrefix, or the release name. Objects are named
-`P-...` so that they match the Deployments they scale (`P-agent-<type>`).
+Name prefix P shared with the umbrella (ai-agents-lib: global.namePrefix, or the release name). Objects are
+named `P-...` so that they match the Deployments they scale (`P-agent-<type>`).
 */}}
 {{- define "keda-scalers.prefix" -}}
-{{- $global := .Values.global | default dict }}
-{{- $global.namePrefix | default .Release.Name | trimSuffix "-" }}
+{{- include "ai-agents-lib.prefix" . -}}
 {{- end }}
 
 {{/*

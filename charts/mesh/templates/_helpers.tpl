@@ -6,12 +6,11 @@ Chart name.
 {{- end }}
 
 {{/*
-Object-name prefix P shared with the umbrella chart: global.namePrefix, else the release name.
+Object-name prefix P shared with the umbrella chart (ai-agents-lib: global.namePrefix, else the release name).
 Every name this chart renders or refers to starts with it (see docs/contracts.md).
 */}}
 {{- define "mesh.fullname" -}}
-{{- $global := .Values.global | default dict }}
-{{- default .Release.Name $global.namePrefix | trunc 40 | trimSuffix "-" }}
+{{- include "ai-agents-lib.prefix" . -}}
 {{- end }}
 
 {{/*
@@ -41,38 +40,47 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The fixed ports of every ai-agents container (docs/contracts.md).
+The fixed ports of every ai-agents container (docs/contracts.md), from ai-agents-lib. Returns a JSON object.
 */}}
 {{- define "mesh.ports" -}}
-{{- dict "http" 8080 "grpc" 9090 "metrics" 9091 "health" 8081 "postgresql" 5432 | toJson }}
+{{- include "ai-agents-lib.ports" . -}}
 {{- end }}
 
 {{/*
 SPIFFE principal of a ServiceAccount in the release namespace.
-Usage: include "mesh.principal" (dict "ctx" $ "sa" "name")
+Usage: include "mesh.principal" (dict "root" $ "sa" "name")
 */}}
 {{- define "mesh.principal" -}}
-{{- printf "%s/ns/%s/sa/%s" .ctx.Values.trustDomain .ctx.Release.Namespace .sa }}
+{{- printf "%s/ns/%s/sa/%s" .root.Values.trustDomain .root.Release.Namespace .sa }}
 {{- end }}
 
 {{/*
 Service (and ServiceAccount) name of a mesh target: "orchestrator" or an agent type.
-Usage: include "mesh.serviceName" (dict "ctx" $ "target" "coding")
+Usage: include "mesh.serviceName" (dict "root" $ "target" "coding")
 */}}
 {{- define "mesh.serviceName" -}}
 {{- if eq .target "orchestrator" }}
-{{- printf "%s-orchestrator" (include "mesh.fullname" .ctx) }}
+{{- include "ai-agents-lib.orchestratorName" (dict "root" .root) }}
 {{- else }}
-{{- printf "%s-agent-%s" (include "mesh.fullname" .ctx) .target }}
+{{- include "ai-agents-lib.agentName" (dict "root" .root "type" .target) }}
 {{- end }}
 {{- end }}
 
 {{/*
 Fully qualified hostname of a mesh target's Service.
-Usage: include "mesh.serviceHost" (dict "ctx" $ "target" "coding")
+Usage: include "mesh.serviceHost" (dict "root" $ "target" "coding")
 */}}
 {{- define "mesh.serviceHost" -}}
-{{- printf "%s.%s.svc.%s" (include "mesh.serviceName" .) .ctx.Release.Namespace .ctx.Values.clusterDomain }}
+{{- printf "%s.%s.svc.%s" (include "mesh.serviceName" .) .root.Release.Namespace .root.Values.clusterDomain }}
+{{- end }}
+
+{{/*
+Agent types the umbrella deploys (global.agents.<type>.enabled, the switch shared with it, via ai-agents-lib):
+policies and DestinationRules name the ServiceAccounts and Services `P-agent-<type>` of these only.
+Returns a JSON list.
+*/}}
+{{- define "mesh.agentTypes" -}}
+{{- include "ai-agents-lib.enabledAgentTypes" . -}}
 {{- end }}
 
 {{/*
@@ -80,7 +88,7 @@ Targets that can get DestinationRules, faults and mesh routes: orchestrator plus
 Returns a JSON list.
 */}}
 {{- define "mesh.targets" -}}
-{{- prepend .Values.agentTypes "orchestrator" | toJson }}
+{{- prepend (include "mesh.agentTypes" . | fromJsonArray) "orchestrator" | toJson }}
 {{- end }}
 
 {{/*
@@ -101,11 +109,11 @@ Names of the workloads and the ServiceAccounts Istio creates for the gateways (c
 
 {{/*
 Pod selector of this release's workloads with a given app.kubernetes.io/name (umbrella labels).
-Usage: include "mesh.workloadSelector" (dict "ctx" $ "name" "orchestrator")
+Usage: include "mesh.workloadSelector" (dict "root" $ "name" "orchestrator")
 */}}
 {{- define "mesh.workloadSelector" -}}
 matchLabels:
-  app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+  app.kubernetes.io/instance: {{ .root.Release.Name }}
   app.kubernetes.io/name: {{ .name }}
 {{- end }}
 
@@ -115,6 +123,12 @@ ignore or resolve unpredictably. Included by validate.yaml.
 */}}
 {{- define "mesh.validate" -}}
 {{- $targets := include "mesh.targets" . | fromJsonArray }}
+{{- /* agentTypes was this chart's own list of agent types; global.agents.<type>.enabled replaced it. */}}
+{{- if not (kindIs "invalid" .Values.agentTypes) }}
+{{- range $type := include "ai-agents-lib.agentTypes" . | fromJsonArray }}
+{{- include "ai-agents-lib.checkAgentSwitch" (dict "root" $ "type" $type "value" (has $type $.Values.agentTypes) "key" (printf "agentTypes (mesh.agentTypes in ai-agents) containing %q" $type)) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.chaos.enabled (not .Values.waypoint.enabled) }}
 {{- fail "chaos.enabled requires waypoint.enabled: in ambient mode VirtualService faults are applied by the waypoint" }}
 {{- end }}
@@ -124,14 +138,14 @@ ignore or resolve unpredictably. Included by validate.yaml.
 {{- if .Values.chaos.enabled }}
 {{- range .Values.chaos.targets }}
 {{- if not (has . $targets) }}
-{{- fail (printf "chaos.targets: %q is neither orchestrator nor one of agentTypes" .) }}
+{{- fail (printf "chaos.targets: %q is neither orchestrator nor an enabled agent type (global.agents.<type>.enabled)" .) }}
 {{- end }}
 {{- end }}
 {{- end }}
 {{- if .Values.meshRoutes.enabled }}
 {{- range .Values.meshRoutes.services }}
 {{- if not (has . $targets) }}
-{{- fail (printf "meshRoutes.services: %q is neither orchestrator nor one of agentTypes" .) }}
+{{- fail (printf "meshRoutes.services: %q is neither orchestrator nor an enabled agent type (global.agents.<type>.enabled)" .) }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -1,8 +1,8 @@
 {{/*
-Name prefix shared by every ai-agents chart: global.namePrefix, else the release name.
+Name prefix shared by every ai-agents chart (ai-agents-lib: global.namePrefix, else the release name).
 */}}
 {{- define "observability.prefix" -}}
-{{- default .Release.Name .Values.global.namePrefix | trunc 40 | trimSuffix "-" -}}
+{{- include "ai-agents-lib.prefix" . -}}
 {{- end }}
 
 {{/*
