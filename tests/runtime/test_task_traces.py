@@ -61,9 +61,10 @@ def _check_task_trace(receiver: TraceReceiver, task_id: str, submit_name: str) -
     assert store_submit.kind == "CLIENT" and store_submit.attributes["db.system.name"] == "postgresql"
 
     lease = _one(spans, "the lease", service=ORCHESTRATOR, name="lease task", parent_span_id=submit.span_id)
-    assert lease.kind == "CONSUMER" and lease.attributes["ai_agents.task_id"] == task_id
+    assert lease.kind == "PRODUCER" and lease.attributes["ai_agents.task_id"] == task_id
 
     run = _one(spans, "the run", service=AGENT, name="run task", parent_span_id=lease.span_id)
+    assert run.kind == "CONSUMER"
     assert run.attributes["ai_agents.task_id"] == task_id and run.attributes["ai_agents.attempt"] == 1
 
     complete_call = _one(spans, "the agent's outcome call", service=AGENT, kind="CLIENT", name=GRPC_COMPLETE)

@@ -41,13 +41,14 @@ def with_lease_spans(tasks: Sequence[TaskRecord], *, agent_id: str, started_ns: 
         span = _tracer.start_span(
             "lease task",
             context=parent,
-            # The orchestrator hands the queued message to a consumer that asked for it: a "receive", in the
-            # messaging conventions' terms, with the task as the message and its agent type as the queue.
-            kind=trace.SpanKind.CONSUMER,
+            # The orchestrator, the queue's broker, sends the task (the message) to the agent in the lease answer:
+            # a PRODUCER, so the agent's `run task` (CONSUMER) pairs with it the way the messaging conventions pair
+            # span kinds, and service graphs draw the orchestrator -> agent edge.
+            kind=trace.SpanKind.PRODUCER,
             start_time=started_ns,
             links=[trace.Link(batch.get_span_context())] if batch.get_span_context().is_valid else None,
             attributes={
-                "messaging.operation.type": "receive",
+                "messaging.operation.type": "send",
                 "messaging.destination.name": task.agent_type,
                 "messaging.message.id": task.task_id,
                 "ai_agents.task_id": task.task_id,
