@@ -1,8 +1,10 @@
-"""Tracing: with `tracing.otlpEndpoint` set, the orchestrator's and the agents' spans reach Jaeger, joined in one
-trace where an agent calls the orchestrator (the client propagates the trace context over gRPC)."""
+"""Tracing: with `tracing.otlpEndpoint` set, the orchestrator's and the agents' spans reach Jaeger, and one task is
+one trace: the trace of each task submitted over HTTP holds spans of both services, its submit, its lease, its
+run and its completion (docs/contracts.md, "Traces"; tests/runtime/test_task_traces.py checks the whole tree)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -50,20 +52,26 @@ def test_task_spans_reach_jaeger_in_joined_traces(release, e2e_note) -> None:
             expectation=f"Jaeger knows the services orchestrator and {agent_service}",
         )
 
-        def joined() -> list[str]:
-            """IDs of the agent's traces that also hold orchestrator spans."""
-            traces = _jaeger(jaeger.url, "/api/traces", service=agent_service, limit=100, lookback="1h")
-            return [
-                t["traceID"]
-                for t in traces
-                if {p["serviceName"] for p in t.get("processes", {}).values()} >= {"orchestrator", agent_service}
-            ]
+        def task_traces() -> dict[str, set[str]]:
+            """Per submitted task, the operations of its trace when that trace holds spans of both services."""
+            found: dict[str, set[str]] = {}
+            for task_id in submitted:
+                tags = json.dumps({"ai_agents.task_id": task_id})
+                traces = _jaeger(jaeger.url, "/api/traces", service=agent_service, tags=tags, lookback="1h")
+                for t in traces:
+                    if {p["serviceName"] for p in t.get("processes", {}).values()} >= {"orchestrator", agent_service}:
+                        found[task_id] = {span["operationName"] for span in t.get("spans", [])}
+            return found
 
         traces = eventually(
-            joined,
-            bool,
+            task_traces,
+            lambda found: len(found) == TASKS,
             timeout_sec=120,
             interval_sec=5,
-            expectation=f"a trace with spans of both {agent_service} and orchestrator",
+            expectation=f"each of the {TASKS} tasks in one trace with spans of both {agent_service} and orchestrator",
         )
-    e2e_note(f"{len(traces)} joined traces; services: {', '.join(sorted(services))}")
+    for task_id, operations in traces.items():
+        assert {"POST /v1/tasks", "lease task", "run task", "/ai_agents.v1.TaskService/CompleteTask"} <= operations, (
+            f"task {task_id}: the trace misses a step of the task's path: {sorted(operations)}"
+        )
+    e2e_note(f"{len(traces)} tasks, each one trace of both services; services: {', '.join(sorted(services))}")

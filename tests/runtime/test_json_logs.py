@@ -6,33 +6,25 @@ exported over OTLP to a receiver in this test (tracing is on only with an endpoi
   `logger`, `message` and `component` (docs/contracts.md, "Logs");
 - every agent line names the agent (`agent_id`, `agent_type`), and the lines about a task name it (`task_id`),
   on the agent while it runs the task and on the orchestrator when it records the submission and the outcome;
-- lines logged inside a span carry `trace_id`/`span_id`, the orchestrator's outcome line shares the trace of
-  the agent's run (propagated over gRPC), and those traces are the ones the processes exported.
+- lines logged inside a span carry `trace_id`/`span_id`; a task's submission line on the orchestrator, the
+  agent's lines while it runs the task and the orchestrator's outcome line share one trace (the task's), and
+  those traces are the ones the processes exported.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import grpc
 import pytest
 from ai_agents.client import OrchestratorClient
-from ai_agents.local.postgres import free_port
 from ai_agents.v1 import tasks_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from .conftest import AGENT_IDENTITY_SECRET, AgentProcesses, eventually
+from ._otlp_support import TRACING_ENV, orchestrator_process, otlp_receiver, wait_ready
+from .conftest import AgentProcesses, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,92 +32,7 @@ TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 LEVELS = {"debug", "info", "warning", "error", "critical"}
 HEX_TRACE = re.compile(r"[0-9a-f]{32}")
 HEX_SPAN = re.compile(r"[0-9a-f]{16}")
-# Tracing export that flushes quickly, for both processes.
-TRACING_ENV = {"OTEL_BSP_SCHEDULE_DELAY": "100"}
 JSON_LOGS = {"AI_AGENTS_LOG_FORMAT": "json", "AI_AGENTS_LOG_LEVEL": "DEBUG"}
-
-
-class _TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """An OTLP/gRPC trace endpoint that only remembers which trace ids it was sent."""
-
-    def __init__(self) -> None:
-        self.trace_ids: set[str] = set()
-
-    async def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        for resource_spans in request.resource_spans:
-            for scope_spans in resource_spans.scope_spans:
-                self.trace_ids.update(span.trace_id.hex() for span in scope_spans.spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-@contextlib.asynccontextmanager
-async def otlp_receiver() -> AsyncIterator[tuple[str, _TraceReceiver]]:
-    receiver = _TraceReceiver()
-    server = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"http://127.0.0.1:{port}", receiver
-    finally:
-        await server.stop(None)
-
-
-@contextlib.asynccontextmanager
-async def orchestrator_process(dsn: str, log_path: Path, **env: str) -> AsyncIterator[dict[str, int]]:
-    """`ai-agents orchestrator` on free ports; SIGTERM at the end, so it flushes its spans on the way out."""
-    ports = {name: free_port() for name in ("http", "grpc", "health", "metrics")}
-    full_env = {
-        **os.environ,
-        "AI_AGENTS_DATABASE_URL": dsn,
-        "AI_AGENTS_HOST": "127.0.0.1",
-        **{f"AI_AGENTS_{name.upper()}_PORT": str(port) for name, port in ports.items()},
-        "AI_AGENTS_AGENT_IDENTITY": "local",
-        "AI_AGENTS_AGENT_IDENTITY_SECRET": AGENT_IDENTITY_SECRET,
-        "AI_AGENTS_SHUTDOWN_GRACE_SECONDS": "1",
-        "AI_AGENTS_DATABASE_POOL_MIN": "1",
-        **env,
-    }
-    proc = spawn(["orchestrator"], full_env, log_path)
-    try:
-        yield ports
-    finally:
-        # In a thread: the OTLP receiver runs on this event loop and must answer the exit-time export.
-        await asyncio.to_thread(stop, proc)
-
-
-def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`ai-agents ARGS`, its stdout and stderr both into `log_path` (the way a container's output is collected)."""
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ai_agents", *args], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-async def wait_ready(health_port: int, log_path: Path) -> None:
-    async def ready() -> None:
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{health_port}/readyz") as response,
-            ):
-                assert response.status == 200, f"/readyz answered {response.status}"
-        except aiohttp.ClientError as exc:
-            raise AssertionError(f"/readyz not answering: {exc!r}") from exc
-
-    await eventually(ready, timeout=60, message=f"the orchestrator never became ready (its output: {log_path})")
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -199,13 +106,16 @@ async def test_json_logs_carry_time_level_logger_message_trace_and_task_fields(
         assert about(agent_lines, ok, "task succeeded")["trace_id"] == started["trace_id"]
         handler_failed = about(agent_lines, failing, "handler failed the task")
         assert handler_failed["level"] == "warning" and handler_failed["retryable"] is False
-        assert handler_failed["trace_id"] != started["trace_id"], "each run is its own trace"
+        assert handler_failed["trace_id"] != started["trace_id"], "each task is its own trace"
 
         # The orchestrator: submission and outcome lines name the task; the outcome names the agent and
         # continues the trace of the agent's run.
         for task_id in (ok, failing):
             submitted = about(orchestrator_lines, task_id, "task submitted")
             assert submitted["agent_type"] == "coding" and "trace_id" in submitted
+            # One task, one trace: the agent's run continues the trace of the submit.
+            run = about(agent_lines, task_id, "task started")
+            assert run["trace_id"] == submitted["trace_id"], "the run is not in the submit's trace"
         completed = about(orchestrator_lines, ok, "task completed")
         assert (completed["agent_id"], completed["state"]) == (agent_id, "succeeded")
         assert completed["trace_id"] == started["trace_id"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
 from ai_agents import __version__
 from ai_agents import convert as c
@@ -31,6 +32,7 @@ from ai_agents.lifecycle import Lifecycle, LoopFailed, watch_loops
 from ai_agents.live import LiveConfig
 from ai_agents.observability.logs import bound_log_fields
 from ai_agents.observability.metrics import AgentMetrics
+from ai_agents.observability.task_trace import parent_context
 from ai_agents.v1 import tasks_pb2
 
 log = logging.getLogger(__name__)
@@ -261,10 +263,27 @@ class AgentWorker(Lifecycle):
 
     async def _run_task(self, lease: tasks_pb2.TaskLease) -> None:
         # One span per run: the handler's lines and the outcome call (whose trace the orchestrator continues)
-        # share its trace id, and every line logged meanwhile names the task.
+        # share its trace id, and every line logged meanwhile names the task. The span is a child of the
+        # orchestrator's span leasing the task, itself in the trace of the task's submit: one task, one trace
+        # (observability/task_trace.py). A lease without a trace context starts a trace of its own.
         task_id = lease.task.task_id
-        attributes = {"ai_agents.task_id": task_id, "ai_agents.agent_type": self._s.agent_type}
-        with bound_log_fields(task_id=task_id), _tracer.start_as_current_span("run task", attributes=attributes):
+        attributes: dict[str, AttributeValue] = {
+            # The messaging conventions' "process" of a message (the task) taken from a queue (its agent type).
+            "messaging.operation.type": "process",
+            "messaging.destination.name": self._s.agent_type,
+            "messaging.message.id": task_id,
+            "ai_agents.task_id": task_id,
+            "ai_agents.agent_type": self._s.agent_type,
+            "ai_agents.agent_id": self.agent_id,
+            "ai_agents.attempt": lease.task.attempts,
+        }
+        parent = parent_context(lease.traceparent, lease.tracestate)
+        with (
+            bound_log_fields(task_id=task_id),
+            _tracer.start_as_current_span(
+                "run task", context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
+            ),
+        ):
             log.debug("task started", extra={"attempt": lease.task.attempts})
             await self._run_leased(lease)
 

@@ -133,7 +133,12 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
         budget = self._s.max_message_bytes - _RESPONSE_SLACK_BYTES
         for task in tasks:
             try:
-                lease = tasks_pb2.TaskLease(task=p.task_to_proto(task), lease_token=task.lease_token or 0)
+                lease = tasks_pb2.TaskLease(
+                    task=p.task_to_proto(task),
+                    lease_token=task.lease_token or 0,
+                    traceparent=task.traceparent or "",
+                    tracestate=task.tracestate or "",
+                )
             except Exception as exc:  # one task that cannot be encoded must not strand the rest of the batch
                 await self._s.fail_undeliverable(task, f"cannot be encoded: {type(exc).__name__}: {exc}")
                 continue

@@ -15,7 +15,9 @@ from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
 from ai_agents.errors import FailedPrecondition, InvalidArgument
 from ai_agents.live import LiveConfig
 from ai_agents.observability.metrics import OrchestratorMetrics
+from ai_agents.observability.task_trace import current_trace_context
 from ai_agents.orchestrator import validation as v
+from ai_agents.orchestrator.lease_trace import lease_started, with_lease_spans
 from ai_agents.store.database import Database, Stores
 from ai_agents.store.records import (
     AgentRecord,
@@ -82,6 +84,9 @@ class OrchestratorService:
         priority: int = 0,
         max_attempts: int = 0,
     ) -> tuple[TaskRecord, bool]:
+        # The submit's span (HTTP or gRPC server span) is where this task's trace starts: stored with the task,
+        # so that its lease and run join it (observability/task_trace.py). Never a reason to refuse a submit.
+        traceparent, tracestate = current_trace_context()
         task, created = await self._stores.tasks.submit(
             agent_type=v.agent_type(agent_type),
             payload=self._json_object(payload, "payload"),
@@ -92,6 +97,8 @@ class OrchestratorService:
                 if max_attempts
                 else self._live.current.default_max_attempts
             ),
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         if created:
             self._metrics.tasks_submitted.labels(task.agent_type).inc()
@@ -125,7 +132,10 @@ class OrchestratorService:
     async def lease_tasks(
         self, *, agent_id: str, agent_type: str, max_tasks: int, wait_seconds: float
     ) -> list[TaskRecord]:
-        """Lease at once if work is queued; otherwise wait for a NOTIFY (or a recheck) until wait_seconds."""
+        """Lease at once if work is queued; otherwise wait for a NOTIFY (or a recheck) until wait_seconds.
+
+        Each task returned carries the trace context of its `lease task` span (orchestrator/lease_trace.py).
+        """
         agent_id = v.agent_id(agent_id)
         agent_type = v.agent_type(agent_type)
         max_tasks = v.int_in_range(max_tasks or 1, field="max_tasks", low=1, high=_MAX_LEASE_BATCH)
@@ -135,6 +145,7 @@ class OrchestratorService:
         deadline = time.monotonic() + wait
         while True:
             seen = self._db.task_wakeups.generation(agent_type)
+            started = lease_started()
             tasks = await self._stores.tasks.lease(
                 agent_id=agent_id,
                 agent_type=agent_type,
@@ -158,7 +169,7 @@ class OrchestratorService:
                 deliverable.append(task)
             else:
                 await self.fail_undeliverable(task, problem)
-        return deliverable
+        return with_lease_spans(deliverable, agent_id=agent_id, started_ns=started)
 
     async def fail_undeliverable(self, task: TaskRecord, reason: str) -> None:
         """Fail a just-leased task that no agent could decode, non-retryably, instead of handing it out."""

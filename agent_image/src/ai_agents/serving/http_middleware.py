@@ -1,21 +1,22 @@
-"""aiohttp middlewares shared by HTTP APIs: metrics, JSON errors, bearer-token check, body-read deadline."""
+"""aiohttp middlewares shared by HTTP APIs: tracing, metrics, JSON errors, bearer-token check, body-read deadline."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ai_agents.errors import AiAgentsError
 from ai_agents.observability.metrics import CommonMetrics
+from ai_agents.observability.tracing import tracing_enabled
 from ai_agents.serving.auth import TokenCheck
+from ai_agents.serving.http_routes import Handler, route_label
+from ai_agents.serving.http_tracing import tracing_middleware
 
 log = logging.getLogger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # nginx's "client closed request": the client left before the answer, so it is neither a success nor a server
@@ -37,13 +38,6 @@ def _client_closed_response() -> web.Response:
     return error_response(CLIENT_CLOSED, "client_closed", "the client closed the connection")
 
 
-def _route_label(request: web.Request) -> str:
-    route = request.match_info.route
-    resource = route.resource if route is not None else None
-    # The route template, not the raw path, keeps label cardinality bounded.
-    return resource.canonical if resource is not None else "unmatched"
-
-
 def metrics_middleware(metrics: CommonMetrics) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -54,7 +48,7 @@ def metrics_middleware(metrics: CommonMetrics) -> Middleware:
             status = response.status
             return response
         finally:
-            route = _route_label(request)
+            route = route_label(request)
             metrics.http_requests.labels(route, request.method, str(status)).inc()
             metrics.http_duration.labels(route, request.method).observe(time.perf_counter() - started)
 
@@ -126,8 +120,12 @@ def body_deadline_middleware(timeout_seconds: float) -> Middleware:
 def api_application(
     metrics: CommonMetrics, tokens: TokenCheck, *, max_body_bytes: int, body_timeout_seconds: float
 ) -> web.Application:
+    # Outermost, so the span covers the others and records the status they settle on; only when tracing is on
+    # (extracting and starting a span costs on every request), as the gRPC server's interceptor.
+    tracing = [tracing_middleware()] if tracing_enabled() else []
     return web.Application(
         middlewares=[
+            *tracing,
             metrics_middleware(metrics),
             error_middleware,
             auth_middleware(tokens),

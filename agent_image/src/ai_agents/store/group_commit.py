@@ -13,6 +13,7 @@ sends a batch of one at once, and a busy one batches as much as the database's l
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeAlias, TypeVar
@@ -73,7 +74,11 @@ class GroupCommit(Generic[I, R]):
     def _start_batches(self) -> None:
         while self._pending and self._in_flight < self._max_in_flight:
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._flush(), name=f"group-commit-{self._name}")
+            # A batch serves many callers' traces, so it runs in none of them (not in that of whoever started it):
+            # an empty context, so its log lines carry no caller's trace id.
+            task = asyncio.get_running_loop().create_task(
+                self._flush(), name=f"group-commit-{self._name}", context=contextvars.Context()
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

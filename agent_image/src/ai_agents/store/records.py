@@ -38,6 +38,10 @@ class TaskRecord:
     first_leased_at: datetime | None
     leased_at: datetime | None
     finished_at: datetime | None
+    # The W3C trace context the task's next step continues (observability/task_trace.py): as stored, the
+    # submit's; in what the orchestrator hands an agent, its lease span's. None when that call was not traced.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> TaskRecord:
@@ -63,6 +67,8 @@ class TaskRecord:
             first_leased_at=row["first_leased_at"],
             leased_at=row["leased_at"],
             finished_at=row["finished_at"],
+            traceparent=row["traceparent"],
+            tracestate=row["tracestate"],
         )
 
 

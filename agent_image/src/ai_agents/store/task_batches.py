@@ -33,6 +33,9 @@ class NewTask:
     idempotency_key: str | None
     priority: int
     max_attempts: int
+    # The submit's W3C trace context (observability/task_trace.py); None when the submit was not traced.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +52,13 @@ class Completion:
 # never run).
 _INSERT = """
 WITH ins AS (
-    INSERT INTO tasks (task_id, agent_type, state, payload, idempotency_key, priority, max_attempts)
-    SELECT n.task_id, n.agent_type, 'queued', n.payload::jsonb, n.idempotency_key, n.priority, n.max_attempts
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[])
-        AS n(task_id, agent_type, payload, idempotency_key, priority, max_attempts)
+    INSERT INTO tasks (
+        task_id, agent_type, state, payload, idempotency_key, priority, max_attempts, traceparent, tracestate
+    )
+    SELECT n.task_id, n.agent_type, 'queued', n.payload::jsonb, n.idempotency_key, n.priority, n.max_attempts,
+        n.traceparent, n.tracestate
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $8::text[], $9::text[])
+        AS n(task_id, agent_type, payload, idempotency_key, priority, max_attempts, traceparent, tracestate)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING *
 ),
@@ -92,6 +98,8 @@ async def insert_tasks(pool: asyncpg.Pool, items: Sequence[NewTask]) -> list[Ans
         [i.priority for i in items],
         [i.max_attempts for i in items],
         TASKS_CHANNEL,
+        [i.traceparent for i in items],
+        [i.tracestate for i in items],
     )
     inserted = {row["task_id"]: TaskRecord.from_row(row) for row in rows}
     return [inserted.get(i.task_id) for i in items]

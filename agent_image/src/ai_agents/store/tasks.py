@@ -19,6 +19,7 @@ from ai_agents.store.group_commit import GroupCommit
 from ai_agents.store.paging import byte_bounded_page, has_more
 from ai_agents.store.records import TaskRecord
 from ai_agents.store.task_batches import TASKS_CHANNEL, Completion, NewTask, complete_tasks, insert_tasks
+from ai_agents.store.tracing import store_span
 
 # $1 task id, $2 lease token, $3 lease owner (NULL when agent identity is off: token only).
 _FENCE = "task_id = $1 AND state = 'leased' AND lease_token = $2 AND ($3::text IS NULL OR lease_owner = $3)"
@@ -75,13 +76,24 @@ class TaskStore:
         idempotency_key: str | None,
         priority: int,
         max_attempts: int,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Insert a queued task and wake waiting agents; with a known idempotency key return the original.
 
         Returns only after the row is committed (group commit or not): an acknowledged task is never lost.
+        `traceparent`/`tracestate`: the submit's trace context, stored for the task's lease to continue.
         """
         payload_json = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-        new = NewTask(uuid.uuid4(), agent_type, payload_json, idempotency_key, priority, max_attempts)
+        new = NewTask(
+            uuid.uuid4(), agent_type, payload_json, idempotency_key, priority, max_attempts, traceparent, tracestate
+        )
+        with store_span("submit", "INSERT", group_commit=self._submits is not None) as span:
+            task, created = await self._insert(new)
+            span.set_attributes({"ai_agents.task_id": task.task_id, "ai_agents.created": created})
+            return task, created
+
+    async def _insert(self, new: NewTask) -> tuple[TaskRecord, bool]:
         if self._submits is not None:
             answer = await self._submits(new)
             if isinstance(answer, TaskRecord):
@@ -92,20 +104,25 @@ class TaskStore:
         row = await self._pool.fetchrow(
             """
             WITH ins AS (
-                INSERT INTO tasks (task_id, agent_type, state, payload, idempotency_key, priority, max_attempts)
-                VALUES ($1, $2, 'queued', $3::jsonb, $4, $5, $6)
+                INSERT INTO tasks (
+                    task_id, agent_type, state, payload, idempotency_key, priority, max_attempts,
+                    traceparent, tracestate
+                )
+                VALUES ($1, $2, 'queued', $3::jsonb, $4, $5, $6, $8, $9)
                 ON CONFLICT (idempotency_key) DO NOTHING
                 RETURNING *
             )
             SELECT ins.*, pg_notify($7, ins.agent_type || ':1') FROM ins
             """,
             new.task_id,
-            agent_type,
-            payload_json,
-            idempotency_key,
-            priority,
-            max_attempts,
+            new.agent_type,
+            new.payload_json,
+            new.idempotency_key,
+            new.priority,
+            new.max_attempts,
             TASKS_CHANNEL,
+            new.traceparent,
+            new.tracestate,
         )
         if row is not None:
             return TaskRecord.from_row(row), True
@@ -181,7 +198,15 @@ class TaskStore:
         self, *, agent_id: str, agent_type: str, max_tasks: int, lease_seconds: int
     ) -> builtins.list[TaskRecord]:
         """Lease up to max_tasks queued tasks; SKIP LOCKED lets many orchestrators lease concurrently."""
-        rows = await self._pool.fetch(
+        with store_span("lease", "UPDATE", agent_type=agent_type, agent_id=agent_id) as span:
+            rows = await self._lease_rows(agent_id, agent_type, max_tasks, lease_seconds)
+            span.set_attribute("ai_agents.leased", len(rows))
+        return [TaskRecord.from_row(r) for r in rows]
+
+    async def _lease_rows(
+        self, agent_id: str, agent_type: str, max_tasks: int, lease_seconds: int
+    ) -> builtins.list[asyncpg.Record]:
+        rows: builtins.list[asyncpg.Record] = await self._pool.fetch(
             """
             WITH candidates AS (
                 SELECT task_id FROM tasks
@@ -203,7 +228,7 @@ class TaskStore:
             agent_id,
             float(lease_seconds),
         )
-        return [TaskRecord.from_row(r) for r in rows]
+        return rows
 
     async def _fenced_update(self, task_id: str, token: int, owner: str | None, sql: str, *args: Any) -> TaskRecord:
         """Run an UPDATE guarded by `_FENCE` (state, token and, given an owner, the lease owner); explain a refusal.
@@ -226,6 +251,10 @@ class TaskStore:
     async def complete(
         self, task_id: str, token: int, result: dict[str, Any], *, owner: str | None = None
     ) -> TaskRecord:
+        with store_span("complete", "UPDATE", task_id=task_id, group_commit=self._completions is not None):
+            return await self._complete(task_id, token, result, owner)
+
+    async def _complete(self, task_id: str, token: int, result: dict[str, Any], owner: str | None) -> TaskRecord:
         result_json = json.dumps(result, separators=(",", ":"))
         if self._completions is not None:
             answer = await self._completions(Completion(uuid.UUID(task_id), token, owner, result_json))
@@ -257,6 +286,12 @@ class TaskStore:
         owner: str | None = None,
     ) -> TaskRecord:
         """A retryable failure goes back to the queue after a backoff until max_attempts, then dead-letters."""
+        with store_span("fail", "UPDATE", task_id=task_id, retryable=retryable):
+            return await self._fail(task_id, token, error, retryable, backoff_seconds, owner)
+
+    async def _fail(
+        self, task_id: str, token: int, error: str, retryable: bool, backoff_seconds: float, owner: str | None
+    ) -> TaskRecord:
         return await self._fenced_update(
             task_id,
             token,

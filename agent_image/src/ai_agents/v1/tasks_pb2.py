@@ -27,55 +27,55 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61i_agents/v1/tasks.proto\x12\x0c\x61i_agents.v1\x1a\x19\x61i_agents/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06result\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x13\n\x0blease_owner\x18\x0b \x01(\t\x12\x34\n\x10lease_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08progress\x18\r \x01(\x02\x12\x18\n\x10progress_message\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\tTaskLease\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\"\xab\x01\n\x11SubmitTaskRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\"G\n\x12SubmitTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"\x8e\x01\n\x10ListTasksRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.ai_agents.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x19UpdateTaskProgressRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x10\n\x08progress\x18\x03 \x01(\x02\x12\x0f\n\x07message\x18\x04 \x01(\t\">\n\x1aUpdateTaskProgressResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"d\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x14\x43ompleteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"Y\n\x0f\x46\x61ilTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"4\n\x10\x46\x61ilTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"6\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"{\n\x11LeaseTasksRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x11\n\tmax_tasks\x18\x03 \x01(\x05\x12\x14\n\x0cwait_seconds\x18\x04 \x01(\x05\"=\n\x12LeaseTasksResponse\x12\'\n\x06leases\x18\x01 \x03(\x0b\x32\x17.ai_agents.v1.TaskLease\":\n\x12ReleaseTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\"7\n\x13ReleaseTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task*\xbc\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x15\n\x11TASK_STATE_LEASED\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05\x12\x1a\n\x16TASK_STATE_DEAD_LETTER\x10\x06\x32\xf5\x05\n\x0bTaskService\x12O\n\nSubmitTask\x12\x1f.ai_agents.v1.SubmitTaskRequest\x1a .ai_agents.v1.SubmitTaskResponse\x12\x46\n\x07GetTask\x12\x1c.ai_agents.v1.GetTaskRequest\x1a\x1d.ai_agents.v1.GetTaskResponse\x12L\n\tListTasks\x12\x1e.ai_agents.v1.ListTasksRequest\x1a\x1f.ai_agents.v1.ListTasksResponse\x12g\n\x12UpdateTaskProgress\x12\'.ai_agents.v1.UpdateTaskProgressRequest\x1a(.ai_agents.v1.UpdateTaskProgressResponse\x12U\n\x0c\x43ompleteTask\x12!.ai_agents.v1.CompleteTaskRequest\x1a\".ai_agents.v1.CompleteTaskResponse\x12I\n\x08\x46\x61ilTask\x12\x1d.ai_agents.v1.FailTaskRequest\x1a\x1e.ai_agents.v1.FailTaskResponse\x12O\n\nCancelTask\x12\x1f.ai_agents.v1.CancelTaskRequest\x1a .ai_agents.v1.CancelTaskResponse\x12O\n\nLeaseTasks\x12\x1f.ai_agents.v1.LeaseTasksRequest\x1a .ai_agents.v1.LeaseTasksResponse\x12R\n\x0bReleaseTask\x12 .ai_agents.v1.ReleaseTaskRequest\x1a!.ai_agents.v1.ReleaseTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61i_agents/v1/tasks.proto\x12\x0c\x61i_agents.v1\x1a\x19\x61i_agents/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06result\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x13\n\x0blease_owner\x18\x0b \x01(\t\x12\x34\n\x10lease_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08progress\x18\r \x01(\x02\x12\x18\n\x10progress_message\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\tTaskLease\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12\x12\n\ntracestate\x18\x04 \x01(\t\"\xab\x01\n\x11SubmitTaskRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\"G\n\x12SubmitTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"\x8e\x01\n\x10ListTasksRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.ai_agents.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x19UpdateTaskProgressRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x10\n\x08progress\x18\x03 \x01(\x02\x12\x0f\n\x07message\x18\x04 \x01(\t\">\n\x1aUpdateTaskProgressResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"d\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x14\x43ompleteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"Y\n\x0f\x46\x61ilTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"4\n\x10\x46\x61ilTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"6\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"{\n\x11LeaseTasksRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x11\n\tmax_tasks\x18\x03 \x01(\x05\x12\x14\n\x0cwait_seconds\x18\x04 \x01(\x05\"=\n\x12LeaseTasksResponse\x12\'\n\x06leases\x18\x01 \x03(\x0b\x32\x17.ai_agents.v1.TaskLease\":\n\x12ReleaseTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\"7\n\x13ReleaseTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task*\xbc\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x15\n\x11TASK_STATE_LEASED\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05\x12\x1a\n\x16TASK_STATE_DEAD_LETTER\x10\x06\x32\xf5\x05\n\x0bTaskService\x12O\n\nSubmitTask\x12\x1f.ai_agents.v1.SubmitTaskRequest\x1a .ai_agents.v1.SubmitTaskResponse\x12\x46\n\x07GetTask\x12\x1c.ai_agents.v1.GetTaskRequest\x1a\x1d.ai_agents.v1.GetTaskResponse\x12L\n\tListTasks\x12\x1e.ai_agents.v1.ListTasksRequest\x1a\x1f.ai_agents.v1.ListTasksResponse\x12g\n\x12UpdateTaskProgress\x12\'.ai_agents.v1.UpdateTaskProgressRequest\x1a(.ai_agents.v1.UpdateTaskProgressResponse\x12U\n\x0c\x43ompleteTask\x12!.ai_agents.v1.CompleteTaskRequest\x1a\".ai_agents.v1.CompleteTaskResponse\x12I\n\x08\x46\x61ilTask\x12\x1d.ai_agents.v1.FailTaskRequest\x1a\x1e.ai_agents.v1.FailTaskResponse\x12O\n\nCancelTask\x12\x1f.ai_agents.v1.CancelTaskRequest\x1a .ai_agents.v1.CancelTaskResponse\x12O\n\nLeaseTasks\x12\x1f.ai_agents.v1.LeaseTasksRequest\x1a .ai_agents.v1.LeaseTasksResponse\x12R\n\x0bReleaseTask\x12 .ai_agents.v1.ReleaseTaskRequest\x1a!.ai_agents.v1.ReleaseTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai_agents.v1.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATE']._serialized_start=2188
-  _globals['_TASKSTATE']._serialized_end=2376
+  _globals['_TASKSTATE']._serialized_start=2229
+  _globals['_TASKSTATE']._serialized_end=2417
   _globals['_TASK']._serialized_start=133
   _globals['_TASK']._serialized_end=686
   _globals['_TASKLEASE']._serialized_start=688
-  _globals['_TASKLEASE']._serialized_end=754
-  _globals['_SUBMITTASKREQUEST']._serialized_start=757
-  _globals['_SUBMITTASKREQUEST']._serialized_end=928
-  _globals['_SUBMITTASKRESPONSE']._serialized_start=930
-  _globals['_SUBMITTASKRESPONSE']._serialized_end=1001
-  _globals['_GETTASKREQUEST']._serialized_start=1003
-  _globals['_GETTASKREQUEST']._serialized_end=1036
-  _globals['_GETTASKRESPONSE']._serialized_start=1038
-  _globals['_GETTASKRESPONSE']._serialized_end=1089
-  _globals['_LISTTASKSREQUEST']._serialized_start=1092
-  _globals['_LISTTASKSREQUEST']._serialized_end=1234
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1236
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1315
-  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_start=1317
-  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_end=1417
-  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_start=1419
-  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_end=1481
-  _globals['_COMPLETETASKREQUEST']._serialized_start=1483
-  _globals['_COMPLETETASKREQUEST']._serialized_end=1583
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=1585
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=1641
-  _globals['_FAILTASKREQUEST']._serialized_start=1643
-  _globals['_FAILTASKREQUEST']._serialized_end=1732
-  _globals['_FAILTASKRESPONSE']._serialized_start=1734
-  _globals['_FAILTASKRESPONSE']._serialized_end=1786
-  _globals['_CANCELTASKREQUEST']._serialized_start=1788
-  _globals['_CANCELTASKREQUEST']._serialized_end=1824
-  _globals['_CANCELTASKRESPONSE']._serialized_start=1826
-  _globals['_CANCELTASKRESPONSE']._serialized_end=1880
-  _globals['_LEASETASKSREQUEST']._serialized_start=1882
-  _globals['_LEASETASKSREQUEST']._serialized_end=2005
-  _globals['_LEASETASKSRESPONSE']._serialized_start=2007
-  _globals['_LEASETASKSRESPONSE']._serialized_end=2068
-  _globals['_RELEASETASKREQUEST']._serialized_start=2070
-  _globals['_RELEASETASKREQUEST']._serialized_end=2128
-  _globals['_RELEASETASKRESPONSE']._serialized_start=2130
-  _globals['_RELEASETASKRESPONSE']._serialized_end=2185
-  _globals['_TASKSERVICE']._serialized_start=2379
-  _globals['_TASKSERVICE']._serialized_end=3136
+  _globals['_TASKLEASE']._serialized_end=795
+  _globals['_SUBMITTASKREQUEST']._serialized_start=798
+  _globals['_SUBMITTASKREQUEST']._serialized_end=969
+  _globals['_SUBMITTASKRESPONSE']._serialized_start=971
+  _globals['_SUBMITTASKRESPONSE']._serialized_end=1042
+  _globals['_GETTASKREQUEST']._serialized_start=1044
+  _globals['_GETTASKREQUEST']._serialized_end=1077
+  _globals['_GETTASKRESPONSE']._serialized_start=1079
+  _globals['_GETTASKRESPONSE']._serialized_end=1130
+  _globals['_LISTTASKSREQUEST']._serialized_start=1133
+  _globals['_LISTTASKSREQUEST']._serialized_end=1275
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1277
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1356
+  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_start=1358
+  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_end=1458
+  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_start=1460
+  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_end=1522
+  _globals['_COMPLETETASKREQUEST']._serialized_start=1524
+  _globals['_COMPLETETASKREQUEST']._serialized_end=1624
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=1626
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=1682
+  _globals['_FAILTASKREQUEST']._serialized_start=1684
+  _globals['_FAILTASKREQUEST']._serialized_end=1773
+  _globals['_FAILTASKRESPONSE']._serialized_start=1775
+  _globals['_FAILTASKRESPONSE']._serialized_end=1827
+  _globals['_CANCELTASKREQUEST']._serialized_start=1829
+  _globals['_CANCELTASKREQUEST']._serialized_end=1865
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1867
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1921
+  _globals['_LEASETASKSREQUEST']._serialized_start=1923
+  _globals['_LEASETASKSREQUEST']._serialized_end=2046
+  _globals['_LEASETASKSRESPONSE']._serialized_start=2048
+  _globals['_LEASETASKSRESPONSE']._serialized_end=2109
+  _globals['_RELEASETASKREQUEST']._serialized_start=2111
+  _globals['_RELEASETASKREQUEST']._serialized_end=2169
+  _globals['_RELEASETASKRESPONSE']._serialized_start=2171
+  _globals['_RELEASETASKRESPONSE']._serialized_end=2226
+  _globals['_TASKSERVICE']._serialized_start=2420
+  _globals['_TASKSERVICE']._serialized_end=3177
 # @@protoc_insertion_point(module_scope)

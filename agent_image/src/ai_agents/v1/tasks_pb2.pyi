@@ -128,7 +128,15 @@ class TaskLease(_message.Message):
 
     TASK_FIELD_NUMBER: _builtins.int
     LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
+    TRACESTATE_FIELD_NUMBER: _builtins.int
     lease_token: _builtins.int
+    traceparent: _builtins.str
+    """The W3C trace context (https://www.w3.org/TR/trace-context/) to run the task in: that of the orchestrator's
+    span leasing it, in the trace of the call that submitted it, so one task is one trace. Empty when that
+    call was not traced; an agent then starts a trace of its own.
+    """
+    tracestate: _builtins.str
     @_builtins.property
     def task(self) -> Global___Task: ...
     def __init__(
@@ -136,10 +144,12 @@ class TaskLease(_message.Message):
         *,
         task: Global___Task | None = ...,
         lease_token: _builtins.int = ...,
+        traceparent: _builtins.str = ...,
+        tracestate: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_token", b"lease_token", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_token", b"lease_token", "task", b"task", "traceparent", b"traceparent", "tracestate", b"tracestate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,127 @@
+"""One task, one trace: the span tree of a task submitted over HTTP and of one submitted over gRPC.
+
+A real orchestrator and a real agent run as processes exporting over OTLP to a receiver in this test. What
+passing proves, for each task (docs/contracts.md, "Traces"):
+- every span of the task is in one trace: the submit's server span (HTTP or gRPC; over HTTP it continues the
+  caller's `traceparent`), its `store submit` span, the orchestrator's `lease task` span, the agent's `run task`
+  span, the agent's CompleteTask call, the orchestrator's CompleteTask server span and its `store complete`;
+- each has the parent the contract names: the trace goes submit -> lease -> run -> completion, across both
+  processes, the agent's run continuing a context that travelled through PostgreSQL and the lease answer;
+- the LeaseTasks call that delivered the task (a batch, so in its own trace) is linked from and to the task's
+  lease span, and is the agent's call to the orchestrator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+from ai_agents.client import OrchestratorClient
+from ai_agents.v1 import tasks_pb2
+
+from ._otlp_support import TRACING_ENV, ExportedSpan, TraceReceiver, orchestrator_process, otlp_receiver, wait_ready
+from .conftest import AgentProcesses, eventually
+
+pytestmark = pytest.mark.timeout(120)
+
+ORCHESTRATOR = "ai-agents-orchestrator"
+AGENT = "ai-agents-agent-coding"
+GRPC_SUBMIT = "/ai_agents.v1.TaskService/SubmitTask"
+GRPC_COMPLETE = "/ai_agents.v1.TaskService/CompleteTask"
+GRPC_LEASE = "/ai_agents.v1.TaskService/LeaseTasks"
+
+
+def _one(spans: list[ExportedSpan], what: str, **match: str) -> ExportedSpan:
+    found = [s for s in spans if all(getattr(s, key) == value for key, value in match.items())]
+    assert len(found) == 1, f"{what}: {len(found)} spans match {match}\nthe trace: {_tree(spans)}"
+    return found[0]
+
+
+def _tree(spans: list[ExportedSpan]) -> str:
+    return "\n".join(f"  {s.service} {s.kind} {s.name!r} {s.span_id} <- {s.parent_span_id or '-'}" for s in spans)
+
+
+def _task_trace(receiver: TraceReceiver, task_id: str) -> list[ExportedSpan]:
+    """Every span of the trace holding the task's `store submit` span."""
+    about_task = [s for s in receiver.spans if s.attributes.get("ai_agents.task_id") == task_id]
+    submit = _one(about_task, f"the store submit of {task_id}", name="store submit")
+    return [s for s in receiver.spans if s.trace_id == submit.trace_id]
+
+
+def _check_task_trace(receiver: TraceReceiver, task_id: str, submit_name: str) -> ExportedSpan:
+    """Assert the span tree of one task; returns its submit server span."""
+    spans = _task_trace(receiver, task_id)
+    assert {s.service for s in spans} == {ORCHESTRATOR, AGENT}, _tree(spans)
+
+    submit = _one(spans, "the submit", service=ORCHESTRATOR, kind="SERVER", name=submit_name)
+    store_submit = _one(spans, "the store insert", name="store submit", parent_span_id=submit.span_id)
+    assert store_submit.kind == "CLIENT" and store_submit.attributes["db.system.name"] == "postgresql"
+
+    lease = _one(spans, "the lease", service=ORCHESTRATOR, name="lease task", parent_span_id=submit.span_id)
+    assert lease.kind == "PRODUCER" and lease.attributes["ai_agents.task_id"] == task_id
+
+    run = _one(spans, "the run", service=AGENT, name="run task", parent_span_id=lease.span_id)
+    assert run.kind == "CONSUMER"
+    assert run.attributes["ai_agents.task_id"] == task_id and run.attributes["ai_agents.attempt"] == 1
+
+    complete_call = _one(spans, "the agent's outcome call", service=AGENT, kind="CLIENT", name=GRPC_COMPLETE)
+    assert complete_call.parent_span_id == run.span_id, _tree(spans)
+    complete = _one(spans, "the completion", service=ORCHESTRATOR, kind="SERVER", name=GRPC_COMPLETE)
+    assert complete.parent_span_id == complete_call.span_id, _tree(spans)
+    _one(spans, "the store completion", name="store complete", parent_span_id=complete.span_id)
+
+    # The LeaseTasks call that delivered the task: in its own trace (one call leases many tasks), linked both ways.
+    (linked,) = lease.links
+    call = _one(receiver.spans, "the LeaseTasks server span", trace_id=linked[0], span_id=linked[1])
+    assert (call.service, call.kind, call.name) == (ORCHESTRATOR, "SERVER", GRPC_LEASE)
+    assert (lease.trace_id, lease.span_id) in call.links
+    agent_call = _one(receiver.spans, "the agent's LeaseTasks call", span_id=call.parent_span_id)
+    assert (agent_call.service, agent_call.kind, agent_call.name) == (AGENT, "CLIENT", GRPC_LEASE)
+    return submit
+
+
+async def test_a_task_is_one_trace_from_submit_to_completion(dsn: str, agents: AgentProcesses, tmp_path: Path) -> None:
+    orchestrator_log = tmp_path / "orchestrator.log"
+    # The HTTP caller's own trace: the task's trace must continue it.
+    caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    async with otlp_receiver() as (endpoint, receiver):
+        tracing = {**TRACING_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+        async with orchestrator_process(dsn, orchestrator_log, **tracing) as ports:
+            await wait_ready(ports["health"], orchestrator_log)
+            agents.start("coding", f"ipv4:127.0.0.1:{ports['grpc']}", **tracing)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"http://127.0.0.1:{ports['http']}/v1/tasks",
+                    json={"agent_type": "coding", "payload": {"via": "http"}},
+                    headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"},
+                ) as response,
+            ):
+                assert response.status == 201, await response.text()
+                over_http = (await response.json())["task_id"]
+            async with await OrchestratorClient.connect(f"ipv4:127.0.0.1:{ports['grpc']}", timeout=10) as client:
+                over_grpc = (await client.submit_task("coding", {"via": "grpc"})).task.task_id
+
+                async def succeeded() -> None:
+                    states = [(await client.get_task(t)).state for t in (over_http, over_grpc)]
+                    assert states == [tasks_pb2.TASK_STATE_SUCCEEDED] * 2, states
+
+                await eventually(succeeded, timeout=30, message="the agent did not complete both tasks")
+            # Before the orchestrator; in a thread, as the receiver needs this loop to take the exit-time export.
+            await asyncio.to_thread(agents.stop_all)
+        # Both processes flushed their spans as they exited.
+
+        async def http_tree() -> None:
+            submit = _check_task_trace(receiver, over_http, "POST /v1/tasks")
+            assert (submit.trace_id, submit.parent_span_id) == (caller_trace, caller_span), "caller's trace lost"
+
+        async def grpc_tree() -> None:
+            submit = _check_task_trace(receiver, over_grpc, GRPC_SUBMIT)
+            assert submit.parent_span_id == "", "an untraced gRPC caller: the submit starts the task's trace"
+
+        await eventually(http_tree, timeout=10)
+        await eventually(grpc_tree, timeout=10)
+        assert len({s.trace_id for s in receiver.spans if s.name == "run task"}) == 2, "one trace per task"
