@@ -256,6 +256,11 @@ class Release:
     def selector(self, name: str) -> str:
         return f"app.kubernetes.io/instance={self.name},app.kubernetes.io/name={name}"
 
+    @property
+    def client_labels(self) -> dict[str, str]:
+        """Labels of a probe pod that calls the release: in the mesh with it, else STRICT mTLS refuses its plaintext."""
+        return {"istio.io/dataplane-mode": "ambient"} if self.options.mesh else {}
+
     def agent_selector(self, agent_type: str) -> str:
         return f"{self.selector('agent')},ai-agents.io/agent-type={agent_type}"
 

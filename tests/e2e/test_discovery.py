@@ -54,7 +54,9 @@ def test_service_names_resolve_inside_a_pod(release, image) -> None:
         command = _probes.command(_probes.RESOLVE, *names)
         # A name per attempt: the previous probe pod may still be terminating.
         name = f"e2e-resolve-{next(attempts)}"
-        phase, logs = release.kube.run_pod(ns, name, image=image, command=command, service_account="e2e-client")
+        phase, logs = release.kube.run_pod(
+            ns, name, image=image, command=command, service_account="e2e-client", labels=release.client_labels
+        )
         assert phase == "Succeeded", f"resolver pod {phase}: {logs[-1000:]}"
         return _probes.result(logs), len(release.kube.ready_pods(ns, release.selector("orchestrator")))
 
@@ -88,6 +90,7 @@ def test_cli_lists_expected_agents_per_type(release, image) -> None:
             command=["ai-agents", "agents", "--json", "--target", target],
             env_from_secret={"AI_AGENTS_API_TOKEN": secret} if release.token() else None,
             service_account="e2e-client",
+            labels=release.client_labels,
         )
         assert phase == "Succeeded", f"`ai-agents agents` pod {phase}: {logs[-1000:]}"
         agents = json.loads(logs[logs.index("[") :])
