@@ -21,7 +21,8 @@ class ChartQuery:
     needs_envoy: bool = False
     # filters on the fault-injection response flags (FI, DI): data only while the mesh injects faults
     needs_fault_injection: bool = False
-    needs_kube_state_metrics: bool = False  # reads kube_* series (kube-state-metrics, part of kube-prometheus-stack)
+    # reads kube_* series (kube-state-metrics, part of kube-prometheus-stack) with no fallback that does not
+    needs_kube_state_metrics: bool = False
 
 
 def substitute_grafana(
@@ -179,6 +180,19 @@ def _panel_queries(panels: list[dict[str, Any]], title_prefix: str) -> list[tupl
     return found
 
 
+def alternatives(expr: str) -> list[str]:
+    """The operands of a top-level `or`: a query with a fallback needs data from only one of them."""
+    return [part.strip() for _op, part in _top_level_split(expr.strip(), ("or",), words=True)]
+
+
+def reads_only(expr: str, series: re.Pattern[str]) -> bool:
+    """Whether every alternative of the query reads a series matching `series` (it has no fallback without)."""
+    return all(series.search(alternative) for alternative in alternatives(expr))
+
+
+_KUBE_STATE_METRICS = re.compile(r"\bkube_[a-z_]+")
+
+
 def _query(source: str, expr: str) -> ChartQuery:
     return ChartQuery(
         source,
@@ -186,7 +200,7 @@ def _query(source: str, expr: str) -> ChartQuery:
         needs_istio="istio_" in expr,
         needs_envoy=re.search(r"\bistio_request", expr) is not None,
         needs_fault_injection=re.search(r"response_flags=~?\"[^\"]*(FI|DI)", expr) is not None,
-        needs_kube_state_metrics=re.search(r"\bkube_[a-z_]+", expr) is not None,
+        needs_kube_state_metrics=reads_only(expr, _KUBE_STATE_METRICS),
     )
 
 

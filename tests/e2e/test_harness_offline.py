@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +16,7 @@ from _cluster import E2E_VALUES, UMBRELLA, E2EConfig, Prerequisites
 from _helm import ReleaseOptions, by_kind, options_for, release_values, template
 from _load import LOCUSTFILE, LoadProfile, LoadRun
 from _loadplan import TaskBudget
-from _queries import chart_queries, data_probes, substitute_grafana
+from _queries import alternatives, chart_queries, data_probes, reads_only, substitute_grafana
 from _scaling import budget_from, duration_seconds, query_windows, scale_down_schedule, scrape_interval_of
 from _waits import Clock, WaitAborted, WaitTimeout, assert_eventually, consistently, eventually
 
@@ -202,6 +203,20 @@ def test_alert_conditions_reduce_to_data_probes() -> None:
     assert data_probes("sum(rate(e[5m])) or 0 * r") == ["sum(rate(e[5m])) or 0 * r"]
     assert data_probes("(a > 1) or b") == ["a", "b"]
     assert data_probes('max(q{a=~"b|c"}) >= 5') == ['max(q{a=~"b|c"})']
+
+
+def test_a_kube_state_metrics_query_with_a_fallback_is_not_left_to_kube_state_metrics(rendered: list[dict]) -> None:
+    queries = {q.source: q for q in chart_queries(rendered, namespace="pytest-0ff1ce")}
+    replicas = queries["dashboard scaling.json: Agent replicas by type"]
+    events = queries["dashboard scaling.json: Scaling events"]
+    for query in (replicas, events):
+        assert "kube_deployment_status_replicas" in query.expr and "up{" in query.expr, query.expr
+        assert not query.needs_kube_state_metrics, f"{query.source} has a fallback without kube-state-metrics"
+        # The union is probed as a whole: its kube-state-metrics side may be empty, the fallback may not.
+        assert data_probes(query.expr) == [query.expr]
+    assert reads_only("max(kube_a) or max(kube_b)", re.compile(r"\bkube_")), "no fallback: both read kube_*"
+    assert not reads_only("max(kube_a) or count(up)", re.compile(r"\bkube_"))
+    assert alternatives("(a or b) and c or d") == ["(a or b) and c", "d"]
 
 
 def test_task_budget_is_a_hard_bound() -> None:

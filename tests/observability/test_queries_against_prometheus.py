@@ -27,10 +27,12 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "charts"))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 
 from charttree import prepared_charts  # noqa: E402
 from fleet_cli import run_cli  # noqa: E402
 from helmrender import helm_binaries, render  # noqa: E402
+from _queries import alternatives  # noqa: E402
 from promql import metric_names  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -241,7 +243,8 @@ def _scaler_queries(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def _split(queries: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[str]]:
     local, cluster = [], []
     for where, expr in queries:
-        if any(CLUSTER_ONLY.match(name) for name in metric_names(expr)):
+        # A query with a fallback (`kube_... or up ...`) is checked here when one alternative reads local series.
+        if all(any(CLUSTER_ONLY.match(n) for n in metric_names(alt)) for alt in alternatives(expr)):
             cluster.append(where)
         else:
             local.append((where, expr))
