@@ -29,10 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "charts"))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 
+from _queries import alternatives  # noqa: E402
 from charttree import prepared_charts  # noqa: E402
 from fleet_cli import run_cli  # noqa: E402
 from helmrender import helm_binaries, render  # noqa: E402
-from _queries import alternatives  # noqa: E402
 from promql import metric_names  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
