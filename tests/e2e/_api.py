@@ -39,10 +39,13 @@ class OrchestratorApi:
         *,
         idempotency_key: str | None = None,
         attempts: int = 3,
+        **fields: Any,
     ) -> dict[str, Any]:
-        """Submit with an idempotency key and retry transport errors with the same key (safe to repeat)."""
+        """Submit with an idempotency key and retry transport errors with the same key (safe to repeat).
+
+        `fields` are further fields of the request body (`max_attempts`, `priority`)."""
         key = idempotency_key or f"e2e-{uuid.uuid4()}"
-        body = {"agent_type": agent_type, "payload": payload or {}, "idempotency_key": key}
+        body = {"agent_type": agent_type, "payload": payload or {}, "idempotency_key": key, **fields}
         last: Exception | None = None
         for _ in range(attempts):
             try:
@@ -56,6 +59,11 @@ class OrchestratorApi:
                 last = exc
         assert last is not None
         raise last
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        response = self._session.post(f"{self.base_url}/v1/tasks/{task_id}:cancel", timeout=self.timeout_sec)
+        response.raise_for_status()
+        return response.json()
 
     def task(self, task_id: str) -> dict[str, Any]:
         return self._get(f"/v1/tasks/{task_id}")
