@@ -204,8 +204,9 @@ def _query(source: str, expr: str) -> ChartQuery:
     )
 
 
-def chart_queries(objects: list[dict[str, Any]], *, namespace: str) -> list[ChartQuery]:
-    """All Prometheus queries of the rendered release: dashboards, PrometheusRules, ScaledObjects."""
+def chart_queries(objects: list[dict[str, Any]], *, namespace: str, **grafana: str) -> list[ChartQuery]:
+    """All Prometheus queries of the rendered release: dashboards (nested panels included, Grafana's variables
+    filled in by `substitute_grafana`, which `grafana` passes intervals to), PrometheusRules, ScaledObjects."""
     queries: list[ChartQuery] = []
     for obj in objects:
         kind = obj.get("kind")
@@ -215,7 +216,7 @@ def chart_queries(objects: list[dict[str, Any]], *, namespace: str) -> list[Char
                     continue
                 dashboard = json.loads(text)
                 for title, expr in _panel_queries(dashboard.get("panels", []), f"dashboard {file_name}"):
-                    concrete = substitute_grafana(expr, namespace=namespace)
+                    concrete = substitute_grafana(expr, namespace=namespace, **grafana)
                     queries.append(_query(title, concrete))
         elif kind == "PrometheusRule":
             for group in obj["spec"].get("groups", []):

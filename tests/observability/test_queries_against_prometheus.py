@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "charts"))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 
-from _queries import alternatives  # noqa: E402
+from _queries import alternatives, chart_queries  # noqa: E402
 from charttree import prepared_charts  # noqa: E402
 from fleet_cli import run_cli  # noqa: E402
 from helmrender import helm_binaries, render  # noqa: E402
@@ -40,17 +40,8 @@ pytestmark = pytest.mark.timeout(300)
 NAMESPACE = "ai-agents"
 # Series that exist only on a cluster: the harness in tests/e2e checks the queries that read them.
 CLUSTER_ONLY = re.compile(r"^(kube_|container_|istio_|kubelet_|node_)")
-# Grafana's variables, as a dashboard would expand them for this namespace.
-GRAFANA_VARS = {
-    "$__rate_interval": "1m",
-    "${__rate_interval}": "1m",
-    "$__interval": "15s",
-    "$__range": "5m",
-    "${namespace}": NAMESPACE,
-    "$namespace": NAMESPACE,
-    "${agent_type}": ".*",
-    "$agent_type": ".*",
-}
+# Grafana's intervals for a short local run (the namespace variable is the fleet's).
+GRAFANA_INTERVALS = {"rate_interval": "1m", "range_": "5m", "interval": "15s"}
 
 
 def _find_prometheus() -> str:
@@ -208,35 +199,12 @@ def _http_submit(base: str, agent_type: str) -> None:
         assert response.status == 201
 
 
-def _expand(expr: str) -> str:
-    for variable, value in GRAFANA_VARS.items():
-        expr = expr.replace(variable, value)
-    return expr
-
-
-def _dashboard_queries(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    queries = []
-    for obj in objects:
-        if obj["kind"] != "ConfigMap":
-            continue
-        for name, text in (obj.get("data") or {}).items():
-            if not name.endswith(".json"):
-                continue
-            dashboard = json.loads(text)
-            for panel in dashboard.get("panels", []):
-                for target in panel.get("targets", []):
-                    if target.get("expr"):
-                        queries.append((f"{dashboard['title']} / {panel['title']}", _expand(target["expr"])))
-    return queries
-
-
-def _scaler_queries(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _queries(objects: list[dict[str, Any]], kind: str) -> list[tuple[str, str]]:
+    """(source, expression) of the chart's queries of one kind: "dashboard", "rule" or "ScaledObject"."""
     return [
-        (f"{obj['metadata']['name']} / {trigger.get('name', trigger['type'])}", trigger["metadata"]["query"])
-        for obj in objects
-        if obj["kind"] == "ScaledObject"
-        for trigger in obj["spec"]["triggers"]
-        if trigger["type"] == "prometheus"
+        (q.source, q.expr)
+        for q in chart_queries(objects, namespace=NAMESPACE, **GRAFANA_INTERVALS)
+        if q.source.startswith(kind + " ")
     ]
 
 
@@ -252,8 +220,8 @@ def _split(queries: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[
 
 
 def test_every_dashboard_panel_returns_data(prometheus: Prometheus, rendered: dict[str, Any]) -> None:
-    queries = _dashboard_queries(rendered["observability"])
-    assert len({w.split(" / ")[0] for w, _ in queries}) == 5, "five dashboards expected"
+    queries = _queries(rendered["observability"], "dashboard")
+    assert len({w.split(":")[0] for w, _ in queries}) == 5, "five dashboards expected"
     local, cluster = _split(queries)
     assert local, "no dashboard query can be checked locally"
     empty = [f"{where}: {expr}" for where, expr in local if not prometheus.query(expr)]
@@ -262,7 +230,7 @@ def test_every_dashboard_panel_returns_data(prometheus: Prometheus, rendered: di
 
 
 def test_every_scaledobject_query_returns_data(prometheus: Prometheus, rendered: dict[str, Any]) -> None:
-    local, cluster = _split(_scaler_queries(rendered["keda-scalers"]))
+    local, cluster = _split(_queries(rendered["keda-scalers"], "ScaledObject"))
     assert not cluster, f"scaling queries must read runtime metrics only: {cluster}"
     assert len(local) >= 6 * 2 + 3, "queue depth and task submissions/s per type plus three type-specific signals"
     empty = [f"{where}: {expr}" for where, expr in local if not prometheus.query(expr)]
