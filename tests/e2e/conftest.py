@@ -72,6 +72,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_istio: needs Istio ambient (istiod, ztunnel, its CRDs)")
     config.addinivalue_line("markers", "needs_keda: needs KEDA (operator and CRDs)")
     config.addinivalue_line("markers", "needs_prometheus: needs a Prometheus (Prometheus Operator CRDs and pods)")
+    config.addinivalue_line(
+        "markers", "release(**options): the module's own release, with these ReleaseOptions fields (see _helm)"
+    )
+    config.addinivalue_line(
+        "markers", "destructive: the module changes its release (floods, outages): never run on a shared release"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -403,9 +409,11 @@ def release(
     e2e_config: E2EConfig,
     helm_bin: str,
 ) -> Release:
-    """The module's release. A module may define `release_overrides` (a dict of ReleaseOptions fields)."""
-    overrides = getattr(request.module, "release_overrides", {})
-    destructive = getattr(request.module, "destructive", False)
+    """The module's release: options from its `release` marker, installed for it unless --e2e-installed lets a
+    module that is neither `destructive` nor has options of its own use the installed one."""
+    marker = request.node.get_closest_marker("release")
+    overrides = dict(marker.kwargs) if marker else {}
+    destructive = request.node.get_closest_marker("destructive") is not None
     if request.config.getoption("--e2e-installed") and not destructive and not overrides:
         if not kube.namespace_exists(e2e_config.namespace):
             pytest.skip(f"--e2e-installed: namespace {e2e_config.namespace} does not exist")

@@ -28,30 +28,30 @@ from _helm import by_kind
 from _kube import PortForward
 from _prom import prometheus
 
-pytestmark = [pytest.mark.cluster, pytest.mark.needs_prometheus]
-# It takes its release's database away and cuts an agent type off: never against a shared release.
-destructive = True
-
 # The chart's rules with `for`s and windows a test can wait out; KEDA off so that replicas stay put.
 _RULES = "observability.prometheusRule"
-release_overrides = {
-    "keda": False,
-    "extra_set": (
-        f"{_RULES}.interval=5s",
-        "observability.podMonitor.interval=5s",
-        "observability.podMonitor.scrapeTimeout=4s",
-        f"{_RULES}.slo.errorRatioFor=20s",
-        f"{_RULES}.slo.fastBurnFor=20s",
-        f"{_RULES}.queueBacklog.threshold=3",
-        f"{_RULES}.queueBacklog.window=1m",
-        f"{_RULES}.queueBacklog.for=20s",
-        f"{_RULES}.staleAgents.for=20s",
-        f"{_RULES}.deadLetter.window=1m",
-        f"{_RULES}.circuitBreaker.for=20s",
-        # The backlog's agent type: no agents take its tasks.
-        "global.agents.discovery.enabled=false",
-    ),
-}
+FAST_ALERTS = (
+    f"{_RULES}.interval=5s",
+    "observability.podMonitor.interval=5s",
+    "observability.podMonitor.scrapeTimeout=4s",
+    f"{_RULES}.slo.errorRatioFor=20s",
+    f"{_RULES}.slo.fastBurnFor=20s",
+    f"{_RULES}.queueBacklog.threshold=3",
+    f"{_RULES}.queueBacklog.window=1m",
+    f"{_RULES}.queueBacklog.for=20s",
+    f"{_RULES}.staleAgents.for=20s",
+    f"{_RULES}.deadLetter.window=1m",
+    f"{_RULES}.circuitBreaker.for=20s",
+    # The backlog's agent type: no agents take its tasks.
+    "global.agents.discovery.enabled=false",
+)
+# It takes its release's database away and cuts an agent type off: never against a shared release.
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.needs_prometheus,
+    pytest.mark.destructive,
+    pytest.mark.release(keda=False, extra_set=FAST_ALERTS),
+]
 BACKLOG_TYPE = "discovery"
 PARTITIONED_TYPE = "testing"
 

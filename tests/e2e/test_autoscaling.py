@@ -17,8 +17,8 @@ from _prom import prometheus
 from _scaling import budget_from, scrape_interval_of
 from _waits import eventually
 
-pytestmark = [pytest.mark.cluster, pytest.mark.needs_keda, pytest.mark.timeout(3600)]
-destructive = True  # floods queues: never run against a shared release
+# It floods queues: never against a shared release.
+pytestmark = [pytest.mark.cluster, pytest.mark.needs_keda, pytest.mark.timeout(3600), pytest.mark.destructive]
 
 
 @pytest.fixture(scope="module", autouse=True)

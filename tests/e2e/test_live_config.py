@@ -12,9 +12,8 @@ from _kube import PortForward
 from _waits import eventually
 from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = pytest.mark.cluster
 # It edits its release's ConfigMap: never run it against a shared, already installed release.
-destructive = True
+pytestmark = [pytest.mark.cluster, pytest.mark.destructive]
 # The kubelet's ConfigMap sync period (about a minute by default) plus the processes' 2 s poll.
 APPLY_TIMEOUT_SEC = 180
 

@@ -10,10 +10,12 @@ from _load import LoadProfile, LoadRun
 from _prom import prometheus
 from _waits import consistently, eventually
 
-pytestmark = pytest.mark.cluster
-destructive = True
 CHAOS_INTERVAL_SEC = 20
-release_overrides = {"chaos_monkey": True, "chaos_interval_seconds": CHAOS_INTERVAL_SEC}
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.destructive,
+    pytest.mark.release(chaos_monkey=True, chaos_interval_seconds=CHAOS_INTERVAL_SEC),
+]
 PROFILE = LoadProfile(users=4, rate_per_user=5.0, run_time_sec=90, max_tasks=2000)
 
 

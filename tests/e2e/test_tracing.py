@@ -14,8 +14,7 @@ from _cluster import JAEGER_SELECTOR
 from _kube import forward
 from _waits import eventually
 
-pytestmark = [pytest.mark.cluster]
-release_overrides = {"tracing": True}
+pytestmark = [pytest.mark.cluster, pytest.mark.release(tracing=True)]
 JAEGER_QUERY_PORT = 16686
 TASKS = 6
 
