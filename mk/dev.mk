@@ -13,8 +13,8 @@ venv: ## Python virtualenv with the runtime (editable) and the test dependencies
 setup: system-packages venv tools ## Everything the tests need, on a fresh machine
 	@echo "setup done: run 'make test'"
 
-test: ## Every test that needs no cluster (static, local, observability); cluster tests skip with a reason
-	CRD_SCHEMA_DIR="$(CRD_SCHEMA_DIR)" $(PYTHON) -m pytest tests
+test: ## Every tier; cluster tests skip with a reason when no cluster is up. PYTEST_ARGS selects (e.g. -m cluster)
+	CRD_SCHEMA_DIR="$(CRD_SCHEMA_DIR)" $(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 test-static: ## Only the chart tier (helm, schemas, policies)
 	CRD_SCHEMA_DIR="$(CRD_SCHEMA_DIR)" $(PYTHON) -m pytest tests/charts

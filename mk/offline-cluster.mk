@@ -8,9 +8,7 @@ export OFFLINE_CLUSTER_CACHE OFFLINE_CLUSTER_STATE
 
 .PHONY: offline-cluster-build offline-cluster-images offline-cluster-up offline-cluster-down offline-cluster-test
 offline-cluster-build: ## Build (or reuse from the cache) Kubernetes, etcd, CoreDNS, metrics-server, KEDA, the Prometheus Operator, Prometheus, Istio ambient and the node's images
-	@$(OFFLINE_CLUSTER_DIR)/install-packages.sh
-	@$(OFFLINE_CLUSTER_DIR)/build.sh
-	@$(OFFLINE_CLUSTER_DIR)/images.sh
+	@$(OFFLINE_CLUSTER_DIR)/build-all.sh
 
 offline-cluster-images: ## Build (or reuse) the runtime image from agent_image/Dockerfile and PostgreSQL with buildah, no registry
 	@$(OFFLINE_CLUSTER_DIR)/agent-image.sh

@@ -36,20 +36,7 @@ fi
 t0=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
 
-"$OC_DIR/install-packages.sh"
-# OFFLINE_CLUSTER_KEDA=0 leaves KEDA out (no build, no deploy).
-build_components=(kubernetes kubectl etcd coredns metrics-server)
-[[ "${OFFLINE_CLUSTER_KEDA:-1}" == 1 ]] && build_components+=(keda)
-[[ "${OFFLINE_CLUSTER_PROMETHEUS:-1}" == 1 ]] && build_components+=(prometheus-operator prometheus)
-[[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]] && build_components+=(istio)
-[[ "${OFFLINE_CLUSTER_JAEGER:-1}" == 1 ]] && build_components+=(jaeger)
-# ztunnel (cargo) builds beside the Go builds: their serial phases (linking, the last crates) leave cores idle,
-# so overlapping them shortens a cold start (measured: ~12 min for both at once against ~17 one after the other).
-ztunnel_build=""
-if [[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]]; then "$OC_DIR/build.sh" ztunnel & ztunnel_build=$!; fi
-"$OC_DIR/build.sh" "${build_components[@]}"
-[[ -z "$ztunnel_build" ]] || wait "$ztunnel_build" || oc_die "ztunnel build failed"
-"$OC_DIR/images.sh"
+"$OC_DIR/build-all.sh"
 
 NS="$OFFLINE_NODE_NETNS" NODE="$OFFLINE_NODE_NETNS" S="$OC_STATE"
 PKI="$S/pki" CONF="$S/conf" LOGS="$S/logs" PIDS="$S/pids"

@@ -54,6 +54,7 @@ def test_allowlist_entries_give_their_reason() -> None:
     assert not vague, f"allowlist entries need an IST code and a reason: {vague}"
 
 
+@pytest.mark.offline_cluster_build
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
 def test_istioctl_analyze_finds_nothing_unexpected(scenario: charttree.Scenario, tmp_path: Path) -> None:
     istioctl = _istioctl()
