@@ -46,6 +46,9 @@ GRAFANA_VARS = {
     "$__range": "5m",
     "${namespace}": NAMESPACE,
     "$namespace": NAMESPACE,
+    # The cluster variable's default, "All": the local fleet's series carry no cluster label, which it matches.
+    "${cluster}": ".*",
+    "$cluster": ".*",
     "${agent_type}": ".*",
     "$agent_type": ".*",
 }
