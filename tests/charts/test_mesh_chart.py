@@ -274,8 +274,11 @@ def test_clients_prefix_and_trust_domain_flow_into_principals(helm: Path, tmp_pa
         helm,
         tmp_path,
         {
-            "global": {"namePrefix": "fleet", "agents": only_agent_types("coding", "testing")},
-            "trustDomain": "example.org",
+            "global": {
+                "namePrefix": "fleet",
+                "agents": only_agent_types("coding", "testing"),
+                "trustDomain": "example.org",
+            },
             "authorization": {"orchestratorClients": ["cli"]},
         },
     )

@@ -693,7 +693,7 @@ def test_dashboard_variables_and_datasources(path: Path) -> None:
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     namespace = variables["namespace"]
     assert namespace["datasource"]["uid"] == "${datasource}"
-    match = re.fullmatch(r"label_values\((\w+),\s*namespace\)", namespace["definition"])
+    match = re.fullmatch(r"label_values\((\w+)(?:\{[^}]*\})?,\s*namespace\)", namespace["definition"])
     assert match and is_known_runtime_series(match.group(1), contract_metric_names())
     for panel in dashboard["panels"]:
         assert panel.get("description"), f"{panel['title']} has no description"

@@ -33,6 +33,8 @@ def substitute_grafana(
     out = out.replace("$__range", range_).replace("${__range}", range_)
     out = out.replace("$__interval", interval).replace("${__interval}", interval)
     out = re.sub(r"\$\{namespace(?::\w+)?\}|\$namespace\b", namespace, out)
+    # The `cluster` variable's "All" (its default): also matches series without a cluster label.
+    out = re.sub(r"\$\{cluster(?::\w+)?\}|\$cluster\b", ".*", out)
     return out
 
 

@@ -184,9 +184,10 @@ def test_chart_queries_are_concrete_and_probeable(rendered: list[dict]) -> None:
     sources = {q.source.split(" ", 1)[0] for q in queries}
     assert {"dashboard", "rule", "ScaledObject"} <= sources
     for query in queries:
-        assert "$namespace" not in query.expr and "$__rate_interval" not in query.expr, query
+        assert not re.search(r"\$\{?(namespace|cluster|__rate_interval)\b", query.expr), query
         assert data_probes(query.expr), f"no probe for {query.source}: {query.expr}"
     assert substitute_grafana('x{namespace=~"$namespace"}[$__rate_interval]', namespace="n") == 'x{namespace=~"n"}[2m]'
+    assert substitute_grafana('x{cluster=~"${cluster}"}', namespace="n") == 'x{cluster=~".*"}'
 
 
 def test_alert_conditions_reduce_to_data_probes() -> None:

@@ -44,12 +44,16 @@ app.kubernetes.io/part-of: ai-agents
 {{- end }}
 
 {{/*
-Pod template labels: common labels plus, with the mesh on, enrolment in Istio ambient.
+Pod template labels: common labels plus, with the mesh on, enrolment in Istio ambient, and with
+global.multiCluster.network set, the pod's Istio network (ai-agents-lib.networkPodLabels).
 */}}
 {{- define "ai-agents.podLabels" -}}
 {{ include "ai-agents.labels" . }}
 {{- if include "ai-agents.meshEnabled" .root }}
 istio.io/dataplane-mode: ambient
+{{- end }}
+{{- with include "ai-agents-lib.networkPodLabels" .root }}
+{{- . }}
 {{- end }}
 {{- end }}
 

@@ -68,11 +68,18 @@ Name of the TriggerAuthentication carrying the PostgreSQL connection string.
 {{- end }}
 
 {{/*
-PromQL label matchers that scope a query to this release's namespace and one agent type.
-Call with (dict "ns" .Release.Namespace "type" $type).
+PromQL label matchers that scope a query to this release's namespace and one agent type, and with
+global.multiCluster.clusterName set, to this cluster: KEDA scales this cluster's Deployments, and a Prometheus
+(or Thanos) that KEDA asks may hold every cluster's series of the same namespace. `cluster=~"<name>|"` also
+matches series without a `cluster` label, so a Prometheus scraping only this cluster without the observability
+chart's relabeling still answers (a clusterName is a DNS label: no regex metacharacters).
+Call with (dict "root" $ "ns" .Release.Namespace "type" $type).
 */}}
 {{- define "keda-scalers.matchers" -}}
 {{- printf "namespace=%q,agent_type=%q" .ns .type }}
+{{- with (include "ai-agents-lib.multiCluster" .root | fromJson).clusterName }}
+{{- printf ",cluster=~%q" (printf "%s|" .) }}
+{{- end }}
 {{- end }}
 
 {{/*

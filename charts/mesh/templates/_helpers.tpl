@@ -47,11 +47,14 @@ The fixed ports of every ai-agents container (docs/contracts.md), from ai-agents
 {{- end }}
 
 {{/*
-SPIFFE principal of a ServiceAccount in the release namespace.
-Usage: include "mesh.principal" (dict "root" $ "sa" "name")
+SPIFFE principals of a ServiceAccount, as YAML list items: one per trust domain (global.trustDomain and
+global.trustDomainAliases, via ai-agents-lib), so a peer of another cluster of a multi-primary mesh that
+presents an alias is admitted too. The namespace defaults to the release namespace.
+Usage: include "mesh.principals" (dict "root" $ "sa" "name" ["namespace" "ns"])
 */}}
-{{- define "mesh.principal" -}}
-{{- printf "%s/ns/%s/sa/%s" .root.Values.trustDomain .root.Release.Namespace .sa }}
+{{- define "mesh.principals" -}}
+{{- $namespace := .namespace | default .root.Release.Namespace -}}
+{{- include "ai-agents-lib.principals" (dict "root" .root "namespace" $namespace "sa" .sa) | fromJsonArray | toYaml -}}
 {{- end }}
 
 {{/*
@@ -123,6 +126,18 @@ ignore or resolve unpredictably. Included by validate.yaml.
 */}}
 {{- define "mesh.validate" -}}
 {{- $targets := include "mesh.targets" . | fromJsonArray }}
+{{- /* trustDomain was this chart's own key; global.trustDomain replaced it (the umbrella prints it for istiod). */}}
+{{- if not (kindIs "invalid" .Values.trustDomain) }}
+{{- $global := (include "ai-agents-lib.trustDomains" . | fromJsonArray) | first }}
+{{- if ne (toString .Values.trustDomain) $global }}
+{{- fail (printf "trustDomain (mesh.trustDomain in ai-agents) is %q but global.trustDomain is %q: global.trustDomain is the one trust domain of the suite (every principal of the mesh policies); set it and remove trustDomain" (toString .Values.trustDomain) $global) }}
+{{- end }}
+{{- end }}
+{{- /* Istio ambient runs multi-cluster only as multi-primary on several networks, each cluster with the same mesh ID. */}}
+{{- $mc := include "ai-agents-lib.multiCluster" . | fromJson }}
+{{- if and $mc.clusterName (not (and $mc.meshID $mc.network)) }}
+{{- fail (printf "global.multiCluster.clusterName is %q, so the mesh is multi-cluster: global.multiCluster.meshID and global.multiCluster.network are required too (Istio ambient supports multi-primary on separate networks only; use the values istiod was installed with)" $mc.clusterName) }}
+{{- end }}
 {{- /* agentTypes was this chart's own list of agent types; global.agents.<type>.enabled replaced it. */}}
 {{- if not (kindIs "invalid" .Values.agentTypes) }}
 {{- range $type := include "ai-agents-lib.agentTypes" . | fromJsonArray }}

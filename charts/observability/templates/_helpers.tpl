@@ -80,7 +80,8 @@ selector:
 Relabelings shared by both monitors. The pod's agent type becomes the `agent_type` target label so that
 server-side series (gRPC, HTTP, process) can be split by type; orchestrator pods have no such label, so their
 own `agent_type` sample labels (queue depth, tasks) stay as they are. `pod` and `namespace` are set explicitly
-so dashboards and rules can rely on them whatever the operator's defaults.
+so dashboards and rules can rely on them whatever the operator's defaults. With
+global.multiCluster.clusterName set, `cluster` names the cluster (docs/multi-cluster.md).
 */}}
 {{- define "observability.relabelings" -}}
 - sourceLabels: [__meta_kubernetes_pod_label_ai_agents_io_agent_type]
@@ -89,6 +90,13 @@ so dashboards and rules can rely on them whatever the operator's defaults.
   targetLabel: pod
 - sourceLabels: [__meta_kubernetes_namespace]
   targetLabel: namespace
+{{- with (include "ai-agents-lib.multiCluster" . | fromJson).clusterName }}
+{{- /* A target label, not Prometheus' externalLabels: those are invisible to the local queries of the rules,
+dashboards and KEDA, and this chart does not own the Prometheus. Every series of the target (and its `up`) gets it. */}}
+- targetLabel: cluster
+  replacement: {{ . | quote }}
+  action: replace
+{{- end }}
 {{- end }}
 
 {{/*
