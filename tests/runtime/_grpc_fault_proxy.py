@@ -40,9 +40,9 @@ class FaultProxy(grpc.GenericRpcHandler):
     def fail_always(self, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
         self._fail_always, self.code = True, code
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
-        forward = self._backend.unary_unary(method)
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        # No serializers: the request and response stay bytes, whatever the method's messages are.
+        forward: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._backend.unary_unary(handler_call_details.method)
 
         async def handle(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             self.attempts += 1

@@ -19,7 +19,7 @@ import aiohttp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO_ROOT / "tests" / "xds-control-plane"
-# Where `make xds-control-plane` puts it; the fixture builds into the same place.
+# Where `make xds-control-plane` puts it (unless XDS_CONTROL_PLANE_BIN says otherwise); the fixture builds there too.
 DEFAULT_BINARY = REPO_ROOT / "build" / "bin" / "xds-control-plane"
 
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -33,11 +33,10 @@ class ControlPlaneUnavailable(Exception):
     """Neither Go nor a built binary is here: the caller skips with this reason."""
 
 
-def build_control_plane(binary: Path = DEFAULT_BINARY, *, timeout: float = 600) -> Path:
-    """The binary, rebuilt from the pinned go.mod when Go is installed (so it never runs stale sources)."""
-    override = os.environ.get("XDS_CONTROL_PLANE_BIN")
-    if override:
-        return Path(override)
+def build_control_plane(*, timeout: float = 600) -> Path:
+    """The binary (at XDS_CONTROL_PLANE_BIN, as make names it), rebuilt from the pinned go.mod when Go is installed,
+    so a test never runs stale sources."""
+    binary = Path(os.environ.get("XDS_CONTROL_PLANE_BIN") or DEFAULT_BINARY)
     if shutil.which("go") is None:
         if binary.is_file():
             return binary

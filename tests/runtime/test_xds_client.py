@@ -59,7 +59,7 @@ def listener(control_plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.fixture
-async def fleet(start_orchestrator: OrchestratorFactory) -> dict[str, Orchestrator]:
+async def orchestrators(start_orchestrator: OrchestratorFactory) -> dict[str, Orchestrator]:
     """Three real orchestrators on one database, named so each answer says which one served it."""
     names = ("orch-a", "orch-b", "orch-c")
     started = await asyncio.gather(*(start_orchestrator(orchestrator_id=name) for name in names))
@@ -92,15 +92,15 @@ async def served_by(client: OrchestratorClient, calls: int) -> Counter[str]:
 
 
 async def test_calls_follow_eds_and_leave_a_removed_endpoint_without_a_restart(
-    control_plane: ControlPlane, listener: str, fleet: dict[str, Orchestrator], xds_client: OrchestratorClient
+    control_plane: ControlPlane, listener: str, orchestrators: dict[str, Orchestrator], xds_client: OrchestratorClient
 ) -> None:
-    zones = [Locality(f"zone-{name}", 1, [port(o)]) for name, o in fleet.items()]
+    zones = [Locality(f"zone-{name}", 1, [port(o)]) for name, o in orchestrators.items()]
     first = await control_plane.serve(orchestrator_resources(listener, zones))
     # The first call waits for the listener, route, cluster and endpoints to arrive.
-    assert (await xds_client.status()).orchestrator_id in fleet
+    assert (await xds_client.status()).orchestrator_id in orchestrators
     await control_plane.wait_acked(first)
     spread = await served_by(xds_client, 30)
-    assert set(spread) == set(fleet), f"EDS lists three orchestrators, calls reached {dict(spread)}"
+    assert set(spread) == set(orchestrators), f"EDS lists three orchestrators, calls reached {dict(spread)}"
     assert min(spread.values()) >= 5, f"three equal localities should share calls: {dict(spread)}"
 
     removed = await control_plane.serve(orchestrator_resources(listener, zones[:2]))
@@ -114,14 +114,14 @@ async def test_calls_follow_eds_and_leave_a_removed_endpoint_without_a_restart(
     after = await served_by(xds_client, 60)
     assert set(after) == {"orch-a", "orch-b"}, f"only the two endpoints left in EDS should serve: {dict(after)}"
     # orch-c still serves: only the served endpoints changed, not the orchestrator.
-    async with await OrchestratorClient.connect(f"ipv4:127.0.0.1:{port(fleet['orch-c'])}") as direct:
+    async with await OrchestratorClient.connect(f"ipv4:127.0.0.1:{port(orchestrators['orch-c'])}") as direct:
         assert (await direct.status()).orchestrator_id == "orch-c"
 
 
 async def test_a_locality_weight_change_shifts_the_split(
-    control_plane: ControlPlane, listener: str, fleet: dict[str, Orchestrator], xds_client: OrchestratorClient
+    control_plane: ControlPlane, listener: str, orchestrators: dict[str, Orchestrator], xds_client: OrchestratorClient
 ) -> None:
-    a, b = port(fleet["orch-a"]), port(fleet["orch-b"])
+    a, b = port(orchestrators["orch-a"]), port(orchestrators["orch-b"])
     equal = await control_plane.serve(orchestrator_resources(listener, [Locality("a", 1, [a]), Locality("b", 1, [b])]))
     await xds_client.status()
     await control_plane.wait_acked(equal)
@@ -139,9 +139,9 @@ async def test_a_locality_weight_change_shifts_the_split(
 
 
 async def test_a_served_retry_policy_makes_a_call_that_fails_once_succeed(
-    control_plane: ControlPlane, listener: str, fleet: dict[str, Orchestrator], xds_client: OrchestratorClient
+    control_plane: ControlPlane, listener: str, orchestrators: dict[str, Orchestrator], xds_client: OrchestratorClient
 ) -> None:
-    proxy = await FaultProxy.start(f"127.0.0.1:{port(fleet['orch-a'])}")
+    proxy = await FaultProxy.start(f"127.0.0.1:{port(orchestrators['orch-a'])}")
     try:
         only = [Locality("a", 1, [proxy.port])]
         plain = await control_plane.serve(orchestrator_resources(listener, only))
@@ -185,12 +185,12 @@ async def test_a_served_retry_policy_makes_a_call_that_fails_once_succeed(
 
 
 async def test_served_outlier_detection_ejects_a_failing_endpoint(
-    control_plane: ControlPlane, listener: str, fleet: dict[str, Orchestrator], xds_client: OrchestratorClient
+    control_plane: ControlPlane, listener: str, orchestrators: dict[str, Orchestrator], xds_client: OrchestratorClient
 ) -> None:
-    failing = await FaultProxy.start(f"127.0.0.1:{port(fleet['orch-a'])}")
+    failing = await FaultProxy.start(f"127.0.0.1:{port(orchestrators['orch-a'])}")
     try:
         failing.fail_always()
-        zone = [Locality("one", 1, [failing.port, port(fleet["orch-b"])])]
+        zone = [Locality("one", 1, [failing.port, port(orchestrators["orch-b"])])]
 
         async def outcomes(calls: int) -> Counter[str]:
             seen: Counter[str] = Counter()
