@@ -30,20 +30,22 @@ def orchestrator_resources(
     *,
     retry_policy: dict[str, Any] | None = None,
     outlier_detection: dict[str, Any] | None = None,
+    cluster: str = "cluster",
 ) -> dict[str, list[dict[str, Any]]]:
-    """One snapshot: `listener` is the client's target without the scheme (`xds:///<listener>`)."""
-    route_name, cluster_name = f"{listener}/route", f"{listener}/cluster"
+    """One snapshot: `listener` is the client's target without the scheme (`xds:///<listener>`); the route sends
+    every call to the cluster `<listener>/<cluster>`."""
+    route_name, cluster_name = f"{listener}/route", f"{listener}/{cluster}"
     route: dict[str, Any] = {"cluster": cluster_name}
     if retry_policy is not None:
         route["retryPolicy"] = retry_policy
-    cluster: dict[str, Any] = {
+    eds_cluster: dict[str, Any] = {
         "name": cluster_name,
         "type": "EDS",
         "edsClusterConfig": {"edsConfig": _ADS, "serviceName": cluster_name},
         "lbPolicy": "ROUND_ROBIN",
     }
     if outlier_detection is not None:
-        cluster["outlierDetection"] = outlier_detection
+        eds_cluster["outlierDetection"] = outlier_detection
     return {
         "listeners": [
             {
@@ -65,7 +67,7 @@ def orchestrator_resources(
                 ],
             }
         ],
-        "clusters": [cluster],
+        "clusters": [eds_cluster],
         "endpoints": [
             {
                 "clusterName": cluster_name,

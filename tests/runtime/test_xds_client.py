@@ -23,7 +23,7 @@ from ai_agents.client._channel import resolve_target
 from ai_agents.orchestrator.app import Orchestrator
 
 from ._grpc_fault_proxy import FaultProxy
-from ._xds_control_plane import ControlPlane, ControlPlaneUnavailable, build_control_plane
+from ._xds_control_plane import ROUTE, ControlPlane, ControlPlaneUnavailable, build_control_plane
 from ._xds_resources import Locality, orchestrator_resources
 from .conftest import OrchestratorFactory, eventually
 
@@ -236,3 +236,51 @@ async def test_served_outlier_detection_ejects_a_failing_endpoint(
         await eventually(ejected, timeout=15, interval=0.2, message="outlier detection did not eject the endpoint")
     finally:
         await failing.stop()
+
+
+async def test_a_refused_route_leaves_calls_on_the_last_good_one(
+    control_plane: ControlPlane, listener: str, orchestrators: dict[str, Orchestrator], xds_client: OrchestratorClient
+) -> None:
+    blue = orchestrator_resources(listener, [Locality("a", 1, [port(orchestrators["orch-a"])])], cluster="blue")
+    green = orchestrator_resources(listener, [Locality("b", 1, [port(orchestrators["orch-b"])])], cluster="green")
+    good = await control_plane.serve(blue)
+    await xds_client.status()
+    await control_plane.wait_acked(good)
+
+    # Both clusters are served; the new route to green is one gRPC refuses (weighted clusters weighing 0).
+    both = {
+        **green,
+        "clusters": blue["clusters"] + green["clusters"],
+        "endpoints": blue["endpoints"] + green["endpoints"],
+    }
+    broken = json.loads(json.dumps(both))
+    broken["routes"][0]["virtualHosts"][0]["routes"][0]["route"] = {
+        "weightedClusters": {"clusters": [{"name": f"{listener}/green", "weight": 0}]}
+    }
+    await control_plane.serve(broken)
+
+    async def refused() -> None:
+        state = (await control_plane.status())["types"][ROUTE]
+        assert state.get("nack"), f"the client has not refused the route yet: {state}"
+        assert state["acked"] == good, "a NACK names the last version the client accepted"
+
+    await eventually(refused, timeout=10)
+    spread = await served_by(xds_client, 10)
+    assert spread == Counter({"orch-a": 10}), f"calls must stay on the last good route: {dict(spread)}"
+
+    fixed = await control_plane.serve(both)
+    await control_plane.wait_acked(fixed)
+
+    async def on_green() -> None:
+        spread = await served_by(xds_client, 10)
+        assert spread == Counter({"orch-b": 10}), f"the fixed route sends every call to green: {dict(spread)}"
+
+    await eventually(on_green, timeout=10)
+
+
+async def test_the_control_plane_refuses_a_malformed_snapshot_naming_it(control_plane: ControlPlane) -> None:
+    resources = orchestrator_resources("orchestrator.test:9090", [Locality("a", 1, [9090])])
+    resources["clusters"][0]["lbPolicyy"] = "ROUND_ROBIN"
+    with pytest.raises(AssertionError, match=r"clusters\[0\].*lbPolicyy"):
+        await control_plane.serve(resources)
+    assert (await control_plane.status())["version"] == "0", "nothing was served"

@@ -57,6 +57,23 @@ type everyNode struct{}
 
 func (everyNode) ID(*core.Node) string { return fleet }
 
+// nackPatient is the snapshot cache, except that a NACK waits for the next snapshot. go-control-plane compares
+// the version a request carries with the snapshot's: a NACK carries the last version the client accepted, so
+// the cache would send the refused snapshot again at once, and the client refuse it again, in a tight loop.
+type nackPatient struct {
+	cache.SnapshotCache
+}
+
+func (c nackPatient) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
+	if req.GetErrorDetail() != nil {
+		if snapshot, err := c.GetSnapshot(fleet); err == nil {
+			req = proto.Clone(req).(*cache.Request)
+			req.VersionInfo = snapshot.GetVersion(req.GetTypeUrl())
+		}
+	}
+	return c.SnapshotCache.CreateWatch(req, sub, out)
+}
+
 // snapshotRequest is the body of PUT /snapshot: raw JSON per resource, decoded by protojson below.
 type snapshotRequest struct {
 	Listeners []json.RawMessage `json:"listeners"`
@@ -212,7 +229,7 @@ func main() {
 
 	cp := &controlPlane{status: map[string]typeStatus{}}
 	cp.cache = cache.NewSnapshotCache(true, everyNode{}, nil)
-	xdsServer := server.NewServer(ctx, cp.cache, server.CallbackFuncs{
+	xdsServer := server.NewServer(ctx, nackPatient{cp.cache}, server.CallbackFuncs{
 		StreamOpenFunc:    cp.onStreamOpen,
 		StreamClosedFunc:  cp.onStreamClosed,
 		StreamRequestFunc: cp.onRequest,
