@@ -68,12 +68,13 @@ async def orchestrators(start_orchestrator: OrchestratorFactory) -> dict[str, Or
 
 @pytest.fixture
 async def xds_client(listener: str, control_plane: ControlPlane) -> AsyncIterator[OrchestratorClient]:
-    # The very setting a pod gets: a plain host:port plus GRPC_XDS_BOOTSTRAP (no xds:/// written anywhere).
+    # A plain host:port, as a CLI user gives it: GRPC_XDS_BOOTSTRAP alone makes it xds:/// (the chart writes the
+    # xds:/// target itself, which the channel keeps: tests/charts).
     assert resolve_target(listener) == f"xds:///{listener}"
     async with await OrchestratorClient.connect(listener, timeout=5) as client:
         yield client
-    # gRPC reads the bootstrap only when no xDS client is alive in the process: the next test's must not
-    # find this one (pointing at a stopped server). Its stream closing says it is gone.
+    # grpcio 1.85 was seen to reuse a live xDS client's bootstrap for a new target: the next test's client must
+    # not find this one (pointing at a stopped server). Its ADS stream closing says it is gone.
     gc.collect()
     await control_plane.wait_disconnected()
 
