@@ -1,6 +1,6 @@
 ##@ Development
 
-.PHONY: setup venv system-packages test test-static test-local lint-code
+.PHONY: setup venv system-packages xds-control-plane test test-static test-local lint-code
 
 system-packages: ## Install PostgreSQL and promtool from Debian when missing (root), or name them
 	$(REPO_ROOT)/hack/install-system-packages.sh
@@ -10,7 +10,14 @@ venv: ## Python virtualenv with the runtime (editable) and the test dependencies
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -r requirements-dev.txt -e agent_image
 
-setup: system-packages venv tools ## Everything the tests need, on a fresh machine
+# The test xDS management server (tests/xds-control-plane: go-control-plane, pinned by its go.mod/go.sum), built from
+# the Go module proxy. tests/runtime/test_xds_client.py rebuilds it the same way (a no-op on a warm Go cache).
+XDS_CONTROL_PLANE_BIN ?= $(REPO_ROOT)/build/bin/xds-control-plane
+
+xds-control-plane: ## Build the test xDS management server into build/bin
+	cd tests/xds-control-plane && go build -o $(XDS_CONTROL_PLANE_BIN) .
+
+setup: system-packages venv tools xds-control-plane ## Everything the tests need, on a fresh machine
 	@echo "setup done: run 'make test'"
 
 test: ## Every tier; cluster tests skip with a reason when no cluster is up. PYTEST_ARGS selects (e.g. -m cluster)
@@ -22,8 +29,9 @@ test-static: ## Only the chart tier (helm, schemas, policies)
 test-local: ## Only the runtime tier (real PostgreSQL, orchestrators, agents)
 	$(PYTHON) -m pytest tests/runtime
 
-lint-code: ## ruff and mypy on the runtime and the tests, buf lint on the API
+lint-code: ## ruff and mypy on the runtime and the tests, gofmt and go vet on the test xDS server, buf lint on the API
 	$(VENV)/bin/ruff check agent_image/src tests bench
 	$(VENV)/bin/ruff format --check agent_image/src tests bench
 	cd agent_image && $(VENV)/bin/mypy
+	cd tests/xds-control-plane && test -z "$$(gofmt -l .)" && go vet ./...
 	$(MAKE) proto-lint

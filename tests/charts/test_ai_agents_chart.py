@@ -11,7 +11,8 @@ What passing proves (schema validity, lint and label hygiene are tests/charts/te
 - the database: a DSN consistent with the embedded PostgreSQL, an external database without a StatefulSet,
   a clear failure without any database;
 - the values schema rejects typos, negative replicas, unknown agent types and wrong types, naming the key;
-- the subchart switches: KEDA owns agent replicas, the mesh labels pods and Services, the chaos monkey's RBAC.
+- the subchart switches: KEDA owns agent replicas, the mesh labels pods and Services, the chaos monkey's RBAC;
+- the xDS switch: agents get the bootstrap, GRPC_XDS_BOOTSTRAP and an `xds:///` target, and roll when it changes.
 """
 
 from __future__ import annotations
@@ -814,6 +815,12 @@ def test_no_database_fails_naming_the_key(helm: Path) -> None:
         pytest.param({"agentDefaults.simulate.failureRate": 2}, ["/agentDefaults/simulate/failureRate"], id="rate"),
         pytest.param({"networkPolicy.enabeld": "true"}, ["/networkPolicy", "enabeld"], id="nested-typo"),
         pytest.param({"agentIdentity.mode": "local"}, ["/agentIdentity/mode"], id="identity-mode"),
+        pytest.param({"xds.enable": "true"}, ["/xds", "enable"], id="xds-typo"),
+        pytest.param(
+            {"xds.bootstrap.xds_servers[0].server_uri": "x:1"},
+            ["/xds/bootstrap/xds_servers/0", "channel_creds"],
+            id="xds-server-without-creds",
+        ),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_key(helm: Path, sets: dict[str, Any], names: list[str]) -> None:
@@ -893,6 +900,76 @@ def test_agents_reach_the_orchestrator_through_the_waypoint(helm: Path) -> None:
         uses_waypoint = "istio.io/use-waypoint" in service["metadata"].get("labels", {})
         assert uses_waypoint == (expected == through_waypoint), (sets, service["metadata"])
         assert service["spec"].get("clusterIP") != "None" or expected == headless, sets
+
+
+XDS_BOOTSTRAP = "/etc/ai-agents/xds/bootstrap.json"
+
+
+def test_xds_switch_gives_agents_the_bootstrap_and_an_xds_target(helm: Path) -> None:
+    """`xds.enabled`: every agent gets the bootstrap file, GRPC_XDS_BOOTSTRAP naming it and an `xds:///` target of
+    the orchestrator's Service host (the listener name the management server must serve); off, nothing of it."""
+    for obj in render(helm):
+        assert obj["metadata"]["name"] != f"{P}-xds-bootstrap"
+        if obj in workloads([obj]):
+            for container in pod_spec(obj)["containers"]:
+                assert "GRPC_XDS_BOOTSTRAP" not in env_of(container), obj["metadata"]["name"]
+
+    scenario = yaml.safe_load(ci_file("07-xds-values.yaml").read_text())
+    objs = render(helm, files=[ci_file("07-xds-values.yaml")])
+    configmap = find(objs, "ConfigMap", f"{P}-xds-bootstrap")
+    assert json.loads(configmap["data"]["bootstrap.json"]) == scenario["xds"]["bootstrap"]
+    target = f"xds:///{P}-orchestrator.{NAMESPACE}.svc.cluster.local:9090"
+    agents = agent_deployments(objs)
+    assert set(agents) == set(AGENT_REPLICAS)
+    for agent_type, deployment in agents.items():
+        spec = pod_spec(deployment)
+        env = env_of(spec["containers"][0])
+        assert env["AI_AGENTS_ORCHESTRATOR_TARGET"]["value"] == target, agent_type
+        assert env["GRPC_XDS_BOOTSTRAP"]["value"] == XDS_BOOTSTRAP, agent_type
+        mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+        assert mounts["xds-bootstrap"] == {
+            "name": "xds-bootstrap",
+            "mountPath": XDS_BOOTSTRAP.rsplit("/", 1)[0],
+            "readOnly": True,
+        }, agent_type
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["xds-bootstrap"]["configMap"]["name"] == configmap["metadata"]["name"], agent_type
+    # The Service the target names exists and is not headless: its host is the one xDS listener for all pods.
+    assert find(objs, "Service", f"{P}-orchestrator")["spec"].get("clusterIP") != "None"
+    # Only clients of the orchestrator get it.
+    orchestrator = find(objs, "Deployment", f"{P}-orchestrator")
+    assert "GRPC_XDS_BOOTSTRAP" not in env_of(pod_spec(orchestrator)["containers"][0])
+    # The agents' NetworkPolicy lets them reach the management server the bootstrap names.
+    fleet = Fleet(objs)
+    coding = fleet.labels("agent-coding")
+    assert fleet.allowed(coding, {"app": "xds-control-plane"}, 18000, dst_ns="xds-system")
+    assert not fleet.allowed(coding, {"app": "xds-control-plane"}, 18000, dst_ns="default"), "only where it runs"
+
+
+def test_the_runtime_keeps_the_charts_xds_target() -> None:
+    """The target the chart renders is one the runtime's channel factory dials as written (no dns:/// rewrite)."""
+    from ai_agents.client._channel import resolve_target
+
+    target = f"xds:///{P}-orchestrator.{NAMESPACE}.svc.cluster.local:9090"
+    assert resolve_target(target, environ={"GRPC_XDS_BOOTSTRAP": XDS_BOOTSTRAP}) == target
+
+
+def test_a_new_xds_bootstrap_rolls_the_agents(helm: Path) -> None:
+    """gRPC reads the bootstrap once per process: a changed bootstrap must change the agents' pod template."""
+
+    def checksums(server_uri: str) -> set[str]:
+        values = yaml.safe_load(ci_file("07-xds-values.yaml").read_text())
+        values["xds"]["bootstrap"]["xds_servers"][0]["server_uri"] = server_uri
+        agents = agent_deployments(render(helm, files=[_values_file(values)]))
+        return {d["spec"]["template"]["metadata"]["annotations"]["checksum/xds-bootstrap"] for d in agents.values()}
+
+    first, second = checksums("xds-a.xds-system.svc:18000"), checksums("xds-b.xds-system.svc:18000")
+    assert len(first) == 1 and len(second) == 1, "every agent type carries the same bootstrap"
+    assert first != second
+
+
+def test_xds_without_a_bootstrap_fails_naming_the_key(helm: Path) -> None:
+    assert "xds.bootstrap" in render_error(helm, sets={"xds.enabled": "true"})
 
 
 def test_chaos_monkey(helm: Path) -> None:

@@ -82,14 +82,36 @@ The gRPC target agents (and in-cluster clients) dial. A waypoint attached to a S
 addressed to that Service, so with the mesh's waypoint on they dial the orchestrator's ClusterIP Service:
 the waypoint then applies fault injection, retries, outlier detection, load balancing (per request) and L7
 authorization. Without a waypoint they dial the headless Service and balance per call themselves
-(round_robin over every orchestrator pod).
+(round_robin over every orchestrator pod). With `xds.enabled` the xDS management server decides all of that:
+the target names the ClusterIP Service's host, the listener name Istio (and most control planes) serve for it.
 */}}
 {{- define "ai-agents.orchestratorTarget" -}}
+{{- $scheme := "dns" }}
 {{- $service := "orchestrator-headless" }}
-{{- if include "ai-agents.waypointLabels" . | trim }}
+{{- if .Values.xds.enabled }}
+{{- $scheme = "xds" }}
+{{- $service = "orchestrator" }}
+{{- else if include "ai-agents.waypointLabels" . | trim }}
 {{- $service = "orchestrator" }}
 {{- end }}
-{{- printf "dns:///%s.%s.svc.%s:%s" (include "ai-agents.componentName" (dict "root" . "suffix" $service)) .Release.Namespace .Values.clusterDomain (include "ai-agents-lib.port" "grpc") }}
+{{- printf "%s:///%s.%s.svc.%s:%s" $scheme (include "ai-agents.componentName" (dict "root" . "suffix" $service)) .Release.Namespace .Values.clusterDomain (include "ai-agents-lib.port" "grpc") }}
+{{- end }}
+
+{{/*
+The xDS bootstrap: ConfigMap name, the directory it is mounted at, and its checksum for the agents' pod template
+(gRPC reads the bootstrap once per process, so a change must roll the agents).
+*/}}
+{{- define "ai-agents.xdsBootstrapName" -}}
+{{- include "ai-agents.componentName" (dict "root" . "suffix" "xds-bootstrap") }}
+{{- end }}
+{{- define "ai-agents.xdsBootstrapDir" -}}
+/etc/ai-agents/xds
+{{- end }}
+{{- define "ai-agents.xdsBootstrapJson" -}}
+{{- if not (.Values.xds.bootstrap | default dict).xds_servers }}
+{{- fail "xds.bootstrap is required with xds.enabled: the gRPC xDS bootstrap, with at least one entry in xds_servers" }}
+{{- end }}
+{{- toPrettyJson .Values.xds.bootstrap }}
 {{- end }}
 
 {{/*

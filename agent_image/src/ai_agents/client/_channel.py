@@ -78,7 +78,8 @@ def create_channel(
         ("grpc.dns_min_time_between_resolutions_ms", 1000),
     ]
     if resolved.startswith("xds:"):
-        # The control plane decides endpoints, LB and security; fall back to plaintext as the mesh does mTLS.
+        # The control plane decides endpoints, LB, retries and security: the resolver's service config replaces the
+        # one above (tests/runtime/test_xds_client.py). Fall back to plaintext as the mesh does mTLS.
         # grpc.experimental has no stubs in types-grpcio and no annotations in grpcio: its real signature.
         insecure_channel_credentials: Callable[[], grpc.ChannelCredentials] = (
             grpc.experimental.insecure_channel_credentials
