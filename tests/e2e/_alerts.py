@@ -37,17 +37,26 @@ class AlertTimeline:
             state = now.get(name, RESOLVED)
             history = self.seen.setdefault(name, [])
             if not history or history[-1][0] != state:
-                history.append((state, round(at)))
+                history.append((state, at))
         return now
 
-    def states(self, alert: str) -> list[str]:
-        return [state for state, _at in self.seen.get(alert, [])]
+    def now(self) -> float:
+        """Seconds since the watch began, on the timeline's clock."""
+        return time.monotonic() - self.started
 
-    def reached(self, alert: str, state: str) -> bool:
-        return state in self.states(alert)
+    def states(self, alert: str, *, since: float = 0.0) -> list[str]:
+        """The alert's states in order, those entered at or after `since` only."""
+        return [state for state, at in self.seen.get(alert, []) if at >= since]
+
+    def reached(self, alert: str, state: str, *, since: float = 0.0) -> bool:
+        return state in self.states(alert, since=since)
+
+    def active(self) -> list[str]:
+        """Alerts pending or firing at the last poll."""
+        return [name for name, history in self.seen.items() if history[-1][0] != RESOLVED]
 
     def describe(self, alert: str) -> str:
         history = self.seen.get(alert)
         if not history:
             return f"{alert}: never seen"
-        return f"{alert}: " + " -> ".join(f"{state} at {at}s" for state, at in history)
+        return f"{alert}: " + " -> ".join(f"{state} at {at:.0f}s" for state, at in history)
