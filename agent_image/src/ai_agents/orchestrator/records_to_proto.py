@@ -60,6 +60,8 @@ def task_to_proto(task: TaskRecord) -> tasks_pb2.Task:
         created_at=_ts(task.created_at),
         updated_at=_ts(task.updated_at),
         finished_at=_ts(task.finished_at),
+        parent_task_id=task.parent_task_id or "",
+        child_task_ids=task.child_task_ids,
     )
 
 

@@ -167,18 +167,24 @@ class ReceiveMessagesRequest(_message.Message):
 
     AGENT_ID_FIELD_NUMBER: _builtins.int
     AFTER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    FROM_NOW_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     after_message_id: _builtins.int
     """Deliver messages with a larger id only; the caller keeps the cursor for at-least-once delivery."""
+    from_now: _builtins.bool
+    """Start after the newest message that exists when the stream opens (after_message_id is then ignored), so
+    that a newly started agent receives what is sent from then on without replaying the history.
+    """
     def __init__(
         self,
         *,
         agent_id: _builtins.str = ...,
         after_message_id: _builtins.int = ...,
+        from_now: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_message_id", b"after_message_id", "agent_id", b"agent_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_message_id", b"after_message_id", "agent_id", b"agent_id", "from_now", b"from_now"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -189,16 +195,22 @@ class ReceiveMessagesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGE_FIELD_NUMBER: _builtins.int
+    OPENED_AFTER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    opened_after_message_id: _builtins.int
+    """In that first response: the id after which messages are delivered, the caller's cursor from then on."""
     @_builtins.property
-    def message(self) -> Global___Message: ...
+    def message(self) -> Global___Message:
+        """Unset only in the first response of a from_now stream, which says the stream is open."""
+
     def __init__(
         self,
         *,
         message: Global___Message | None = ...,
+        opened_after_message_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "opened_after_message_id", b"opened_after_message_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
