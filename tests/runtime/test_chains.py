@@ -21,6 +21,8 @@ import grpc
 import pytest
 from ai_agents.client import OrchestratorClient
 from ai_agents.convert import TASK_STATE, struct_to_dict
+from ai_agents.handlers import HandlerError, HandlerResult, Inbox, ReceivedMessage, TaskContext
+from ai_agents.handlers._simulate import SimulateHandler
 from ai_agents.handoff import FollowUp, OutgoingMessage
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.serving.identity import CREDENTIAL_METADATA
@@ -283,6 +285,57 @@ async def test_a_stream_from_now_skips_the_history_and_says_where_it_starts(clie
     assert (await rpc_error(unknown.read())).code() == grpc.StatusCode.NOT_FOUND
 
 
+# ---- the handler's side -------------------------------------------------------------------------------------
+
+
+def context(agent_type: str, payload: dict[str, Any], inbox: Inbox | None = None) -> TaskContext:
+    async def no_progress(_progress: float, _message: str) -> None:
+        return None
+
+    return TaskContext(
+        task_id="t",
+        agent_type=agent_type,
+        payload=payload,
+        attempt=1,
+        report_progress=no_progress,
+        inbox=inbox or Inbox(),
+    )
+
+
+async def test_simulate_hands_on_the_rest_of_its_chain() -> None:
+    handler = SimulateHandler(latency_ms=0, failure_rate=0)
+    payload = {"work": 1, "simulate_chain": ["testing", "security"]}
+    step = await handler.run(context("coding", payload))
+    assert isinstance(step, HandlerResult) and step.result["handed_on_to"] == "testing"
+    assert list(step.follow_ups) == [FollowUp("testing", {"work": 1, "simulate_chain": ["security"]})]
+    last = await handler.run(context("security", {"work": 1, "simulate_chain": []}))
+    assert isinstance(last, dict) and "handed_on_to" not in last, "the end of a chain hands nothing on"
+    with pytest.raises(HandlerError, match="simulate_chain: must be a list") as refused:
+        await handler.run(context("coding", {"simulate_chain": "testing"}))
+    assert not refused.value.retryable
+
+
+async def test_simulate_sends_the_messages_of_its_type_and_waits_for_the_topic_it_awaits() -> None:
+    handler = SimulateHandler(latency_ms=0, failure_rate=0)
+    spec = {"recipient_type": "testing", "topic": "handoff", "body": {"k": "v"}}
+    payload = {"simulate_send": {"coding": [spec]}, "simulate_await_topic": {"testing": "handoff"}}
+    sent = await handler.run(context("coding", payload))
+    assert isinstance(sent, HandlerResult)
+    assert list(sent.messages) == [OutgoingMessage("handoff", {"k": "v"}, recipient_type="testing")]
+
+    inbox = Inbox()
+    waiting = asyncio.create_task(handler.run(context("testing", payload, inbox)))
+    inbox.add(ReceivedMessage(message_id=7, sender="other", topic="noise", body={}))
+    inbox.add(ReceivedMessage(message_id=8, sender="coding-1", topic="handoff", body={"k": "v"}))
+    result = await asyncio.wait_for(waiting, 5)
+    assert isinstance(result, dict)
+    assert result["received_messages"] == [
+        {"message_id": 8, "sender": "coding-1", "topic": "handoff", "body": {"k": "v"}}
+    ]
+    with pytest.raises(HandlerError, match=r"no message with topic 'handoff' arrived within 0\.05s"):
+        await handler.run(context("testing", {**payload, "simulate_await_seconds": 0.05}))
+
+
 # ---- with real agent processes -----------------------------------------------------------------------------
 
 
@@ -431,3 +484,48 @@ async def test_chains_finish_exactly_once_when_agents_die_mid_chain(
             task_id = kids[0] if kids else None
         assert walked == CHAIN
     assert any(r["attempts"] > 1 for r in rows), "a killed agent's step was redelivered"
+
+
+async def test_a_follow_up_of_an_unknown_agent_type_fails_the_task_with_the_reason(
+    orchestrator: Orchestrator, client: OrchestratorClient, agents: AgentProcesses
+) -> None:
+    agents.start("coding", grpc_target(orchestrator))
+    task_id = (await client.submit_task("coding", {"simulate_chain": ["nobody"]})).task.task_id
+
+    async def failed() -> tasks_pb2.Task:
+        task = await client.get_task(task_id)
+        assert TASK_STATE.to_str(task.state) == "failed", TASK_STATE.to_str(task.state)
+        return task
+
+    task = await eventually(failed, timeout=30, message="the task with an unknown follow-up type did not fail")
+    assert "follow_ups[0].agent_type: unknown agent type 'nobody'" in task.error
+    assert task.attempts == 1 and not task.child_task_ids, "not retried: no attempt could succeed"
+
+
+async def test_an_agent_killed_right_after_completing_leaves_its_follow_ups_exactly_once(
+    start_orchestrator: OrchestratorFactory, agents: AgentProcesses, dsn: str
+) -> None:
+    orchestrator = await start_orchestrator(lease_seconds=1, maintenance_interval_seconds=0.2)
+    target = grpc_target(orchestrator)
+    coder = agents.start("coding", target)
+    async with await OrchestratorClient.connect(target) as client:
+        root_id = (await client.submit_task("coding", {"simulate_chain": ["testing"]})).task.task_id
+
+        async def completed() -> None:
+            assert (await client.get_task(root_id)).state == tasks_pb2.TASK_STATE_SUCCEEDED
+
+        await eventually(completed, timeout=30, interval=0.02, message="the coding step did not complete")
+        agents.kill(coder, signal.SIGKILL)  # before it hears back, or just after: the completion has committed
+        agents.wait(coder, timeout=10)
+        agents.start("testing", target)
+
+        async def follow_up_done() -> str:
+            (child_id,) = (await client.get_task(root_id)).child_task_ids
+            child = await client.get_task(child_id)
+            assert child.state == tasks_pb2.TASK_STATE_SUCCEEDED, TASK_STATE.to_str(child.state)
+            return child_id
+
+        child_id = await eventually(follow_up_done, timeout=30, message="the follow-up did not run")
+        root = await client.get_task(root_id)
+        assert (root.attempts, list(root.child_task_ids)) == (1, [child_id]), "completed once, never redelivered"
+    assert [c[0] for c in await children_in_store(dsn, root_id)] == [child_id]
