@@ -520,10 +520,11 @@ async def test_an_agent_killed_right_after_completing_leaves_its_follow_ups_exac
         agents.start("testing", target)
 
         async def follow_up_done() -> str:
-            (child_id,) = (await client.get_task(root_id)).child_task_ids
-            child = await client.get_task(child_id)
+            children = list((await client.get_task(root_id)).child_task_ids)
+            assert len(children) == 1, f"follow-ups: {children}"
+            child = await client.get_task(children[0])
             assert child.state == tasks_pb2.TASK_STATE_SUCCEEDED, TASK_STATE.to_str(child.state)
-            return child_id
+            return child.task_id
 
         child_id = await eventually(follow_up_done, timeout=30, message="the follow-up did not run")
         root = await client.get_task(root_id)

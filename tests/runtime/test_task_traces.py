@@ -148,7 +148,9 @@ async def test_a_chain_is_one_trace_each_follow_up_under_the_completion_that_cre
                 root_id = (await client.submit_task("coding", {"simulate_chain": ["testing"]})).task.task_id
 
                 async def chain_done() -> str:
-                    (child_id,) = (await client.get_task(root_id)).child_task_ids
+                    children = list((await client.get_task(root_id)).child_task_ids)
+                    assert len(children) == 1, f"follow-ups so far: {children}"
+                    child_id = children[0]
                     assert (await client.get_task(child_id)).state == tasks_pb2.TASK_STATE_SUCCEEDED
                     return child_id
 
