@@ -137,6 +137,7 @@ async def test_a_completion_queues_its_follow_ups_linked_to_it_and_sends_its_mes
     message = await anext(stream)
     await stream.aclose()  # type: ignore[attr-defined]
     assert (message.sender, message.topic, message.recipient_type) == ("c-1", "handoff", common_pb2.AGENT_TYPE_TESTING)
+    assert message.sender_task_id == parent_id
     assert struct_to_dict(message.body) == {"to": "testing"}
 
 
@@ -288,7 +289,9 @@ async def test_a_stream_from_now_skips_the_history_and_says_where_it_starts(clie
 # ---- the handler's side -------------------------------------------------------------------------------------
 
 
-def context(agent_type: str, payload: dict[str, Any], inbox: Inbox | None = None) -> TaskContext:
+def context(
+    agent_type: str, payload: dict[str, Any], inbox: Inbox | None = None, *, parent: str | None = None
+) -> TaskContext:
     async def no_progress(_progress: float, _message: str) -> None:
         return None
 
@@ -299,6 +302,7 @@ def context(agent_type: str, payload: dict[str, Any], inbox: Inbox | None = None
         attempt=1,
         report_progress=no_progress,
         inbox=inbox or Inbox(),
+        parent_task_id=parent,
     )
 
 
@@ -323,14 +327,18 @@ async def test_simulate_sends_the_messages_of_its_type_and_waits_for_the_topic_i
     assert isinstance(sent, HandlerResult)
     assert list(sent.messages) == [OutgoingMessage("handoff", {"k": "v"}, recipient_type="testing")]
 
+    # A follow-up waits for what its parent sent, not for the same topic from another chain's task.
     inbox = Inbox()
-    waiting = asyncio.create_task(handler.run(context("testing", payload, inbox)))
-    inbox.add(ReceivedMessage(message_id=7, sender="other", topic="noise", body={}))
-    inbox.add(ReceivedMessage(message_id=8, sender="coding-1", topic="handoff", body={"k": "v"}))
+    waiting = asyncio.create_task(handler.run(context("testing", payload, inbox, parent="p-1")))
+    inbox.add(ReceivedMessage(message_id=6, sender="coding-2", topic="handoff", body={}, sender_task_id="p-2"))
+    inbox.add(ReceivedMessage(message_id=7, sender="other", topic="noise", body={}, sender_task_id="p-1"))
+    await asyncio.sleep(0)  # the handler looks at what it holds and goes on waiting
+    assert not waiting.done()
+    inbox.add(ReceivedMessage(message_id=8, sender="coding-1", topic="handoff", body={"k": "v"}, sender_task_id="p-1"))
     result = await asyncio.wait_for(waiting, 5)
     assert isinstance(result, dict)
     assert result["received_messages"] == [
-        {"message_id": 8, "sender": "coding-1", "topic": "handoff", "body": {"k": "v"}}
+        {"message_id": 8, "sender": "coding-1", "sender_task_id": "p-1", "topic": "handoff", "body": {"k": "v"}}
     ]
     with pytest.raises(HandlerError, match=r"no message with topic 'handoff' arrived within 0\.05s"):
         await handler.run(context("testing", {**payload, "simulate_await_seconds": 0.05}))
@@ -423,6 +431,7 @@ async def test_messages_reach_the_handler_of_the_agent_they_are_addressed_to(
     result = struct_to_dict((await client.get_task(child_id)).result)
     (received,) = result["received_messages"]
     assert (received["topic"], received["sender"], received["body"]) == ("handoff", coder, {"notes": "see diff"})
+    assert received["sender_task_id"] == root_id, "sent by the completion of the follow-up's parent"
     info = await agent_info(agents, tester)
     assert info["messages"]["received"] == 2, "the direct message and the handoff"
     # The coding agent is not of the addressed type: it received neither.

@@ -32,6 +32,7 @@ def received(message: messaging_pb2.Message) -> ReceivedMessage:
         recipient_type=c.AGENT_TYPE.to_str(message.recipient_type) or None,
         to_all=message.to_all,
         created_at=message.created_at.ToDatetime(tzinfo=UTC) if message.HasField("created_at") else None,
+        sender_task_id=message.sender_task_id or None,
     )
 
 

@@ -26,6 +26,8 @@ class ReceivedMessage:
     recipient_type: str | None = None
     to_all: bool = False
     created_at: datetime | None = None
+    # The task whose completion sent it: a follow-up's parent, for what the parent handed on with it.
+    sender_task_id: str | None = None
 
 
 class Inbox:

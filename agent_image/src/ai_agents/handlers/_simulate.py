@@ -29,7 +29,8 @@ class SimulateHandler:
     - `simulate_send`: {agent type: [message, ...]}: messages the task of that type sends with its completion,
       each {"topic", "body", and one of "recipient_agent_id", "recipient_type", "to_all"}.
     - `simulate_await_topic`: {agent type: topic}: the task of that type waits (up to `simulate_await_seconds`)
-      until its agent received a message of that topic, and reports what it received in `received_messages`.
+      until its agent received a message of that topic (a follow-up: one its parent task sent), and reports it
+      in `received_messages`.
     """
 
     def __init__(self, *, latency_ms: float, failure_rate: float, rng: random.Random | None = None) -> None:
@@ -71,7 +72,13 @@ class SimulateHandler:
 
     async def _await_message(self, task: TaskContext, topic: str) -> ReceivedMessage:
         timeout = float(task.payload.get("simulate_await_seconds", _AWAIT_SECONDS))
-        message = await task.inbox.wait_for(lambda m: m.topic == topic, timeout=timeout)
+        parent = task.parent_task_id
+
+        def awaited(message: ReceivedMessage) -> bool:
+            # A follow-up waits for what its own parent sent: the inbox is the agent's, shared by many chains.
+            return message.topic == topic and (parent is None or message.sender_task_id == parent)
+
+        message = await task.inbox.wait_for(awaited, timeout=timeout)
         if message is None:
             raise HandlerError(f"no message with topic {topic!r} arrived within {timeout:g}s", retryable=False)
         return message
@@ -116,4 +123,10 @@ def _messages_to_send(task: TaskContext) -> list[OutgoingMessage]:
 
 
 def _describe(message: ReceivedMessage) -> dict[str, Any]:
-    return {"message_id": message.message_id, "sender": message.sender, "topic": message.topic, "body": message.body}
+    return {
+        "message_id": message.message_id,
+        "sender": message.sender,
+        "sender_task_id": message.sender_task_id,
+        "topic": message.topic,
+        "body": message.body,
+    }

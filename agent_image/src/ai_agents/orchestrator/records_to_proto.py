@@ -90,6 +90,7 @@ def message_to_proto(message: MessageRecord) -> messaging_pb2.Message:
         topic=message.topic,
         body=stored_to_struct(message.body, field="body"),
         created_at=_ts(message.created_at),
+        sender_task_id=message.sender_task_id or "",
     )
 
 

@@ -41,8 +41,8 @@ class Handoff:
 
 
 # $1-$3 are the fence of store/tasks.py (_FENCE). `prior` locks the row and keeps the lease owner, who is the
-# messages' sender (the update clears it). A CTE with a side effect that nothing reads is never run, hence the
-# scalar subqueries over `woken` and `announced` in the final SELECT.
+# messages' sender (the update clears it); the messages also name the task that sent them. A CTE with a side
+# effect that nothing reads is never run, hence the scalar subqueries over `woken` and `announced` at the end.
 _COMPLETE_AND_HAND_ON = """
 WITH prior AS (
     SELECT task_id, lease_owner FROM tasks
@@ -74,8 +74,9 @@ woken AS (
     FROM (SELECT agent_type, count(*) AS n FROM children GROUP BY agent_type) types
 ),
 sent AS (
-    INSERT INTO messages (sender, recipient_agent_id, recipient_type, to_all, topic, body)
-    SELECT coalesce(done.completed_by, ''), m.recipient_agent_id, m.recipient_type, m.to_all, m.topic, m.body::jsonb
+    INSERT INTO messages (sender, recipient_agent_id, recipient_type, to_all, topic, body, sender_task_id)
+    SELECT coalesce(done.completed_by, ''), m.recipient_agent_id, m.recipient_type, m.to_all, m.topic, m.body::jsonb,
+        done.task_id
     FROM done, unnest($13::text[], $14::text[], $15::bool[], $16::text[], $17::text[])
         WITH ORDINALITY AS m(recipient_agent_id, recipient_type, to_all, topic, body, idx)
     ORDER BY m.idx

@@ -118,9 +118,12 @@ class MessageRecord:
     topic: str
     body: dict[str, Any]
     created_at: datetime
+    # The task whose completion sent it (store/follow_ups.py); None for SendMessage and BroadcastMessage.
+    sender_task_id: str | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> MessageRecord:
+        sender_task_id = row["sender_task_id"]
         return cls(
             message_id=row["message_id"],
             sender=row["sender"],
@@ -130,6 +133,7 @@ class MessageRecord:
             topic=row["topic"],
             body=_json(row["body"]),
             created_at=row["created_at"],
+            sender_task_id=str(sender_task_id) if sender_task_id is not None else None,
         )
 
 
