@@ -30,6 +30,7 @@ from ai_agents.v1 import common_pb2, messaging_pb2, tasks_pb2
 from fleet_cli import run_cli
 
 from ._api_support import connect, rpc_error
+from ._openapi_support import response_validator
 from .conftest import (
     AgentProcesses,
     OrchestratorFactory,
@@ -387,9 +388,10 @@ async def test_a_chain_of_four_agent_types_runs_end_to_end_and_watch_shows_it(
         assert child["payload"]["change"] == "add a health check", "the work itself is handed on"
     assert chain[-1]["child_task_ids"] == [] and "handed_on_to" not in chain[-1]["result"]
     assert chain[2]["result"]["vulnerabilities_found"] == 2
-    # The CLI prints each task exactly as GET /v1/tasks/{id} answers it.
+    # The CLI prints each task exactly as GET /v1/tasks/{id} answers it, and that is what openapi.json describes.
     for task in chain:
         assert await http_task(http, task["task_id"]) == task
+        response_validator("/v1/tasks/{task_id}", "GET", 200).validate(task)
 
     # Without following the chain, watch waits for the named task only.
     alone = await asyncio.to_thread(
