@@ -541,3 +541,20 @@ async def test_an_agent_killed_right_after_completing_leaves_its_follow_ups_exac
         root = await client.get_task(root_id)
         assert (root.attempts, list(root.child_task_ids)) == (1, [child_id]), "completed once, never redelivered"
     assert [c[0] for c in await children_in_store(dsn, root_id)] == [child_id]
+
+
+async def test_a_completion_too_large_to_send_fails_the_task_instead_of_being_retried(
+    orchestrator: Orchestrator, client: OrchestratorClient, agents: AgentProcesses
+) -> None:
+    # The agent's message limit, as the orchestrator's would refuse it: the follow-up repeats the 3 KB payload.
+    agents.start("coding", grpc_target(orchestrator), AI_AGENTS_MAX_MESSAGE_BYTES="4096")
+    payload = {"blob": "x" * 3000, "simulate_chain": ["testing"]}
+    task_id = (await client.submit_task("coding", payload)).task.task_id
+
+    async def failed() -> tasks_pb2.Task:
+        task = await client.get_task(task_id)
+        assert TASK_STATE.to_str(task.state) == "failed", TASK_STATE.to_str(task.state)
+        return task
+
+    task = await eventually(failed, timeout=30, message="the oversized completion did not fail the task")
+    assert "over the 4096-byte limit" in task.error and task.attempts == 1, task.error

@@ -52,6 +52,8 @@ _MAX_BACKOFF = 5.0
 # response) far below any gRPC message limit, so that reporting a failure never fails on its own size.
 _UNSENDABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 _ERROR_SENT_CHARS = 64 * 1024
+# Headroom under max_message_bytes for gRPC's framing of a CompleteTask request.
+_REQUEST_SLACK_BYTES = 1024
 
 
 def _sendable(error: str) -> str:
@@ -356,11 +358,19 @@ class AgentWorker(Lifecycle):
         """Report success with what the handler hands on (follow-ups and messages, created with the completion);
         a result that cannot be sent or is refused fails the task instead, non-retryably."""
         agent_type = self._s.agent_type
+        refusal: str | None = None
         try:
-            completion_request(task_id, token, outcome.result, follow_ups=outcome.follow_ups, messages=outcome.messages)
+            size = completion_request(
+                task_id, token, outcome.result, follow_ups=outcome.follow_ups, messages=outcome.messages
+            ).ByteSize()
         except Exception as exc:  # anything protobuf refuses: an int past a double's range, a lone surrogate, ...
             refusal = f"the handler's result cannot be encoded: {type(exc).__name__}: {exc}"
         else:
+            if size > self._s.max_message_bytes - _REQUEST_SLACK_BYTES:
+                # Sent anyway, it would be refused as RESOURCE_EXHAUSTED, retried, and the task redelivered to fail
+                # the same way until its attempts ran out (16 follow-ups of the largest payload reach the limit).
+                refusal = f"the completion encodes to {size} bytes, over the {self._s.max_message_bytes}-byte limit"
+        if refusal is None:
             # Retried on transient errors: a retry after a completion that did commit is refused (the task is no
             # longer leased) and creates nothing, so the follow-ups exist exactly once.
             refused = await self._report(
