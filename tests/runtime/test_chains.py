@@ -8,6 +8,7 @@ real agent processes and the `ai-agents` CLI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -19,6 +20,7 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
+from ai_agents.agent._messages import MessageLoop
 from ai_agents.client import OrchestratorClient
 from ai_agents.convert import TASK_STATE, struct_to_dict
 from ai_agents.handlers import HandlerError, HandlerResult, Inbox, ReceivedMessage, TaskContext
@@ -558,3 +560,42 @@ async def test_a_completion_too_large_to_send_fails_the_task_instead_of_being_re
 
     task = await eventually(failed, timeout=30, message="the oversized completion did not fail the task")
     assert "over the 4096-byte limit" in task.error and task.attempts == 1, task.error
+
+
+async def test_the_agent_message_loop_resumes_after_the_last_message_it_saw(
+    start_orchestrator: OrchestratorFactory,
+) -> None:
+    """The stream's orchestrator stops; what is sent meanwhile arrives once the loop reopens, and only once."""
+    first = await start_orchestrator()
+    other = await start_orchestrator()
+    assert first.grpc is not None
+    port = first.grpc.port
+    async with await connect(other) as admin, await OrchestratorClient.connect(f"ipv4:127.0.0.1:{port}") as client:
+        await as_agent(admin, "c-loop", "coding").register_agent(agent_id="c-loop", agent_type="coding", capacity=1)
+        before = await admin.broadcast_message(sender="ops", agent_type="coding", topic="history")
+        inbox = Inbox()
+        loop = MessageLoop(client, "c-loop", inbox)
+        running = asyncio.create_task(loop.run())
+        try:
+
+            async def holds(topics: list[str]) -> None:
+                assert [m.topic for m in inbox.messages()] == topics
+
+            async def opened() -> None:
+                assert inbox.cursor == before.message_id and loop.open
+
+            await eventually(opened, timeout=10, message="the stream did not open from now")
+            await admin.broadcast_message(sender="ops", agent_type="coding", topic="one")
+            await eventually(lambda: holds(["one"]), timeout=10)
+
+            await first.stop()  # ends the stream; the loop retries the same address with a back-off
+            await admin.send_message(sender="ops", recipient_agent_id="c-loop", topic="two")
+            await start_orchestrator(grpc_port=port)
+            await eventually(lambda: holds(["one", "two"]), timeout=20, message="not resumed after the last message")
+            await admin.broadcast_message(sender="ops", agent_type=None, topic="three")
+            await eventually(lambda: holds(["one", "two", "three"]), timeout=10)
+            assert inbox.received == 3, "nothing held twice, no history replayed"
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running

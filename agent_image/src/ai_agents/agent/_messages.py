@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC
 
 from ai_agents import convert as c
@@ -19,7 +20,9 @@ from ai_agents.v1 import messaging_pb2
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF = 5.0
+_MIN_BACKOFF, _MAX_BACKOFF = 0.1, 5.0
+# A stream that lasted this long was working when it ended: reopening it needs no back-off.
+_HEALTHY_SECONDS = 5.0
 
 
 def received(message: messaging_pb2.Message) -> ReceivedMessage:
@@ -46,20 +49,31 @@ class MessageLoop:
 
     async def run(self) -> None:
         """Until cancelled (at shutdown): keep a stream open and hand what it brings to the inbox."""
-        delay = 0.1
+        delay = _MIN_BACKOFF
         while True:
+            started = time.monotonic()
             try:
                 await self._follow_stream()
-                delay = 0.1  # the server ended a healthy stream (it is stopping): reconnect at once
+                failure: Exception | None = None  # the server ended the stream (it is stopping)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("message stream failed; reopening", extra={"error": repr(exc), "in_seconds": delay})
-                self._client.record_retry("ReceiveMessages")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
+                failure = exc
             finally:
                 self.open = False
+            lasted = time.monotonic() - started
+            if lasted >= _HEALTHY_SECONDS:
+                # A long stream that ends is routine (an orchestrator restarting, a proxy's stream timeout):
+                # reopen at once, after the last message seen.
+                log.info(
+                    "message stream ended; reopening", extra={"after_seconds": round(lasted), "error": repr(failure)}
+                )
+                delay = _MIN_BACKOFF
+                continue
+            log.warning("message stream failed; reopening", extra={"error": repr(failure), "in_seconds": delay})
+            self._client.record_retry("ReceiveMessages")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF)
 
     async def _follow_stream(self) -> None:
         stream = self._client.message_stream(self._agent_id, after_message_id=self.inbox.cursor)
