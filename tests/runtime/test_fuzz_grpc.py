@@ -177,7 +177,10 @@ def messages(draw: st.DrawFn, descriptor: Descriptor, depth: int = 0) -> Message
                 continue
             values = draw(st.lists(messages(fd.message_type, depth + 1), min_size=1, max_size=2))
             if fd.is_repeated:
-                getattr(message, fd.name).extend(values)
+                # Not extend(): it copies through a parse that stops at protobuf's depth limit, and a hostile
+                # Struct one message deeper (CompleteTaskRequest.follow_ups[].payload) must still be sent.
+                for item in values:
+                    getattr(message, fd.name).add().CopyFrom(item)
             else:
                 getattr(message, fd.name).CopyFrom(values[0])
         elif fd.is_repeated:

@@ -125,3 +125,52 @@ async def test_a_task_is_one_trace_from_submit_to_completion(dsn: str, agents: A
         await eventually(http_tree, timeout=10)
         await eventually(grpc_tree, timeout=10)
         assert len({s.trace_id for s in receiver.spans if s.name == "run task"}) == 2, "one trace per task"
+
+
+def _about(spans: list[ExportedSpan], name: str, task_id: str) -> ExportedSpan:
+    found = [s for s in spans if s.name == name and s.attributes.get("ai_agents.task_id") == task_id]
+    assert len(found) == 1, f"{name} of {task_id}: {len(found)} spans\nthe trace: {_tree(spans)}"
+    return found[0]
+
+
+async def test_a_chain_is_one_trace_each_follow_up_under_the_completion_that_created_it(
+    dsn: str, agents: AgentProcesses, tmp_path: Path
+) -> None:
+    orchestrator_log = tmp_path / "orchestrator.log"
+    async with otlp_receiver() as (endpoint, receiver):
+        tracing = {**TRACING_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+        async with orchestrator_process(dsn, orchestrator_log, **tracing) as ports:
+            await wait_ready(ports["health"], orchestrator_log)
+            target = f"ipv4:127.0.0.1:{ports['grpc']}"
+            agents.start("coding", target, **tracing)
+            agents.start("testing", target, **tracing)
+            async with await OrchestratorClient.connect(target, timeout=10) as client:
+                root_id = (await client.submit_task("coding", {"simulate_chain": ["testing"]})).task.task_id
+
+                async def chain_done() -> str:
+                    children = list((await client.get_task(root_id)).child_task_ids)
+                    assert len(children) == 1, f"follow-ups so far: {children}"
+                    child_id = children[0]
+                    assert (await client.get_task(child_id)).state == tasks_pb2.TASK_STATE_SUCCEEDED
+                    return child_id
+
+                child_id = await eventually(chain_done, timeout=30, message="the chain did not finish")
+            await asyncio.to_thread(agents.stop_all)
+
+        async def chain_tree() -> None:
+            spans = _task_trace(receiver, root_id)
+            assert {s.service for s in spans} == {ORCHESTRATOR, AGENT, "ai-agents-agent-testing"}, _tree(spans)
+            coding_run = _about(spans, "run task", root_id)
+            # The follow-up's lease continues the CompleteTask call that created it, in the root's trace.
+            follow_up_lease = _about(spans, "lease task", child_id)
+            completion = _one(spans, "the creating completion", span_id=follow_up_lease.parent_span_id)
+            assert (completion.service, completion.kind, completion.name) == (ORCHESTRATOR, "SERVER", GRPC_COMPLETE)
+            agent_call = _one(spans, "the coding agent's CompleteTask", span_id=completion.parent_span_id)
+            assert agent_call.parent_span_id == coding_run.span_id, _tree(spans)
+            testing_run = _about(spans, "run task", child_id)
+            assert (testing_run.service, testing_run.parent_span_id) == (
+                "ai-agents-agent-testing",
+                follow_up_lease.span_id,
+            )
+
+        await eventually(chain_tree, timeout=10)

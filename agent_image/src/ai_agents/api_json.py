@@ -5,7 +5,8 @@ The HTTP API holds store records and the CLI holds ai_agents.v1 messages; each o
 every value is written, so the two cannot drift apart. The rules (docs/contracts.md, openapi.json):
 
 - every key is always present; a value that is not set (yet) is null: a timestamp not reached, no result,
-  no lease owner, no idempotency key. `error` and `progress_message` are text, empty until set.
+  no lease owner, no idempotency key, no parent task. `child_task_ids` is a list, empty until set; `error`
+  and `progress_message` are text, empty until set.
 - timestamps: RFC 3339 in UTC with microseconds (PostgreSQL's precision) and `Z`, e.g.
   `2025-01-02T03:04:05.000006Z`.
 - progress: the shortest decimal of the single-precision number the API carries (0.3, not 0.30000001192092896).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,6 +101,8 @@ def task_json(
     created_at: datetime,
     updated_at: datetime,
     finished_at: datetime | None,
+    parent_task_id: str | None,
+    child_task_ids: Sequence[str],
 ) -> dict[str, Any]:
     return {
         "task_id": task_id,
@@ -119,6 +123,10 @@ def task_json(
         "created_at": rfc3339(created_at),
         "updated_at": rfc3339(updated_at),
         "finished_at": rfc3339(finished_at),
+        # The chain: the task whose completion created this one (null for a submitted task), and the follow-ups
+        # this one's completion created, in the order requested ([] until then, and for a task without any).
+        "parent_task_id": parent_task_id or None,
+        "child_task_ids": list(child_task_ids),
     }
 
 
@@ -190,6 +198,8 @@ def task_json_of_message(task: tasks_pb2.Task) -> dict[str, Any]:
         created_at=_required_time(task, "created_at"),
         updated_at=_required_time(task, "updated_at"),
         finished_at=_time(task, "finished_at"),
+        parent_task_id=task.parent_task_id,
+        child_task_ids=task.child_task_ids,
     )
 
 

@@ -305,7 +305,7 @@ async def _submit(client: Any, args: argparse.Namespace) -> int:
     if not args.wait:
         _emit_task(response.task)
         return 0
-    return await _watch(client, [response.task.task_id], args.wait_timeout, quiet=args.quiet)
+    return await _watch(client, [response.task.task_id], args.wait_timeout, quiet=args.quiet, chain=args.chain)
 
 
 async def _get(client: Any, args: argparse.Namespace) -> int:
@@ -393,14 +393,18 @@ async def _status(client: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: bool = False) -> int:
-    """Show progress until every task is final; exit 0 only if all succeeded."""
+async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: bool = False, chain: bool = True) -> int:
+    """Show progress until every task is final, with `chain` also every follow-up their completions create
+    (each under the task that handed it on); print each task's JSON in chain order; exit 0 only if all succeeded.
+    """
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from ai_agents.convert import TASK_STATE
+    from ai_agents.convert import AGENT_TYPE, TASK_STATE
 
     final = {state.value for state in TaskState if state.terminal}
     states: dict[str, str] = {}
+    depth = dict.fromkeys(task_ids, 0)
+    children: dict[str, list[str]] = {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     with Progress(
@@ -412,28 +416,52 @@ async def _watch(client: Any, task_ids: list[str], timeout: float, *, quiet: boo
     ) as progress:
         bars = {tid: progress.add_task(tid[:8], total=1.0, state="?") for tid in task_ids}
         while loop.time() < deadline:
-            for task_id in task_ids:
+            for task_id in list(bars):
                 if states.get(task_id) in final:
                     continue
                 task = await client.get_task(task_id)
                 states[task_id] = TASK_STATE.to_str(task.state)
-                progress.update(bars[task_id], completed=task.progress, state=states[task_id])
-            if all(states.get(t) in final for t in task_ids):
+                indent = "  " * depth[task_id] + ("└ " if depth[task_id] else "")
+                label = f"{indent}{task_id[:8]} {AGENT_TYPE.to_str(task.agent_type)}"
+                progress.update(bars[task_id], description=label, completed=task.progress, state=states[task_id])
+                if chain and states[task_id] in final and task.child_task_ids:
+                    # Set once, by the completion that created them: the chain's next links.
+                    children[task_id] = list(task.child_task_ids)
+                    for child in task.child_task_ids:
+                        if child not in bars:
+                            depth[child] = depth[task_id] + 1
+                            bars[child] = progress.add_task(child[:8], total=1.0, state="?")
+            if all(states.get(t) in final for t in bars):
                 break
             await asyncio.sleep(0.2)
-    for task_id in task_ids:
+    for task_id in _chain_order(task_ids, children):
         _emit_task(await client.get_task(task_id))
-    if not all(states.get(t) in final for t in task_ids):
+    if not all(states.get(t) in final for t in bars):
         print(f"timed out after {timeout:.0f}s", file=sys.stderr)
         return 3
-    return 0 if all(states[t] == TaskState.SUCCEEDED for t in task_ids) else 1
+    return 0 if all(states[t] == TaskState.SUCCEEDED for t in bars) else 1
+
+
+def _chain_order(roots: list[str], children: dict[str, list[str]]) -> list[str]:
+    """Each task followed by its follow-ups (depth first), each task once."""
+    order: list[str] = []
+    pending = list(reversed(roots))
+    while pending:
+        task_id = pending.pop()
+        if task_id in order:
+            continue
+        order.append(task_id)
+        pending.extend(reversed(children.get(task_id, [])))
+    return order
 
 
 async def _watch_cmd(client: Any, args: argparse.Namespace) -> int:
-    return await _watch(client, args.task_ids, args.timeout_total, quiet=args.quiet)
+    return await _watch(client, args.task_ids, args.timeout_total, quiet=args.quiet, chain=args.chain)
 
 
 # ---- parser ----------------------------------------------------------------------------------------------
+
+_NO_CHAIN_HELP = "wait only for the named task(s), not for the follow-ups their completions create"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -508,9 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--payload", default="{}", help="JSON object")
     submit.add_argument("--idempotency-key")
     submit.add_argument("--priority", type=int, default=0)
-    submit.add_argument("--wait", action="store_true", help="watch until the task is final")
+    submit.add_argument("--wait", action="store_true", help="watch until the task and its follow-ups are final")
     submit.add_argument("--wait-timeout", type=float, default=300.0)
     submit.add_argument("--quiet", action="store_true")
+    submit.add_argument("--no-chain", dest="chain", action="store_false", help=_NO_CHAIN_HELP)
     api("get", "show a task", _get).add_argument("task_id")
     api("cancel", "cancel a task", _cancel).add_argument("task_id")
     list_cmd = api("list", "list tasks", _list)
@@ -523,10 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
     agents.add_argument("--json", action="store_true")
     status = api("status", "queue and fleet summary", _status)
     status.add_argument("--json", action="store_true")
-    watch = api("watch", "follow tasks until they are final", _watch_cmd)
+    watch = api("watch", "follow tasks and the follow-ups they hand on until all are final", _watch_cmd)
     watch.add_argument("task_ids", nargs="+")
     watch.add_argument("--timeout-total", type=float, default=300.0)
     watch.add_argument("--quiet", action="store_true")
+    watch.add_argument("--no-chain", dest="chain", action="store_false", help=_NO_CHAIN_HELP)
     return parser
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from google.protobuf import json_format, struct_pb2
 
+from ai_agents.handoff import FollowUp, OutgoingMessage
 from ai_agents.v1 import agents_pb2, common_pb2, tasks_pb2
 
 if TYPE_CHECKING:
@@ -85,6 +86,55 @@ def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct:
     if value:
         struct.update(value)
     return struct
+
+
+# ---- what a completion hands on (ai_agents.handoff) as ai_agents.v1 messages, both ways -------------------
+
+
+def _type_to_proto(word: str | None, field: str) -> common_pb2.AgentType.ValueType:
+    try:
+        return AGENT_TYPE.to_proto(word)
+    except ValueError:
+        raise ValueError(f"{field}: unknown agent type {word!r}") from None
+
+
+def follow_up_to_message(follow_up: FollowUp, index: int = 0) -> tasks_pb2.FollowUp:
+    """ValueError naming the field for what the message cannot carry (an unknown agent type)."""
+    return tasks_pb2.FollowUp(
+        agent_type=_type_to_proto(follow_up.agent_type, f"follow_ups[{index}].agent_type"),
+        payload=dict_to_struct(follow_up.payload),
+        priority=follow_up.priority,
+        max_attempts=follow_up.max_attempts,
+    )
+
+
+def follow_up_of_message(message: tasks_pb2.FollowUp) -> FollowUp:
+    return FollowUp(
+        agent_type=AGENT_TYPE.to_str(message.agent_type),
+        payload=struct_to_dict(message.payload),
+        priority=message.priority,
+        max_attempts=message.max_attempts,
+    )
+
+
+def outgoing_message_to_message(message: OutgoingMessage, index: int = 0) -> tasks_pb2.CompletionMessage:
+    return tasks_pb2.CompletionMessage(
+        recipient_agent_id=message.recipient_agent_id or "",
+        recipient_type=_type_to_proto(message.recipient_type, f"messages[{index}].recipient_type"),
+        to_all=message.to_all,
+        topic=message.topic,
+        body=dict_to_struct(message.body),
+    )
+
+
+def outgoing_message_of_message(message: tasks_pb2.CompletionMessage) -> OutgoingMessage:
+    return OutgoingMessage(
+        topic=message.topic,
+        body=struct_to_dict(message.body),
+        recipient_agent_id=message.recipient_agent_id or None,
+        recipient_type=AGENT_TYPE.to_str(message.recipient_type) or None,
+        to_all=message.to_all,
+    )
 
 
 _ENUM_FIELDS = ("agent_type", "state", "recipient_type")

@@ -24,10 +24,17 @@ from opentelemetry.util.types import AttributeValue
 
 from ai_agents import __version__
 from ai_agents import convert as c
-from ai_agents.client import LeaseBatch, OrchestratorClient, UndecodableLease, UndecodableResponse
+from ai_agents.agent._messages import MessageLoop
+from ai_agents.client import (
+    LeaseBatch,
+    OrchestratorClient,
+    UndecodableLease,
+    UndecodableResponse,
+    completion_request,
+)
 from ai_agents.config import AgentLive, AgentSettings
 from ai_agents.errors import Unavailable
-from ai_agents.handlers import Handler, HandlerError, TaskContext
+from ai_agents.handlers import Handler, HandlerError, HandlerResult, Inbox, TaskContext
 from ai_agents.lifecycle import Lifecycle, LoopFailed, watch_loops
 from ai_agents.live import LiveConfig
 from ai_agents.observability.logs import bound_log_fields
@@ -45,6 +52,8 @@ _MAX_BACKOFF = 5.0
 # response) far below any gRPC message limit, so that reporting a failure never fails on its own size.
 _UNSENDABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 _ERROR_SENT_CHARS = 64 * 1024
+# Headroom under max_message_bytes for gRPC's framing of a CompleteTask request.
+_REQUEST_SLACK_BYTES = 1024
 
 
 def _sendable(error: str) -> str:
@@ -111,9 +120,12 @@ class AgentWorker(Lifecycle):
         self._heartbeat_interval = float(live.current.heartbeat_interval_seconds)
         self._lease_seconds = 30.0
         self._lease_call: asyncio.Task[LeaseBatch] | None = None
+        # Fed by the message loop once registered; every task's handler reads it (TaskContext.inbox).
+        self.inbox = Inbox()
+        self._messages = MessageLoop(client, settings.agent_id, self.inbox)
         self.registered = asyncio.Event()
         live.subscribe(self._on_live_change)
-        for method in ("RegisterAgent", "Heartbeat", "LeaseTasks", "CompleteTask", "FailTask"):
+        for method in ("RegisterAgent", "Heartbeat", "LeaseTasks", "CompleteTask", "FailTask", "ReceiveMessages"):
             # Zero series for the calls this loop repeats, so dashboards show 0 rather than no data.
             metrics.client_retries.labels(method)
 
@@ -134,6 +146,11 @@ class AgentWorker(Lifecycle):
             "running": sorted(self._running),
             "registered": self.registered.is_set(),
             "stopping": self._shutdown_requested.is_set(),
+            "messages": {
+                "stream_open": self._messages.open,
+                "cursor": self.inbox.cursor,
+                "received": self.inbox.received,
+            },
             "version": __version__,
         }
 
@@ -301,11 +318,13 @@ class AgentWorker(Lifecycle):
             payload=c.struct_to_dict(lease.task.payload),
             attempt=lease.task.attempts,
             report_progress=report_progress,
+            inbox=self.inbox,
+            parent_task_id=lease.task.parent_task_id or None,
         )
         started = time.perf_counter()
         try:
             try:
-                result = await self._handler.run(context)
+                outcome = await self._handler.run(context)
             except HandlerError as exc:
                 log.warning("handler failed the task", extra={"error": str(exc), "retryable": exc.retryable})
                 self._metrics.tasks.labels(agent_type, "failed").inc()
@@ -326,22 +345,43 @@ class AgentWorker(Lifecycle):
                     retryable=True,
                 )
             else:
-                await self._complete(task_id, token, result)
+                if not isinstance(outcome, HandlerResult):
+                    outcome = HandlerResult(outcome)
+                await self._complete(task_id, token, outcome)
         finally:
             self._metrics.handler_duration.labels(agent_type).observe(time.perf_counter() - started)
             self._metrics.tasks_running.labels(agent_type).dec()
             self._running.pop(task_id, None)
             self._slot_freed.set()
 
-    async def _complete(self, task_id: str, token: int, result: dict[str, Any]) -> None:
-        """Report success; a result that cannot be sent or is refused fails the task instead, non-retryably."""
+    async def _complete(self, task_id: str, token: int, outcome: HandlerResult) -> None:
+        """Report success with what the handler hands on (follow-ups and messages, created with the completion);
+        a result that cannot be sent or is refused fails the task instead, non-retryably."""
         agent_type = self._s.agent_type
+        refusal: str | None = None
         try:
-            tasks_pb2.CompleteTaskRequest(result=c.dict_to_struct(result))
+            size = completion_request(
+                task_id, token, outcome.result, follow_ups=outcome.follow_ups, messages=outcome.messages
+            ).ByteSize()
         except Exception as exc:  # anything protobuf refuses: an int past a double's range, a lone surrogate, ...
             refusal = f"the handler's result cannot be encoded: {type(exc).__name__}: {exc}"
         else:
-            refused = await self._report("CompleteTask", self._client.complete_task, task_id, token, result)
+            if size > self._s.max_message_bytes - _REQUEST_SLACK_BYTES:
+                # Sent anyway, it would be refused as RESOURCE_EXHAUSTED, retried, and the task redelivered to fail
+                # the same way until its attempts ran out (16 follow-ups of the largest payload reach the limit).
+                refusal = f"the completion encodes to {size} bytes, over the {self._s.max_message_bytes}-byte limit"
+        if refusal is None:
+            # Retried on transient errors: a retry after a completion that did commit is refused (the task is no
+            # longer leased) and creates nothing, so the follow-ups exist exactly once.
+            refused = await self._report(
+                "CompleteTask",
+                self._client.complete_task,
+                task_id,
+                token,
+                outcome.result,
+                follow_ups=outcome.follow_ups,
+                messages=outcome.messages,
+            )
             if refused is None:
                 log.debug("task succeeded")
                 self._metrics.tasks.labels(agent_type, "succeeded").inc()
@@ -400,9 +440,10 @@ class AgentWorker(Lifecycle):
         if not await self._register():
             return
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        messages = asyncio.create_task(self._messages.run(), name="messages")
         leasing = asyncio.create_task(self._lease_loop(), name="lease")
         try:
-            await watch_loops(stop, (heartbeat, leasing))
+            await watch_loops(stop, (heartbeat, messages, leasing))
         except LoopFailed as failure:
             # Exit rather than recover in place: the loop that failed did so on an error retrying cannot fix
             # (transient ones are retried inside the loops), and a restart (Kubernetes, the local fleet's
@@ -420,9 +461,10 @@ class AgentWorker(Lifecycle):
                 await leasing  # its failure, if any, was reported above
             # The heartbeat loop keeps running while the drain lasts: it extends the running tasks' leases.
             await self._drain()
-            heartbeat.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await heartbeat
+            for loop in (heartbeat, messages):
+                loop.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await loop
             await self._deregister()
 
     async def _drain(self) -> None:

@@ -2,7 +2,12 @@
 
 from ai_agents.client._breaker import CircuitBreaker, CircuitOpenError
 from ai_agents.client._channel import ChannelOptions, create_channel, resolve_target, service_config
-from ai_agents.client._client import OrchestratorClient, UndecodableLeases, UndecodableResponse
+from ai_agents.client._client import (
+    OrchestratorClient,
+    UndecodableLeases,
+    UndecodableResponse,
+    completion_request,
+)
 from ai_agents.client._lenient import LeaseBatch, UndecodableLease
 
 __all__ = [
@@ -14,6 +19,7 @@ __all__ = [
     "UndecodableLease",
     "UndecodableLeases",
     "UndecodableResponse",
+    "completion_request",
     "create_channel",
     "resolve_target",
     "service_config",

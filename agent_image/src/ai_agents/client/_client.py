@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -14,6 +14,7 @@ from ai_agents import convert as c
 from ai_agents.client._breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from ai_agents.client._channel import ChannelOptions, create_channel
 from ai_agents.client._lenient import LeaseBatch, decode_lease_response
+from ai_agents.handoff import FollowUp, OutgoingMessage
 from ai_agents.observability.metrics import CommonMetrics
 from ai_agents.observability.tracing import tracing_enabled
 from ai_agents.serving.identity import CREDENTIAL_METADATA
@@ -36,6 +37,24 @@ T = TypeVar("T")
 AgentCredential = Callable[[], "str | None"]
 
 _LEASE_TASKS = f"/{tasks_pb2.DESCRIPTOR.services_by_name['TaskService'].full_name}/LeaseTasks"
+
+
+def completion_request(
+    task_id: str,
+    lease_token: int,
+    result: dict[str, Any],
+    *,
+    follow_ups: Sequence[FollowUp] = (),
+    messages: Sequence[OutgoingMessage] = (),
+) -> tasks_pb2.CompleteTaskRequest:
+    """The CompleteTask request; ValueError or TypeError (naming the field where it can) for what it cannot carry."""
+    return tasks_pb2.CompleteTaskRequest(
+        task_id=task_id,
+        lease_token=lease_token,
+        result=c.dict_to_struct(result),
+        follow_ups=[c.follow_up_to_message(f, i) for i, f in enumerate(follow_ups)],
+        messages=[c.outgoing_message_to_message(m, i) for i, m in enumerate(messages)],
+    )
 
 
 class UndecodableResponse(Exception):
@@ -259,11 +278,17 @@ class OrchestratorClient:
             raise UndecodableResponse(f"LeaseTasks: the response could not be decoded: {exc}") from exc
 
     async def complete_task(
-        self, task_id: str, lease_token: int, result: dict[str, Any], *, timeout: float | None = None
+        self,
+        task_id: str,
+        lease_token: int,
+        result: dict[str, Any],
+        *,
+        follow_ups: Sequence[FollowUp] = (),
+        messages: Sequence[OutgoingMessage] = (),
+        timeout: float | None = None,
     ) -> tasks_pb2.Task:
-        request = tasks_pb2.CompleteTaskRequest(
-            task_id=task_id, lease_token=lease_token, result=c.dict_to_struct(result)
-        )
+        """Complete a leased task; `follow_ups` and `messages` are created with the completion, exactly once."""
+        request = completion_request(task_id, lease_token, result, follow_ups=follow_ups, messages=messages)
         response: tasks_pb2.CompleteTaskResponse = await self._call(
             "CompleteTask", self.tasks.CompleteTask, request, timeout
         )
@@ -430,14 +455,23 @@ class OrchestratorClient:
         self, agent_id: str, *, after_message_id: int = 0, timeout: float | None = None
     ) -> AsyncIterator[messaging_pb2.Message]:
         """A stream: the deadline (if any) bounds the whole subscription."""
+        async for response in self.message_stream(agent_id, after_message_id=after_message_id, timeout=timeout):
+            yield response.message
+
+    async def message_stream(
+        self, agent_id: str, *, after_message_id: int | None, timeout: float | None = None
+    ) -> AsyncGenerator[messaging_pb2.ReceiveMessagesResponse, None]:
+        """The raw stream; `after_message_id=None` starts from now, and its first response (no message) says where."""
         self.breaker.before_call()
         call = self.messaging.ReceiveMessages(
-            messaging_pb2.ReceiveMessagesRequest(agent_id=agent_id, after_message_id=after_message_id),
+            messaging_pb2.ReceiveMessagesRequest(
+                agent_id=agent_id, after_message_id=after_message_id or 0, from_now=after_message_id is None
+            ),
             timeout=timeout,
             metadata=self._call_metadata(),
         )
         async for response in call:
-            yield response.message
+            yield response
 
     # ---- resources and monitoring ------------------------------------------------------------------------
 

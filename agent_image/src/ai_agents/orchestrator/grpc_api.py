@@ -94,7 +94,12 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
     ) -> tasks_pb2.CompleteTaskResponse:
         owner = _owner(await _caller(self._auth, context))
         task = await self._s.complete_task(
-            request.task_id, request.lease_token, c.struct_to_dict(request.result), owner=owner
+            request.task_id,
+            request.lease_token,
+            c.struct_to_dict(request.result),
+            owner=owner,
+            follow_ups=[c.follow_up_of_message(f) for f in request.follow_ups],
+            messages=[c.outgoing_message_of_message(m) for m in request.messages],
         )
         return tasks_pb2.CompleteTaskResponse(task=p.task_to_proto(task))
 
@@ -278,9 +283,12 @@ class MessagingServicer(messaging_pb2_grpc.MessagingServiceServicer):
     async def ReceiveMessages(
         self, request: messaging_pb2.ReceiveMessagesRequest, context: Ctx
     ) -> AsyncIterator[messaging_pb2.ReceiveMessagesResponse]:
-        async for message in self._s.receive_messages(
-            agent_id=request.agent_id, after_message_id=request.after_message_id
-        ):
+        after = request.after_message_id
+        if request.from_now:
+            # The first response says the stream is open and where it starts: the caller's cursor from here on.
+            after = await self._s.newest_message_id(request.agent_id)
+            yield messaging_pb2.ReceiveMessagesResponse(opened_after_message_id=after)
+        async for message in self._s.receive_messages(agent_id=request.agent_id, after_message_id=after):
             yield messaging_pb2.ReceiveMessagesResponse(message=p.message_to_proto(message))
 
 

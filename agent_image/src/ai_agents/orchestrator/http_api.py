@@ -45,6 +45,8 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
         created_at=task.created_at,
         updated_at=task.updated_at,
         finished_at=task.finished_at,
+        parent_task_id=task.parent_task_id,
+        child_task_ids=task.child_task_ids,
     )
 
 

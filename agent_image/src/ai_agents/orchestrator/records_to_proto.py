@@ -60,6 +60,8 @@ def task_to_proto(task: TaskRecord) -> tasks_pb2.Task:
         created_at=_ts(task.created_at),
         updated_at=_ts(task.updated_at),
         finished_at=_ts(task.finished_at),
+        parent_task_id=task.parent_task_id or "",
+        child_task_ids=task.child_task_ids,
     )
 
 
@@ -88,6 +90,7 @@ def message_to_proto(message: MessageRecord) -> messaging_pb2.Message:
         topic=message.topic,
         body=stored_to_struct(message.body, field="body"),
         created_at=_ts(message.created_at),
+        sender_task_id=message.sender_task_id or "",
     )
 
 

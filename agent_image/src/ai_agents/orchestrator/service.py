@@ -12,13 +12,15 @@ from typing import Any
 from ai_agents import __version__
 from ai_agents.config import OrchestratorLive, OrchestratorSettings
 from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
-from ai_agents.errors import FailedPrecondition, InvalidArgument
+from ai_agents.errors import FailedPrecondition, InvalidArgument, NotFound
+from ai_agents.handoff import FollowUp, OutgoingMessage
 from ai_agents.live import LiveConfig
 from ai_agents.observability.metrics import OrchestratorMetrics
 from ai_agents.observability.task_trace import current_trace_context
 from ai_agents.orchestrator import validation as v
 from ai_agents.orchestrator.lease_trace import lease_started, with_lease_spans
 from ai_agents.store.database import Database, Stores
+from ai_agents.store.follow_ups import Handoff
 from ai_agents.store.records import (
     AgentRecord,
     AllocationRecord,
@@ -91,9 +93,9 @@ class OrchestratorService:
             agent_type=v.agent_type(agent_type),
             payload=self._json_object(payload, "payload"),
             idempotency_key=v.idempotency_key(idempotency_key),
-            priority=v.int_in_range(priority, field="priority", low=-1000, high=1000),
+            priority=v.int_in_range(priority, field="priority", low=v.MIN_PRIORITY, high=v.MAX_PRIORITY),
             max_attempts=(
-                v.int_in_range(max_attempts, field="max_attempts", low=1, high=100)
+                v.int_in_range(max_attempts, field="max_attempts", low=1, high=v.MAX_ATTEMPTS)
                 if max_attempts
                 else self._live.current.default_max_attempts
             ),
@@ -218,19 +220,57 @@ class OrchestratorService:
             self._metrics.compliance_violations.labels(task.agent_type).inc(float(violations))
 
     async def complete_task(
-        self, task_id: str, lease_token: int, result: Any, *, owner: str | None = None
+        self,
+        task_id: str,
+        lease_token: int,
+        result: Any,
+        *,
+        owner: str | None = None,
+        follow_ups: Sequence[FollowUp] = (),
+        messages: Sequence[OutgoingMessage] = (),
     ) -> TaskRecord:
-        live = self._live.current  # one snapshot: both limits from the same file
-        task = await self._stores.tasks.complete(
-            v.task_id(task_id),
-            lease_token,
-            v.result(result, max_bytes=live.max_payload_bytes, max_depth=live.max_payload_depth),
-            owner=owner,
-        )
+        """Complete a leased task; its follow-ups and messages are created in the same transaction, or not at all."""
+        live = self._live.current  # one snapshot: every limit from the same file
+        task_id = v.task_id(task_id)
+        checked_result = v.result(result, max_bytes=live.max_payload_bytes, max_depth=live.max_payload_depth)
+        handoff = None
+        if follow_ups or messages:
+            # The follow-ups continue the trace of this call (the CompleteTask server span): one chain, one trace.
+            traceparent, tracestate = current_trace_context()
+            handoff = Handoff(
+                follow_ups=v.follow_ups(
+                    follow_ups,
+                    max_bytes=live.max_payload_bytes,
+                    max_depth=live.max_payload_depth,
+                    default_max_attempts=live.default_max_attempts,
+                ),
+                messages=v.completion_messages(
+                    messages, max_bytes=live.max_payload_bytes, max_depth=live.max_payload_depth
+                ),
+                traceparent=traceparent,
+                tracestate=tracestate,
+            )
+            await self._check_recipients(handoff.messages)
+        task = await self._stores.tasks.complete(task_id, lease_token, checked_result, owner=owner, handoff=handoff)
         self._observe_finished(task)
         self._observe_signals(task)
-        log.debug("task completed", extra=_task_fields(task, owner))
+        if handoff is not None:
+            for follow_up in handoff.follow_ups:
+                self._metrics.tasks_submitted.labels(follow_up.agent_type).inc()
+        log.debug("task completed", extra={**_task_fields(task, owner), "follow_ups": len(task.child_task_ids)})
         return task
+
+    async def _check_recipients(self, messages: Sequence[OutgoingMessage]) -> None:
+        """A direct message goes to a known agent, as SendMessage requires; refused naming the field otherwise."""
+        for index, message in enumerate(messages):
+            if message.recipient_agent_id is None:
+                continue
+            try:
+                await self._stores.agents.get(message.recipient_agent_id)
+            except NotFound:
+                raise InvalidArgument(
+                    f"messages[{index}].recipient_agent_id: no agent {message.recipient_agent_id!r} is registered"
+                ) from None
 
     async def fail_task(
         self, task_id: str, lease_token: int, *, error: str, retryable: bool, owner: str | None = None
@@ -353,6 +393,11 @@ class OrchestratorService:
             topic=v.text(topic, v.TOPIC),
             body=self._json_object(body, "body"),
         )
+
+    async def newest_message_id(self, agent_id: str) -> int:
+        """Where a stream for `agent_id` that starts from now begins (the agent must be known, as for any stream)."""
+        await self._stores.agents.get(v.agent_id(agent_id))
+        return await self._stores.messages.newest_id()
 
     async def receive_messages(self, *, agent_id: str, after_message_id: int) -> AsyncIterator[MessageRecord]:
         """Yield messages for the agent after the cursor, then new ones as NOTIFY announces them."""

@@ -7,11 +7,13 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
 from ai_agents.errors import InvalidArgument
+from ai_agents.handoff import FollowUp, OutgoingMessage
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -76,6 +78,13 @@ TEXT_LIMITS = (
 MAX_AGENT_ID = 253  # a DNS name, so a pod name fits
 MAX_RESOURCE_NAME = 63  # a DNS label
 MAX_LABELS = 64
+# Task priority, of a submitted task and of a follow-up alike.
+MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
+MAX_ATTEMPTS = 100
+# What one completion may hand on (each follow-up payload and message body is also a payload: the limits above).
+# A chain step hands work to a few agent types, not a fan-out of thousands; a gRPC message must still hold them.
+MAX_FOLLOW_UPS = 16
+MAX_COMPLETION_MESSAGES = 16
 
 _AGENT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_AGENT_ID - 1}}}")
 _RESOURCE = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_RESOURCE_NAME - 1}}}")
@@ -337,3 +346,60 @@ def result(value: Any, *, max_bytes: int, max_depth: int = MAX_DECODABLE_DEPTH) 
         if signal is not None and (isinstance(signal, bool) or not isinstance(signal, int | float) or signal < 0):
             raise InvalidArgument(f"result.{name}: must be a non-negative number")
     return checked
+
+
+# ---- what a completion hands on (store/follow_ups.py) ------------------------------------------------------
+
+
+def follow_ups(
+    values: Sequence[FollowUp], *, max_bytes: int, max_depth: int, default_max_attempts: int
+) -> tuple[FollowUp, ...]:
+    """Follow-up tasks as the store queues them: known types, payloads every hop carries, max_attempts resolved."""
+    if len(values) > MAX_FOLLOW_UPS:
+        raise InvalidArgument(f"follow_ups: {len(values)} follow-ups exceeds the limit of {MAX_FOLLOW_UPS}")
+    checked = []
+    for index, value in enumerate(values):
+        field = f"follow_ups[{index}]"
+        checked.append(
+            FollowUp(
+                agent_type=agent_type(value.agent_type, field=f"{field}.agent_type"),
+                payload=payload(value.payload, max_bytes=max_bytes, max_depth=max_depth, field=f"{field}.payload"),
+                priority=int_in_range(value.priority, field=f"{field}.priority", low=MIN_PRIORITY, high=MAX_PRIORITY),
+                max_attempts=(
+                    int_in_range(value.max_attempts, field=f"{field}.max_attempts", low=1, high=MAX_ATTEMPTS)
+                    if value.max_attempts
+                    else default_max_attempts
+                ),
+            )
+        )
+    return tuple(checked)
+
+
+def completion_messages(
+    values: Sequence[OutgoingMessage], *, max_bytes: int, max_depth: int
+) -> tuple[OutgoingMessage, ...]:
+    """Messages a completion sends: one audience each, a topic within its limit, a body every hop carries."""
+    if len(values) > MAX_COMPLETION_MESSAGES:
+        raise InvalidArgument(f"messages: {len(values)} messages exceeds the limit of {MAX_COMPLETION_MESSAGES}")
+    checked = []
+    for index, value in enumerate(values):
+        field = f"messages[{index}]"
+        audiences = sum((bool(value.recipient_agent_id), bool(value.recipient_type), bool(value.to_all)))
+        if audiences != 1:
+            raise InvalidArgument(f"{field}: set exactly one of recipient_agent_id, recipient_type, to_all")
+        checked.append(
+            OutgoingMessage(
+                topic=text(value.topic, TOPIC, field=f"{field}.topic"),
+                body=payload(value.body, max_bytes=max_bytes, max_depth=max_depth, field=f"{field}.body"),
+                recipient_agent_id=(
+                    agent_id(value.recipient_agent_id, field=f"{field}.recipient_agent_id")
+                    if value.recipient_agent_id
+                    else None
+                ),
+                recipient_type=(
+                    agent_type(value.recipient_type, field=f"{field}.recipient_type") if value.recipient_type else None
+                ),
+                to_all=bool(value.to_all),
+            )
+        )
+    return tuple(checked)

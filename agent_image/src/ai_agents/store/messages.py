@@ -58,3 +58,8 @@ class MessageStore:
             limit,
         )
         return [MessageRecord.from_row(r) for r in rows]
+
+    async def newest_id(self) -> int:
+        """The id of the newest message (0 when there is none): where a stream that starts "from now" begins."""
+        newest: int = await self._pool.fetchval("SELECT coalesce(max(message_id), 0) FROM messages")
+        return newest

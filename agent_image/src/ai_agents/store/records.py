@@ -42,9 +42,13 @@ class TaskRecord:
     # submit's; in what the orchestrator hands an agent, its lease span's. None when that call was not traced.
     traceparent: str | None = None
     tracestate: str | None = None
+    # The chain (store/follow_ups.py): the task whose completion created this one, and those this one's created.
+    parent_task_id: str | None = None
+    child_task_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> TaskRecord:
+        parent = row["parent_task_id"]
         return cls(
             task_id=str(row["task_id"]),
             agent_type=row["agent_type"],
@@ -69,6 +73,8 @@ class TaskRecord:
             finished_at=row["finished_at"],
             traceparent=row["traceparent"],
             tracestate=row["tracestate"],
+            parent_task_id=str(parent) if parent is not None else None,
+            child_task_ids=tuple(str(child) for child in row["child_task_ids"] or ()),
         )
 
 
@@ -112,9 +118,12 @@ class MessageRecord:
     topic: str
     body: dict[str, Any]
     created_at: datetime
+    # The task whose completion sent it (store/follow_ups.py); None for SendMessage and BroadcastMessage.
+    sender_task_id: str | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> MessageRecord:
+        sender_task_id = row["sender_task_id"]
         return cls(
             message_id=row["message_id"],
             sender=row["sender"],
@@ -124,6 +133,7 @@ class MessageRecord:
             topic=row["topic"],
             body=_json(row["body"]),
             created_at=row["created_at"],
+            sender_task_id=str(sender_task_id) if sender_task_id is not None else None,
         )
 
 

@@ -15,6 +15,7 @@ import asyncpg
 
 from ai_agents.domain import TaskState
 from ai_agents.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ai_agents.store.follow_ups import Handoff, complete_and_hand_on
 from ai_agents.store.group_commit import GroupCommit
 from ai_agents.store.paging import byte_bounded_page, has_more
 from ai_agents.store.records import TaskRecord
@@ -26,13 +27,15 @@ _FENCE = "task_id = $1 AND state = 'leased' AND lease_token = $2 AND ($3::text I
 _CLEAR_LEASE = "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()"
 
 # What one row costs in a list page, as PostgreSQL can tell without shipping it: the JSON text of every
-# variable-length field (to_json escapes strings as a JSON encoder does), plus the fixed fields, keys and page
-# envelope share of the HTTP rendering (about 520 bytes measured at their longest), rounded up.
+# variable-length field (to_json escapes strings as a JSON encoder does; a child id is 40 bytes with its quotes
+# and separator), plus the fixed fields, keys and page envelope share of the HTTP rendering (about 600 bytes
+# measured at their longest, the parent id included), rounded up.
 _TASK_ROW_BYTES = """(
     octet_length(payload::text) + octet_length(coalesce(result::text, 'null'))
     + octet_length(to_json(error)::text) + octet_length(to_json(progress_message)::text)
     + octet_length(to_json(coalesce(idempotency_key, ''))::text)
     + octet_length(to_json(coalesce(lease_owner, ''))::text)
+    + 40 * cardinality(child_task_ids)
     + 640
 )"""
 
@@ -249,8 +252,23 @@ class TaskStore:
         return FailedPrecondition(f"lease token {token} for task {task_id} is stale or not held by this agent")
 
     async def complete(
-        self, task_id: str, token: int, result: dict[str, Any], *, owner: str | None = None
+        self,
+        task_id: str,
+        token: int,
+        result: dict[str, Any],
+        *,
+        owner: str | None = None,
+        handoff: Handoff | None = None,
     ) -> TaskRecord:
+        """Complete a leased task; with a `handoff`, queue its follow-ups and send its messages in the same
+        transaction (store/follow_ups.py): all of it happens once, for the current lease only."""
+        if handoff:
+            with store_span("complete", "UPDATE", task_id=task_id, follow_ups=len(handoff.follow_ups)):
+                result_json = json.dumps(result, separators=(",", ":"))
+                done = await complete_and_hand_on(self._pool, task_id, token, owner, result_json, handoff)
+                if done is None:
+                    raise await self._refusal(task_id, token)
+                return done
         with store_span("complete", "UPDATE", task_id=task_id, group_commit=self._completions is not None):
             return await self._complete(task_id, token, result, owner)
 

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61i_agents/v1/messaging.proto\x12\x0c\x61i_agents.v1\x1a\x19\x61i_agents/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\x03\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x1a\n\x12recipient_agent_id\x18\x03 \x01(\t\x12/\n\x0erecipient_type\x18\x04 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x0e\n\x06to_all\x18\x05 \x01(\x08\x12\r\n\x05topic\x18\x06 \x01(\t\x12%\n\x04\x62ody\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x12SendMessageRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x1a\n\x12recipient_agent_id\x18\x02 \x01(\t\x12\r\n\x05topic\x18\x03 \x01(\t\x12%\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"=\n\x13SendMessageResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.ai_agents.v1.Message\"\x8c\x01\n\x17\x42roadcastMessageRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\r\n\x05topic\x18\x03 \x01(\t\x12%\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"B\n\x18\x42roadcastMessageResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.ai_agents.v1.Message\"D\n\x16ReceiveMessagesRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x66ter_message_id\x18\x02 \x01(\x03\"A\n\x17ReceiveMessagesResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.ai_agents.v1.Message2\xab\x02\n\x10MessagingService\x12R\n\x0bSendMessage\x12 .ai_agents.v1.SendMessageRequest\x1a!.ai_agents.v1.SendMessageResponse\x12\x61\n\x10\x42roadcastMessage\x12%.ai_agents.v1.BroadcastMessageRequest\x1a&.ai_agents.v1.BroadcastMessageResponse\x12`\n\x0fReceiveMessages\x12$.ai_agents.v1.ReceiveMessagesRequest\x1a%.ai_agents.v1.ReceiveMessagesResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61i_agents/v1/messaging.proto\x12\x0c\x61i_agents.v1\x1a\x19\x61i_agents/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x02\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\x03\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x1a\n\x12recipient_agent_id\x18\x03 \x01(\t\x12/\n\x0erecipient_type\x18\x04 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x0e\n\x06to_all\x18\x05 \x01(\x08\x12\r\n\x05topic\x18\x06 \x01(\t\x12%\n\x04\x62ody\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0esender_task_id\x18\t \x01(\t\"v\n\x12SendMessageRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x1a\n\x12recipient_agent_id\x18\x02 \x01(\t\x12\r\n\x05topic\x18\x03 \x01(\t\x12%\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"=\n\x13SendMessageResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.ai_agents.v1.Message\"\x8c\x01\n\x17\x42roadcastMessageRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\r\n\x05topic\x18\x03 \x01(\t\x12%\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"B\n\x18\x42roadcastMessageResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.ai_agents.v1.Message\"V\n\x16ReceiveMessagesRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x66ter_message_id\x18\x02 \x01(\x03\x12\x10\n\x08\x66rom_now\x18\x03 \x01(\x08\"b\n\x17ReceiveMessagesResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.ai_agents.v1.Message\x12\x1f\n\x17opened_after_message_id\x18\x02 \x01(\x03\x32\xab\x02\n\x10MessagingService\x12R\n\x0bSendMessage\x12 .ai_agents.v1.SendMessageRequest\x1a!.ai_agents.v1.SendMessageResponse\x12\x61\n\x10\x42roadcastMessage\x12%.ai_agents.v1.BroadcastMessageRequest\x1a&.ai_agents.v1.BroadcastMessageResponse\x12`\n\x0fReceiveMessages\x12$.ai_agents.v1.ReceiveMessagesRequest\x1a%.ai_agents.v1.ReceiveMessagesResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,19 +35,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai_agents.v1.messaging_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MESSAGE']._serialized_start=137
-  _globals['_MESSAGE']._serialized_end=377
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=379
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=497
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=499
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=560
-  _globals['_BROADCASTMESSAGEREQUEST']._serialized_start=563
-  _globals['_BROADCASTMESSAGEREQUEST']._serialized_end=703
-  _globals['_BROADCASTMESSAGERESPONSE']._serialized_start=705
-  _globals['_BROADCASTMESSAGERESPONSE']._serialized_end=771
-  _globals['_RECEIVEMESSAGESREQUEST']._serialized_start=773
-  _globals['_RECEIVEMESSAGESREQUEST']._serialized_end=841
-  _globals['_RECEIVEMESSAGESRESPONSE']._serialized_start=843
-  _globals['_RECEIVEMESSAGESRESPONSE']._serialized_end=908
-  _globals['_MESSAGINGSERVICE']._serialized_start=911
-  _globals['_MESSAGINGSERVICE']._serialized_end=1210
+  _globals['_MESSAGE']._serialized_end=401
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=403
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=521
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=523
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=584
+  _globals['_BROADCASTMESSAGEREQUEST']._serialized_start=587
+  _globals['_BROADCASTMESSAGEREQUEST']._serialized_end=727
+  _globals['_BROADCASTMESSAGERESPONSE']._serialized_start=729
+  _globals['_BROADCASTMESSAGERESPONSE']._serialized_end=795
+  _globals['_RECEIVEMESSAGESREQUEST']._serialized_start=797
+  _globals['_RECEIVEMESSAGESREQUEST']._serialized_end=883
+  _globals['_RECEIVEMESSAGESRESPONSE']._serialized_start=885
+  _globals['_RECEIVEMESSAGESRESPONSE']._serialized_end=983
+  _globals['_MESSAGINGSERVICE']._serialized_start=986
+  _globals['_MESSAGINGSERVICE']._serialized_end=1285
 # @@protoc_insertion_point(module_scope)

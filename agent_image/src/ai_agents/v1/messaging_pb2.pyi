@@ -31,6 +31,7 @@ class Message(_message.Message):
     TOPIC_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    SENDER_TASK_ID_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     sender: _builtins.str
     recipient_agent_id: _builtins.str
@@ -38,6 +39,10 @@ class Message(_message.Message):
     recipient_type: _common_pb2.AgentType.ValueType
     to_all: _builtins.bool
     topic: _builtins.str
+    sender_task_id: _builtins.str
+    """The task whose completion sent the message (docs/contracts.md, "Chains"); empty for SendMessage and
+    BroadcastMessage. A follow-up finds what its parent sent it by this id.
+    """
     @_builtins.property
     def body(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -53,10 +58,11 @@ class Message(_message.Message):
         topic: _builtins.str = ...,
         body: _struct_pb2.Struct | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        sender_task_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "created_at", b"created_at", "message_id", b"message_id", "recipient_agent_id", b"recipient_agent_id", "recipient_type", b"recipient_type", "sender", b"sender", "to_all", b"to_all", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "created_at", b"created_at", "message_id", b"message_id", "recipient_agent_id", b"recipient_agent_id", "recipient_type", b"recipient_type", "sender", b"sender", "sender_task_id", b"sender_task_id", "to_all", b"to_all", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -167,18 +173,24 @@ class ReceiveMessagesRequest(_message.Message):
 
     AGENT_ID_FIELD_NUMBER: _builtins.int
     AFTER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    FROM_NOW_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     after_message_id: _builtins.int
     """Deliver messages with a larger id only; the caller keeps the cursor for at-least-once delivery."""
+    from_now: _builtins.bool
+    """Start after the newest message that exists when the stream opens (after_message_id is then ignored), so
+    that a newly started agent receives what is sent from then on without replaying the history.
+    """
     def __init__(
         self,
         *,
         agent_id: _builtins.str = ...,
         after_message_id: _builtins.int = ...,
+        from_now: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_message_id", b"after_message_id", "agent_id", b"agent_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_message_id", b"after_message_id", "agent_id", b"agent_id", "from_now", b"from_now"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -189,16 +201,22 @@ class ReceiveMessagesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGE_FIELD_NUMBER: _builtins.int
+    OPENED_AFTER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    opened_after_message_id: _builtins.int
+    """In that first response: the id after which messages are delivered, the caller's cursor from then on."""
     @_builtins.property
-    def message(self) -> Global___Message: ...
+    def message(self) -> Global___Message:
+        """Unset only in the first response of a from_now stream, which says the stream is open."""
+
     def __init__(
         self,
         *,
         message: Global___Message | None = ...,
+        opened_after_message_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "opened_after_message_id", b"opened_after_message_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,55 +27,59 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61i_agents/v1/tasks.proto\x12\x0c\x61i_agents.v1\x1a\x19\x61i_agents/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06result\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x13\n\x0blease_owner\x18\x0b \x01(\t\x12\x34\n\x10lease_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08progress\x18\r \x01(\x02\x12\x18\n\x10progress_message\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\tTaskLease\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12\x12\n\ntracestate\x18\x04 \x01(\t\"\xab\x01\n\x11SubmitTaskRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\"G\n\x12SubmitTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"\x8e\x01\n\x10ListTasksRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.ai_agents.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x19UpdateTaskProgressRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x10\n\x08progress\x18\x03 \x01(\x02\x12\x0f\n\x07message\x18\x04 \x01(\t\">\n\x1aUpdateTaskProgressResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"d\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x14\x43ompleteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"Y\n\x0f\x46\x61ilTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"4\n\x10\x46\x61ilTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"6\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"{\n\x11LeaseTasksRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x11\n\tmax_tasks\x18\x03 \x01(\x05\x12\x14\n\x0cwait_seconds\x18\x04 \x01(\x05\"=\n\x12LeaseTasksResponse\x12\'\n\x06leases\x18\x01 \x03(\x0b\x32\x17.ai_agents.v1.TaskLease\":\n\x12ReleaseTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\"7\n\x13ReleaseTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task*\xbc\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x15\n\x11TASK_STATE_LEASED\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05\x12\x1a\n\x16TASK_STATE_DEAD_LETTER\x10\x06\x32\xf5\x05\n\x0bTaskService\x12O\n\nSubmitTask\x12\x1f.ai_agents.v1.SubmitTaskRequest\x1a .ai_agents.v1.SubmitTaskResponse\x12\x46\n\x07GetTask\x12\x1c.ai_agents.v1.GetTaskRequest\x1a\x1d.ai_agents.v1.GetTaskResponse\x12L\n\tListTasks\x12\x1e.ai_agents.v1.ListTasksRequest\x1a\x1f.ai_agents.v1.ListTasksResponse\x12g\n\x12UpdateTaskProgress\x12\'.ai_agents.v1.UpdateTaskProgressRequest\x1a(.ai_agents.v1.UpdateTaskProgressResponse\x12U\n\x0c\x43ompleteTask\x12!.ai_agents.v1.CompleteTaskRequest\x1a\".ai_agents.v1.CompleteTaskResponse\x12I\n\x08\x46\x61ilTask\x12\x1d.ai_agents.v1.FailTaskRequest\x1a\x1e.ai_agents.v1.FailTaskResponse\x12O\n\nCancelTask\x12\x1f.ai_agents.v1.CancelTaskRequest\x1a .ai_agents.v1.CancelTaskResponse\x12O\n\nLeaseTasks\x12\x1f.ai_agents.v1.LeaseTasksRequest\x1a .ai_agents.v1.LeaseTasksResponse\x12R\n\x0bReleaseTask\x12 .ai_agents.v1.ReleaseTaskRequest\x1a!.ai_agents.v1.ReleaseTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61i_agents/v1/tasks.proto\x12\x0c\x61i_agents.v1\x1a\x19\x61i_agents/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06result\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x13\n\x0blease_owner\x18\x0b \x01(\t\x12\x34\n\x10lease_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08progress\x18\r \x01(\x02\x12\x18\n\x10progress_message\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eparent_task_id\x18\x12 \x01(\t\x12\x16\n\x0e\x63hild_task_ids\x18\x13 \x03(\t\"k\n\tTaskLease\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12\x12\n\ntracestate\x18\x04 \x01(\t\"\xab\x01\n\x11SubmitTaskRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\"G\n\x12SubmitTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"\x8e\x01\n\x10ListTasksRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.ai_agents.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x19UpdateTaskProgressRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x10\n\x08progress\x18\x03 \x01(\x02\x12\x0f\n\x07message\x18\x04 \x01(\t\">\n\x1aUpdateTaskProgressResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"\xc3\x01\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\nfollow_ups\x18\x04 \x03(\x0b\x32\x16.ai_agents.v1.FollowUp\x12\x31\n\x08messages\x18\x05 \x03(\x0b\x32\x1f.ai_agents.v1.CompletionMessage\"\x89\x01\n\x08\x46ollowUp\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\"\xa6\x01\n\x11\x43ompletionMessage\x12\x1a\n\x12recipient_agent_id\x18\x01 \x01(\t\x12/\n\x0erecipient_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x0e\n\x06to_all\x18\x03 \x01(\x08\x12\r\n\x05topic\x18\x04 \x01(\t\x12%\n\x04\x62ody\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x14\x43ompleteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"Y\n\x0f\x46\x61ilTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"4\n\x10\x46\x61ilTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"6\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"{\n\x11LeaseTasksRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x11\n\tmax_tasks\x18\x03 \x01(\x05\x12\x14\n\x0cwait_seconds\x18\x04 \x01(\x05\"=\n\x12LeaseTasksResponse\x12\'\n\x06leases\x18\x01 \x03(\x0b\x32\x17.ai_agents.v1.TaskLease\":\n\x12ReleaseTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\"7\n\x13ReleaseTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task*\xbc\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x15\n\x11TASK_STATE_LEASED\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05\x12\x1a\n\x16TASK_STATE_DEAD_LETTER\x10\x06\x32\xf5\x05\n\x0bTaskService\x12O\n\nSubmitTask\x12\x1f.ai_agents.v1.SubmitTaskRequest\x1a .ai_agents.v1.SubmitTaskResponse\x12\x46\n\x07GetTask\x12\x1c.ai_agents.v1.GetTaskRequest\x1a\x1d.ai_agents.v1.GetTaskResponse\x12L\n\tListTasks\x12\x1e.ai_agents.v1.ListTasksRequest\x1a\x1f.ai_agents.v1.ListTasksResponse\x12g\n\x12UpdateTaskProgress\x12\'.ai_agents.v1.UpdateTaskProgressRequest\x1a(.ai_agents.v1.UpdateTaskProgressResponse\x12U\n\x0c\x43ompleteTask\x12!.ai_agents.v1.CompleteTaskRequest\x1a\".ai_agents.v1.CompleteTaskResponse\x12I\n\x08\x46\x61ilTask\x12\x1d.ai_agents.v1.FailTaskRequest\x1a\x1e.ai_agents.v1.FailTaskResponse\x12O\n\nCancelTask\x12\x1f.ai_agents.v1.CancelTaskRequest\x1a .ai_agents.v1.CancelTaskResponse\x12O\n\nLeaseTasks\x12\x1f.ai_agents.v1.LeaseTasksRequest\x1a .ai_agents.v1.LeaseTasksResponse\x12R\n\x0bReleaseTask\x12 .ai_agents.v1.ReleaseTaskRequest\x1a!.ai_agents.v1.ReleaseTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai_agents.v1.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATE']._serialized_start=2229
-  _globals['_TASKSTATE']._serialized_end=2417
+  _globals['_TASKSTATE']._serialized_start=2682
+  _globals['_TASKSTATE']._serialized_end=2870
   _globals['_TASK']._serialized_start=133
-  _globals['_TASK']._serialized_end=686
-  _globals['_TASKLEASE']._serialized_start=688
-  _globals['_TASKLEASE']._serialized_end=795
-  _globals['_SUBMITTASKREQUEST']._serialized_start=798
-  _globals['_SUBMITTASKREQUEST']._serialized_end=969
-  _globals['_SUBMITTASKRESPONSE']._serialized_start=971
-  _globals['_SUBMITTASKRESPONSE']._serialized_end=1042
-  _globals['_GETTASKREQUEST']._serialized_start=1044
-  _globals['_GETTASKREQUEST']._serialized_end=1077
-  _globals['_GETTASKRESPONSE']._serialized_start=1079
-  _globals['_GETTASKRESPONSE']._serialized_end=1130
-  _globals['_LISTTASKSREQUEST']._serialized_start=1133
-  _globals['_LISTTASKSREQUEST']._serialized_end=1275
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1277
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1356
-  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_start=1358
-  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_end=1458
-  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_start=1460
-  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_end=1522
-  _globals['_COMPLETETASKREQUEST']._serialized_start=1524
-  _globals['_COMPLETETASKREQUEST']._serialized_end=1624
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=1626
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=1682
-  _globals['_FAILTASKREQUEST']._serialized_start=1684
-  _globals['_FAILTASKREQUEST']._serialized_end=1773
-  _globals['_FAILTASKRESPONSE']._serialized_start=1775
-  _globals['_FAILTASKRESPONSE']._serialized_end=1827
-  _globals['_CANCELTASKREQUEST']._serialized_start=1829
-  _globals['_CANCELTASKREQUEST']._serialized_end=1865
-  _globals['_CANCELTASKRESPONSE']._serialized_start=1867
-  _globals['_CANCELTASKRESPONSE']._serialized_end=1921
-  _globals['_LEASETASKSREQUEST']._serialized_start=1923
-  _globals['_LEASETASKSREQUEST']._serialized_end=2046
-  _globals['_LEASETASKSRESPONSE']._serialized_start=2048
-  _globals['_LEASETASKSRESPONSE']._serialized_end=2109
-  _globals['_RELEASETASKREQUEST']._serialized_start=2111
-  _globals['_RELEASETASKREQUEST']._serialized_end=2169
-  _globals['_RELEASETASKRESPONSE']._serialized_start=2171
-  _globals['_RELEASETASKRESPONSE']._serialized_end=2226
-  _globals['_TASKSERVICE']._serialized_start=2420
-  _globals['_TASKSERVICE']._serialized_end=3177
+  _globals['_TASK']._serialized_end=734
+  _globals['_TASKLEASE']._serialized_start=736
+  _globals['_TASKLEASE']._serialized_end=843
+  _globals['_SUBMITTASKREQUEST']._serialized_start=846
+  _globals['_SUBMITTASKREQUEST']._serialized_end=1017
+  _globals['_SUBMITTASKRESPONSE']._serialized_start=1019
+  _globals['_SUBMITTASKRESPONSE']._serialized_end=1090
+  _globals['_GETTASKREQUEST']._serialized_start=1092
+  _globals['_GETTASKREQUEST']._serialized_end=1125
+  _globals['_GETTASKRESPONSE']._serialized_start=1127
+  _globals['_GETTASKRESPONSE']._serialized_end=1178
+  _globals['_LISTTASKSREQUEST']._serialized_start=1181
+  _globals['_LISTTASKSREQUEST']._serialized_end=1323
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1325
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1404
+  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_start=1406
+  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_end=1506
+  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_start=1508
+  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_end=1570
+  _globals['_COMPLETETASKREQUEST']._serialized_start=1573
+  _globals['_COMPLETETASKREQUEST']._serialized_end=1768
+  _globals['_FOLLOWUP']._serialized_start=1771
+  _globals['_FOLLOWUP']._serialized_end=1908
+  _globals['_COMPLETIONMESSAGE']._serialized_start=1911
+  _globals['_COMPLETIONMESSAGE']._serialized_end=2077
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=2079
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=2135
+  _globals['_FAILTASKREQUEST']._serialized_start=2137
+  _globals['_FAILTASKREQUEST']._serialized_end=2226
+  _globals['_FAILTASKRESPONSE']._serialized_start=2228
+  _globals['_FAILTASKRESPONSE']._serialized_end=2280
+  _globals['_CANCELTASKREQUEST']._serialized_start=2282
+  _globals['_CANCELTASKREQUEST']._serialized_end=2318
+  _globals['_CANCELTASKRESPONSE']._serialized_start=2320
+  _globals['_CANCELTASKRESPONSE']._serialized_end=2374
+  _globals['_LEASETASKSREQUEST']._serialized_start=2376
+  _globals['_LEASETASKSREQUEST']._serialized_end=2499
+  _globals['_LEASETASKSRESPONSE']._serialized_start=2501
+  _globals['_LEASETASKSRESPONSE']._serialized_end=2562
+  _globals['_RELEASETASKREQUEST']._serialized_start=2564
+  _globals['_RELEASETASKREQUEST']._serialized_end=2622
+  _globals['_RELEASETASKRESPONSE']._serialized_start=2624
+  _globals['_RELEASETASKRESPONSE']._serialized_end=2679
+  _globals['_TASKSERVICE']._serialized_start=2873
+  _globals['_TASKSERVICE']._serialized_end=3630
 # @@protoc_insertion_point(module_scope)

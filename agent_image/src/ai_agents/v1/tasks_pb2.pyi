@@ -68,6 +68,8 @@ class Task(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    PARENT_TASK_ID_FIELD_NUMBER: _builtins.int
+    CHILD_TASK_IDS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     agent_type: _common_pb2.AgentType.ValueType
     state: Global___TaskState.ValueType
@@ -79,6 +81,8 @@ class Task(_message.Message):
     lease_owner: _builtins.str
     progress: _builtins.float
     progress_message: _builtins.str
+    parent_task_id: _builtins.str
+    """The task whose completion requested this one as a follow-up; empty for a submitted task."""
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -91,6 +95,10 @@ class Task(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def child_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The follow-ups this task's completion created, in the order requested (the next links of its chain)."""
+
     def __init__(
         self,
         *,
@@ -111,10 +119,12 @@ class Task(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        parent_task_id: _builtins.str = ...,
+        child_task_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "lease_expires_at", b"lease_expires_at", "payload", b"payload", "result", b"result", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_type", b"agent_type", "attempts", b"attempts", "created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "lease_owner", b"lease_owner", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "state", b"state", "task_id", b"task_id", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_type", b"agent_type", "attempts", b"attempts", "child_task_ids", b"child_task_ids", "created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "idempotency_key", b"idempotency_key", "lease_expires_at", b"lease_expires_at", "lease_owner", b"lease_owner", "max_attempts", b"max_attempts", "parent_task_id", b"parent_task_id", "payload", b"payload", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "state", b"state", "task_id", b"task_id", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -357,24 +367,104 @@ class CompleteTaskRequest(_message.Message):
     TASK_ID_FIELD_NUMBER: _builtins.int
     LEASE_TOKEN_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    FOLLOW_UPS_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     lease_token: _builtins.int
     @_builtins.property
     def result(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def follow_ups(self) -> _containers.RepeatedCompositeFieldContainer[Global___FollowUp]:
+        """Tasks for other agents to take the work on, created in the same transaction as the completion: exactly
+        once, however often the completion is retried, and never for a stale lease token.
+        """
+
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompletionMessage]:
+        """Messages sent (from the lease holder) in the same transaction as the completion."""
+
     def __init__(
         self,
         *,
         task_id: _builtins.str = ...,
         lease_token: _builtins.int = ...,
         result: _struct_pb2.Struct | None = ...,
+        follow_ups: _abc.Iterable[Global___FollowUp] | None = ...,
+        messages: _abc.Iterable[Global___CompletionMessage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_token", b"lease_token", "result", b"result", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_ups", b"follow_ups", "lease_token", b"lease_token", "messages", b"messages", "result", b"result", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompleteTaskRequest: _TypeAlias = CompleteTaskRequest  # noqa: Y015
+
+@_typing.final
+class FollowUp(_message.Message):
+    """A follow-up task a completion requests; it is queued with parent_task_id set to the completed task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_TYPE_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    agent_type: _common_pb2.AgentType.ValueType
+    priority: _builtins.int
+    max_attempts: _builtins.int
+    """Zero means the orchestrator default."""
+    @_builtins.property
+    def payload(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        agent_type: _common_pb2.AgentType.ValueType = ...,
+        payload: _struct_pb2.Struct | None = ...,
+        priority: _builtins.int = ...,
+        max_attempts: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_type", b"agent_type", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowUp: _TypeAlias = FollowUp  # noqa: Y015
+
+@_typing.final
+class CompletionMessage(_message.Message):
+    """A message a completion sends. Exactly one of recipient_agent_id, recipient_type or to_all names the audience."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_AGENT_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_TYPE_FIELD_NUMBER: _builtins.int
+    TO_ALL_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    recipient_agent_id: _builtins.str
+    recipient_type: _common_pb2.AgentType.ValueType
+    to_all: _builtins.bool
+    topic: _builtins.str
+    @_builtins.property
+    def body(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        recipient_agent_id: _builtins.str = ...,
+        recipient_type: _common_pb2.AgentType.ValueType = ...,
+        to_all: _builtins.bool = ...,
+        topic: _builtins.str = ...,
+        body: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "recipient_agent_id", b"recipient_agent_id", "recipient_type", b"recipient_type", "to_all", b"to_all", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompletionMessage: _TypeAlias = CompletionMessage  # noqa: Y015
 
 @_typing.final
 class CompleteTaskResponse(_message.Message):
