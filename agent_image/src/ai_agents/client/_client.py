@@ -12,8 +12,9 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from ai_agents import convert as c
 from ai_agents.client._breaker import BreakerState, CircuitBreaker, CircuitOpenError
-from ai_agents.client._channel import ChannelOptions, create_channel
+from ai_agents.client._channel import ChannelOptions
 from ai_agents.client._lenient import LeaseBatch, decode_lease_response
+from ai_agents.client._pool import ChannelPool
 from ai_agents.observability.metrics import CommonMetrics
 from ai_agents.observability.tracing import tracing_enabled
 from ai_agents.serving.identity import CREDENTIAL_METADATA
@@ -60,11 +61,14 @@ _aio_client_interceptors: Callable[[], list[grpc.aio.ClientInterceptor]] = aio_c
 
 
 class OrchestratorClient:
-    """Use `OrchestratorClient.connect(target, token=...)` (or `async with`); every call has a deadline."""
+    """Use `OrchestratorClient.connect(target, token=...)` (or `async with`); every call has a deadline.
+
+    `channel` is one grpc.aio channel or a ChannelPool (what `connect` builds): the stubs spread calls over a pool.
+    """
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        channel: grpc.aio.Channel | ChannelPool,
         *,
         target: str,
         token: str | None = None,
@@ -103,16 +107,18 @@ class OrchestratorClient:
         timeout: float = 10.0,
         metrics: CommonMetrics | None = None,
         options: ChannelOptions | None = None,
+        channels: int = 1,
         wait_ready: float | None = None,
         agent_credential: AgentCredential | None = None,
     ) -> OrchestratorClient:
+        """A client on a pool of `channels` channels to `target`, each with its own connection to every backend."""
         # Trace context is injected into every call only when tracing is configured (it costs CPU per call).
         interceptors = _aio_client_interceptors() if tracing_enabled() else []
-        channel = create_channel(target, options=options, interceptors=interceptors)
+        pool = ChannelPool(target, size=channels, options=options, interceptors=interceptors, metrics=metrics)
         if wait_ready is not None:
-            await channel.channel_ready()  # bounded by the caller with asyncio.wait_for when needed
+            await pool.channel_ready()  # bounded by the caller with asyncio.wait_for when needed
         return cls(
-            channel, target=target, token=token, timeout=timeout, metrics=metrics, agent_credential=agent_credential
+            pool, target=target, token=token, timeout=timeout, metrics=metrics, agent_credential=agent_credential
         )
 
     def as_agent(self, credential: str) -> OrchestratorClient:

@@ -1,0 +1,159 @@
+"""A pool of gRPC channels to one target, each on its own connections, with calls spread by least in flight.
+
+One grpc.aio channel multiplexes every call over one HTTP/2 connection per backend, and grpcio serves one
+connection from one thread of its completion queue: a busy client tops out there. Channels created with the same
+arguments share grpcio's global subchannel pool, and with it the connection, so a list of channels alone buys
+nothing; each pooled channel gets a subchannel pool of its own (`grpc.use_local_subchannel_pool`) and a distinct
+`grpc.channel_id` argument, hence its own connection to every backend.
+
+`ChannelPool` quacks like a grpc.aio.Channel where the generated stubs use one (`unary_unary`, `unary_stream`),
+so stubs built on it pick a channel per call: the one with the fewest calls in flight, ties taken in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import grpc
+
+from ai_agents.client._channel import ChannelOptions, create_channel
+from ai_agents.observability.metrics import CommonMetrics
+
+
+class ChannelPool:
+    """`size` channels to `target`; `in_flight[i]` is the number of calls now running on channel i."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        size: int = 1,
+        options: ChannelOptions | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        metrics: CommonMetrics | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"a channel pool needs at least one channel, not {size}")
+        self.target = target
+        self.channels = [
+            create_channel(
+                target,
+                options=options,
+                interceptors=interceptors,
+                extra_args=[("grpc.use_local_subchannel_pool", 1), ("grpc.channel_id", index)],
+            )
+            for index in range(size)
+        ]
+        self.in_flight = [0] * size
+        self._next = 0
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.client_pool_channels.labels(target).set(size)
+            for index in range(size):
+                metrics.client_pool_in_flight.labels(target, str(index)).set(0)
+
+    @property
+    def size(self) -> int:
+        return len(self.channels)
+
+    def pick(self) -> int:
+        """The channel with the fewest calls in flight; among equals, the next in turn (round robin when idle)."""
+        size = len(self.channels)
+        best = self._next
+        for step in range(1, size):
+            index = (self._next + step) % size
+            if self.in_flight[index] < self.in_flight[best]:
+                best = index
+        self._next = (best + 1) % size
+        return best
+
+    def _started(self, index: int) -> None:
+        self.in_flight[index] += 1
+        if self._metrics is not None:
+            self._metrics.client_pool_in_flight.labels(self.target, str(index)).inc()
+
+    def _finished(self, index: int) -> None:
+        self.in_flight[index] -= 1
+        if self._metrics is not None:
+            self._metrics.client_pool_in_flight.labels(self.target, str(index)).dec()
+
+    # ---- the part of grpc.aio.Channel that generated stubs use -------------------------------------------
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        **kwargs: Any,
+    ) -> _PooledUnaryUnary:
+        callables = [
+            channel.unary_unary(
+                method, request_serializer=request_serializer, response_deserializer=response_deserializer, **kwargs
+            )
+            for channel in self.channels
+        ]
+        return _PooledUnaryUnary(self, callables)
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        **kwargs: Any,
+    ) -> _PooledUnaryStream:
+        callables = [
+            channel.unary_stream(
+                method, request_serializer=request_serializer, response_deserializer=response_deserializer, **kwargs
+            )
+            for channel in self.channels
+        ]
+        return _PooledUnaryStream(self, callables)
+
+    async def channel_ready(self) -> None:
+        """Wait until every channel has connected (bound it with asyncio.wait_for)."""
+        await asyncio.gather(*(channel.channel_ready() for channel in self.channels))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(channel.close() for channel in self.channels))
+        if self._metrics is not None:
+            self._metrics.client_pool_channels.labels(self.target).set(0)
+
+
+class _PooledUnaryUnary:
+    """A unary method of every channel; each call runs on the pool's pick and counts as in flight until answered."""
+
+    def __init__(self, pool: ChannelPool, callables: list[grpc.aio.UnaryUnaryMultiCallable]) -> None:
+        self._pool = pool
+        self._callables = callables
+
+    async def __call__(self, request: Any, **kwargs: Any) -> Any:
+        index = self._pool.pick()
+        self._pool._started(index)
+        try:
+            return await self._callables[index](request, **kwargs)
+        finally:
+            self._pool._finished(index)
+
+
+class _PooledUnaryStream:
+    """A server-streaming method: the stream counts as in flight on its channel until it ends."""
+
+    def __init__(self, pool: ChannelPool, callables: list[grpc.aio.UnaryStreamMultiCallable]) -> None:
+        self._pool = pool
+        self._callables = callables
+
+    def __call__(self, request: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        return self._stream(request, kwargs)
+
+    async def _stream(self, request: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        index = self._pool.pick()
+        self._pool._started(index)
+        call = self._callables[index](request, **kwargs)
+        try:
+            async for response in call:
+                yield response
+        finally:
+            call.cancel()  # a no-op once the stream ended; stops it when the reader leaves early
+            self._pool._finished(index)
