@@ -702,9 +702,7 @@ async def register_agents(cfg: Config, target: str, ids: list[str]) -> dict[str,
     try:
 
         async def register(w: int, i: int) -> None:
-            await client.register_agent(
-                agent_id=ids[i], agent_type=AGENT_TYPE, capacity=1, version="bench"
-            )
+            await client.register_agent(agent_id=ids[i], agent_type=AGENT_TYPE, capacity=1, version="bench")
 
         return await closed_loop(len(ids), 120.0, cfg.load_concurrency, register)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -84,13 +84,15 @@ class OrchestratorClient:
         self._metrics = metrics
         self._agent_credential = agent_credential
         self.breaker = breaker or CircuitBreaker(target, on_state_change=self._on_breaker_change)
-        self.tasks = tasks_pb2_grpc.TaskServiceStub(channel)
-        self.agents = agents_pb2_grpc.AgentServiceStub(channel)
-        self.messaging = messaging_pb2_grpc.MessagingServiceStub(channel)
-        self.monitoring = monitoring_pb2_grpc.MonitoringServiceStub(channel)
-        self.resources = resources_pb2_grpc.ResourceServiceStub(channel)
+        # The stubs use only unary_unary and unary_stream, which a ChannelPool serves as a channel does.
+        stub_channel = cast("grpc.aio.Channel", channel)
+        self.tasks = tasks_pb2_grpc.TaskServiceStub(stub_channel)
+        self.agents = agents_pb2_grpc.AgentServiceStub(stub_channel)
+        self.messaging = messaging_pb2_grpc.MessagingServiceStub(stub_channel)
+        self.monitoring = monitoring_pb2_grpc.MonitoringServiceStub(stub_channel)
+        self.resources = resources_pb2_grpc.ResourceServiceStub(stub_channel)
         # LeaseTasks without parsing: decode_lease_response parses each lease alone (see _lenient.py).
-        self._lease_raw = channel.unary_unary(
+        self._lease_raw = stub_channel.unary_unary(
             _LEASE_TASKS,
             request_serializer=tasks_pb2.LeaseTasksRequest.SerializeToString,
             response_deserializer=_raw_bytes,

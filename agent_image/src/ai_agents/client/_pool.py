@@ -124,7 +124,7 @@ class ChannelPool:
 class _PooledUnaryUnary:
     """A unary method of every channel; each call runs on the pool's pick and counts as in flight until answered."""
 
-    def __init__(self, pool: ChannelPool, callables: list[grpc.aio.UnaryUnaryMultiCallable]) -> None:
+    def __init__(self, pool: ChannelPool, callables: list[grpc.aio.UnaryUnaryMultiCallable[Any, Any]]) -> None:
         self._pool = pool
         self._callables = callables
 
@@ -140,7 +140,7 @@ class _PooledUnaryUnary:
 class _PooledUnaryStream:
     """A server-streaming method: the stream counts as in flight on its channel until it ends."""
 
-    def __init__(self, pool: ChannelPool, callables: list[grpc.aio.UnaryStreamMultiCallable]) -> None:
+    def __init__(self, pool: ChannelPool, callables: list[grpc.aio.UnaryStreamMultiCallable[Any, Any]]) -> None:
         self._pool = pool
         self._callables = callables
 
