@@ -13,13 +13,15 @@ so stubs built on it pick a channel per call: the one with the fewest calls in f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
 from ai_agents.client._channel import ChannelOptions, create_channel
 from ai_agents.observability.metrics import CommonMetrics
+
+_CallT = TypeVar("_CallT", bound=grpc.aio.Call)
 
 
 class ChannelPool:
@@ -68,6 +70,19 @@ class ChannelPool:
                 best = index
         self._next = (best + 1) % size
         return best
+
+    def _track(self, start: Callable[[int], _CallT]) -> _CallT:
+        """Start a call on the pick; it counts as in flight until gRPC reports it done (the real call object is
+        returned, so callers keep read(), cancel() and metadata)."""
+        index = self.pick()
+        self._started(index)
+        try:
+            call = start(index)
+        except BaseException:
+            self._finished(index)
+            raise
+        call.add_done_callback(lambda _call: self._finished(index))
+        return call
 
     def _started(self, index: int) -> None:
         self.in_flight[index] += 1
@@ -122,38 +137,22 @@ class ChannelPool:
 
 
 class _PooledUnaryUnary:
-    """A unary method of every channel; each call runs on the pool's pick and counts as in flight until answered."""
+    """A unary method of every channel: each call runs on the pool's pick and counts as in flight until it ends."""
 
     def __init__(self, pool: ChannelPool, callables: list[grpc.aio.UnaryUnaryMultiCallable[Any, Any]]) -> None:
         self._pool = pool
         self._callables = callables
 
-    async def __call__(self, request: Any, **kwargs: Any) -> Any:
-        index = self._pool.pick()
-        self._pool._started(index)
-        try:
-            return await self._callables[index](request, **kwargs)
-        finally:
-            self._pool._finished(index)
+    def __call__(self, request: Any, **kwargs: Any) -> grpc.aio.UnaryUnaryCall[Any, Any]:
+        return self._pool._track(lambda index: self._callables[index](request, **kwargs))
 
 
 class _PooledUnaryStream:
-    """A server-streaming method: the stream counts as in flight on its channel until it ends."""
+    """A server-streaming method: the stream counts as in flight on its channel until it ends or is cancelled."""
 
     def __init__(self, pool: ChannelPool, callables: list[grpc.aio.UnaryStreamMultiCallable[Any, Any]]) -> None:
         self._pool = pool
         self._callables = callables
 
-    def __call__(self, request: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        return self._stream(request, kwargs)
-
-    async def _stream(self, request: Any, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        index = self._pool.pick()
-        self._pool._started(index)
-        call = self._callables[index](request, **kwargs)
-        try:
-            async for response in call:
-                yield response
-        finally:
-            call.cancel()  # a no-op once the stream ended; stops it when the reader leaves early
-            self._pool._finished(index)
+    def __call__(self, request: Any, **kwargs: Any) -> grpc.aio.UnaryStreamCall[Any, Any]:
+        return self._pool._track(lambda index: self._callables[index](request, **kwargs))
