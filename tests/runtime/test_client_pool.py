@@ -20,7 +20,7 @@ from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
 from ai_agents.v1 import monitoring_pb2, monitoring_pb2_grpc
 
-from .conftest import as_agent, eventually, grpc_target
+from .conftest import AgentProcesses, as_agent, eventually, grpc_target
 
 _ESTABLISHED = "01"
 
@@ -79,6 +79,19 @@ async def test_a_pool_of_four_opens_four_connections_and_a_plain_list_of_channel
         assert all(r.created for r in results)
         assert len(established_connections_to(port)) == 4, "calls use the pool's connections, no new ones"
     assert metrics.registry.get_sample_value("ai_agents_client_pool_channels", {"target": target}) == 0
+
+
+async def test_an_agent_process_opens_as_many_connections_as_its_setting_asks(
+    orchestrator: Orchestrator, agents: AgentProcesses
+) -> None:
+    assert orchestrator.grpc is not None
+    port = orchestrator.grpc.port
+    agents.start("coding", grpc_target(orchestrator), AI_AGENTS_ORCHESTRATOR_CHANNELS="3")
+
+    async def three_connections() -> None:
+        assert len(established_connections_to(port)) == 3
+
+    await eventually(three_connections, timeout=20, interval=0.2)
 
 
 async def test_long_polls_on_a_real_orchestrator_spread_over_the_pool_and_show_as_in_flight(

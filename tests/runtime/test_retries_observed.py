@@ -174,8 +174,9 @@ async def test_circuit_breaker_opens_refuses_and_half_opens_on_schedule(
     metrics = CommonMetrics(new_registry(), "test")
     async with await OrchestratorClient.connect(subject.target, metrics=metrics, timeout=10) as client:
         breaker = client.breaker
-        threshold, reset_timeout = 5, 5.0  # CircuitBreaker's defaults, which connect() uses
-        assert (breaker._threshold, breaker._reset_timeout) == (threshold, reset_timeout)
+        # CircuitBreaker's defaults, which connect() uses (and docs/configuration.md states).
+        threshold, reset_timeout = breaker.failure_threshold, breaker.reset_timeout
+        assert (threshold, reset_timeout) == (5, 5.0)
 
         def state() -> float | None:
             return metrics.registry.get_sample_value("ai_agents_circuit_breaker_state", {"target": subject.target})

@@ -1,7 +1,7 @@
 """A pool of gRPC channels to one target, each on its own connections, with calls spread by least in flight.
 
-One grpc.aio channel multiplexes every call over one HTTP/2 connection per backend, and grpcio serves one
-connection from one thread of its completion queue: a busy client tops out there. Channels created with the same
+One grpc.aio channel multiplexes every call over one HTTP/2 connection per backend: one socket, one flow-control
+window, the server's limit on concurrent streams; a busy client tops out there. Channels created with the same
 arguments share grpcio's global subchannel pool, and with it the connection, so a list of channels alone buys
 nothing; each pooled channel gets a subchannel pool of its own (`grpc.use_local_subchannel_pool`) and a distinct
 `grpc.channel_id` argument, hence its own connection to every backend.
@@ -48,6 +48,9 @@ class ChannelPool:
             )
             for index in range(size)
         ]
+        for channel in self.channels:
+            # Connect now rather than at each channel's first call, so load spreads over every connection at once.
+            channel.get_state(try_to_connect=True)
         self.in_flight = [0] * size
         self._next = 0
         self._metrics = metrics
