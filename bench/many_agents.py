@@ -36,19 +36,17 @@ async def _agents(
     from ai_agents.client import OrchestratorClient
 
     cpu0 = time.process_time()
-    clients = [await OrchestratorClient.connect(target, timeout=10) for _ in range(channels)]
+    client = await OrchestratorClient.connect(target, timeout=10, channels=channels)
     lease_ms: list[float] = []
     complete_ms: list[float] = []
     errors: Counter[str] = Counter()
     counts = Counter[str]()
     try:
-        for client in clients:
-            await asyncio.wait_for(client.channel.channel_ready(), 10)
+        await asyncio.wait_for(client.channel.channel_ready(), 10)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         deadline = time.monotonic() + seconds
 
-        async def agent(index: int, agent_id: str) -> None:
-            client = clients[index % len(clients)]
+        async def agent(agent_id: str) -> None:
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 try:
@@ -74,11 +72,10 @@ async def _agents(
                     counts["completed"] += 1
 
         t0 = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(agent(i, a) for i, a in enumerate(ids))), seconds + 60)
+        await asyncio.wait_for(asyncio.gather(*(agent(a) for a in ids)), seconds + 60)
         elapsed = time.perf_counter() - t0
     finally:
-        for client in clients:
-            await client.close()
+        await client.close()
     return {
         "agents": len(ids),
         "completed": counts["completed"],

@@ -530,23 +530,22 @@ async def baseline_postgres(cfg: Config, dsn: str) -> dict[str, Any]:
 
 async def baseline_health(cfg: Config, target: str) -> dict[str, Any]:
     """grpc.health.v1 Check: the orchestrator's gRPC stack (interceptors included) without a database call."""
-    from ai_agents.client import create_channel
+    from ai_agents.client import ChannelPool
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    channels = [create_channel(target) for _ in range(cfg.load_channels)]
-    stubs = [health_pb2_grpc.HealthStub(ch) for ch in channels]
+    channels = ChannelPool(target, size=cfg.load_channels)
+    stub = health_pb2_grpc.HealthStub(channels)  # type: ignore[arg-type]  # the pool serves as a channel
     request = health_pb2.HealthCheckRequest(service="")
     try:
 
-        async def check(w: int, _i: int) -> None:
-            await stubs[w % len(stubs)].Check(request, timeout=10)
+        async def check(_w: int, _i: int) -> None:
+            await stub.Check(request, timeout=10)
 
         result = await closed_loop(cfg.baseline_health_calls, cfg.baseline_seconds, cfg.load_concurrency, check)
         result["concurrency"] = cfg.load_concurrency
         return result
     finally:
-        for ch in channels:
-            await ch.close()
+        await channels.close()
 
 
 async def succeeded_count(client: Any) -> int:
@@ -602,21 +601,20 @@ async def store_latencies(dsn: str, phase: str) -> dict[str, Any]:
 async def phase_e2e(cfg: Config, target: str, dsn: str) -> dict[str, Any]:
     from ai_agents.client import OrchestratorClient
 
-    clients = [await OrchestratorClient.connect(target, timeout=30) for _ in range(cfg.load_channels)]
+    client = await OrchestratorClient.connect(target, timeout=30, channels=cfg.load_channels)
     try:
-        before = await succeeded_count(clients[0])
+        before = await succeeded_count(client)
 
         async def submit(w: int, i: int) -> None:
-            await clients[w % len(clients)].submit_task(AGENT_TYPE, {"phase": "e2e", "i": i})
+            await client.submit_task(AGENT_TYPE, {"phase": "e2e", "i": i})
 
         t0 = time.perf_counter()
         submitted = await closed_loop(cfg.e2e_tasks, cfg.e2e_timeout, cfg.load_concurrency, submit)
         reached, t_done = await wait_succeeded(
-            clients[0], before + submitted["ok"], max(1.0, cfg.e2e_timeout - (time.perf_counter() - t0))
+            client, before + submitted["ok"], max(1.0, cfg.e2e_timeout - (time.perf_counter() - t0))
         )
     finally:
-        for client in clients:
-            await client.close()
+        await client.close()
     wall = t_done - t0
     store = await store_latencies(dsn, "e2e")
     return {
@@ -638,20 +636,19 @@ async def phase_e2e(cfg: Config, target: str, dsn: str) -> dict[str, Any]:
 async def phase_rate(cfg: Config, target: str, dsn: str) -> dict[str, Any]:
     from ai_agents.client import OrchestratorClient
 
-    clients = [await OrchestratorClient.connect(target, timeout=30) for _ in range(cfg.load_channels)]
+    client = await OrchestratorClient.connect(target, timeout=30, channels=cfg.load_channels)
     try:
-        before = await succeeded_count(clients[0])
+        before = await succeeded_count(client)
         total = int(cfg.rate_per_second * cfg.rate_seconds)
 
         async def submit(i: int) -> None:
-            await clients[i % len(clients)].submit_task(AGENT_TYPE, {"phase": "rate", "i": i})
+            await client.submit_task(AGENT_TYPE, {"phase": "rate", "i": i})
 
         load = await open_loop(cfg.rate_per_second, total, cfg.rate_max_in_flight, submit)
         load.pop("_latencies")
-        reached, _ = await wait_succeeded(clients[0], before + load["ok"], cfg.drain_timeout)
+        reached, _ = await wait_succeeded(client, before + load["ok"], cfg.drain_timeout)
     finally:
-        for client in clients:
-            await client.close()
+        await client.close()
     store = await store_latencies(dsn, "rate")
     return {
         "seconds": cfg.rate_seconds,
@@ -680,22 +677,20 @@ async def _heartbeat_load(
     from ai_agents.client import OrchestratorClient
 
     cpu0 = time.process_time()
-    clients = [await OrchestratorClient.connect(target, timeout=10) for _ in range(channels)]
+    client = await OrchestratorClient.connect(target, timeout=10, channels=channels)
     try:
-        for client in clients:
-            await asyncio.wait_for(client.channel.channel_ready(), 10)
+        await asyncio.wait_for(client.channel.channel_ready(), 10)
         rate = len(ids) / interval
         total = int(rate * seconds)
 
         async def beat(i: int) -> None:
-            response = await clients[i % len(clients)].heartbeat(ids[i % len(ids)], [], 0)
+            response = await client.heartbeat(ids[i % len(ids)], [], 0)
             if response.reregister:
                 raise RuntimeError("reregister")
 
         result = await asyncio.wait_for(open_loop(rate, total, max_in_flight, beat, start_at=start_at), seconds + 60)
     finally:
-        for client in clients:
-            await client.close()
+        await client.close()
     result["load_process_cpu_seconds"] = round(time.process_time() - cpu0, 3)
     return result
 
@@ -703,18 +698,15 @@ async def _heartbeat_load(
 async def register_agents(cfg: Config, target: str, ids: list[str]) -> dict[str, Any]:
     from ai_agents.client import OrchestratorClient
 
-    clients = [await OrchestratorClient.connect(target, timeout=30) for _ in range(cfg.load_channels)]
+    client = await OrchestratorClient.connect(target, timeout=30, channels=cfg.load_channels)
     try:
 
         async def register(w: int, i: int) -> None:
-            await clients[w % len(clients)].register_agent(
-                agent_id=ids[i], agent_type=AGENT_TYPE, capacity=1, version="bench"
-            )
+            await client.register_agent(agent_id=ids[i], agent_type=AGENT_TYPE, capacity=1, version="bench")
 
         return await closed_loop(len(ids), 120.0, cfg.load_concurrency, register)
     finally:
-        for client in clients:
-            await client.close()
+        await client.close()
 
 
 def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]:
@@ -817,16 +809,15 @@ async def submit_many(cfg: Config, target: str) -> dict[str, Any]:
     """The `many` phase's work: cfg.many_tasks tasks as fast as possible, stopping at the phase's end."""
     from ai_agents.client import OrchestratorClient
 
-    clients = [await OrchestratorClient.connect(target, timeout=30) for _ in range(cfg.load_channels)]
+    client = await OrchestratorClient.connect(target, timeout=30, channels=cfg.load_channels)
     try:
 
         async def submit(w: int, i: int) -> None:
-            await clients[w % len(clients)].submit_task(AGENT_TYPE, {"phase": "many", "i": i})
+            await client.submit_task(AGENT_TYPE, {"phase": "many", "i": i})
 
         return await closed_loop(cfg.many_tasks, cfg.many_seconds, cfg.load_concurrency, submit)
     finally:
-        for client in clients:
-            await client.close()
+        await client.close()
 
 
 def phase_many(cfg: Config, target: str, dsn: str, meter: CpuMeter, orchestrator_pid: int) -> dict[str, Any]:

@@ -169,6 +169,10 @@ class AgentSettings(CommonSettings, AgentLive):
     agent_type: str
     agent_id: str = Field(default_factory=socket.gethostname)
     orchestrator_target: str = "dns:///127.0.0.1:9090"
+    # gRPC channels to the orchestrators, each with its own connection to every orchestrator; calls go to the
+    # channel with the fewest in flight. One suits an agent's few concurrent calls; more spread a busy process
+    # over more HTTP/2 connections. Not live: the channels are opened at start.
+    orchestrator_channels: int = Field(1, ge=1, le=64)
     # host:port others reach this agent at (informational, shown in the registry).
     agent_address: str = ""
     handler: Literal["simulate", "llm"] = "simulate"

@@ -87,7 +87,11 @@ class AgentProcess(Lifecycle):
         token = s.api_token.get_secret_value() if s.api_token else None
         tokens = TokenCheck(token)
         client = await OrchestratorClient.connect(
-            s.orchestrator_target, token=token, metrics=self.metrics, agent_credential=agent_credential(s)
+            s.orchestrator_target,
+            token=token,
+            metrics=self.metrics,
+            channels=s.orchestrator_channels,
+            agent_credential=agent_credential(s),
         )
         handler = build_handler(s, self.live.current)
         self.live.subscribe(lambda _old, new: handler.reconfigure(new))
@@ -121,6 +125,7 @@ class AgentProcess(Lifecycle):
                     "agent_type": s.agent_type,
                     "handler": s.handler,
                     "target": s.orchestrator_target,
+                    "channels": s.orchestrator_channels,
                 },
             )
             await self.worker.run()

@@ -1,4 +1,4 @@
-"""Client for the orchestrator's gRPC API: one channel factory, retries, deadlines, a circuit breaker."""
+"""Client for the orchestrator's gRPC API: one channel factory, a channel pool, retries, deadlines, a breaker."""
 
 from ai_agents.client._breaker import CircuitBreaker, CircuitOpenError
 from ai_agents.client._channel import ChannelOptions, create_channel, resolve_target, service_config
@@ -9,9 +9,11 @@ from ai_agents.client._client import (
     completion_request,
 )
 from ai_agents.client._lenient import LeaseBatch, UndecodableLease
+from ai_agents.client._pool import ChannelPool
 
 __all__ = [
     "ChannelOptions",
+    "ChannelPool",
     "CircuitBreaker",
     "CircuitOpenError",
     "LeaseBatch",

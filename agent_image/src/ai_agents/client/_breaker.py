@@ -54,6 +54,14 @@ class CircuitBreaker:
         self._probes = 0
 
     @property
+    def failure_threshold(self) -> int:
+        return self._threshold
+
+    @property
+    def reset_timeout(self) -> float:
+        return self._reset_timeout
+
+    @property
     def state(self) -> BreakerState:
         if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self._reset_timeout:
             self._set(BreakerState.HALF_OPEN)

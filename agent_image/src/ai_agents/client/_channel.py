@@ -64,7 +64,9 @@ def create_channel(
     *,
     options: ChannelOptions | None = None,
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    extra_args: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
+    """A channel to `target`; `extra_args` are added to the channel arguments (ChannelPool's own connections)."""
     options = options or ChannelOptions()
     resolved = resolve_target(target)
     channel_args: list[tuple[str, Any]] = [
@@ -76,6 +78,7 @@ def create_channel(
         ("grpc.max_send_message_length", options.max_message_bytes),
         # DNS answers change as pods come and go: re-resolve soon after a connection drops.
         ("grpc.dns_min_time_between_resolutions_ms", 1000),
+        *extra_args,
     ]
     if resolved.startswith("xds:"):
         # The control plane decides endpoints, LB, retries and security: the resolver's service config replaces the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -12,8 +12,9 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from ai_agents import convert as c
 from ai_agents.client._breaker import BreakerState, CircuitBreaker, CircuitOpenError
-from ai_agents.client._channel import ChannelOptions, create_channel
+from ai_agents.client._channel import ChannelOptions
 from ai_agents.client._lenient import LeaseBatch, decode_lease_response
+from ai_agents.client._pool import ChannelPool
 from ai_agents.handoff import FollowUp, OutgoingMessage
 from ai_agents.observability.metrics import CommonMetrics
 from ai_agents.observability.tracing import tracing_enabled
@@ -79,11 +80,14 @@ _aio_client_interceptors: Callable[[], list[grpc.aio.ClientInterceptor]] = aio_c
 
 
 class OrchestratorClient:
-    """Use `OrchestratorClient.connect(target, token=...)` (or `async with`); every call has a deadline."""
+    """Use `OrchestratorClient.connect(target, token=...)` (or `async with`); every call has a deadline.
+
+    `channel` is one grpc.aio channel or a ChannelPool (what `connect` builds): the stubs spread calls over a pool.
+    """
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        channel: grpc.aio.Channel | ChannelPool,
         *,
         target: str,
         token: str | None = None,
@@ -99,13 +103,15 @@ class OrchestratorClient:
         self._metrics = metrics
         self._agent_credential = agent_credential
         self.breaker = breaker or CircuitBreaker(target, on_state_change=self._on_breaker_change)
-        self.tasks = tasks_pb2_grpc.TaskServiceStub(channel)
-        self.agents = agents_pb2_grpc.AgentServiceStub(channel)
-        self.messaging = messaging_pb2_grpc.MessagingServiceStub(channel)
-        self.monitoring = monitoring_pb2_grpc.MonitoringServiceStub(channel)
-        self.resources = resources_pb2_grpc.ResourceServiceStub(channel)
+        # The stubs use only unary_unary and unary_stream, which a ChannelPool serves as a channel does.
+        stub_channel = cast("grpc.aio.Channel", channel)
+        self.tasks = tasks_pb2_grpc.TaskServiceStub(stub_channel)
+        self.agents = agents_pb2_grpc.AgentServiceStub(stub_channel)
+        self.messaging = messaging_pb2_grpc.MessagingServiceStub(stub_channel)
+        self.monitoring = monitoring_pb2_grpc.MonitoringServiceStub(stub_channel)
+        self.resources = resources_pb2_grpc.ResourceServiceStub(stub_channel)
         # LeaseTasks without parsing: decode_lease_response parses each lease alone (see _lenient.py).
-        self._lease_raw = channel.unary_unary(
+        self._lease_raw = stub_channel.unary_unary(
             _LEASE_TASKS,
             request_serializer=tasks_pb2.LeaseTasksRequest.SerializeToString,
             response_deserializer=_raw_bytes,
@@ -122,16 +128,18 @@ class OrchestratorClient:
         timeout: float = 10.0,
         metrics: CommonMetrics | None = None,
         options: ChannelOptions | None = None,
+        channels: int = 1,
         wait_ready: float | None = None,
         agent_credential: AgentCredential | None = None,
     ) -> OrchestratorClient:
+        """A client on a pool of `channels` channels to `target`, each with its own connection to every backend."""
         # Trace context is injected into every call only when tracing is configured (it costs CPU per call).
         interceptors = _aio_client_interceptors() if tracing_enabled() else []
-        channel = create_channel(target, options=options, interceptors=interceptors)
+        pool = ChannelPool(target, size=channels, options=options, interceptors=interceptors, metrics=metrics)
         if wait_ready is not None:
-            await channel.channel_ready()  # bounded by the caller with asyncio.wait_for when needed
+            await pool.channel_ready()  # bounded by the caller with asyncio.wait_for when needed
         return cls(
-            channel, target=target, token=token, timeout=timeout, metrics=metrics, agent_credential=agent_credential
+            pool, target=target, token=token, timeout=timeout, metrics=metrics, agent_credential=agent_credential
         )
 
     def as_agent(self, credential: str) -> OrchestratorClient:

@@ -66,7 +66,8 @@ class CommonMetrics:
         )
         self.client_requests = Counter(
             "ai_agents_client_requests",
-            "gRPC calls made by this process.",
+            "gRPC calls made by this process, one per call: attempts made by gRPC's own retry policy are not visible "
+            "to a Python client (the server counts them: ai_agents_grpc_retried_requests).",
             ["method", "code"],
             registry=registry,
         )
@@ -74,6 +75,18 @@ class CommonMetrics:
             "ai_agents_client_retries",
             "Calls this process repeated itself after gRPC's own retries gave up.",
             ["method"],
+            registry=registry,
+        )
+        self.client_pool_channels = Gauge(
+            "ai_agents_client_pool_channels",
+            "Open channels (each with its own connection to every backend) in this process's pool to a target.",
+            ["target"],
+            registry=registry,
+        )
+        self.client_pool_in_flight = Gauge(
+            "ai_agents_client_pool_in_flight",
+            "Calls (and open streams) running now on one channel of the pool to a target.",
+            ["target", "channel"],
             registry=registry,
         )
         self.circuit_state = Gauge(
