@@ -1,6 +1,6 @@
 """Alerts that fire, and resolve: each alert group's condition is induced on the cluster, and Prometheus's own
 `ALERTS` series shows the chart's alert go pending, then firing, then away once the condition ends.
-First, a healthy idle release must trip no alert at all.
+First, a healthy idle release must fire no alert.
 
 - ErrorRateHigh, ErrorBudgetBurnFast: the database goes away (its StatefulSet scaled to 0) and requests
   answer 503 / UNAVAILABLE; ended by scaling it back, after which the 5 m window empties of errors (the fast
@@ -175,13 +175,14 @@ def test_each_alert_group_fires_and_resolves(release, prerequisites, e2e_note) -
         traffic = _Traffic(OrchestratorApi(forward.url, release.token()))
         partitioned = False
         try:
-            # 0. A healthy, idle release trips nothing (the agents' long-polling LeaseTasks included).
+            # 0. A healthy, idle release fires nothing. (Pending is allowed: the agents' registrations at start-up
+            # can hold the gRPC p95 over its objective for a few minutes, less than the latency alerts' `for`.)
             while timeline.now() < BASELINE_SEC:
                 timeline.poll()
                 time.sleep(POLL_SEC)
-            assert not timeline.seen, "alerts on a healthy release: " + "; ".join(
-                timeline.describe(a) for a in sorted(timeline.seen)
-            )
+            fired = [a for a in sorted(timeline.seen) if timeline.reached(a, "firing")]
+            assert not fired, "alerts firing on a healthy release: " + "; ".join(timeline.describe(a) for a in fired)
+            baseline = [timeline.describe(a) for a in sorted(timeline.seen)]
 
             # 1. The database goes away until both error alerts fire.
             phases["outage"] = timeline.now()
@@ -253,6 +254,8 @@ def test_each_alert_group_fires_and_resolves(release, prerequisites, e2e_note) -
             timeline.describe(alert)
             + (f" (resolution not awaited: {NOT_AWAITED[alert]})" if alert in NOT_AWAITED else "")
         )
+    if baseline:
+        e2e_note("pending before anything was induced: " + "; ".join(baseline))
     if not mesh:
         e2e_note(
             f"not induced: {', '.join(PARTITION_ALERTS)} "
