@@ -8,7 +8,8 @@ First, a healthy idle release must fire no alert.
 - DeadLetterTasks: a task fails its only attempt; ended by its window passing.
 - QueueBacklogGrowing: tasks for an agent type that has no agents, one every few seconds; ended by cancelling them.
 - AgentsStale, CircuitBreakerOpen: an Istio DENY policy cuts the testing agents off the orchestrator (a
-  partition); ended by deleting the policy.
+  partition; the orchestrators restart so that every agent dials again: ztunnel checks a policy as a connection
+  opens); ended by deleting the policy.
 
 Not induced, with the reason: the latency alerts (nothing here slows the servers without failing them; the
 mesh's delay injection needs Envoy, which this cluster lacks) and ErrorBudgetBurnSlow (its shortest window
@@ -119,6 +120,12 @@ def _scale_statefulset(release, name: str, replicas: int) -> None:
     release.kube.apps.patch_namespaced_stateful_set_scale(name, release.namespace, {"spec": {"replicas": replicas}})
 
 
+def _restart_deployment(release, name: str) -> None:
+    """What `kubectl rollout restart` does: a new template annotation, so every pod is replaced."""
+    patch = {"spec": {"template": {"metadata": {"annotations": {"e2e.ai-agents.io/restarted-at": str(time.time())}}}}}
+    release.kube.apps.patch_namespaced_deployment(name, release.namespace, patch)
+
+
 def _deny_policy(release, agent_type: str) -> dict:
     """A DENY AuthorizationPolicy on the orchestrators for the identity of one agent type's pods."""
     deployment = next(
@@ -208,22 +215,28 @@ def test_each_alert_group_fires_and_resolves(release, prerequisites, e2e_note) -
 
             # 2. While the error alerts wait out their window: a dead letter, a growing queue, a partition.
             phases["tasks"] = timeline.now()
-            traffic.submit("coding", {"simulate_failure_rate": 1}, max_attempts=1)
-            backlog_start = len(traffic.task_ids)
-            if mesh:
-                custom.create_namespaced_custom_object("security.istio.io", "v1", ns, "authorizationpolicies", policy)
-                partitioned = True
-            _poll_until(
-                timeline,
-                _all_fired(timeline, TASK_ALERTS + partition_alerts, phases["tasks"]),
-                timeout_sec=300,
-                expectation="the dead-letter, backlog" + (" and partition" if mesh else "") + " alerts firing",
-                each=lambda: traffic.submit(BACKLOG_TYPE),
-            )
+            with release.orchestrator_api() as api:
+                api.submit("coding", {"simulate_failure_rate": 1}, max_attempts=1)
+                backlog = _Traffic(api)
+                if mesh:
+                    custom.create_namespaced_custom_object(
+                        "security.istio.io", "v1", ns, "authorizationpolicies", policy
+                    )
+                    partitioned = True
+                    # The policy is checked as a connection opens, and the agents hold theirs open: restarting
+                    # the orchestrators makes every agent dial again, and the testing agents' dials are refused.
+                    _restart_deployment(release, f"{release.prefix}-orchestrator")
+                _poll_until(
+                    timeline,
+                    _all_fired(timeline, TASK_ALERTS + partition_alerts, phases["tasks"]),
+                    timeout_sec=300,
+                    expectation="the dead-letter, backlog" + (" and partition" if mesh else "") + " alerts firing",
+                    each=lambda: backlog.submit(BACKLOG_TYPE),
+                )
 
-            # 3. Every condition ends; every alert resolves.
-            for task_id in traffic.task_ids[backlog_start:]:
-                traffic.api.cancel(task_id)
+                # 3. Every condition ends; every alert resolves.
+                for task_id in backlog.task_ids:
+                    api.cancel(task_id)
             if partitioned:
                 custom.delete_namespaced_custom_object(
                     "security.istio.io", "v1", ns, "authorizationpolicies", policy["metadata"]["name"]
