@@ -218,6 +218,14 @@ def test_each_alert_group_fires_and_resolves(release, prerequisites, e2e_note) -
             with release.orchestrator_api() as api:
                 api.submit("coding", {"simulate_failure_rate": 1}, max_attempts=1)
                 backlog = _Traffic(api)
+                # The dead letter first: the partition's restart would replace the orchestrator that counts it.
+                _poll_until(
+                    timeline,
+                    _all_fired(timeline, ("AIAgentsDeadLetterTasks",), phases["tasks"]),
+                    timeout_sec=180,
+                    expectation="the dead-letter alert firing",
+                    each=lambda: backlog.submit(BACKLOG_TYPE),
+                )
                 if mesh:
                     custom.create_namespaced_custom_object(
                         "security.istio.io", "v1", ns, "authorizationpolicies", policy
