@@ -176,7 +176,7 @@ def test_each_agent_type_is_overridable(helm: Path) -> None:
         "agents": {
             "coding": {"replicas": 11},
             "security": {"handler": "llm", "llm": {"baseUrl": "https://llm.example/v1"}, "concurrency": 9},
-            "testing": {"image": {"tag": "canary"}, "nodeSelector": {"pool": "agents"}},
+            "testing": {"image": {"tag": "canary"}, "nodeSelector": {"pool": "agents"}, "orchestratorChannels": 4},
             "compliance": {"simulate": {"failureRate": 0}},
         },
     }
@@ -190,6 +190,7 @@ def test_each_agent_type_is_overridable(helm: Path) -> None:
 
     security = env_of(pod_spec(agents["security"])["containers"][0])
     assert security["AI_AGENTS_HANDLER"]["value"] == "llm"
+    assert security["AI_AGENTS_ORCHESTRATOR_CHANNELS"]["value"] == "1", "agentDefaults.orchestratorChannels"
     assert security["AI_AGENTS_LLM_BASE_URL"]["value"] == "https://llm.example/v1"
     live = live_file(objs)["agent_types"]
     assert live["security"] == {"concurrency": 9}, "llm: no simulate settings, no model unless one is set"
@@ -197,6 +198,7 @@ def test_each_agent_type_is_overridable(helm: Path) -> None:
 
     testing = pod_spec(agents["testing"])
     assert testing["containers"][0]["image"].endswith(":canary")
+    assert env_of(testing["containers"][0])["AI_AGENTS_ORCHESTRATOR_CHANNELS"]["value"] == "4"
     assert testing["nodeSelector"] == {"pool": "agents"}
     assert "nodeSelector" not in pod_spec(agents["coding"])
 
@@ -816,6 +818,9 @@ def test_no_database_fails_naming_the_key(helm: Path) -> None:
         pytest.param({"networkPolicy.enabeld": "true"}, ["/networkPolicy", "enabeld"], id="nested-typo"),
         pytest.param({"agentIdentity.mode": "local"}, ["/agentIdentity/mode"], id="identity-mode"),
         pytest.param({"xds.enable": "true"}, ["/xds", "enable"], id="xds-typo"),
+        pytest.param(
+            {"agents.coding.orchestratorChannels": 65}, ["/agents/coding/orchestratorChannels"], id="too-many-channels"
+        ),
         pytest.param(
             {"xds.bootstrap.xds_servers[0].server_uri": "x:1"},
             ["/xds/bootstrap/xds_servers/0", "channel_creds"],
