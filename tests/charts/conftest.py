@@ -1,18 +1,12 @@
-"""Shared setup for the chart tests: helper modules on sys.path, helm binaries, the CRD directory."""
+"""Shared setup for the chart tests: helm binaries, the CRD directory (helper modules: pytest.ini `pythonpath`)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import crdschema
+import helmrender
 import pytest
-
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-import crdschema  # noqa: E402  (needs the sys.path entry above)
-import helmrender  # noqa: E402
 
 REPO_ROOT = helmrender.REPO_ROOT
 TOOLS_BIN = helmrender.TOOLS_BIN

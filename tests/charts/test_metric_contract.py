@@ -12,18 +12,16 @@ What passing proves:
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The one extractor of the charts' queries, shared with the cluster harness.
+from _queries import ChartQuery, chart_queries
 from helmrender import CHARTS_DIR, render_chart
 from prometheus_client import CollectorRegistry
 from promql import contract_metric_names, is_known_runtime_series, metric_names
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-# The one extractor of the charts' queries, shared with the cluster harness.
-from _queries import ChartQuery, chart_queries
 
 NAMESPACE = "ai-agents"
 CONTRACTS = Path(__file__).resolve().parents[2] / "docs" / "contracts.md"

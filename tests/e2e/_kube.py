@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from _waits import RolloutState, deployment_state, eventually, statefulset_state, wait_for_rollouts, wait_gone
+from _waits import RolloutState, deployment_state, statefulset_state, wait_for_rollouts, wait_gone
+from waits import eventually
 
 log = logging.getLogger("e2e.kube")
 

@@ -13,21 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _helm
 import pytest
-
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-import _helm  # noqa: E402
-from _api import OrchestratorApi  # noqa: E402
-from _cluster import (  # noqa: E402
+from _api import OrchestratorApi
+from _cluster import (
     AGENT_TYPES,
     ClusterUnavailable,
     E2EConfig,
@@ -37,7 +31,7 @@ from _cluster import (  # noqa: E402
     load_api_client,
     load_image_into_kind,
 )
-from _kube import Kube, PortForward, random_namespace_name, round_robin_ready_pod  # noqa: E402
+from _kube import Kube, PortForward, random_namespace_name, round_robin_ready_pod
 
 log = logging.getLogger("e2e")
 

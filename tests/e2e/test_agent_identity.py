@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from _kube import PortForward, round_robin_ready_pod
-from _waits import eventually
 from ai_agents.serving.identity import CREDENTIAL_METADATA
 from ai_agents.v1 import agents_pb2, agents_pb2_grpc, common_pb2, tasks_pb2, tasks_pb2_grpc
+from waits import eventually
 
 pytestmark = pytest.mark.cluster
 

@@ -15,7 +15,7 @@ import pytest
 from _helm import by_kind
 from _prom import prometheus
 from _scaling import budget_from, scrape_interval_of
-from _waits import eventually
+from waits import eventually
 
 # It floods queues: never against a shared release.
 pytestmark = [pytest.mark.cluster, pytest.mark.needs_keda, pytest.mark.timeout(3600), pytest.mark.destructive]

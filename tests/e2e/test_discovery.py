@@ -8,7 +8,7 @@ from collections import Counter
 
 import _probes
 import pytest
-from _waits import eventually
+from waits import eventually
 
 pytestmark = pytest.mark.cluster
 

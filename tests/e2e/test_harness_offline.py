@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +17,7 @@ from _load import LOCUSTFILE, LoadProfile, LoadRun
 from _loadplan import TaskBudget
 from _queries import alternatives, chart_queries, data_probes, reads_only, substitute_grafana
 from _scaling import budget_from, duration_seconds, query_windows, scale_down_schedule, scrape_interval_of
-from _waits import Clock, WaitAborted, WaitTimeout, assert_eventually, consistently, eventually
+from waits import Clock, WaitAborted, WaitTimeout, assert_eventually, consistently, eventually
 
 pytestmark = pytest.mark.offline
 
@@ -126,7 +125,6 @@ def rendered(helm4_path: Path) -> list[dict]:
     cfg = E2EConfig.from_env({"E2E_IMAGE": "example.test/ai-agents:1.2.3"})
     options = ReleaseOptions(observability=True, keda=True)
     # A private copy with the file:// subcharts built, the same way the chart tests render the umbrella.
-    sys.path.insert(0, str(UMBRELLA.parents[1] / "tests" / "charts"))
     from charttree import prepared_charts
 
     return template(

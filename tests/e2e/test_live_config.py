@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 import yaml
 from _kube import PortForward
-from _waits import eventually
 from prometheus_client.parser import text_string_to_metric_families
+from waits import eventually
 
 # It edits its release's ConfigMap: never run it against a shared, already installed release.
 pytestmark = [pytest.mark.cluster, pytest.mark.destructive]

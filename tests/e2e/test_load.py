@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from _api import Ledger
 from _load import LoadProfile, LoadRun
-from _waits import eventually
+from waits import eventually
 
 pytestmark = pytest.mark.cluster
 

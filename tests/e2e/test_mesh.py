@@ -14,7 +14,7 @@ import _probes
 import _ztunnel
 import pytest
 import yaml
-from _waits import eventually
+from waits import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.needs_istio]
 

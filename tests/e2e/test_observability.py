@@ -7,7 +7,7 @@ import pytest
 from _load import LoadProfile, LoadRun
 from _prom import prometheus
 from _queries import chart_queries, data_probes
-from _waits import eventually
+from waits import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.needs_prometheus]
 PROFILE = LoadProfile(users=2, rate_per_user=5.0, run_time_sec=420, max_tasks=5000)

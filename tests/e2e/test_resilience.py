@@ -8,7 +8,7 @@ from _api import Ledger, OrchestratorApi
 from _helm import ReleaseOptions
 from _load import LoadProfile, LoadRun
 from _prom import prometheus
-from _waits import consistently, eventually
+from waits import consistently, eventually
 
 CHAOS_INTERVAL_SEC = 20
 pytestmark = [

@@ -12,7 +12,7 @@ import requests
 from _api import OrchestratorApi
 from _cluster import JAEGER_SELECTOR
 from _kube import forward
-from _waits import eventually
+from waits import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.release(tracing=True)]
 JAEGER_QUERY_PORT = 16686

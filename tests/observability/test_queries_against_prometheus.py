@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -26,8 +25,6 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "tests" / "charts"))
-sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 
 from _queries import alternatives, chart_queries  # noqa: E402
 from charttree import prepared_charts  # noqa: E402

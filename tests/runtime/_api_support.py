@@ -12,7 +12,7 @@ from ai_agents.client import OrchestratorClient
 from ai_agents.orchestrator.app import Orchestrator
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import grpc_target
+from ._fleet_support import grpc_target
 
 
 async def connect(orchestrator: Orchestrator, *, token: str | None = None, timeout: float = 10) -> OrchestratorClient:

@@ -22,8 +22,9 @@ import grpc
 from ai_agents.local.postgres import free_port
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
+from waits import assert_eventually_async
 
-from .conftest import AGENT_IDENTITY_SECRET, eventually
+from ._fleet_support import AGENT_IDENTITY_SECRET
 
 # Tracing export that flushes quickly, for every process.
 TRACING_ENV = {"OTEL_BSP_SCHEDULE_DELAY": "100"}
@@ -145,4 +146,6 @@ async def wait_ready(health_port: int, log_path: Path) -> None:
         except aiohttp.ClientError as exc:
             raise AssertionError(f"/readyz not answering: {exc!r}") from exc
 
-    await eventually(ready, timeout=60, message=f"the orchestrator never became ready (its output: {log_path})")
+    await assert_eventually_async(
+        ready, timeout_sec=60, message=f"the orchestrator never became ready (its output: {log_path})"
+    )

@@ -17,9 +17,10 @@ from ai_agents.client import OrchestratorClient
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.serving.identity import CREDENTIAL_METADATA, mint_local_credential
 from ai_agents.v1 import agents_pb2, agents_pb2_grpc, common_pb2, tasks_pb2, tasks_pb2_grpc
+from waits import assert_eventually_async
 
 from ._api_support import rpc_error
-from .conftest import AgentProcesses, OrchestratorFactory, agent_credential, eventually, grpc_target
+from ._fleet_support import AgentProcesses, OrchestratorFactory, agent_credential, grpc_target
 
 CODING = common_pb2.AGENT_TYPE_CODING
 TESTING = common_pb2.AGENT_TYPE_TESTING
@@ -314,7 +315,9 @@ async def test_agent_processes_use_their_own_credential_and_no_other(
     async def succeeded() -> None:
         assert (await client.get_task(task.task_id)).state == tasks_pb2.TASK_STATE_SUCCEEDED
 
-    await eventually(succeeded, timeout=30, message="the agent with its own credential completes the task")
+    await assert_eventually_async(
+        succeeded, timeout_sec=30, message="the agent with its own credential completes the task"
+    )
     assert (await client.get_agent(rightful)).agent_type == CODING
 
     impostor = agents.start("coding", target, AI_AGENTS_AGENT_CREDENTIAL=agent_credential(rightful, "coding"))

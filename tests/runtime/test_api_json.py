@@ -17,7 +17,7 @@ from ai_agents.client import OrchestratorClient
 from ai_agents.orchestrator.app import Orchestrator
 from fleet_cli import run_cli
 
-from .conftest import as_agent, grpc_target, http_base
+from ._fleet_support import as_agent, grpc_target, http_base
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 

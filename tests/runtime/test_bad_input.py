@@ -37,7 +37,7 @@ from ai_agents.v1 import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._api_support import health_port, metrics_port
-from .conftest import agent_credential, create_database, grpc_target, http_base, orchestrator_settings
+from ._fleet_support import agent_credential, create_database, grpc_target, http_base, orchestrator_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

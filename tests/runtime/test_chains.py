@@ -30,18 +30,18 @@ from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.serving.identity import CREDENTIAL_METADATA
 from ai_agents.v1 import common_pb2, messaging_pb2, tasks_pb2
 from fleet_cli import run_cli
+from waits import assert_eventually_async
 
 from ._api_support import connect, rpc_error
-from ._openapi_support import response_validator
-from .conftest import (
+from ._fleet_support import (
     AgentProcesses,
     OrchestratorFactory,
     agent_credential,
     as_agent,
-    eventually,
     grpc_target,
     http_base,
 )
+from ._openapi_support import response_validator
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -185,7 +185,9 @@ async def test_a_stale_lease_token_creates_no_follow_ups(start_orchestrator: Orc
         async def back_in_queue() -> None:
             assert (await client.get_task(parent_id)).state == tasks_pb2.TASK_STATE_QUEUED
 
-        await eventually(back_in_queue, timeout=15, message="the expired lease was not returned to the queue")
+        await assert_eventually_async(
+            back_in_queue, timeout_sec=15, message="the expired lease was not returned to the queue"
+        )
         second, current = await leased(client, "c-fast")
         assert current.lease_token != stale.lease_token
 
@@ -413,7 +415,9 @@ async def test_messages_reach_the_handler_of_the_agent_they_are_addressed_to(
         info = await agent_info(agents, tester)
         assert info["messages"]["cursor"] is not None, info
 
-    await eventually(stream_open, timeout=30, message="the testing agent never opened its message stream")
+    await assert_eventually_async(
+        stream_open, timeout_sec=30, message="the testing agent never opened its message stream"
+    )
     # A direct message from an operator, then a chain whose coding step sends the testing type a message with
     # its completion; the testing step waits for that message and reports what its agent received.
     await client.send_message(sender="ops", recipient_agent_id=tester, topic="direct", body={"n": 1})
@@ -421,6 +425,8 @@ async def test_messages_reach_the_handler_of_the_agent_they_are_addressed_to(
         "simulate_chain": ["testing"],
         "simulate_send": {"coding": [{"recipient_type": "testing", "topic": "handoff", "body": {"notes": "see diff"}}]},
         "simulate_await_topic": {"testing": "handoff"},
+        # A loaded machine (a CI run beside other suites) once let the default 10 s pass before the stream delivered.
+        "simulate_await_seconds": 45,
     }
     root_id = (await client.submit_task("coding", payload)).task.task_id
 
@@ -431,7 +437,7 @@ async def test_messages_reach_the_handler_of_the_agent_they_are_addressed_to(
         assert TASK_STATE.to_str(child.state) == "succeeded", (TASK_STATE.to_str(child.state), child.error)
         return child.task_id
 
-    child_id = await eventually(chain_done, timeout=60, message="the chain did not finish")
+    child_id = await assert_eventually_async(chain_done, timeout_sec=60, message="the chain did not finish")
     result = struct_to_dict((await client.get_task(child_id)).result)
     (received,) = result["received_messages"]
     assert (received["topic"], received["sender"], received["body"]) == ("handoff", coder, {"notes": "see diff"})
@@ -464,7 +470,9 @@ async def test_chains_finish_exactly_once_when_agents_die_mid_chain(
             assert await agents.running_tasks(agent_id), f"{agent_id} runs nothing yet"
 
         for victim in victims:
-            await eventually(lambda v=victim: running_a_task(v), timeout=30, message=f"{victim} never ran a task")
+            await assert_eventually_async(
+                lambda v=victim: running_a_task(v), timeout_sec=30, message=f"{victim} never ran a task"
+            )
             agents.kill(victim, signal.SIGKILL)
             agents.wait(victim, timeout=10)
 
@@ -476,7 +484,9 @@ async def test_chains_finish_exactly_once_when_agents_die_mid_chain(
                 await conn.close()
             assert done == chains * len(CHAIN), f"{done} of {chains * len(CHAIN)} steps succeeded"
 
-        await eventually(all_finished, timeout=120, interval=0.5, message="not every chain finished")
+        await assert_eventually_async(
+            all_finished, timeout_sec=120, interval_sec=0.5, message="not every chain finished"
+        )
 
     conn = await asyncpg.connect(dsn)
     try:
@@ -510,7 +520,9 @@ async def test_a_follow_up_of_an_unknown_agent_type_fails_the_task_with_the_reas
         assert TASK_STATE.to_str(task.state) == "failed", TASK_STATE.to_str(task.state)
         return task
 
-    task = await eventually(failed, timeout=30, message="the task with an unknown follow-up type did not fail")
+    task = await assert_eventually_async(
+        failed, timeout_sec=30, message="the task with an unknown follow-up type did not fail"
+    )
     assert "follow_ups[0].agent_type: unknown agent type 'nobody'" in task.error
     assert task.attempts == 1 and not task.child_task_ids, "not retried: no attempt could succeed"
 
@@ -527,7 +539,9 @@ async def test_an_agent_killed_right_after_completing_leaves_its_follow_ups_exac
         async def completed() -> None:
             assert (await client.get_task(root_id)).state == tasks_pb2.TASK_STATE_SUCCEEDED
 
-        await eventually(completed, timeout=30, interval=0.02, message="the coding step did not complete")
+        await assert_eventually_async(
+            completed, timeout_sec=30, interval_sec=0.02, message="the coding step did not complete"
+        )
         agents.kill(coder, signal.SIGKILL)  # before it hears back, or just after: the completion has committed
         agents.wait(coder, timeout=10)
         agents.start("testing", target)
@@ -539,7 +553,7 @@ async def test_an_agent_killed_right_after_completing_leaves_its_follow_ups_exac
             assert child.state == tasks_pb2.TASK_STATE_SUCCEEDED, TASK_STATE.to_str(child.state)
             return child.task_id
 
-        child_id = await eventually(follow_up_done, timeout=30, message="the follow-up did not run")
+        child_id = await assert_eventually_async(follow_up_done, timeout_sec=30, message="the follow-up did not run")
         root = await client.get_task(root_id)
         assert (root.attempts, list(root.child_task_ids)) == (1, [child_id]), "completed once, never redelivered"
     assert [c[0] for c in await children_in_store(dsn, root_id)] == [child_id]
@@ -558,7 +572,9 @@ async def test_a_completion_too_large_to_send_fails_the_task_instead_of_being_re
         assert TASK_STATE.to_str(task.state) == "failed", TASK_STATE.to_str(task.state)
         return task
 
-    task = await eventually(failed, timeout=30, message="the oversized completion did not fail the task")
+    task = await assert_eventually_async(
+        failed, timeout_sec=30, message="the oversized completion did not fail the task"
+    )
     assert "over the 4096-byte limit" in task.error and task.attempts == 1, task.error
 
 
@@ -584,16 +600,18 @@ async def test_the_agent_message_loop_resumes_after_the_last_message_it_saw(
             async def opened() -> None:
                 assert inbox.cursor == before.message_id and loop.open
 
-            await eventually(opened, timeout=10, message="the stream did not open from now")
+            await assert_eventually_async(opened, timeout_sec=10, message="the stream did not open from now")
             await admin.broadcast_message(sender="ops", agent_type="coding", topic="one")
-            await eventually(lambda: holds(["one"]), timeout=10)
+            await assert_eventually_async(lambda: holds(["one"]), timeout_sec=10)
 
             await first.stop()  # ends the stream; the loop retries the same address with a back-off
             await admin.send_message(sender="ops", recipient_agent_id="c-loop", topic="two")
             await start_orchestrator(grpc_port=port)
-            await eventually(lambda: holds(["one", "two"]), timeout=20, message="not resumed after the last message")
+            await assert_eventually_async(
+                lambda: holds(["one", "two"]), timeout_sec=20, message="not resumed after the last message"
+            )
             await admin.broadcast_message(sender="ops", agent_type=None, topic="three")
-            await eventually(lambda: holds(["one", "two", "three"]), timeout=10)
+            await assert_eventually_async(lambda: holds(["one", "two", "three"]), timeout_sec=10)
             assert inbox.received == 3, "nothing held twice, no history replayed"
         finally:
             running.cancel()

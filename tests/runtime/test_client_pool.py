@@ -19,8 +19,9 @@ from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
 from ai_agents.v1 import monitoring_pb2, monitoring_pb2_grpc
+from waits import assert_eventually_async
 
-from .conftest import AgentProcesses, as_agent, eventually, grpc_target
+from ._fleet_support import AgentProcesses, as_agent, grpc_target
 
 _ESTABLISHED = "01"
 
@@ -68,7 +69,7 @@ async def test_a_pool_of_four_opens_four_connections_and_a_plain_list_of_channel
     async def plain_gone() -> None:
         assert established_connections_to(port) == set()
 
-    await eventually(plain_gone, timeout=10)
+    await assert_eventually_async(plain_gone, timeout_sec=10)
 
     metrics = CommonMetrics(new_registry(), "test")
     async with await OrchestratorClient.connect(target, channels=4, metrics=metrics, timeout=10) as client:
@@ -91,7 +92,7 @@ async def test_an_agent_process_opens_as_many_connections_as_its_setting_asks(
     async def three_connections() -> None:
         assert len(established_connections_to(port)) == 3
 
-    await eventually(three_connections, timeout=20, interval=0.2)
+    await assert_eventually_async(three_connections, timeout_sec=20, interval_sec=0.2)
 
 
 async def test_long_polls_on_a_real_orchestrator_spread_over_the_pool_and_show_as_in_flight(
@@ -113,7 +114,7 @@ async def test_long_polls_on_a_real_orchestrator_spread_over_the_pool_and_show_a
         async def all_waiting() -> None:
             assert [in_flight(metrics, target, c) for c in range(4)] == [2, 2, 2, 2]
 
-        await eventually(all_waiting, timeout=10)
+        await assert_eventually_async(all_waiting, timeout_sec=10)
         assert not any(poll.done() for poll in polls), "the queue is empty: every poll is still waiting"
         # Work arrives: each poll leases one task and returns; the gauges fall back to zero.
         for i in range(8):
@@ -168,7 +169,7 @@ async def test_concurrent_calls_arrive_over_four_connections_two_each(held_statu
         async def all_arrived() -> None:
             assert len(servicer.peers) == 8
 
-        await eventually(all_arrived, timeout=10)
+        await assert_eventually_async(all_arrived, timeout_sec=10)
         per_connection = Counter(servicer.peers)
         assert sorted(per_connection.values()) == [2, 2, 2, 2], f"calls per client address: {per_connection}"
         assert [in_flight(metrics, target, c) for c in range(4)] == [2, 2, 2, 2]

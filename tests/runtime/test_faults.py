@@ -35,8 +35,7 @@ from ai_agents.local.fleet import FleetState, ProcessInfo
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.v1 import tasks_pb2, tasks_pb2_grpc
 from fleet_cli import alive, run_cli
-
-from .conftest import eventually
+from waits import assert_eventually_async
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -256,7 +255,7 @@ async def _await_final_states(dsn: str, name: str, report: LoadReport) -> dict[s
             )
             assert pending == 0, f"{pending} acknowledged tasks are not final yet"
 
-        await eventually(all_final, timeout=90, interval=0.5)
+        await assert_eventually_async(all_final, timeout_sec=90, interval_sec=0.5)
         rows = await conn.fetch(
             "SELECT task_id::text, state, attempts FROM tasks WHERE payload->>'fault_test' = $1", name
         )
@@ -335,7 +334,9 @@ async def fleet_ready(fleet: FaultFleet) -> None:
                 assert alive(process.pid), f"{process.name} (pid {process.pid}) is not running"
                 await _ready(session, process)
 
-        await eventually(every_process_ready, timeout=60, interval=0.5, message="the fleet did not become ready")
+        await assert_eventually_async(
+            every_process_ready, timeout_sec=60, interval_sec=0.5, message="the fleet did not become ready"
+        )
 
 
 async def restarted(fleet: FaultFleet, name: str, restarts_before: int) -> ProcessInfo:
@@ -348,7 +349,9 @@ async def restarted(fleet: FaultFleet, name: str, restarts_before: int) -> Proce
             await _ready(session, process)
             return process
 
-        result: ProcessInfo = await eventually(back, timeout=30, interval=0.2, message=f"{name} was not restarted")
+        result: ProcessInfo = await assert_eventually_async(
+            back, timeout_sec=30, interval_sec=0.2, message=f"{name} was not restarted"
+        )
         return result
 
 
@@ -368,7 +371,7 @@ async def freeze_while_holding(fleet: FaultFleet, process: ProcessInfo, *, at_le
                 assert len(running) >= at_least, f"{process.name} runs {len(running)} tasks right now"
 
             for _ in range(20):
-                await eventually(busy, timeout=10, interval=0.01)
+                await assert_eventually_async(busy, timeout_sec=10, interval_sec=0.01)
                 os.kill(process.pid, signal.SIGSTOP)
                 rows = await conn.fetch(
                     "SELECT task_id::text FROM tasks WHERE state = 'leased' AND lease_owner = $1", process.agent_id
@@ -447,7 +450,9 @@ async def test_postgres_crash_stop_and_restart_loses_nothing_and_answers_503(
             assert report.statuses["503"] > 0, "no submit has met the outage yet"
 
         try:
-            await eventually(saw_503, timeout=10, message="no submit got 503 while PostgreSQL was down")
+            await assert_eventually_async(
+                saw_503, timeout_sec=10, message="no submit got 503 while PostgreSQL was down"
+            )
             await _probe_every_api_unavailable(fault_fleet, next(iter(report.acked.values())))
         finally:
             await asyncio.to_thread(postgres.start)
@@ -459,7 +464,7 @@ async def test_postgres_crash_stop_and_restart_loses_nothing_and_answers_503(
     # The orchestrators rode out the outage: the pool and the LISTEN connection reconnected, nothing restarted.
     assert {p.name: p.restarts for p in fault_fleet.state().processes} == restarts_before
     await fleet_ready(fault_fleet)
-    await eventually(lambda: every_orchestrator_listens(fault_fleet), timeout=20, interval=0.5)
+    await assert_eventually_async(lambda: every_orchestrator_listens(fault_fleet), timeout_sec=20, interval_sec=0.5)
     # The outage is logged by the store, rate-limited; background rounds it skipped are not failures with tracebacks.
     logs = [path.read_text() for path in (fault_fleet.state_dir / "logs").glob("orchestrator-*.log")]
     assert logs, "no orchestrator log found"
@@ -534,7 +539,7 @@ async def test_sigstopped_agent_past_its_lease_cannot_complete_twice(
                     assert still == 0, f"{still} tasks still leased to the stopped agent"
 
                 # Its leases expire and the tasks go to the other coding agent while it is frozen.
-                await eventually(leases_moved_on, timeout=LEASE_SECONDS + 15, interval=0.2)
+                await assert_eventually_async(leases_moved_on, timeout_sec=LEASE_SECONDS + 15, interval_sec=0.2)
             finally:
                 await conn.close()
         finally:

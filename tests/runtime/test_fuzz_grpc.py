@@ -45,8 +45,8 @@ from google.protobuf.message import Message
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ._fleet_support import agent_credential, create_database, grpc_target, orchestrator_settings
 from ._fuzz_support import Failures, fuzz_settings, run_in_thread
-from .conftest import agent_credential, create_database, grpc_target, orchestrator_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -42,9 +42,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from ._fleet_support import agent_credential, create_database, grpc_target, http_base, orchestrator_settings
 from ._fuzz_support import SHOWN, Failures, fuzz_settings, run_in_thread
 from ._openapi_support import DOCUMENT, resolve, response_validator
-from .conftest import agent_credential, create_database, grpc_target, http_base, orchestrator_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._api_support import connect, rpc_error
-from .conftest import OrchestratorFactory, as_agent, grpc_target
+from ._fleet_support import OrchestratorFactory, as_agent, grpc_target
 
 SERVICES = {
     "ai_agents.v1.TaskService",

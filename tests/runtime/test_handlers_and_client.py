@@ -31,9 +31,10 @@ from ai_agents.local.postgres import free_port
 from ai_agents.observability.metrics import CommonMetrics, new_registry
 from ai_agents.orchestrator.app import Orchestrator
 from aiohttp import web
+from waits import assert_eventually_async
 
 from ._api_support import rpc_error
-from .conftest import OrchestratorFactory, eventually
+from ._fleet_support import OrchestratorFactory
 
 # ---- a local stand-in for the external LLM endpoint ---------------------------------------------------------
 
@@ -503,4 +504,4 @@ async def test_one_dead_and_two_live_addresses_still_succeed_round_robin(
             gained = [after - b for after, b in zip(served(), before, strict=True)]
             assert min(gained) >= 3, f"calls per live address: {gained}"
 
-        await eventually(spread, timeout=10, interval=0.2)
+        await assert_eventually_async(spread, timeout_sec=10, interval_sec=0.2)

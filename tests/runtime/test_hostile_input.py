@@ -35,14 +35,14 @@ from ai_agents.v1 import (
 )
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
+from waits import assert_eventually_async
 
 from ._api_support import metrics_port, rpc_error, scrape
-from .conftest import (
+from ._fleet_support import (
     AgentProcesses,
     OrchestratorFactory,
     agent_credential,
     as_agent,
-    eventually,
     grpc_target,
     http_base,
 )
@@ -179,7 +179,9 @@ async def test_the_deepest_accepted_payload_is_delivered_to_and_completed_by_a_r
                 task = await client.get_task(task_id)
                 assert task.state == tasks_pb2.TASK_STATE_SUCCEEDED, (TASK_STATE.to_str(task.state), task.error)
 
-            await eventually(succeeded, timeout=30, message=f"task {task_id} was not completed by the agent")
+            await assert_eventually_async(
+                succeeded, timeout_sec=30, message=f"task {task_id} was not completed by the agent"
+            )
     async with http.get(f"{http_base(orchestrator)}/v1/tasks/{body['task_id']}") as response:
         assert (await response.json())["payload"] == deepest, "the payload came back unchanged"
     assert agents.procs[agent].poll() is None, "the agent is still running"
@@ -239,7 +241,7 @@ async def test_poison_rows_fail_alone_innocent_tasks_succeed_and_every_agent_sur
             states = {t: TASK_STATE.to_str((await client.get_task(t)).state) for t in [*innocent, *poison.values()]}
             assert all(state not in ("queued", "leased") for state in states.values()), states
 
-        await eventually(all_finished, timeout=60)
+        await assert_eventually_async(all_finished, timeout_sec=60)
         for task_id in innocent:
             task = await client.get_task(task_id)
             assert task.state == tasks_pb2.TASK_STATE_SUCCEEDED, f"innocent task {task_id}: {task.error}"
@@ -261,7 +263,9 @@ async def test_poison_rows_fail_alone_innocent_tasks_succeed_and_every_agent_sur
         async def last_succeeded() -> None:
             assert (await client.get_task(last)).state == tasks_pb2.TASK_STATE_SUCCEEDED
 
-        await eventually(last_succeeded, timeout=30, message="the agents stopped leasing after the poison")
+        await assert_eventually_async(
+            last_succeeded, timeout_sec=30, message="the agents stopped leasing after the poison"
+        )
 
         # Reads over the poison rows answer: gRPC shows placeholders, HTTP the stored JSON.
         listed = await client.list_tasks(agent_type="testing", page_size=100)
@@ -427,7 +431,7 @@ async def test_an_agent_fails_a_lease_it_cannot_decode_alone_and_keeps_working(
             states = {t: TASK_STATE.to_str((await client.get_task(t)).state) for t in [victim, *innocent]}
             assert all(state not in ("queued", "leased") for state in states.values()), states
 
-        await eventually(all_finished, timeout=60)
+        await assert_eventually_async(all_finished, timeout_sec=60)
         assert hop.refuse_lease is None and hop.extra_lease is None, "both faults reached the agent"
         failed = await client.get_task(victim)
         assert failed.state == tasks_pb2.TASK_STATE_FAILED, TASK_STATE.to_str(failed.state)
@@ -452,7 +456,7 @@ async def test_a_result_the_orchestrator_refuses_fails_the_task_at_once_with_the
             assert task.state == tasks_pb2.TASK_STATE_FAILED, (TASK_STATE.to_str(task.state), task.error)
 
         # Before: the refusal was logged as a lost outcome and the task ran again after each lease expiry.
-        await eventually(failed, timeout=20)
+        await assert_eventually_async(failed, timeout_sec=20)
         task = await client.get_task(task_id)
         assert task.error.startswith("the orchestrator refused the handler's result: result.test_duration_seconds"), (
             task.error

@@ -13,7 +13,7 @@ from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.v1 import tasks_pb2
 
 from ._api_support import metrics_port, sample, scrape
-from .conftest import as_agent, http_base
+from ._fleet_support import as_agent, http_base
 
 
 @pytest.fixture

@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 from ai_agents.client import OrchestratorClient
 from ai_agents.v1 import tasks_pb2
+from waits import assert_eventually_async
 
+from ._fleet_support import AgentProcesses
 from ._otlp_support import TRACING_ENV, orchestrator_process, otlp_receiver, wait_ready
-from .conftest import AgentProcesses, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,7 +76,7 @@ async def run_two_tasks(grpc_port: int) -> tuple[str, str]:
             states = [(await client.get_task(t.task_id)).state for t in (ok, failing)]
             assert states == [tasks_pb2.TASK_STATE_SUCCEEDED, tasks_pb2.TASK_STATE_FAILED], states
 
-        await eventually(finished, timeout=30, message="the agent did not finish both tasks")
+        await assert_eventually_async(finished, timeout_sec=30, message="the agent did not finish both tasks")
         return ok.task_id, failing.task_id
 
 
@@ -128,7 +129,9 @@ async def test_json_logs_carry_time_level_logger_message_trace_and_task_fields(
         async def exported() -> None:
             assert logged_traces <= receiver.trace_ids, sorted(logged_traces - receiver.trace_ids)
 
-        await eventually(exported, timeout=10, message="trace ids in the logs that no process exported")
+        await assert_eventually_async(
+            exported, timeout_sec=10, message="trace ids in the logs that no process exported"
+        )
 
 
 def test_without_an_otlp_endpoint_lines_carry_no_trace_ids() -> None:

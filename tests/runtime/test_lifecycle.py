@@ -20,13 +20,13 @@ from ai_agents.convert import TASK_STATE
 from ai_agents.lifecycle import Lifecycle
 from ai_agents.local.postgres import free_port
 from ai_agents.orchestrator.app import Orchestrator
+from waits import assert_eventually_async
 
-from .conftest import (
+from ._fleet_support import (
     AgentProcesses,
     OrchestratorFactory,
     agent_credential,
     as_agent,
-    eventually,
     grpc_target,
     orchestrator_settings,
 )
@@ -63,7 +63,7 @@ async def test_agent_whose_reregistration_is_refused_releases_its_tasks_and_exit
         async def running_in_agent() -> None:
             assert task_id in await agents.running_tasks(agent_id)
 
-        await eventually(running_in_agent, timeout=30)
+        await assert_eventually_async(running_in_agent, timeout_sec=30)
         # The credential still names this agent (heartbeats pass) but for another type, so registering is
         # refused with PERMISSION_DENIED: a non-transient error, as a revoked or mis-issued credential gives.
         _replace(credential, agent_credential(agent_id, "testing"))
@@ -95,7 +95,7 @@ async def test_agent_drains_once_when_asked_to_shut_down_twice(
         async def running_in_agent() -> None:
             assert task_id in await agents.running_tasks(agent_id)
 
-        await eventually(running_in_agent, timeout=30)
+        await assert_eventually_async(running_in_agent, timeout_sec=30)
         agents.kill(agent_id, signal.SIGTERM)
         agents.kill(agent_id, signal.SIGTERM)
         assert await asyncio.to_thread(agents.wait, agent_id, 30) == 0
@@ -184,7 +184,9 @@ async def test_orchestrator_run_serves_until_shutdown_then_returns_stopped(dsn: 
     orchestrator = Orchestrator(orchestrator_settings(dsn))
     running = asyncio.create_task(orchestrator.run())
     try:
-        await eventually(lambda: _health_answers(lambda: orchestrator.health.port if orchestrator.health else None))
+        await assert_eventually_async(
+            lambda: _health_answers(lambda: orchestrator.health.port if orchestrator.health else None)
+        )
         assert orchestrator.grpc is not None
         async with await OrchestratorClient.connect(grpc_target(orchestrator), timeout=10) as client:
             assert (await client.submit_task("coding", {"served": True})).task.task_id
@@ -206,7 +208,7 @@ async def test_chaos_monkey_run_strikes_until_shutdown_then_returns_stopped(vict
     )
     running = asyncio.create_task(process.run())
     try:
-        await eventually(lambda: _health_answers(lambda: process.health.port if process.health else None))
+        await assert_eventually_async(lambda: _health_answers(lambda: process.health.port if process.health else None))
         process.shutdown()
         process.shutdown()
         # The next round is an hour away: returning now means shutdown() interrupted the wait for it.

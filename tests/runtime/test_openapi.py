@@ -13,8 +13,8 @@ from aiohttp import web
 from jsonschema import Draft202012Validator
 
 from ._api_support import connect
+from ._fleet_support import OrchestratorFactory, as_agent, http_base
 from ._openapi_support import DOCUMENT, document_routes, resolve, response_validator
-from .conftest import OrchestratorFactory, as_agent, http_base
 
 TOKEN = "openapi-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

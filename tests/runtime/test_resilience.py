@@ -16,8 +16,9 @@ from ai_agents.convert import TASK_STATE, struct_to_dict
 from ai_agents.store.migrations import _migration_files
 from ai_agents.v1 import agents_pb2
 from prometheus_client.parser import text_string_to_metric_families
+from waits import assert_eventually_async
 
-from .conftest import AgentProcesses, OrchestratorFactory, as_agent, eventually, grpc_target
+from ._fleet_support import AgentProcesses, OrchestratorFactory, as_agent, grpc_target
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,7 +49,7 @@ async def test_sigkilled_agent_task_is_redelivered_and_succeeds_exactly_once(
             current = await client.get_task(task.task_id)
             assert current.lease_owner == slow, f"lease owner is {current.lease_owner!r}"
 
-        await eventually(leased_by_slow, timeout=30, message="the slow agent never leased the task")
+        await assert_eventually_async(leased_by_slow, timeout_sec=30, message="the slow agent never leased the task")
         agents.kill(slow, signal.SIGKILL)
         agents.wait(slow, timeout=10)
         agents.start("coding", target)  # the survivor that receives the redelivery
@@ -57,9 +58,9 @@ async def test_sigkilled_agent_task_is_redelivered_and_succeeds_exactly_once(
             current = await client.get_task(task.task_id)
             assert TASK_STATE.to_str(current.state) == "succeeded", TASK_STATE.to_str(current.state)
 
-        await eventually(
+        await assert_eventually_async(
             succeeded,
-            timeout=40,
+            timeout_sec=40,
             message="the task was not redelivered to the surviving agent",
         )
         final = await client.get_task(task.task_id)
@@ -105,7 +106,7 @@ async def test_stale_fencing_token_cannot_complete_or_fail(
             assert leases, "lease of agent-a has not expired yet"
             return leases
 
-        [second] = await eventually(relet, timeout=10)
+        [second] = await assert_eventually_async(relet, timeout_sec=10)
         assert second.task.task_id == task.task_id
         assert second.lease_token > first.lease_token, "fencing tokens must increase"
 
@@ -155,7 +156,7 @@ async def test_two_orchestrators_share_one_database_without_double_delivery(
             done = await conn.fetchval("SELECT count(*) FROM tasks WHERE state = 'succeeded'")
             assert done == total, f"{done}/{total} succeeded"
 
-        await eventually(all_done, timeout=60, interval=0.5)
+        await assert_eventually_async(all_done, timeout_sec=60, interval_sec=0.5)
         # Each task was leased exactly once: no orchestrator handed a task out twice.
         assert await conn.fetchval("SELECT max(attempts) FROM tasks") == 1
         # Each migration recorded once: the second orchestrator found them applied and applied none again.
@@ -208,7 +209,7 @@ async def test_sigterm_lets_running_tasks_finish_then_deregisters(
     async def both_running_in_agent() -> None:
         assert sorted(await agents.running_tasks(agent)) == sorted(tasks)
 
-    await eventually(both_running_in_agent, timeout=30)
+    await assert_eventually_async(both_running_in_agent, timeout_sec=30)
     agents.kill(agent, signal.SIGTERM)
     assert await asyncio.to_thread(agents.wait, agent, 30) == 0
     for task_id in tasks:
@@ -234,7 +235,7 @@ async def test_sigterm_past_grace_releases_tasks_without_spending_an_attempt(
     async def running_in_agent() -> None:
         assert task_id in await agents.running_tasks(agent)
 
-    await eventually(running_in_agent, timeout=30)
+    await assert_eventually_async(running_in_agent, timeout_sec=30)
     agents.kill(agent, signal.SIGTERM)
     assert await asyncio.to_thread(agents.wait, agent, 30) == 0
     released = await client.get_task(task_id)
@@ -247,7 +248,7 @@ async def test_orchestrator_waits_for_a_database_that_comes_up_after_it() -> Non
     from ai_agents.local.postgres import LocalPostgres, free_port
     from ai_agents.orchestrator.app import Orchestrator
 
-    from .conftest import orchestrator_settings
+    from ._fleet_support import orchestrator_settings
 
     data_dir = Path(tempfile.mkdtemp(prefix="ai-agents-late-pg-"))
     late = LocalPostgres(data_dir, port=free_port())

@@ -31,9 +31,10 @@ from ai_agents.config import OrchestratorLive
 from ai_agents.local.postgres import LocalPostgres, free_port
 from ai_agents.observability.metrics import CommonMetrics, new_registry
 from ai_agents.orchestrator.app import Orchestrator
+from waits import assert_eventually_async
 
 from ._api_support import rpc_error
-from .conftest import AgentProcesses, eventually, grpc_target, orchestrator_settings
+from ._fleet_support import AgentProcesses, grpc_target, orchestrator_settings
 
 _SUBMIT = "/ai_agents.v1.TaskService/SubmitTask"
 _GET = "/ai_agents.v1.TaskService/GetTask"
@@ -112,7 +113,7 @@ async def test_grpc_retries_unavailable_answers_and_the_orchestrator_counts_them
             except grpc.aio.AioRpcError as exc:
                 raise AssertionError(f"submit still failing: {exc.code().name}") from exc
 
-        await eventually(submit_succeeds, timeout=30, interval=0.2)
+        await assert_eventually_async(submit_succeeds, timeout_sec=30, interval_sec=0.2)
 
 
 @dataclass

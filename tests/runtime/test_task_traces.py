@@ -21,9 +21,10 @@ import aiohttp
 import pytest
 from ai_agents.client import OrchestratorClient
 from ai_agents.v1 import tasks_pb2
+from waits import assert_eventually_async
 
+from ._fleet_support import AgentProcesses
 from ._otlp_support import TRACING_ENV, ExportedSpan, TraceReceiver, orchestrator_process, otlp_receiver, wait_ready
-from .conftest import AgentProcesses, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -109,7 +110,9 @@ async def test_a_task_is_one_trace_from_submit_to_completion(dsn: str, agents: A
                     states = [(await client.get_task(t)).state for t in (over_http, over_grpc)]
                     assert states == [tasks_pb2.TASK_STATE_SUCCEEDED] * 2, states
 
-                await eventually(succeeded, timeout=30, message="the agent did not complete both tasks")
+                await assert_eventually_async(
+                    succeeded, timeout_sec=30, message="the agent did not complete both tasks"
+                )
             # Before the orchestrator; in a thread, as the receiver needs this loop to take the exit-time export.
             await asyncio.to_thread(agents.stop_all)
         # Both processes flushed their spans as they exited.
@@ -122,8 +125,8 @@ async def test_a_task_is_one_trace_from_submit_to_completion(dsn: str, agents: A
             submit = _check_task_trace(receiver, over_grpc, GRPC_SUBMIT)
             assert submit.parent_span_id == "", "an untraced gRPC caller: the submit starts the task's trace"
 
-        await eventually(http_tree, timeout=10)
-        await eventually(grpc_tree, timeout=10)
+        await assert_eventually_async(http_tree, timeout_sec=10)
+        await assert_eventually_async(grpc_tree, timeout_sec=10)
         assert len({s.trace_id for s in receiver.spans if s.name == "run task"}) == 2, "one trace per task"
 
 
@@ -154,7 +157,7 @@ async def test_a_chain_is_one_trace_each_follow_up_under_the_completion_that_cre
                     assert (await client.get_task(child_id)).state == tasks_pb2.TASK_STATE_SUCCEEDED
                     return child_id
 
-                child_id = await eventually(chain_done, timeout=30, message="the chain did not finish")
+                child_id = await assert_eventually_async(chain_done, timeout_sec=30, message="the chain did not finish")
             await asyncio.to_thread(agents.stop_all)
 
         async def chain_tree() -> None:
@@ -173,4 +176,4 @@ async def test_a_chain_is_one_trace_each_follow_up_under_the_completion_that_cre
                 follow_up_lease.span_id,
             )
 
-        await eventually(chain_tree, timeout=10)
+        await assert_eventually_async(chain_tree, timeout_sec=10)

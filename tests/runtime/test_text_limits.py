@@ -10,8 +10,8 @@ from ai_agents.errors import InvalidArgument
 from ai_agents.orchestrator import validation as v
 
 from ._api_support import rpc_error
+from ._fleet_support import as_agent
 from ._openapi_support import DOCUMENT
-from .conftest import as_agent
 
 REFUSED = {v.IDEMPOTENCY_KEY, v.PAGE_TOKEN, v.LABEL_KEY, v.LABEL_VALUE}
 CUT = {v.SENDER, v.TOPIC, v.ADDRESS, v.VERSION, v.PROGRESS_MESSAGE, v.ERROR}

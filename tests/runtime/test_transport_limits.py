@@ -26,9 +26,10 @@ from ai_agents.v1 import tasks_pb2, tasks_pb2_grpc
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
+from waits import assert_eventually_async
 
 from ._api_support import sample, scrape
-from .conftest import create_database, eventually
+from ._fleet_support import create_database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -103,7 +104,7 @@ async def _wait_ready(process: OrchestratorProcess) -> None:
         except aiohttp.ClientError as exc:
             raise AssertionError(f"/readyz not answering: {exc!r}") from exc
 
-    await eventually(ready, timeout=60, message="the orchestrator process never became ready")
+    await assert_eventually_async(ready, timeout_sec=60, message="the orchestrator process never became ready")
 
 
 @pytest.fixture(scope="module")
@@ -390,7 +391,7 @@ async def test_clients_leaving_mid_body_are_not_server_errors(api: OrchestratorP
         assert not server_errors, f"client disconnects counted as server errors: {server_errors}"
         assert closed == 50, f"{closed} of 50 disconnects counted as status 499"
 
-    await eventually(all_counted, timeout=15)
+    await assert_eventually_async(all_counted, timeout_sec=15)
     log = api.log()[log_offset:]
     assert "Traceback" not in log, log[-3000:]
     assert " ERROR " not in log, log[-3000:]
@@ -470,7 +471,7 @@ async def test_connection_limit_refuses_extras_but_keeps_existing_and_health(cap
             raise AssertionError(f"no slot yet: {exc!r}") from exc
         assert response.status == 200, response.raw[:200]
 
-    await eventually(slot_freed, timeout=10, message="closing held connections never freed a slot")
+    await assert_eventually_async(slot_freed, timeout_sec=10, message="closing held connections never freed a slot")
 
 
 # ---- item 5: list pages bounded in bytes ------------------------------------------------------------------------

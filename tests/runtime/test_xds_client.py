@@ -21,11 +21,12 @@ import pytest
 from ai_agents.client import OrchestratorClient
 from ai_agents.client._channel import resolve_target
 from ai_agents.orchestrator.app import Orchestrator
+from waits import assert_eventually_async
 
+from ._fleet_support import OrchestratorFactory
 from ._grpc_fault_proxy import FaultProxy
 from ._xds_control_plane import ROUTE, ControlPlane, ControlPlaneUnavailable, build_control_plane
 from ._xds_resources import Locality, orchestrator_resources
-from .conftest import OrchestratorFactory, eventually
 
 # The first test may compile the control plane on a cold Go cache (`make setup` warms it).
 pytestmark = pytest.mark.timeout(300)
@@ -111,7 +112,7 @@ async def test_calls_follow_eds_and_leave_a_removed_endpoint_without_a_restart(
         spread = await served_by(xds_client, 20)
         assert "orch-c" not in spread, f"orch-c left EDS but still got calls: {dict(spread)}"
 
-    await eventually(none_to_c, timeout=10, message="calls kept reaching the endpoint EDS removed")
+    await assert_eventually_async(none_to_c, timeout_sec=10, message="calls kept reaching the endpoint EDS removed")
     after = await served_by(xds_client, 60)
     assert set(after) == {"orch-a", "orch-b"}, f"only the two endpoints left in EDS should serve: {dict(after)}"
     # orch-c still serves: only the served endpoints changed, not the orchestrator.
@@ -136,7 +137,9 @@ async def test_a_locality_weight_change_shifts_the_split(
         after = await served_by(xds_client, 100)
         assert 70 <= after["orch-b"] <= 90, f"weights 1:4 should send about 80 of 100 calls to orch-b: {dict(after)}"
 
-    await eventually(four_to_one, timeout=15, message="the split did not follow the new locality weights")
+    await assert_eventually_async(
+        four_to_one, timeout_sec=15, message="the split did not follow the new locality weights"
+    )
 
 
 async def test_a_served_retry_policy_makes_a_call_that_fails_once_succeed(
@@ -180,7 +183,7 @@ async def test_a_served_retry_policy_makes_a_call_that_fails_once_succeed(
             assert answer.orchestrator_id == "orch-a"
             assert proxy.attempts - attempts == 2, "the call should have taken exactly one retry"
 
-        await eventually(retried, timeout=10, message="the served retry policy was not applied")
+        await assert_eventually_async(retried, timeout_sec=10, message="the served retry policy was not applied")
     finally:
         await proxy.stop()
 
@@ -234,7 +237,9 @@ async def test_served_outlier_detection_ejects_a_failing_endpoint(
             assert seen == Counter({"orch-b": 20}), f"the failing endpoint is still picked: {dict(seen)}"
             assert failing.attempts == before
 
-        await eventually(ejected, timeout=15, interval=0.2, message="outlier detection did not eject the endpoint")
+        await assert_eventually_async(
+            ejected, timeout_sec=15, interval_sec=0.2, message="outlier detection did not eject the endpoint"
+        )
     finally:
         await failing.stop()
 
@@ -265,7 +270,7 @@ async def test_a_refused_route_leaves_calls_on_the_last_good_one(
         assert state.get("nack"), f"the client has not refused the route yet: {state}"
         assert state["acked"] == good, "a NACK names the last version the client accepted"
 
-    await eventually(refused, timeout=10)
+    await assert_eventually_async(refused, timeout_sec=10)
     spread = await served_by(xds_client, 10)
     assert spread == Counter({"orch-a": 10}), f"calls must stay on the last good route: {dict(spread)}"
 
@@ -276,7 +281,7 @@ async def test_a_refused_route_leaves_calls_on_the_last_good_one(
         spread = await served_by(xds_client, 10)
         assert spread == Counter({"orch-b": 10}), f"the fixed route sends every call to green: {dict(spread)}"
 
-    await eventually(on_green, timeout=10)
+    await assert_eventually_async(on_green, timeout_sec=10)
 
 
 async def test_the_control_plane_refuses_a_malformed_snapshot_naming_it(control_plane: ControlPlane) -> None:
