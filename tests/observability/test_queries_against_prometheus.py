@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ai_agents.local.postgres import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,14 +47,6 @@ def _find_prometheus() -> str:
     if not found:
         pytest.skip("the prometheus server binary is not installed (Debian package `prometheus`)")
     return found
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> Any:
@@ -141,7 +134,7 @@ def prometheus(
         ],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [
