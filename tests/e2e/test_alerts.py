@@ -162,12 +162,6 @@ def _all_fired(timeline: AlertTimeline, alerts: tuple[str, ...], since: float) -
     return lambda: all(timeline.reached(a, "firing", since=since) for a in alerts)
 
 
-@pytest.mark.xfail(
-    reason="open bug: with the runtime of this revision (message streams, channel pool), AIAgentsAgentsStale kept "
-    "firing for more than 180 s after the database came back (CI, 2026-11-30); the earlier runtime resolved it "
-    "within 20 s",
-    strict=False,
-)
 def test_each_alert_group_fires_and_resolves(release, prerequisites, e2e_note) -> None:
     ns = release.namespace
     mesh = release.options.mesh

@@ -7,7 +7,9 @@
 - The task requeue backoff (orchestrator `retry_backoff_seconds`, default 1 s, doubling per attempt): a real
   agent process fails a task at every attempt; the stored timestamps of each failure show the wait growing.
 - The circuit breaker (defaults: opens after 5 failing calls, half-opens after 5 s): opens, refuses without
-  calling, lets one probe through on schedule, re-opens when it fails and closes when it succeeds.
+  calling, lets one probe through on schedule, re-opens when it fails and closes when it succeeds. An agent's
+  message stream is never that probe: a stream holding it kept the circuit half-open, and every heartbeat
+  refused, for as long as the stream stayed open (agents stayed stale after a database outage).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ai_agents.orchestrator.app import Orchestrator
 from waits import assert_eventually_async
 
 from ._api_support import rpc_error
-from ._fleet_support import AgentProcesses, grpc_target, orchestrator_settings
+from ._fleet_support import AgentProcesses, as_agent, grpc_target, orchestrator_settings
 
 _SUBMIT = "/ai_agents.v1.TaskService/SubmitTask"
 _GET = "/ai_agents.v1.TaskService/GetTask"
@@ -235,3 +237,38 @@ async def test_circuit_breaker_opens_refuses_and_half_opens_on_schedule(
             assert previous + reset_timeout <= probe_at <= previous + reset_timeout + 1.5
         assert state() == BreakerState.CLOSED
         assert (await client.submit_task("coding", {"after": "recovery"})).created
+
+
+async def test_a_message_stream_never_holds_the_half_open_probe(
+    own_database_orchestrator: OwnDatabaseOrchestrator,
+) -> None:
+    subject = own_database_orchestrator
+    metrics = CommonMetrics(new_registry(), "test")
+    async with await OrchestratorClient.connect(subject.target, metrics=metrics, timeout=10) as client:
+        agent = as_agent(client, "stream-probe-1", "coding")
+        await agent.register_agent(agent_id="stream-probe-1", agent_type="coding", capacity=1)
+        await asyncio.to_thread(subject.postgres.stop, mode="immediate")
+        for _ in range(client.breaker.failure_threshold):
+            await rpc_error(agent.heartbeat("stream-probe-1", [], 0))
+        assert client.breaker.state is BreakerState.OPEN
+        await asyncio.to_thread(subject.postgres.start)
+
+        async def half_open() -> None:
+            assert client.breaker.state is BreakerState.HALF_OPEN
+
+        await assert_eventually_async(half_open, timeout_sec=client.breaker.reset_timeout + 2, interval_sec=0.05)
+        # The agent's message loop reopens its stream first (its back-off is the shortest): it is refused
+        # without taking the probe, and backs off.
+        stream = agent.message_stream("stream-probe-1", after_message_id=None)
+        with pytest.raises(CircuitOpenError):
+            await anext(stream)
+        # So the next heartbeat is the probe; its success closes the circuit (the database is back).
+        await agent.heartbeat("stream-probe-1", [], 0)
+        assert client.breaker.state is BreakerState.CLOSED
+        # And the stream opens now, without holding anything the unary calls need.
+        stream = agent.message_stream("stream-probe-1", after_message_id=None)
+        opening = await anext(stream)
+        assert not opening.HasField("message")
+        await stream.aclose()
+        for _ in range(3):
+            await agent.heartbeat("stream-probe-1", [], 0)

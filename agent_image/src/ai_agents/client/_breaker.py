@@ -84,6 +84,17 @@ class CircuitBreaker:
                 raise CircuitOpenError(f"circuit to {self.target} is half-open; a probe is in flight")
             self._probes += 1
 
+    def before_stream(self) -> None:
+        """Raise CircuitOpenError unless the circuit is closed: a long-lived stream is never a probe.
+
+        A probe holds its slot until it is answered, and a stream's first answer may be long in coming (a resumed
+        message stream says nothing until a message arrives). A stream holding the only slot would refuse every
+        unary call, the heartbeats that could close the circuit included, for as long as it stayed open.
+        """
+        state = self.state
+        if state is not BreakerState.CLOSED:
+            raise CircuitOpenError(f"circuit to {self.target} is {state.name.lower().replace('_', '-')}; streams wait")
+
     def record(self, code: grpc.StatusCode) -> None:
         if code in TRIPPING_CODES:
             self._failures += 1

@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from ai_agents import convert as c
-from ai_agents.client._breaker import BreakerState, CircuitBreaker, CircuitOpenError
+from ai_agents.client._breaker import TRIPPING_CODES, BreakerState, CircuitBreaker, CircuitOpenError
 from ai_agents.client._channel import ChannelOptions
 from ai_agents.client._lenient import LeaseBatch, decode_lease_response
 from ai_agents.client._pool import ChannelPool
@@ -176,13 +176,17 @@ class OrchestratorClient:
         if self._metrics is not None:
             self._metrics.circuit_state.labels(self.target).set(int(state))
 
-    async def _call(self, name: str, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None) -> T:
+    def _admit(self, admit: Callable[[], None]) -> None:
+        """Ask the breaker (`before_call` or `before_stream`), counting a refusal."""
         try:
-            self.breaker.before_call()
+            admit()
         except CircuitOpenError:
             if self._metrics is not None:
                 self._metrics.circuit_rejections.labels(self.target).inc()
             raise
+
+    async def _call(self, name: str, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None) -> T:
+        self._admit(self.breaker.before_call)
         code = grpc.StatusCode.OK
         try:
             response = await method(request, timeout=timeout or self._timeout, metadata=self._call_metadata())
@@ -470,7 +474,7 @@ class OrchestratorClient:
         self, agent_id: str, *, after_message_id: int | None, timeout: float | None = None
     ) -> AsyncGenerator[messaging_pb2.ReceiveMessagesResponse, None]:
         """The raw stream; `after_message_id=None` starts from now, and its first response (no message) says where."""
-        self.breaker.before_call()
+        self._admit(self.breaker.before_stream)
         call = self.messaging.ReceiveMessages(
             messaging_pb2.ReceiveMessagesRequest(
                 agent_id=agent_id, after_message_id=after_message_id or 0, from_now=after_message_id is None
@@ -478,8 +482,15 @@ class OrchestratorClient:
             timeout=timeout,
             metadata=self._call_metadata(),
         )
-        async for response in call:
-            yield response
+        try:
+            async for response in call:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            # A stream cut by a target that went away counts toward opening the circuit; its other endings
+            # (cancelled by us, a refusal) say nothing about the target's health.
+            if exc.code() in TRIPPING_CODES:
+                self.breaker.record(exc.code())
+            raise
 
     # ---- resources and monitoring ------------------------------------------------------------------------
 
