@@ -18,20 +18,21 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from _queries import alternatives, chart_queries
 from ai_agents.local.postgres import free_port
+from charttree import prepared_charts
+from fleet_cli import run_cli
+from helmrender import helm_binaries, render
+from promql import metric_names
+from waits import eventually
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-from _queries import alternatives, chart_queries  # noqa: E402
-from charttree import prepared_charts  # noqa: E402
-from fleet_cli import run_cli  # noqa: E402
-from helmrender import helm_binaries, render  # noqa: E402
-from promql import metric_names  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -169,7 +170,23 @@ def prometheus(
             _http_submit(summary["orchestrators"][0]["http"], "discovery")
             time.sleep(2)
         run_cli("submit", "testing", "--wait", "--quiet", env=env)
-        time.sleep(4)  # two more scrapes and rule evaluations after the last task
+        finished = time.time()
+
+        def scraped_and_evaluated_since() -> float:
+            """Seconds since the last task of the oldest last scrape or rule evaluation."""
+            targets = _get(f"{server.base}/api/v1/targets")["data"]["activeTargets"]
+            groups = _get(f"{server.base}/api/v1/rules")["data"]["groups"]
+            stamps = [t["lastScrape"] for t in targets] + [g["lastEvaluation"] for g in groups]
+            return min(datetime.fromisoformat(s).timestamp() for s in stamps) - finished
+
+        # Every target scraped and every rule group evaluated twice more (1 s intervals) after the last task.
+        eventually(
+            scraped_and_evaluated_since,
+            lambda since: since >= 1.0,
+            timeout_sec=30,
+            interval_sec=0.25,
+            expectation="two scrapes and rule evaluations after the last task",
+        )
         yield server
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -18,6 +18,7 @@ from ai_agents.errors import AlreadyExists, FailedPrecondition
 from ai_agents.store.database import Database, Stores
 from ai_agents.store.group_commit import RUN_ALONE, Answer, GroupCommit
 from ai_agents.store.task_batches import TASKS_CHANNEL
+from waits import assert_eventually_async
 
 
 @pytest.fixture
@@ -82,7 +83,12 @@ async def test_a_batch_sends_one_notify_per_agent_type(stores: Stores, dsn: str)
                 for i, t in enumerate(["coding"] * 20 + ["testing"] * 20)
             )
         )
-        await asyncio.sleep(0.2)  # notifications arrive after the commits
+
+        # Notifications arrive after the commits: wait until they account for every task.
+        async def all_heard() -> None:
+            assert sum(int(p.partition(":")[2]) for p in heard) == 40, heard
+
+        await assert_eventually_async(all_heard, timeout_sec=5, interval_sec=0.02)
     finally:
         await listener.close()
     batches = grouped(stores.tasks, "_submits").batches

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from fleet_cli import alive, run_cli
 from live_config_files import ConfigMapVolume
 from prometheus_client.parser import text_string_to_metric_families
+from waits import consistently, eventually
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -80,10 +80,7 @@ def _metric(url: str, name: str, **labels: str) -> float:
 
 
 def _eventually(what: str, condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
-        time.sleep(0.2)
+    eventually(condition, bool, timeout_sec=timeout, interval_sec=0.2, expectation=what)
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +155,14 @@ def test_a_bad_file_is_refused_and_the_settings_in_force_stay(live_fleet: LiveFl
             for url in fleet.endpoints()
         ),
     )
-    time.sleep(1.5)  # several more polls of the same bad file
-    assert {url: _metric(url, "ai_agents_config_generation") for url in fleet.endpoints()} == generations
+    # Through several more polls of the same bad file, no process applies it.
+    consistently(
+        lambda: {url: _metric(url, "ai_agents_config_generation") for url in fleet.endpoints()},
+        lambda seen: seen == generations,
+        duration_sec=1.5,
+        interval_sec=0.3,
+        expectation="the refused file is never applied",
+    )
     assert fleet.agent_info()["concurrency"] == concurrency, "the old settings stay"
     refusals = [e for e in fleet.agent_log() if e["message"].startswith("live configuration refused")]
     assert len(refusals) == 1, "logged once"
@@ -193,8 +196,13 @@ def test_sighup_rereads_the_chaos_monkeys_file_at_once(tmp_path: Path, live_flee
 
         _eventually("the monkey applied its file", lambda: logged("live configuration applied"))
         volume.write("chaos_monkey: {chaos_interval_seconds: 0.2, chaos_dry_run: true}\n")
-        time.sleep(0.5)
-        assert not logged("dry run: would strike"), "no poll for an hour, so no change yet"
+        consistently(
+            lambda: logged("dry run: would strike"),
+            lambda struck: not struck,
+            duration_sec=0.5,
+            interval_sec=0.1,
+            expectation="no round before SIGHUP (no poll for an hour, so no change yet)",
+        )
         monkey.send_signal(signal.SIGHUP)
         _eventually("a dry-run round right after SIGHUP", lambda: logged("dry run: would strike"), timeout=10)
         assert monkey.poll() is None, "SIGHUP re-reads; it does not end the process"
