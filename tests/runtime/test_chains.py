@@ -617,3 +617,72 @@ async def test_the_agent_message_loop_resumes_after_the_last_message_it_saw(
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
+
+
+async def chain_rows(dsn: str, root_id: str) -> list[tuple[str, int, str | None]]:
+    """(agent_type, chain_depth, root_task_id) of the chain's first task and every task of the chain."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT agent_type, chain_depth, root_task_id FROM tasks WHERE task_id = $1 OR root_task_id = $1 "
+            "ORDER BY chain_depth, agent_type",
+            root_id,
+        )
+    finally:
+        await conn.close()
+    return [(r["agent_type"], r["chain_depth"], str(r["root_task_id"]) if r["root_task_id"] else None) for r in rows]
+
+
+async def test_a_follow_up_past_max_chain_depth_is_refused_and_creates_nothing(
+    start_orchestrator: OrchestratorFactory, dsn: str
+) -> None:
+    orchestrator = await start_orchestrator(max_chain_depth=2)
+    async with await connect(orchestrator) as client:
+        root_id = (await client.submit_task("coding", {})).task.task_id
+        step, lease = await leased(client, "depth-0", "coding")
+        await step.complete_task(root_id, lease.lease_token, {}, follow_ups=[FollowUp("testing")])
+        step, lease = await leased(client, "depth-1", "testing")
+        await step.complete_task(lease.task.task_id, lease.lease_token, {}, follow_ups=[FollowUp("security")])
+        step, lease = await leased(client, "depth-2", "security")
+
+        err = await rpc_error(
+            step.complete_task(lease.task.task_id, lease.lease_token, {}, follow_ups=[FollowUp("documentation")])
+        )
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "3 steps after the first task" in err.details() and "max_chain_depth" in err.details(), err.details()
+        assert (await client.get_task(lease.task.task_id)).state == tasks_pb2.TASK_STATE_LEASED, "nothing applied"
+        assert await children_in_store(dsn, lease.task.task_id) == []
+        # The same step without a follow-up is within budget.
+        await step.complete_task(lease.task.task_id, lease.lease_token, {"last": True})
+    assert await chain_rows(dsn, root_id) == [("coding", 0, None), ("testing", 1, root_id), ("security", 2, root_id)]
+
+
+async def test_concurrent_steps_of_one_chain_cannot_together_overrun_max_chain_tasks(
+    start_orchestrator: OrchestratorFactory, dsn: str
+) -> None:
+    orchestrator = await start_orchestrator(max_chain_tasks=10)
+    async with await connect(orchestrator) as client:
+        root_id = (await client.submit_task("coding", {})).task.task_id
+        step, lease = await leased(client, "fan-0", "coding")
+        await step.complete_task(
+            root_id, lease.lease_token, {}, follow_ups=[FollowUp("testing", {"n": n}) for n in range(6)]
+        )
+        # Seven tasks in the chain; six steps each ask for one more at the same instant: three fit.
+        tester = as_agent(client, "fan-1", "testing")
+        await tester.register_agent(agent_id="fan-1", agent_type="testing", capacity=6)
+        leases = await tester.lease_tasks(agent_id="fan-1", agent_type="testing", max_tasks=6, wait_seconds=0)
+        assert len(leases) == 6
+        outcomes = await asyncio.gather(
+            *(
+                tester.complete_task(lease.task.task_id, lease.lease_token, {}, follow_ups=[FollowUp("security")])
+                for lease in leases
+            ),
+            return_exceptions=True,
+        )
+        done = [o for o in outcomes if isinstance(o, tasks_pb2.Task)]
+        refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        assert (len(done), len(refused)) == (3, 3), outcomes
+        assert all(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_chain_tasks" in e.details() for e in refused)
+        assert "would hold 11 tasks, over the limit of 10" in refused[0].details(), refused[0].details()
+    rows = await chain_rows(dsn, root_id)
+    assert len(rows) == 10 and sorted({r[1] for r in rows}) == [0, 1, 2]

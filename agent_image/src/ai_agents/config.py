@@ -63,6 +63,10 @@ class OrchestratorLive(CommonLive):
     # How often expired leases are returned to the queue and gauges refreshed.
     maintenance_interval_seconds: float = Field(1.0, gt=0)
     gauge_refresh_seconds: float = Field(5.0, gt=0)
+    # A chain's budget (follow-ups handing work on, store/follow_ups.py): how many steps after its first task a
+    # follow-up may sit, and how many tasks the chain may hold in all; a completion past either is refused.
+    max_chain_depth: int = Field(32, ge=1)
+    max_chain_tasks: int = Field(1000, ge=2)
 
 
 class AgentLive(CommonLive):

@@ -249,6 +249,8 @@ class OrchestratorService:
                 ),
                 traceparent=traceparent,
                 tracestate=tracestate,
+                max_chain_depth=live.max_chain_depth,
+                max_chain_tasks=live.max_chain_tasks,
             )
             await self._check_recipients(handoff.messages)
         task = await self._stores.tasks.complete(task_id, lease_token, checked_result, owner=owner, handoff=handoff)
