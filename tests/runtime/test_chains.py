@@ -28,6 +28,7 @@ from ai_agents.handlers._simulate import SimulateHandler
 from ai_agents.handoff import FollowUp, OutgoingMessage
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.serving.identity import CREDENTIAL_METADATA
+from ai_agents.store.messages import LOCK_MESSAGE_IDS
 from ai_agents.v1 import common_pb2, messaging_pb2, tasks_pb2
 from fleet_cli import run_cli
 from waits import assert_eventually_async
@@ -686,3 +687,36 @@ async def test_concurrent_steps_of_one_chain_cannot_together_overrun_max_chain_t
         assert "would hold 11 tasks, over the limit of 10" in refused[0].details(), refused[0].details()
     rows = await chain_rows(dsn, root_id)
     assert len(rows) == 10 and sorted({r[1] for r in rows}) == [0, 1, 2]
+
+
+async def test_a_message_id_is_never_seen_before_a_smaller_one_commits(client: OrchestratorClient, dsn: str) -> None:
+    """Ids follow commit order: a reader's cursor that passed id N would otherwise skip, for good, a smaller id
+    committed after it. Here a writer holds a message uncommitted (as every writer does, under the ids' lock)."""
+    agent = as_agent(client, "c-late", "coding")
+    await agent.register_agent(agent_id="c-late", agent_type="coding", capacity=1)
+    writer = await asyncpg.connect(dsn)
+    try:
+        in_flight = writer.transaction()
+        await in_flight.start()
+        await writer.execute(LOCK_MESSAGE_IDS)
+        early_id = await writer.fetchval(
+            "INSERT INTO messages (sender, recipient_agent_id, topic, body) "
+            "VALUES ('w', 'c-late', 'early', '{}') RETURNING message_id"
+        )
+        late = asyncio.create_task(
+            client.send_message(sender="ops", recipient_agent_id="c-late", topic="late", body={})
+        )
+        finished, _ = await asyncio.wait({late}, timeout=1.0)
+        assert not finished, "a later message must not commit while an earlier id is still in flight"
+        await in_flight.commit()
+        late_message = await asyncio.wait_for(late, 10)
+    finally:
+        await writer.close()
+    assert late_message.message_id > early_id
+    stream = agent.message_stream("c-late", after_message_id=0)
+    received = [await asyncio.wait_for(anext(stream), 10) for _ in range(2)]
+    await stream.aclose()
+    assert [(r.message.message_id, r.message.topic) for r in received] == [
+        (early_id, "early"),
+        (late_message.message_id, "late"),
+    ]

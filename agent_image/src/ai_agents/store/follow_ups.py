@@ -28,7 +28,7 @@ import asyncpg
 
 from ai_agents.errors import InvalidArgument
 from ai_agents.handoff import FollowUp, OutgoingMessage
-from ai_agents.store.messages import MESSAGES_CHANNEL
+from ai_agents.store.messages import LOCK_MESSAGE_IDS, MESSAGES_CHANNEL
 from ai_agents.store.records import TaskRecord
 from ai_agents.store.task_batches import TASKS_CHANNEL
 
@@ -147,6 +147,8 @@ async def complete_and_hand_on(
     async with pool.acquire() as connection, connection.transaction():
         if follow_ups:
             await _check_chain_budget(connection, uuid.UUID(task_id), token, owner, handoff)
+        if messages:
+            await connection.execute(LOCK_MESSAGE_IDS)  # after the chain's lock, always in this order
         row = await connection.fetchrow(
             _COMPLETE_AND_HAND_ON,
             uuid.UUID(task_id),

@@ -10,6 +10,19 @@ import asyncpg
 from ai_agents.store.records import MessageRecord
 
 MESSAGES_CHANNEL = "ai_agents_messages"
+# Message ids are handed out in commit order: every transaction that inserts messages takes this lock (held until
+# it ends) before its ids. Otherwise ids are taken in one order and committed in another, and a reader whose
+# cursor passed a committed id N would never see a message below N that committed after it: lost for good.
+LOCK_MESSAGE_IDS = "SELECT pg_advisory_xact_lock(hashtextextended('ai-agents-message-ids', 0))"
+
+_INSERT = """
+WITH ins AS (
+    INSERT INTO messages (sender, recipient_agent_id, recipient_type, to_all, topic, body)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+    RETURNING *
+)
+SELECT ins.*, pg_notify($7, ins.message_id::text) FROM ins
+"""
 
 
 class MessageStore:
@@ -26,23 +39,18 @@ class MessageStore:
         topic: str,
         body: dict[str, Any],
     ) -> MessageRecord:
-        row = await self._pool.fetchrow(
-            """
-            WITH ins AS (
-                INSERT INTO messages (sender, recipient_agent_id, recipient_type, to_all, topic, body)
-                VALUES ($1, $2, $3, $4, $5, $6::jsonb)
-                RETURNING *
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(LOCK_MESSAGE_IDS)
+            row = await connection.fetchrow(
+                _INSERT,
+                sender,
+                recipient_agent_id,
+                recipient_type,
+                to_all,
+                topic,
+                json.dumps(body),
+                MESSAGES_CHANNEL,
             )
-            SELECT ins.*, pg_notify($7, ins.message_id::text) FROM ins
-            """,
-            sender,
-            recipient_agent_id,
-            recipient_type,
-            to_all,
-            topic,
-            json.dumps(body),
-            MESSAGES_CHANNEL,
-        )
         return MessageRecord.from_row(row)
 
     async def after(self, *, agent_id: str, agent_type: str, after_id: int, limit: int = 100) -> list[MessageRecord]:
