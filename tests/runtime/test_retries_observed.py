@@ -243,8 +243,7 @@ async def test_a_message_stream_never_holds_the_half_open_probe(
     own_database_orchestrator: OwnDatabaseOrchestrator,
 ) -> None:
     subject = own_database_orchestrator
-    metrics = CommonMetrics(new_registry(), "test")
-    async with await OrchestratorClient.connect(subject.target, metrics=metrics, timeout=10) as client:
+    async with await OrchestratorClient.connect(subject.target, timeout=10) as client:
         agent = as_agent(client, "stream-probe-1", "coding")
         await agent.register_agent(agent_id="stream-probe-1", agent_type="coding", capacity=1)
         await asyncio.to_thread(subject.postgres.stop, mode="immediate")
