@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,9 +15,9 @@ import pytest
 from fleet_cli import alive, run_cli
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
-    """`local up --detach` once per module; `local down` at the end, checking nothing is left running."""
+@contextlib.contextmanager
+def local_fleet() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """`local up --detach`; `local down` at the end, checking nothing is left running."""
     state_dir = tempfile.mkdtemp(prefix="ai-agents-fleet-")
     env = {**os.environ, "AI_AGENTS_LOCAL_DIR": state_dir}
     env.pop("AI_AGENTS_ORCHESTRATOR_TARGET", None)
@@ -49,3 +50,17 @@ def fleet() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
             time.sleep(0.2)
         shutil.rmtree(state_dir, ignore_errors=True)
         assert not running, f"processes still running after `local down`: {running}"
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """One fleet for a module's tests that only read it (submit, list, scrape)."""
+    with local_fleet() as started:
+        yield started
+
+
+@pytest.fixture
+def own_fleet() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """A fleet of the test's own, for a test that changes it (kills a process): no later test sees the change."""
+    with local_fleet() as started:
+        yield started

@@ -143,9 +143,9 @@ def test_every_contract_metric_is_exported_by_the_running_fleet(
 
 
 def test_chaos_monkey_kills_local_agents_and_respects_dry_run(
-    fleet: tuple[dict, dict],
+    own_fleet: tuple[dict, dict],
 ) -> None:
-    summary, env = fleet
+    summary, env = own_fleet
     chaos_env = {
         **env,
         "AI_AGENTS_CHAOS_MODE": "local",
