@@ -108,7 +108,9 @@ class ControlPlane:
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
             last = (await self.status())["types"]
-            nacks = {t: last[t]["nack"] for t in types if last.get(t, {}).get("nack")}
+            # Only a refusal of this version ends the wait: one of an earlier version stays in the status until
+            # the client answers this one.
+            nacks = {t: last[t]["nack"] for t in types if last.get(t, {}).get("nacked") == version}
             assert not nacks, f"the client refused version {version}: {nacks}"
             if all(last.get(t, {}).get("acked") == version for t in types):
                 return

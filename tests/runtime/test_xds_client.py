@@ -263,11 +263,12 @@ async def test_a_refused_route_leaves_calls_on_the_last_good_one(
     broken["routes"][0]["virtualHosts"][0]["routes"][0]["route"] = {
         "weightedClusters": {"clusters": [{"name": f"{listener}/green", "weight": 0}]}
     }
-    await control_plane.serve(broken)
+    bad = await control_plane.serve(broken)
 
     async def refused() -> None:
         state = (await control_plane.status())["types"][ROUTE]
         assert state.get("nack"), f"the client has not refused the route yet: {state}"
+        assert state["nacked"] == bad, "the NACK is of the broken version"
         assert state["acked"] == good, "a NACK names the last version the client accepted"
 
     await assert_eventually_async(refused, timeout_sec=10)

@@ -86,6 +86,9 @@ type snapshotRequest struct {
 type typeStatus struct {
 	Acked string `json:"acked"`
 	Nack  string `json:"nack,omitempty"`
+	// The version the NACK refused (from its response nonce): a waiter for a newer version is not answered by an
+	// older refusal that the client has not yet replaced with its answer to the newer one.
+	Nacked string `json:"nacked,omitempty"`
 }
 
 type controlPlane struct {
@@ -95,6 +98,8 @@ type controlPlane struct {
 	version int
 	status  map[string]typeStatus
 	streams int // open ADS streams: a client that went away has closed its stream
+	// The version each response nonce carried, per stream, so that a NACK (which names a nonce) names a version.
+	sent map[int64]map[string]string
 }
 
 // decodeAll parses each item as a fresh message from newMessage; the error names the list and the index.
@@ -185,23 +190,35 @@ func (cp *controlPlane) onStreamOpen(context.Context, int64, string) error {
 	return nil
 }
 
-func (cp *controlPlane) onStreamClosed(int64, *core.Node) {
+func (cp *controlPlane) onStreamClosed(stream int64, _ *core.Node) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.streams--
+	delete(cp.sent, stream)
+}
+
+// onResponse remembers the version a response nonce carried (see typeStatus.Nacked).
+func (cp *controlPlane) onResponse(_ context.Context, stream int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.sent[stream] == nil {
+		cp.sent[stream] = map[string]string{}
+	}
+	cp.sent[stream][resp.GetNonce()] = resp.GetVersionInfo()
 }
 
 // onRequest records ACKs and NACKs. In State of the World, a request carrying error_detail is a NACK of
 // the response nonce; any other request repeats the version the client last accepted.
-func (cp *controlPlane) onRequest(_ int64, req *discovery.DiscoveryRequest) error {
+func (cp *controlPlane) onRequest(stream int64, req *discovery.DiscoveryRequest) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	s := cp.status[req.GetTypeUrl()]
 	if detail := req.GetErrorDetail(); detail != nil {
 		s.Nack = detail.GetMessage()
-		log.Printf("NACK %s (still at version %q): %s", req.GetTypeUrl(), req.GetVersionInfo(), s.Nack)
+		s.Nacked = cp.sent[stream][req.GetResponseNonce()]
+		log.Printf("NACK %s of version %q (still at version %q): %s", req.GetTypeUrl(), s.Nacked, req.GetVersionInfo(), s.Nack)
 	} else {
-		s.Nack = ""
+		s.Nack, s.Nacked = "", ""
 	}
 	s.Acked = req.GetVersionInfo()
 	cp.status[req.GetTypeUrl()] = s
@@ -227,12 +244,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	cp := &controlPlane{status: map[string]typeStatus{}}
+	cp := &controlPlane{status: map[string]typeStatus{}, sent: map[int64]map[string]string{}}
 	cp.cache = cache.NewSnapshotCache(true, everyNode{}, nil)
 	xdsServer := server.NewServer(ctx, nackPatient{cp.cache}, server.CallbackFuncs{
-		StreamOpenFunc:    cp.onStreamOpen,
-		StreamClosedFunc:  cp.onStreamClosed,
-		StreamRequestFunc: cp.onRequest,
+		StreamOpenFunc:     cp.onStreamOpen,
+		StreamClosedFunc:   cp.onStreamClosed,
+		StreamRequestFunc:  cp.onRequest,
+		StreamResponseFunc: cp.onResponse,
 	})
 
 	grpcServer := grpc.NewServer()
