@@ -213,9 +213,12 @@ func (cp *controlPlane) onRequest(stream int64, req *discovery.DiscoveryRequest)
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	s := cp.status[req.GetTypeUrl()]
+	// Each response is answered once (an ACK or a NACK naming its nonce): its entry is no longer needed after this.
+	nacked := cp.sent[stream][req.GetResponseNonce()]
+	delete(cp.sent[stream], req.GetResponseNonce())
 	if detail := req.GetErrorDetail(); detail != nil {
 		s.Nack = detail.GetMessage()
-		s.Nacked = cp.sent[stream][req.GetResponseNonce()]
+		s.Nacked = nacked
 		log.Printf("NACK %s of version %q (still at version %q): %s", req.GetTypeUrl(), s.Nacked, req.GetVersionInfo(), s.Nack)
 	} else {
 		s.Nack, s.Nacked = "", ""
