@@ -1082,13 +1082,79 @@ def test_notes_explain_access_and_warn_about_risky_settings(helm: Path) -> None:
 
 def test_keda_postgresql_trigger_under_the_mesh_needs_its_admission(helm: Path) -> None:
     """KEDA's postgresql trigger connects from KEDA's namespace: under STRICT it needs the mesh to admit it."""
-    sets = {"mesh.enabled": True, "kedaScalers.enabled": True, "kedaScalers.postgresql.enabled": True}
+    sets = {
+        "mesh.enabled": True,
+        "kedaScalers.enabled": True,
+        "kedaScalers.postgresql.enabled": True,
+        "mesh.keda.orchestratorTrigger": True,
+    }
     message = render_error(helm, sets=sets)
     assert "mesh.keda.postgresqlTrigger" in message
     objs = render(helm, sets={**sets, "mesh.keda.postgresqlTrigger": True})
     db = find(objs, "AuthorizationPolicy", f"{P}-postgresql")
     principals = [p for rule in db["spec"]["rules"] for f in rule["from"] for p in f["source"]["principals"]]
     assert principals == [f"cluster.local/ns/{NAMESPACE}/sa/{P}-orchestrator", "cluster.local/ns/keda/sa/keda-operator"]
+
+
+def test_keda_queue_trigger_under_the_mesh_needs_its_admission(helm: Path) -> None:
+    """KEDA's queue trigger asks the orchestrator's HTTP port from KEDA's namespace: under STRICT the mesh must
+    admit it, on that port only (and at the waypoint, GET /v1/queue only)."""
+    sets = {"mesh.enabled": True, "kedaScalers.enabled": True}
+    message = render_error(helm, sets=sets)
+    assert "mesh.keda.orchestratorTrigger" in message and "queueDepth.source=prometheus" in message
+    assert render(helm, sets={**sets, "kedaScalers.triggers.queueDepth.source": "prometheus"}), "the other way out"
+
+    objs = render(helm, sets={**sets, "mesh.keda.orchestratorTrigger": True})
+    keda = "cluster.local/ns/keda/sa/keda-operator"
+    l4 = find(objs, "AuthorizationPolicy", f"{P}-orchestrator")
+    keda_rules = [r for r in l4["spec"]["rules"] if keda in r["from"][0]["source"].get("principals", [])]
+    assert [r["to"] for r in keda_rules] == [[{"operation": {"ports": ["8080"]}}]]
+    l7 = find(objs, "AuthorizationPolicy", f"{P}-orchestrator-l7")
+    keda_rules = [r for r in l7["spec"]["rules"] if keda in r["from"][0]["source"].get("principals", [])]
+    assert [r["to"] for r in keda_rules] == [
+        [{"operation": {"ports": ["8080"], "methods": ["GET"], "paths": ["/v1/queue"]}}]
+    ]
+
+
+def test_keda_queue_trigger_may_reach_the_orchestrator_http_port_only(helm: Path) -> None:
+    keda = {"app.kubernetes.io/name": "keda-operator"}
+    fleet = Fleet(render(helm, sets={"kedaScalers.enabled": "true"}))
+    orchestrator = fleet.labels("orchestrator")
+    assert fleet.allowed(keda, orchestrator, 8080, src_ns="keda")
+    assert not fleet.allowed(keda, orchestrator, 9090, src_ns="keda"), "the gRPC port stays closed to KEDA"
+    assert not fleet.allowed(keda, orchestrator, 8080, src_ns="default"), "only from KEDA's namespace"
+    fleet = Fleet(
+        render(helm, sets={"kedaScalers.enabled": "true", "kedaScalers.triggers.queueDepth.source": "prometheus"})
+    )
+    assert not fleet.allowed(keda, fleet.labels("orchestrator"), 8080, src_ns="keda")
+
+
+def test_keda_queue_trigger_reads_the_api_token_the_orchestrator_checks(helm: Path) -> None:
+    objs = render(helm, sets={"kedaScalers.enabled": True})
+    auth = find(objs, "TriggerAuthentication", f"{P}-keda-orchestrator")
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "token", "name": f"{P}-api-token", "key": "token"}]
+    find(objs, "Secret", f"{P}-api-token")
+
+    existing = {
+        "kedaScalers.enabled": True,
+        "apiToken.existingSecret": "vault-token",
+        "apiToken.existingSecretKey": "t",
+    }
+    message = render_error(helm, sets=existing)
+    assert "kedaScalers.orchestrator.tokenSecret" in message and '"vault-token"' in message
+    objs = render(
+        helm,
+        sets={
+            **existing,
+            "kedaScalers.orchestrator.tokenSecret.name": "vault-token",
+            "kedaScalers.orchestrator.tokenSecret.key": "t",
+        },
+    )
+    auth = find(objs, "TriggerAuthentication", f"{P}-keda-orchestrator")
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "token", "name": "vault-token", "key": "t"}]
+
+    message = render_error(helm, sets={"kedaScalers.enabled": True, "apiToken.enabled": False})
+    assert "apiToken.enabled is false" in message and "queueDepth.source=prometheus" in message
 
 
 # ---- live configuration (docs/configuration.md) ----------------------------------------------------------

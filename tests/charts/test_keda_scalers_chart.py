@@ -213,10 +213,11 @@ def test_too_long_prefix_fails_naming_the_key(helm: Path) -> None:
 
 def test_every_type_scales_on_queue_depth_task_submissions_and_cpu(helm: Path) -> None:
     for agent_type, so in scaled_objects(chart(helm)).items():
-        queue = trigger_reading(so, "ai_agents_queue_depth")
+        (queue,) = [t for t in so["spec"]["triggers"] if t["name"] == "queue-depth"]
+        # By default KEDA asks the orchestrator, which counts the queue on every call (no scrape in between).
+        assert queue["type"] == "metrics-api"
         assert queue["metricType"] == "AverageValue", "queue depth is a per-replica target"
-        assert re.match(r"^\s*max\s*\(", queue["metadata"]["query"]), "every orchestrator reports it: use max"
-        assert float(queue["metadata"]["threshold"]) > 0
+        assert float(queue["metadata"]["targetValue"]) > 0
 
         submissions = trigger_reading(so, "ai_agents_tasks_submitted_total")
         # The trigger's name says what it reads: task submissions, not API requests.
@@ -229,6 +230,38 @@ def test_every_type_scales_on_queue_depth_task_submissions_and_cpu(helm: Path) -
         assert len(cpu) == 1, agent_type
         assert cpu[0]["metricType"] == "Utilization"
         assert 0 < int(cpu[0]["metadata"]["value"]) <= 100
+
+
+def test_queue_trigger_asks_the_release_orchestrator_for_its_own_type(helm: Path, crd_schema_dir: Path) -> None:
+    objs = chart(helm, namespace="team-blue", global__namePrefix="fleet")
+    auth = find(objs, "TriggerAuthentication", "fleet-keda-orchestrator")
+    crdschema.validate(auth)
+    # The umbrella's generated API token: the same Secret the orchestrator checks requests against.
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "token", "name": "fleet-api-token", "key": "token"}]
+    for agent_type, so in scaled_objects(objs).items():
+        (queue,) = [t for t in so["spec"]["triggers"] if t["name"] == "queue-depth"]
+        meta = queue["metadata"]
+        assert meta["url"] == f"http://fleet-orchestrator.team-blue.svc:8080/v1/queue?agent_type={agent_type}"
+        assert meta["valueLocation"] == "queued", "queued tasks, not leased ones: those have an agent"
+        assert meta["authMode"] == "bearer"
+        assert queue["authenticationRef"] == {"name": "fleet-keda-orchestrator"}
+
+    objs = chart(helm, orchestrator__tokenSecret__name="vault-token", orchestrator__tokenSecret__key="t")
+    auth = find(objs, "TriggerAuthentication", f"{RELEASE}-keda-orchestrator")
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "token", "name": "vault-token", "key": "t"}]
+
+
+def test_queue_trigger_can_read_prometheus_instead(helm: Path) -> None:
+    objs = chart(helm, triggers__queueDepth__source="prometheus")
+    assert not [a for a in by_kind(objs, "TriggerAuthentication") if a["metadata"]["name"].endswith("-orchestrator")]
+    for so in scaled_objects(objs).values():
+        queue = trigger_reading(so, "ai_agents_queue_depth")
+        assert queue["name"] == "queue-depth"
+        assert queue["metricType"] == "AverageValue"
+        assert re.match(r"^\s*max\s*\(", queue["metadata"]["query"]), "every orchestrator reports it: use max"
+        assert float(queue["metadata"]["threshold"]) > 0
+    message = render_error(helm, triggers__queueDepth__source="redis")
+    assert "/triggers/queueDepth/source" in message
 
 
 def test_type_specific_signals_belong_to_their_type_only(helm: Path) -> None:
@@ -440,10 +473,10 @@ def test_postgresql_trigger_counts_queued_tasks_of_its_type(helm: Path) -> None:
 
 def test_postgresql_secret_name_and_key_are_configurable(helm: Path, crd_schema_dir: Path) -> None:
     objs = chart(helm, postgresql__enabled="true", postgresql__secretName="pg-app", postgresql__secretKey="uri")
-    (auth,) = by_kind(objs, "TriggerAuthentication")
+    auth = find(objs, "TriggerAuthentication", f"{RELEASE}-keda-postgresql")
     assert auth["spec"]["secretTargetRef"] == [{"parameter": "connection", "name": "pg-app", "key": "uri"}]
     objs = chart(helm, postgresql__enabled="true", global__namePrefix="fleet")
-    (auth,) = by_kind(objs, "TriggerAuthentication")
+    auth = find(objs, "TriggerAuthentication", "fleet-keda-postgresql")
     assert auth["spec"]["secretTargetRef"][0]["name"] == "fleet-database"
     crdschema.validate(auth)
 
@@ -473,10 +506,11 @@ def test_prometheus_auth_renders_trigger_authentication(
 
 def test_prometheus_without_auth_has_no_credentials(helm: Path) -> None:
     objs = chart(helm)
-    assert not by_kind(objs, "TriggerAuthentication")
+    assert [a["metadata"]["name"] for a in by_kind(objs, "TriggerAuthentication")] == [f"{RELEASE}-keda-orchestrator"]
     for so in by_kind(objs, "ScaledObject"):
         for trigger in so["spec"]["triggers"]:
-            assert "authenticationRef" not in trigger and "authModes" not in trigger["metadata"]
+            if trigger["type"] == "prometheus":
+                assert "authenticationRef" not in trigger and "authModes" not in trigger["metadata"]
 
 
 def test_prometheus_auth_without_secret_fails_naming_the_key(helm: Path) -> None:

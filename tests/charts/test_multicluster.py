@@ -36,7 +36,11 @@ NETWORK = SCENARIO_VALUES["global"]["multiCluster"]["network"]
 MESH_ID = SCENARIO_VALUES["global"]["multiCluster"]["meshID"]
 TRUST_DOMAINS = [SCENARIO_VALUES["global"]["trustDomain"], *SCENARIO_VALUES["global"]["trustDomainAliases"]]
 NETWORK_LABEL = "topology.istio.io/network"
-ALL_ON = {"mesh": {"enabled": True}, "observability": {"enabled": True}, "kedaScalers": {"enabled": True}}
+ALL_ON = {
+    "mesh": {"enabled": True, "keda": {"orchestratorTrigger": True}},
+    "observability": {"enabled": True},
+    "kedaScalers": {"enabled": True},
+}
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"}
 DASHBOARDS = sorted((CHARTS_DIR / "observability" / "dashboards").glob("*.json"))
 APPLICATION_CHARTS = ("ai-agents", "mesh", "observability", "keda-scalers")
@@ -200,8 +204,12 @@ def test_every_monitor_labels_each_scraped_pod_with_the_cluster(helm: Path, kind
     assert [r.get("targetLabel") for r in endpoints(sm)[0]["relabelings"]][-2:] == ["cluster", "team"]
 
 
+# The queue read from Prometheus (not from this cluster's orchestrator), so that every trigger is a query.
+PROMETHEUS_QUEUE = {"kedaScalers.triggers.queueDepth.source": "prometheus"}
+
+
 def test_keda_queries_select_this_cluster(helm: Path) -> None:
-    queries = keda_queries(scenario(helm))
+    queries = keda_queries(scenario(helm, **PROMETHEUS_QUEUE))
     assert len(queries) >= 6 * 2
     assert all(f'cluster=~"{CLUSTER}|"' in q for q in queries), queries
 
@@ -265,8 +273,13 @@ def expect(expr: str, at: str, *samples: tuple[str, float]) -> dict[str, Any]:
 
 
 def test_promql_engine_scopes_keda_and_dashboards_and_keeps_clusters_apart_in_rules(helm: Path, tmp_path: Path) -> None:
-    multi = scenario(helm)
-    single = single_cluster(helm, tmp_path)
+    multi = scenario(helm, **PROMETHEUS_QUEUE)
+    single = render_values(
+        helm,
+        "ai-agents",
+        {**ALL_ON, "kedaScalers": {"enabled": True, "triggers": {"queueDepth": {"source": "prometheus"}}}},
+        tmp_path,
+    )
     requests = rule_exprs(multi)["ai_agents:requests:rate5m"]
     assert requests == rule_exprs(single)["ai_agents:requests:rate5m"], "rules do not depend on the cluster name"
     queue = f'ai_agents_queue_depth{{namespace="{NAMESPACE}",agent_type="coding"'

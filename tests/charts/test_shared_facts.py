@@ -27,7 +27,12 @@ from helmrender import HelmError, render
 LIB = CHARTS_DIR / "ai-agents-lib"
 APPLICATION_CHARTS = ("ai-agents", "mesh", "observability", "keda-scalers")
 # Every subchart on, so one umbrella render shows what each chart does with a switch.
-ALL_ON = {"mesh.enabled": "true", "kedaScalers.enabled": "true", "observability.enabled": "true"}
+ALL_ON = {
+    "mesh.enabled": "true",
+    "kedaScalers.enabled": "true",
+    "observability.enabled": "true",
+    "mesh.keda.orchestratorTrigger": "true",
+}
 
 
 def _lib_agent_types() -> list[str]:

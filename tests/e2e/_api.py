@@ -32,6 +32,10 @@ class OrchestratorApi:
     def status(self) -> dict[str, Any]:
         return self._get("/v1/status")
 
+    def queue(self, agent_type: str) -> dict[str, Any]:
+        """Queued and leased tasks of one type, counted now (what KEDA's queue trigger reads)."""
+        return self._get("/v1/queue", agent_type=agent_type)
+
     def submit(
         self,
         agent_type: str,

@@ -57,6 +57,8 @@ class ReleaseOptions:
     extra_set: tuple[str, ...] = ()
     # `--set-string`: values the schemas want as strings (quantities, thresholds) that look like numbers
     extra_set_string: tuple[str, ...] = ()
+    # `--set-json`: (key, value) pairs, for whole blocks such as a chart's own defaults
+    extra_json: tuple[tuple[str, Any], ...] = ()
 
 
 def release_values(cfg: E2EConfig, namespace: str, opts: ReleaseOptions) -> list[str]:
@@ -86,6 +88,9 @@ def release_values(cfg: E2EConfig, namespace: str, opts: ReleaseOptions) -> list
             sets += ["mesh.waypoint.enabled=false", "mesh.gateway.enabled=false"]
         if opts.mesh_fault_injection:
             sets.append("mesh.chaos.enabled=true")
+        if opts.keda:
+            # KEDA's namespace is in the mesh on the test cluster; its queue trigger asks the orchestrator.
+            sets.append("mesh.keda.orchestratorTrigger=true")
         if opts.mesh_clients:
             sets.append("mesh.authorization.orchestratorClients={" + ",".join(opts.mesh_clients) + "}")
     if opts.tracing:
@@ -117,6 +122,7 @@ def release_values(cfg: E2EConfig, namespace: str, opts: ReleaseOptions) -> list
         ]
         json_sets["networkPolicy.orchestrator.extraEgress"] = otlp_egress
         json_sets["networkPolicy.agents.extraEgress"] = otlp_egress
+    json_sets.update(opts.extra_json)
     for key, value in json_sets.items():
         args += ["--set-json", f"{key}={json.dumps(value, separators=(',', ':'))}"]
     return args

@@ -41,10 +41,15 @@ class ScalingBudget:
     polling_interval: float
     cooldown: float
     scrape_interval: float
-    scale_up_sec: float
+    scale_up_sec_after_signal: float
+    signal_lag_sec: dict[str, float]
     signal_tail_sec: dict[str, float]
     scale_down_steps: int
     scale_down_sec_after_signal: float
+
+    def scale_up_sec(self, trigger: str) -> float:
+        """From the flood until replicas rise when `trigger` drives: its reading's age, then KEDA and the HPA."""
+        return self.signal_lag_sec[trigger] + self.scale_up_sec_after_signal
 
     def scale_down_sec(self, trigger: str) -> float:
         """From the end of the load until min replicas: the trigger's signal decays, then the HPA steps down."""
@@ -82,6 +87,21 @@ def scale_down_schedule(max_replicas: int, min_replicas: int, behavior: dict[str
     return schedule
 
 
+def signal_lag_sec(trigger: dict[str, Any], scrape_interval: float) -> float:
+    """How old a trigger's reading may be: a Prometheus query sees the last scrape; the orchestrator's queue
+    (metrics-api), PostgreSQL and the CPU metrics API are read when KEDA or the HPA asks."""
+    return scrape_interval if trigger["type"] == "prometheus" else 0.0
+
+
+def trigger_target(trigger: dict[str, Any]) -> float:
+    """The per-replica (or Value) target of a trigger, whatever its scaler calls it."""
+    meta = trigger.get("metadata") or {}
+    for key in ("threshold", "targetValue", "targetQueryValue", "value"):
+        if key in meta:
+            return float(meta[key])
+    raise KeyError(f"trigger {trigger.get('name')!r} has no target in {sorted(meta)}")
+
+
 def budget_from(scaled_object: dict[str, Any], *, scrape_interval: float) -> ScalingBudget:
     spec = scaled_object["spec"]
     polling = float(spec.get("pollingInterval", 30))
@@ -92,15 +112,17 @@ def budget_from(scaled_object: dict[str, Any], *, scrape_interval: float) -> Sca
     scale_up = behavior.get("scaleUp") or {}
     up_period = max((int(p["periodSeconds"]) for p in scale_up.get("policies") or []), default=15)
     up_stabilization = float(scale_up.get("stabilizationWindowSeconds", 0))
-    # The flood becomes visible after one scrape, KEDA reads it on its next poll, the HPA acts on its next sync
+    # Once the trigger's reading shows the flood, KEDA reads it on its next poll, the HPA acts on its next sync
     # (after any scale-up stabilization), and the new pod must start; one extra poll and policy period of slack.
-    scale_up_sec = scrape_interval + 2 * polling + HPA_SYNC_SECONDS + up_stabilization + up_period + POD_START_SECONDS
+    up_after_signal = 2 * polling + HPA_SYNC_SECONDS + up_stabilization + up_period + POD_START_SECONDS
+    lags: dict[str, float] = {}
     tails: dict[str, float] = {}
     for trigger in spec.get("triggers", []):
         name = trigger.get("name") or trigger["type"]
+        lags[name] = signal_lag_sec(trigger, scrape_interval)
         windows = query_windows((trigger.get("metadata") or {}).get("query", ""))
         # A rate()/increase() window keeps reporting the flood for that long after it ends.
-        tails[name] = max(windows, default=0.0) + scrape_interval + polling
+        tails[name] = max(windows, default=0.0) + lags[name] + polling
     schedule = scale_down_schedule(max_r, min_r, behavior)
     # KEDA's cooldownPeriod strictly governs only scaling to zero, but it is the budget the chart documents for
     # "back to min", so it is granted on top of the HPA's scaleDown schedule.
@@ -112,7 +134,8 @@ def budget_from(scaled_object: dict[str, Any], *, scrape_interval: float) -> Sca
         polling_interval=polling,
         cooldown=cooldown,
         scrape_interval=scrape_interval,
-        scale_up_sec=scale_up_sec,
+        scale_up_sec_after_signal=up_after_signal,
+        signal_lag_sec=lags,
         signal_tail_sec=tails,
         scale_down_steps=len(schedule) - 1,
         scale_down_sec_after_signal=down_after,

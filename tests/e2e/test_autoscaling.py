@@ -1,5 +1,6 @@
-"""Autoscaling: KEDA scales an agent type out when its queue floods, never past its maximum, back to its
-minimum once the signal is gone; then the same for security's vulnerability-count signal.
+"""Autoscaling: on keda-scalers' own timing defaults a queue burst raises an agent type's replicas within 30 s,
+never past its maximum, and they return to the minimum only after the scale-down stabilization window; on the
+e2e values' fast timings, the same for security's vulnerability-count signal and for KEDA's postgresql trigger.
 
 Every time budget comes from the rendered ScaledObject (pollingInterval, cooldownPeriod, HPA behaviour,
 trigger windows) and the ServiceMonitor's scrape interval: see _scaling.budget_from.
@@ -12,13 +13,20 @@ import time
 from typing import Any
 
 import pytest
+import yaml
+from _cluster import CHARTS_DIR
 from _helm import by_kind
 from _prom import prometheus
-from _scaling import budget_from, scrape_interval_of
+from _scaling import HPA_SYNC_SECONDS, budget_from, scrape_interval_of, trigger_target
 from waits import eventually
 
 # It floods queues: never against a shared release.
 pytestmark = [pytest.mark.cluster, pytest.mark.needs_keda, pytest.mark.timeout(3600), pytest.mark.destructive]
+
+# The charts' own defaults, read from their values files: what a user gets without e2e's fast timings.
+KEDA_DEFAULTS = yaml.safe_load((CHARTS_DIR / "keda-scalers" / "values.yaml").read_text())
+SCRAPE_DEFAULTS = yaml.safe_load((CHARTS_DIR / "observability" / "values.yaml").read_text())["serviceMonitor"]
+FINAL = ("succeeded", "failed", "cancelled", "dead_letter")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -76,11 +84,26 @@ def _trigger(obj: dict[str, Any], name: str) -> dict[str, Any]:
     pytest.fail(f"ScaledObject {obj['metadata']['name']} has no trigger {name!r}")
 
 
+def _budget(release: Any, obj: dict[str, Any]) -> Any:
+    return budget_from(obj, scrape_interval=scrape_interval_of(by_kind(release.objects, "ServiceMonitor")))
+
+
+def _open_tasks(api: Any, task_ids: list[str]) -> int:
+    return sum(api.task(t)["state"] not in FINAL for t in task_ids)
+
+
 def _scale_cycle(
-    release: Any, agent_type: str, submit: Any, e2e_note: Any, *, tail_trigger: str | None, on_risen: Any = None
+    release: Any,
+    agent_type: str,
+    submit: Any,
+    e2e_note: Any,
+    *,
+    trigger: str,
+    tail_trigger: str | None,
+    on_risen: Any = None,
 ) -> None:
     obj = _scaled_object(release, agent_type)
-    budget = budget_from(obj, scrape_interval=scrape_interval_of(by_kind(release.objects, "ServiceMonitor")))
+    budget = _budget(release, obj)
     deployment = release.deployment(agent_type)
     eventually(
         lambda: _replicas(release, agent_type),
@@ -94,18 +117,16 @@ def _scale_cycle(
         eventually(
             lambda: _replicas(release, agent_type),
             lambda r: r > budget.min_replicas,
-            timeout_sec=budget.scale_up_sec,
-            expectation=f"{deployment} above min {budget.min_replicas} within {budget.scale_up_sec:.0f}s "
-            f"(pollingInterval {budget.polling_interval:.0f}s, scrape {budget.scrape_interval:.0f}s)",
+            timeout_sec=budget.scale_up_sec(trigger),
+            expectation=f"{deployment} above min {budget.min_replicas} within {budget.scale_up_sec(trigger):.0f}s "
+            f"(pollingInterval {budget.polling_interval:.0f}s, {trigger} lag {budget.signal_lag_sec[trigger]:.0f}s)",
         )
         rise_sec = time.monotonic() - started
         if on_risen is not None:
             on_risen()
         with release.orchestrator_api() as api:
             eventually(
-                lambda: sum(
-                    api.task(t)["state"] not in ("succeeded", "failed", "cancelled", "dead_letter") for t in task_ids
-                ),
+                lambda: _open_tasks(api, task_ids),
                 lambda open_: open_ == 0,
                 timeout_sec=900,
                 interval_sec=5,
@@ -130,23 +151,91 @@ def _scale_cycle(
     assert sampler.peak <= budget.max_replicas, f"{deployment} reached {sampler.peak} > max {budget.max_replicas}"
     e2e_note(
         f"{agent_type}: {budget.min_replicas}->{sampler.peak} (max {budget.max_replicas}) in {rise_sec:.0f}s "
-        f"(budget {budget.scale_up_sec:.0f}s), back to {budget.min_replicas} in {back_sec:.0f}s "
+        f"(budget {budget.scale_up_sec(trigger):.0f}s), back to {budget.min_replicas} in {back_sec:.0f}s "
         f"(budget {tail:.0f}s)"
     )
 
 
-def test_queue_flood_scales_coding_out_and_back(release, e2e_note) -> None:
+def test_chart_defaults_answer_a_queue_burst_within_30s_and_scale_down_after_the_window(
+    release_factory, e2e_note
+) -> None:
+    """keda-scalers' own timing defaults (polling, cool-down, HPA behaviour, the queue read from the orchestrator)
+    and the observability chart's scrape interval; only coding's replica range is cut (1-2) to fit one node.
+
+    Measured from the first submission of the burst: the HPA's decision (spec.replicas above min), and a new
+    Ready pod. Then, from the moment the queue is back under one replica's share, the return to min, which must
+    wait out the scale-down stabilization window and not much longer."""
+    release = release_factory(
+        extra_set=("kedaScalers.agents.coding.minReplicaCount=1", "kedaScalers.agents.coding.maxReplicaCount=2"),
+        extra_json=(
+            ("kedaScalers.scaling", KEDA_DEFAULTS["scaling"]),
+            ("kedaScalers.triggers.queueDepth", KEDA_DEFAULTS["triggers"]["queueDepth"]),
+            ("observability.serviceMonitor.interval", SCRAPE_DEFAULTS["interval"]),
+            ("observability.serviceMonitor.scrapeTimeout", SCRAPE_DEFAULTS["scrapeTimeout"]),
+        ),
+    )
     obj = _scaled_object(release, "coding")
-    per_replica = float(_trigger(obj, "queue-depth")["metadata"]["threshold"])
-    max_replicas = int(obj["spec"]["maxReplicaCount"])
-    count = int(per_replica * max_replicas * 2)  # enough backlog to ask for more than max
+    assert obj["spec"]["pollingInterval"] == KEDA_DEFAULTS["scaling"]["pollingInterval"], "not the defaults"
+    queue = _trigger(obj, "queue-depth")
+    assert queue["type"] == "metrics-api", "by default KEDA asks the orchestrator for the queue"
+    budget = _budget(release, obj)
+    per_replica = trigger_target(queue)
+    stabilization = float(KEDA_DEFAULTS["scaling"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"])
+    deployment = release.deployment("coding")
 
-    def submit() -> list[str]:
-        with release.orchestrator_api() as api:
-            # Slow tasks keep the queue deep while KEDA reacts.
-            return [api.submit("coding", {"simulate_latency_ms": 4000})["task_id"] for _ in range(count)]
+    def replicas() -> tuple[int, int]:
+        return release.kube.deployment_replicas(release.namespace, deployment)
 
-    _scale_cycle(release, "coding", submit, e2e_note, tail_trigger=None)
+    assert replicas()[0] == budget.min_replicas == 1
+
+    with ReplicaSampler(release, deployment, interval_sec=1.0) as sampler, release.orchestrator_api() as api:
+        started = time.monotonic()
+        # Enough backlog to ask for more than max; slow tasks keep it while the HPA reacts.
+        task_ids = [
+            api.submit("coding", {"simulate_latency_ms": 4000})["task_id"]
+            for _ in range(int(per_replica * budget.max_replicas * 3))
+        ]
+        eventually(
+            lambda: replicas()[0],
+            lambda r: r > budget.min_replicas,
+            timeout_sec=30,
+            interval_sec=1,
+            expectation=f"{deployment}: the HPA asks for more than {budget.min_replicas} within 30s of the burst",
+        )
+        decided = time.monotonic() - started
+        eventually(
+            lambda: replicas()[1],
+            lambda ready: ready > budget.min_replicas,
+            timeout_sec=budget.scale_up_sec("queue-depth"),
+            interval_sec=1,
+            expectation=f"{deployment}: a new Ready pod",
+        )
+        ready = time.monotonic() - started
+        eventually(
+            lambda: api.queue("coding")["queued"],
+            lambda queued: queued <= per_replica * budget.min_replicas,
+            timeout_sec=300,
+            interval_sec=1,
+            expectation="the coding queue back under one replica's share",
+        )
+        below = time.monotonic()
+        eventually(
+            lambda: replicas()[0],
+            lambda r: r == budget.min_replicas,
+            timeout_sec=budget.scale_down_sec("queue-depth"),
+            interval_sec=2,
+            expectation=f"{deployment} back to {budget.min_replicas} after the {stabilization:.0f}s window",
+        )
+        down = time.monotonic() - below
+        assert _open_tasks(api, task_ids) == 0, "the burst was not drained"
+    assert sampler.peak == budget.max_replicas, f"peak {sampler.peak}: the burst asked for more than max"
+    # The HPA may have last seen the deep queue one sync before we did; it must not scale down before the window.
+    assert down >= stabilization - HPA_SYNC_SECONDS, f"back to min {down:.0f}s after the queue fell: no stabilization"
+    e2e_note(
+        f"chart defaults, coding 1-2: queue burst -> HPA decision {decided:.0f}s, new Ready pod {ready:.0f}s "
+        f"(promise 30s); queue under one replica's share -> back to 1 in {down:.0f}s "
+        f"(stabilization {stabilization:.0f}s)"
+    )
 
 
 def test_vulnerability_signal_scales_security(release, e2e_note) -> None:
@@ -155,7 +244,7 @@ def test_vulnerability_signal_scales_security(release, e2e_note) -> None:
     vuln = _trigger(obj, "vulnerabilities")
     queue = _trigger(obj, "queue-depth")
     max_replicas = int(obj["spec"]["maxReplicaCount"])
-    per_task = int(float(vuln["metadata"]["threshold"]) * max_replicas)
+    per_task = int(trigger_target(vuln) * max_replicas)
     tasks = 4
 
     def submit() -> list[str]:
@@ -169,11 +258,20 @@ def test_vulnerability_signal_scales_security(release, e2e_note) -> None:
         # While scaled out: the vulnerability query sees the reported count, the queue is under one replica's share.
         with prometheus(release.kube, release.cfg.monitoring_namespace) as prom:
             vulns = prom.scalar(vuln["metadata"]["query"])
-            depth = prom.scalar(queue["metadata"]["query"])
+        with release.orchestrator_api() as api:
+            depth = api.queue("security")["queued"]
         assert vulns is not None and vulns >= per_task, f"vulnerability query {vuln['metadata']['query']} read {vulns}"
-        assert (depth or 0) < float(queue["metadata"]["threshold"]), f"queue depth {depth} would explain the scale-out"
+        assert depth < trigger_target(queue), f"queue depth {depth} would explain the scale-out"
 
-    _scale_cycle(release, "security", submit, e2e_note, tail_trigger="vulnerabilities", on_risen=what_drove_it)
+    _scale_cycle(
+        release,
+        "security",
+        submit,
+        e2e_note,
+        trigger="vulnerabilities",
+        tail_trigger="vulnerabilities",
+        on_risen=what_drove_it,
+    )
 
 
 def test_postgresql_trigger_scales_by_itself(release_factory, prerequisites, e2e_note) -> None:
@@ -189,11 +287,18 @@ def test_postgresql_trigger_scales_by_itself(release_factory, prerequisites, e2e
     )
     release = release_factory(extra_set=tuple(sets), extra_set_string=thresholds)
     obj = _scaled_object(release, "documentation")
-    per_replica = float(_trigger(obj, "postgresql-queue-depth")["metadata"]["targetQueryValue"])
+    per_replica = trigger_target(_trigger(obj, "postgresql-queue-depth"))
     count = int(per_replica * int(obj["spec"]["maxReplicaCount"]) * 2)
 
     def submit() -> list[str]:
         with release.orchestrator_api() as api:
             return [api.submit("documentation", {"simulate_latency_ms": 4000})["task_id"] for _ in range(count)]
 
-    _scale_cycle(release, "documentation", submit, e2e_note, tail_trigger="postgresql-queue-depth")
+    _scale_cycle(
+        release,
+        "documentation",
+        submit,
+        e2e_note,
+        trigger="postgresql-queue-depth",
+        tail_trigger="postgresql-queue-depth",
+    )

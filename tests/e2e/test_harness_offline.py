@@ -152,14 +152,16 @@ def test_budget_derived_from_rendered_scaled_object(rendered: list[dict]) -> Non
     spec = security["spec"]
     assert (budget.min_replicas, budget.max_replicas) == (spec["minReplicaCount"], spec["maxReplicaCount"])
     assert budget.polling_interval == spec["pollingInterval"] == 5  # the e2e values' fast polling
-    # Scale-up: one scrape + two polls + the HPA sync + the policy period + pod start.
-    assert budget.scale_up_sec == scrape + 2 * budget.polling_interval + 15 + 5 + 60
+    # Scale-up: one scrape (Prometheus triggers only) + two polls + the HPA sync + the policy period + pod start.
+    assert budget.scale_up_sec("vulnerabilities") == scrape + 2 * budget.polling_interval + 15 + 5 + 60
+    # The queue trigger asks the orchestrator, which counts the queue when asked: no scrape to wait for.
+    assert budget.scale_up_sec("queue-depth") == 2 * budget.polling_interval + 15 + 5 + 60
     # The vulnerability trigger's increase() window keeps the signal up long after the tasks finish.
     vulnerabilities = next(t for t in spec["triggers"] if t.get("name") == "vulnerabilities")
     window = max(query_windows(vulnerabilities["metadata"]["query"]))
     assert window == 120  # the e2e values shorten the look-back to 2m
     assert budget.signal_tail_sec["vulnerabilities"] == window + scrape + budget.polling_interval
-    assert budget.signal_tail_sec["queue-depth"] == scrape + budget.polling_interval
+    assert budget.signal_tail_sec["queue-depth"] == budget.polling_interval
     assert budget.scale_down_sec("vulnerabilities") > budget.scale_down_sec("queue-depth") > budget.cooldown
 
 

@@ -244,6 +244,28 @@ async def test_simulate_latency_is_honoured() -> None:
     assert time.monotonic() - started < 0.1, "the payload overrides the configured latency"
 
 
+async def test_simulate_cpu_burns_cpu_without_blocking_the_event_loop() -> None:
+    handler = SimulateHandler(latency_ms=0, failure_rate=0.0)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    cpu_before, started = time.process_time(), time.monotonic()
+    await handler.run(ctx("discovery", {"simulate_cpu_ms": 300}))
+    cpu_spent, elapsed = time.process_time() - cpu_before, time.monotonic() - started
+    ticker.cancel()
+    assert cpu_spent >= 0.25, f"only {cpu_spent:.3f}s of CPU: the burn did not run"
+    assert ticks >= elapsed / 0.01 / 4, f"{ticks} ticks in {elapsed:.2f}s: the burn held the event loop"
+    started = time.process_time()
+    await handler.run(ctx("discovery", {"simulate_cpu_ms": -5}))
+    assert time.process_time() - started < 0.05, "a negative burn is none"
+
+
 async def test_simulate_failure_rate() -> None:
     always = SimulateHandler(latency_ms=0, failure_rate=1.0, rng=random.Random(1))
     for _ in range(50):

@@ -180,6 +180,15 @@ async def test_real_responses_match_the_document(http: aiohttp.ClientSession, se
     status = await api.call("GET", "/v1/status", "/v1/status", expect=200)
     assert status["types"]["coding"]["tasks"] == {"cancelled": 1}
     await api.call("GET", "/v1/status", "/v1/status", expect=401, headers={})
+
+    # The queue KEDA reads: counted now, zeros included, one type per call.
+    queue = await api.call("GET", "/v1/queue?agent_type=testing", "/v1/queue", expect=200)
+    assert queue == {"agent_type": "testing", "queued": 3, "leased": 0}
+    coding = await api.call("GET", "/v1/queue?agent_type=coding", "/v1/queue", expect=200)
+    assert (coding["queued"], coding["leased"]) == (0, 0), "the cancelled task is not queued"
+    await api.call("GET", "/v1/queue?agent_type=wizard", "/v1/queue", expect=400)
+    await api.call("GET", "/v1/queue", "/v1/queue", expect=400)
+    await api.call("GET", "/v1/queue?agent_type=testing", "/v1/queue", expect=401, headers={})
     await api.call("GET", "/v1/openapi.json", "/v1/openapi.json", expect=200)
 
     # Every documented operation was exercised with a success and a failure answer.

@@ -295,6 +295,14 @@ Usage: include "ai-agents.commonEnv" (dict "root" $ "service" "orchestrator")
 {{/*
 Secret and key holding the API token.
 */}}
+{{/*
+"true" when KEDA's queue trigger asks the orchestrator's HTTP API (keda-scalers triggers.queueDepth.source; this
+chart sees the subchart's default merged in): the NetworkPolicy and the checks in validate.yaml follow it.
+*/}}
+{{- define "ai-agents.kedaQueueFromOrchestrator" -}}
+{{- and .Values.kedaScalers.enabled (eq (dig "triggers" "queueDepth" "source" "" .Values.kedaScalers) "orchestrator") -}}
+{{- end }}
+
 {{- define "ai-agents.apiTokenSecretName" -}}
 {{- .Values.apiToken.existingSecret | default (include "ai-agents.componentName" (dict "root" . "suffix" "api-token")) -}}
 {{- end }}

@@ -68,6 +68,40 @@ Name of the TriggerAuthentication carrying the PostgreSQL connection string.
 {{- end }}
 
 {{/*
+Name of the TriggerAuthentication carrying the orchestrator's API token.
+*/}}
+{{- define "keda-scalers.orchestratorAuthName" -}}
+{{- printf "%s-orchestrator" (include "keda-scalers.fullname" .) }}
+{{- end }}
+
+{{/*
+The queue-depth trigger of one agent type. With triggers.queueDepth.source `orchestrator` KEDA asks the
+orchestrator's HTTP API, which counts the queue in the database on every call: nothing between the burst and
+the HPA's next sync. With `prometheus` it reads the gauge every orchestrator replica reports (hence max).
+Call with (dict "root" $ "type" $type "match" $matchers).
+*/}}
+{{- define "keda-scalers.queueDepthTrigger" -}}
+{{- $queue := .root.Values.triggers.queueDepth -}}
+{{- if eq $queue.source "orchestrator" -}}
+- type: metrics-api
+  name: queue-depth
+  metricType: AverageValue
+  metadata:
+    url: {{ printf "http://%s.%s.svc:%s/v1/queue?agent_type=%s" (include "ai-agents-lib.orchestratorName" (dict "root" .root)) .root.Release.Namespace (include "ai-agents-lib.port" "http") .type | quote }}
+    valueLocation: queued
+    targetValue: {{ $queue.targetPerReplica | quote }}
+    authMode: bearer
+    timeout: {{ printf "%ds" (int .root.Values.orchestrator.timeoutSeconds) | quote }}
+  authenticationRef:
+    name: {{ include "keda-scalers.orchestratorAuthName" .root }}
+{{- else -}}
+{{- include "keda-scalers.prometheusTrigger" (dict "root" .root "name" "queue-depth" "metricType" "AverageValue"
+      "query" (printf "max(ai_agents_queue_depth{%s})" .match)
+      "threshold" $queue.targetPerReplica) }}
+{{- end }}
+{{- end }}
+
+{{/*
 PromQL label matchers that scope a query to this release's namespace and one agent type, and with
 global.multiCluster.clusterName set, to this cluster: KEDA scales this cluster's Deployments, and a Prometheus
 (or Thanos) that KEDA asks may hold every cluster's series of the same namespace. `cluster=~"<name>|"` also

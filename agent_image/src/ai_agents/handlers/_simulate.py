@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import Any
 
 from ai_agents.config import AgentLive
@@ -14,10 +15,14 @@ from ai_agents.handoff import FollowUp, OutgoingMessage
 
 # How long a task awaiting a message waits by default (payload `simulate_await_seconds` overrides).
 _AWAIT_SECONDS = 10.0
+# The longest CPU burn a payload may ask for (`simulate_cpu_ms`): a task still ends, well inside its lease.
+_MAX_CPU_MS = 120_000.0
 
 
 class SimulateHandler:
     """Sleeps `latency_ms` (payload `simulate_latency_ms` overrides) and fails with `failure_rate`.
+    Payload `simulate_cpu_ms` first keeps one CPU busy for that long (at most 120 s), in a worker thread so the
+    agent's heartbeats go on: a CPU-bound task, the load the CPU trigger scales on.
 
     Results carry the fields that feed the type-specific scaling signals, so load tests exercise them:
     testing -> test_duration_seconds, security -> vulnerabilities_found, compliance -> compliance_violations.
@@ -45,6 +50,9 @@ class SimulateHandler:
     async def run(self, task: TaskContext) -> dict[str, Any] | HandlerResult:
         latency_ms = float(task.payload.get("simulate_latency_ms", self._latency_ms))
         failure_rate = float(task.payload.get("simulate_failure_rate", self._failure_rate))
+        cpu_ms = min(max(float(task.payload.get("simulate_cpu_ms", 0)), 0.0), _MAX_CPU_MS)
+        if cpu_ms > 0:
+            await asyncio.to_thread(_burn_cpu, cpu_ms / 1000)
         if latency_ms > 0:
             await asyncio.sleep(latency_ms / 1000)
         if self._rng.random() < failure_rate:
@@ -130,3 +138,11 @@ def _describe(message: ReceivedMessage) -> dict[str, Any]:
         "topic": message.topic,
         "body": message.body,
     }
+
+
+def _burn_cpu(seconds: float) -> None:
+    """Busy until `seconds` of this thread's CPU time are spent (or four times that of wall time, if starved)."""
+    cpu_end = time.thread_time() + seconds
+    wall_end = time.monotonic() + 4 * seconds
+    while time.thread_time() < cpu_end and time.monotonic() < wall_end:
+        sum(i * i for i in range(1000))

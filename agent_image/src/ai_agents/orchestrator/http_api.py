@@ -167,6 +167,11 @@ class HttpApi:
     async def get_agent(self, request: web.Request) -> web.Response:
         return _json(agent_json(await self._s.get_agent(request.match_info["agent_id"])))
 
+    async def queue(self, request: web.Request) -> web.Response:
+        agent_type = request.query.get("agent_type", "")
+        counts = await self._s.queue(agent_type)
+        return _json({"agent_type": agent_type, **{state.value: n for state, n in counts.items()}})
+
     async def status(self, _request: web.Request) -> web.Response:
         counts, database_ok = await self._s.status()
         return web.json_response(
@@ -195,6 +200,7 @@ def build_http_app(
     app.router.add_post(f"/v1/tasks/{_TASK_ID}:cancel", api.cancel)
     app.router.add_get("/v1/agents", api.list_agents)
     app.router.add_get("/v1/agents/{agent_id}", api.get_agent)
+    app.router.add_get("/v1/queue", api.queue)
     app.router.add_get("/v1/status", api.status)
 
     # The API's contract, shipped as package data and served as is (tests/runtime/test_openapi.py keeps it true).

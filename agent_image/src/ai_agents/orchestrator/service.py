@@ -458,6 +458,10 @@ class OrchestratorService:
     def version(self) -> str:
         return __version__
 
+    async def queue(self, agent_type: str) -> dict[TaskState, int]:
+        """Queued and leased tasks of one agent type, read from the database on every call (KEDA's queue trigger)."""
+        return await self._stores.tasks.queue_counts(v.agent_type(agent_type))
+
     async def status(self) -> tuple[list[TypeCounts], bool]:
         database_ok = await self._db.ping()
         if not database_ok:
