@@ -53,11 +53,13 @@ ISTIO_TRACING_PROVIDER ?= otel-tracing
 PLATFORM_CHECK := CLUSTER=$(CLUSTER) KUBECTL=$(KUBECTL) HELM=$(HELM) KIND=$(KIND) $(REPO_ROOT)/hack/platform-check.sh
 HELM_INSTALL := $(HELM) upgrade --install --wait --timeout $(HELM_TIMEOUT)
 
-# Values of the ai-agents release: the three subcharts on, the image built above, tracing to Jaeger (and the
-# NetworkPolicy egress it needs), and the label that kube-prometheus-stack's selectors match.
+# Values of the ai-agents release: the three subcharts on (KEDA, in the mesh since keda-install, admitted to the
+# orchestrator's queue), the image built above, tracing to Jaeger (and the NetworkPolicy egress it needs), and the
+# label that kube-prometheus-stack's selectors match.
 AI_AGENTS_OTLP_EGRESS := [{"to":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"$(ISTIO_NAMESPACE)"}},"podSelector":{"matchLabels":{"app.kubernetes.io/instance":"jaeger"}}}],"ports":[{"port":4317,"protocol":"TCP"}]}]
 AI_AGENTS_VALUES := \
 	--set mesh.enabled=true,observability.enabled=true,kedaScalers.enabled=true \
+	--set mesh.keda.orchestratorTrigger=true,mesh.keda.namespace=$(KEDA_NAMESPACE) \
 	--set observability.additionalLabels.release=$(KPS_RELEASE) \
 	--set kedaScalers.prometheus.serverAddress=$(PROMETHEUS_URL) \
 	--set image.repository=$(IMAGE_REPOSITORY),image.tag=$(IMAGE_TAG) \
@@ -166,6 +168,8 @@ keda-install: ## Phase E: install KEDA (and metrics-server when the cluster has 
 		$$($(KUBECTL) get crd servicemonitors.monitoring.coreos.com >/dev/null 2>&1 && echo \
 			--set prometheus.operator.enabled=true,prometheus.operator.serviceMonitor.enabled=true \
 			--set prometheus.metricServer.enabled=true,prometheus.metricServer.serviceMonitor.enabled=true)
+	@# KEDA's queue trigger asks the orchestrator, whose port admits only mesh identities under STRICT mTLS.
+	$(KUBECTL) label namespace $(KEDA_NAMESPACE) istio.io/dataplane-mode=ambient --overwrite
 
 ai-agents-services: ## Phase A: helm upgrade --install ai-agents with the mesh, observability and KEDA subcharts
 	@$(PLATFORM_CHECK) tools cluster crds

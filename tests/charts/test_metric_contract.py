@@ -134,6 +134,29 @@ def test_every_chart_query_reads_only_listed_series(helm4: Path) -> None:
     assert unlisted_reads(queries, _recorded(objects)) == {}
 
 
+def test_every_series_a_trigger_rates_exists_at_zero_before_its_first_event(helm4: Path) -> None:
+    """rate() and increase() never count a series' first sample, so a per-type counter or histogram that appears
+    only with its first event hides that event from KEDA (a first burst of long tests never scaled testing). Every
+    series a ScaledObject reads through rate() or increase() is exported at zero for every type from the start."""
+    from ai_agents.domain import AGENT_TYPES
+    from ai_agents.observability.metrics import OrchestratorMetrics, new_registry
+
+    rated = {
+        name
+        for so in render_chart(helm4, CHARTS_DIR / "keda-scalers", namespace=NAMESPACE)
+        if so["kind"] == "ScaledObject"
+        for trigger in so["spec"]["triggers"]
+        if trigger["type"] == "prometheus"
+        for inner in re.findall(r"\b(?:rate|increase)\s*\(([^\[]*)\[", trigger["metadata"]["query"])
+        for name in metric_names(inner)
+    }
+    assert {"ai_agents_tasks_submitted_total", "ai_agents_test_duration_seconds_bucket"} <= rated, rated
+    registry = OrchestratorMetrics(new_registry()).registry
+    fresh = {(s.name, s.labels.get("agent_type")) for m in registry.collect() for s in m.samples}
+    missing = sorted((name, t) for name in rated for t in AGENT_TYPES if (name, t) not in fresh)
+    assert missing == [], f"series absent until their first event: {missing}"
+
+
 def test_external_series_in_the_contract_come_from_an_allowed_source() -> None:
     """The contract may not name a foreign series whose source is not explained above."""
     unexplained = {

@@ -302,3 +302,138 @@ def test_postgresql_trigger_scales_by_itself(release_factory, prerequisites, e2e
         trigger="postgresql-queue-depth",
         tail_trigger="postgresql-queue-depth",
     )
+
+
+# --- every other signal drives a scale on its own ----------------------------------------------------------
+
+# type -> (trigger that must drive it, payload of its tasks, how many): few tasks whose results carry the signal,
+# except documentation, whose signal is the submission rate (paced below) and CPU, burnt by discovery's tasks.
+SIGNALS: dict[str, tuple[str, dict[str, Any], int]] = {
+    "testing": ("test-duration", {"simulate_latency_ms": 50, "test_duration_seconds": 300}, 4),
+    "compliance": ("compliance-violations", {"simulate_latency_ms": 50, "compliance_violations": 40}, 4),
+    "discovery": ("cpu", {"simulate_latency_ms": 0, "simulate_cpu_ms": 100_000}, 2),
+    # Agents hold these (a minute each) instead of working through them: no CPU, only the submissions count.
+    "documentation": ("task-submission-rate", {"simulate_latency_ms": 60_000}, 0),
+}
+SUBMISSIONS_PER_SEC = 20.0
+SUBMISSION_SECONDS = 150.0
+
+
+def _metric_key(metric: dict[str, Any]) -> str:
+    """A metric of an HPA by identity: the resource's name, or KEDA's external metric name (`s<i>-...`)."""
+    kind = metric["type"]
+    body = metric["resource" if kind == "Resource" else "external"]
+    return body["name"] if kind == "Resource" else body["metric"]["name"]
+
+
+def _load_ratios(hpa: dict[str, Any], triggers: list[dict[str, Any]]) -> dict[str, float]:
+    """Per trigger, how far its metric stands above its target on the HPA's last sync (> 1: it asks for more
+    replicas than the HPA has). KEDA names trigger i's external metric `s<i>-...`."""
+    from kubernetes.utils import parse_quantity
+
+    targets = {
+        _metric_key(m): m["resource" if m["type"] == "Resource" else "external"]["target"]
+        for m in hpa["spec"]["metrics"]
+    }
+    ratios: dict[str, float] = {}
+    for status in hpa["status"].get("currentMetrics") or []:
+        if status.get("type") not in ("Resource", "External"):
+            continue  # a metric the HPA could not read on this sync has no type
+        key = _metric_key(status)
+        current = (status["resource" if status["type"] == "Resource" else "external"] or {}).get("current") or {}
+        target = targets[key]
+        if not ({"averageUtilization", "averageValue", "value"} & {k for k, v in current.items() if v is not None}):
+            continue  # no reading yet on this sync
+        if "averageUtilization" in target:
+            ratio = current["averageUtilization"] / target["averageUtilization"]
+        elif "averageValue" in target:
+            ratio = float(parse_quantity(current["averageValue"]) / parse_quantity(target["averageValue"]))
+        else:
+            ratio = float(parse_quantity(current["value"]) / parse_quantity(target["value"]))
+        name = key if status["type"] == "Resource" else triggers[int(key.split("-", 1)[0][1:])]["name"]
+        ratios[name] = ratio
+    return ratios
+
+
+def _hpa(release: Any, obj: dict[str, Any]) -> dict[str, Any]:
+    hpa = release.kube.autoscaling.read_namespaced_horizontal_pod_autoscaler(
+        f"keda-hpa-{obj['metadata']['name']}", release.namespace
+    )
+    return release.kube.api_client.sanitize_for_serialization(hpa)
+
+
+def _pace_submissions(release: Any, stop: threading.Event, sent: list[float]) -> None:
+    """Documentation tasks at SUBMISSIONS_PER_SEC, for at most SUBMISSION_SECONDS, until `stop`."""
+    _trigger_name, payload, _count = SIGNALS["documentation"]
+    with release.orchestrator_api() as api:
+        started = time.monotonic()
+        for n in range(int(SUBMISSIONS_PER_SEC * SUBMISSION_SECONDS)):
+            if stop.is_set():
+                return
+            api.submit("documentation", payload)
+            sent.append(time.monotonic())
+            stop.wait(max(0.0, started + (n + 1) / SUBMISSIONS_PER_SEC - time.monotonic()))
+
+
+def test_every_other_signal_scales_its_type_alone(release_factory, e2e_note) -> None:
+    """Submission rate, CPU, p95 test duration and compliance violations, each scaling its type at once, with the
+    queue trigger set out of reach. On the HPA's own sync that first asks for more replicas, the signal's metric
+    stands above its target and every other metric of that type at or below it: that signal alone drove it."""
+    types = tuple(SIGNALS)
+    release = release_factory(
+        extra_set=(
+            "kedaScalers.triggers.cpu.enabled=true",
+            *(f"kedaScalers.agents.{t}.maxReplicaCount=3" for t in types),
+        ),
+        extra_set_string=(
+            "kedaScalers.triggers.queueDepth.targetPerReplica=100000",
+            # Requests large enough that an idle agent sits far below the CPU target (utilization is of requests).
+            "agentDefaults.resources.requests.cpu=50m",
+        ),
+    )
+    objs = {t: _scaled_object(release, t) for t in types}
+    for agent_type, (trigger, _payload, _count) in SIGNALS.items():
+        _trigger(objs[agent_type], trigger)
+    budgets = {t: _budget(release, objs[t]) for t in types}
+    rises: dict[str, tuple[float, dict[str, float]]] = {}
+    stop, sent = threading.Event(), []
+    pacer = threading.Thread(target=_pace_submissions, args=(release, stop, sent), daemon=True)
+    with release.orchestrator_api() as api:
+        started = time.monotonic()
+        for agent_type, (_trigger_name, payload, count) in SIGNALS.items():
+            for _ in range(count):
+                api.submit(agent_type, payload)
+        pacer.start()
+        try:
+            deadline = started + max(b.scale_up_sec(SIGNALS[t][0]) for t, b in budgets.items()) + 60
+            while len(rises) < len(types) and time.monotonic() < deadline:
+                for agent_type in set(types) - set(rises):
+                    hpa = _hpa(release, objs[agent_type])
+                    if (hpa["status"].get("desiredReplicas") or 0) > budgets[agent_type].min_replicas:
+                        rises[agent_type] = (
+                            time.monotonic() - started,
+                            _load_ratios(hpa, objs[agent_type]["spec"]["triggers"]),
+                        )
+                if "documentation" in rises:
+                    stop.set()
+                time.sleep(1)
+        finally:
+            stop.set()
+            pacer.join(timeout=30)
+    missing = set(types) - set(rises)
+    assert not missing, f"never scaled out: {sorted(missing)}; rose: {rises}"
+    for agent_type, (seconds, ratios) in rises.items():
+        signal = SIGNALS[agent_type][0]
+        assert ratios.get(signal, 0) > 1.0, f"{agent_type} rose at {seconds:.0f}s without its {signal}: {ratios}"
+        # The HPA ignores ratios within 10% of 1.
+        others = {name: r for name, r in ratios.items() if name != signal and r > 1.1}
+        assert not others, f"{agent_type} rose at {seconds:.0f}s on {sorted(others)} too: {ratios}"
+    rate = len(sent) / (sent[-1] - sent[0]) if len(sent) > 1 else 0.0
+    e2e_note(
+        "signals alone: "
+        + "; ".join(
+            f"{t} by {SIGNALS[t][0]} in {s:.0f}s ({r[SIGNALS[t][0]]:.1f}x target)"
+            for t, (s, r) in sorted(rises.items())
+        )
+        + f"; documentation submissions paced at {rate:.1f}/s"
+    )

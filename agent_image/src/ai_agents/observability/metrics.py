@@ -210,6 +210,7 @@ class OrchestratorMetrics(CommonMetrics):
                 self.redeliveries,
                 self.vulnerabilities,
                 self.compliance_violations,
+                self.test_duration,
             ):
                 metric.labels(agent_type)
             for outcome in ("succeeded", "failed", "dead_letter", "cancelled"):
