@@ -107,6 +107,13 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
     return {
         "observability": render(helm, charts / "observability", namespace=NAMESPACE),
         "keda-scalers": render(helm, charts / "keda-scalers", namespace=NAMESPACE),
+        # The queue read from Prometheus instead of the orchestrator: every query a ScaledObject can make.
+        "keda-scalers-prometheus-queue": render(
+            helm,
+            charts / "keda-scalers",
+            namespace=NAMESPACE,
+            set_values={"triggers.queueDepth.source": "prometheus"},
+        ),
     }
 
 
@@ -237,11 +244,34 @@ def test_every_dashboard_panel_returns_data(prometheus: Prometheus, rendered: di
 
 
 def test_every_scaledobject_query_returns_data(prometheus: Prometheus, rendered: dict[str, Any]) -> None:
-    local, cluster = _split(_queries(rendered["keda-scalers"], "ScaledObject"))
+    local, cluster = _split(_queries(rendered["keda-scalers-prometheus-queue"], "ScaledObject"))
     assert not cluster, f"scaling queries must read runtime metrics only: {cluster}"
     assert len(local) >= 6 * 2 + 3, "queue depth and task submissions/s per type plus three type-specific signals"
     empty = [f"{where}: {expr}" for where, expr in local if not prometheus.query(expr)]
     assert not empty, "ScaledObject queries without data:\n" + "\n".join(empty)
+
+
+def test_every_queue_trigger_url_answers_with_a_count(
+    fleet: tuple[dict[str, Any], dict[str, str]], rendered: dict[str, Any]
+) -> None:
+    """The default queue trigger is KEDA's metrics-api: its URL's path and query, asked of a local orchestrator,
+    answer JSON whose `valueLocation` (one top-level key) is a count."""
+    summary, _env = fleet
+    base = summary["orchestrators"][0]["http"]
+    triggers = [
+        t
+        for so in rendered["keda-scalers"]
+        if so["kind"] == "ScaledObject"
+        for t in so["spec"]["triggers"]
+        if t["type"] == "metrics-api"
+    ]
+    assert len(triggers) == 6, "one queue trigger per agent type"
+    for trigger in triggers:
+        url = urllib.parse.urlsplit(trigger["metadata"]["url"])
+        body = _get(f"{base}{url.path}?{url.query}")
+        value = body[trigger["metadata"]["valueLocation"]]
+        assert isinstance(value, int) and value >= 0, f"{trigger['metadata']['url']}: {body}"
+        assert body["agent_type"] == urllib.parse.parse_qs(url.query)["agent_type"][0]
 
 
 def test_every_rule_reads_series_that_exist(prometheus: Prometheus, rendered: dict[str, Any]) -> None:
