@@ -516,3 +516,30 @@ def test_prometheus_without_auth_has_no_credentials(helm: Path) -> None:
 def test_prometheus_auth_without_secret_fails_naming_the_key(helm: Path) -> None:
     message = render_error(helm, prometheus__auth__mode="bearer")
     assert "prometheus.auth.secretName" in message
+
+
+# --- NOTES.txt (shown when the chart is installed alone; Helm 4 renders it without a cluster) ------------------
+
+
+def _notes(helm4: Path, *sets: str) -> str:
+    import charttree
+
+    charts = charttree.prepared_charts(helm4)
+    args = [str(helm4), "install", "fleet", str(charts / CHART.name), "-n", "team", "--dry-run=client"]
+    for item in sets:
+        args += ["--set", item]
+    env = {**charttree.helm_env(charts.parent / "helm-home"), "KUBECONFIG": "/dev/null"}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_list_the_scaled_types_and_where_the_queue_is_read(helm4: Path) -> None:
+    notes = _notes(helm4)
+    for agent_type, (low, high) in ROLLOUT_RANGES.items():
+        assert f"fleet-agent-{agent_type}: {low}-{high} replicas" in notes, notes
+    assert "http://fleet-orchestrator.team.svc:8080/v1/queue" in notes and "fleet-api-token" in notes
+
+    notes = _notes(helm4, "global.agents.coding.enabled=false", "triggers.queueDepth.source=prometheus")
+    assert "fleet-agent-coding" not in notes and "fleet-agent-testing: 8-200 replicas" in notes
+    assert "/v1/queue" not in notes and "query Prometheus at" in notes
