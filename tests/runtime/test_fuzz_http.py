@@ -411,6 +411,7 @@ def plain_requests(target: Target) -> dict[str, Valid]:
         "cancelTask": Valid("POST", "/v1/tasks/{task_id}:cancel", path_params={"task_id": target.task_id}),
         "listAgents": agents,
         "getAgent": Valid("GET", "/v1/agents/{agent_id}", path_params={"agent_id": "fuzz-agent-1"}),
+        "getQueue": Valid("GET", "/v1/queue", query={"agent_type": "coding"}),
         "getStatus": Valid("GET", "/v1/status"),
         "getOpenApi": Valid("GET", "/v1/openapi.json"),
     }
