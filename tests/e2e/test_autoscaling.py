@@ -282,11 +282,15 @@ SUBMISSIONS_PER_SEC = 20.0
 SUBMISSION_SECONDS = 150.0
 
 
+def _metric_body(metric: dict[str, Any]) -> dict[str, Any]:
+    """The part of an HPA metric (spec or status) that its type names: `resource` or `external`."""
+    return metric["resource" if metric["type"] == "Resource" else "external"] or {}
+
+
 def _metric_key(metric: dict[str, Any]) -> str:
     """A metric of an HPA by identity: the resource's name, or KEDA's external metric name (`s<i>-...`)."""
-    kind = metric["type"]
-    body = metric["resource" if kind == "Resource" else "external"]
-    return body["name"] if kind == "Resource" else body["metric"]["name"]
+    body = _metric_body(metric)
+    return body["name"] if metric["type"] == "Resource" else body["metric"]["name"]
 
 
 def _load_ratios(hpa: dict[str, Any], triggers: list[dict[str, Any]]) -> dict[str, float]:
@@ -294,16 +298,13 @@ def _load_ratios(hpa: dict[str, Any], triggers: list[dict[str, Any]]) -> dict[st
     replicas than the HPA has). KEDA names trigger i's external metric `s<i>-...`."""
     from kubernetes.utils import parse_quantity
 
-    targets = {
-        _metric_key(m): m["resource" if m["type"] == "Resource" else "external"]["target"]
-        for m in hpa["spec"]["metrics"]
-    }
+    targets = {_metric_key(m): _metric_body(m)["target"] for m in hpa["spec"]["metrics"]}
     ratios: dict[str, float] = {}
     for status in hpa["status"].get("currentMetrics") or []:
         if status.get("type") not in ("Resource", "External"):
             continue  # a metric the HPA could not read on this sync has no type
         key = _metric_key(status)
-        current = (status["resource" if status["type"] == "Resource" else "external"] or {}).get("current") or {}
+        current = _metric_body(status).get("current") or {}
         target = targets[key]
         if not ({"averageUtilization", "averageValue", "value"} & {k for k, v in current.items() if v is not None}):
             continue  # no reading yet on this sync

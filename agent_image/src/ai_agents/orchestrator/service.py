@@ -460,7 +460,10 @@ class OrchestratorService:
 
     async def queue(self, agent_type: str) -> dict[TaskState, int]:
         """Queued and leased tasks of one agent type, read from the database on every call (KEDA's queue trigger)."""
-        return await self._stores.tasks.queue_counts(v.agent_type(agent_type))
+        agent_type = v.agent_type(agent_type)
+        # The same index-only count that feeds the queue gauge (tasks_state_type), fresh on every call.
+        counts = await self._stores.tasks.active_counts()
+        return {state: counts.get((agent_type, state), 0) for state in (TaskState.QUEUED, TaskState.LEASED)}
 
     async def status(self) -> tuple[list[TypeCounts], bool]:
         database_ok = await self._db.ping()

@@ -459,17 +459,6 @@ class TaskStore:
         )
         return {(r["agent_type"], TaskState(r["state"])): r["n"] for r in rows}
 
-    async def queue_counts(self, agent_type: str) -> dict[TaskState, int]:
-        """Queued and leased tasks of one type: an index-only count (tasks_state_type), cheap enough for an
-        autoscaler to ask on every HPA sync."""
-        rows = await self._pool.fetch(
-            "SELECT state, count(*) AS n FROM tasks WHERE state IN ('queued', 'leased') AND agent_type = $1 GROUP BY 1",
-            agent_type,
-        )
-        counts = {TaskState.QUEUED: 0, TaskState.LEASED: 0}
-        counts.update({TaskState(r["state"]): r["n"] for r in rows})
-        return counts
-
     async def all_counts(self) -> dict[tuple[str, TaskState], int]:
         rows = await self._pool.fetch("SELECT agent_type, state, count(*) AS n FROM tasks GROUP BY 1, 2")
         return {(r["agent_type"], TaskState(r["state"])): r["n"] for r in rows}
