@@ -202,13 +202,15 @@ def run_workload(port: int, tasks: int, publishers: int, timeout: float) -> dict
         "publish_per_second": round(len(sent) / publish_seconds, 1) if publish_seconds else None,
         "publish_ms": publish_ms,
         "submit_to_complete_ms": _submit_to_done(results, sent),
+        "first_publish": min(sent.values(), default=0.0),
     }
 
 
-def _submit_to_done(results: Any, sent: dict[str, float]) -> list[float]:
-    """Per task: publish time (this process's clock) to the result's date_done (the worker's, same machine)."""
+def _submit_to_done(results: Any, sent: dict[str, float]) -> list[tuple[float, float]]:
+    """Per task: when it was done (epoch s) and ms from its publish (this process's clock) to the result's
+    date_done (the worker's, same machine)."""
     ids = list(sent)
-    out: list[float] = []
+    out: list[tuple[float, float]] = []
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
         for task_id, raw in zip(chunk, results.mget([f"celery-task-meta-{i}" for i in chunk]), strict=True):
@@ -218,5 +220,5 @@ def _submit_to_done(results: Any, sent: dict[str, float]) -> list[float]:
                 done = datetime.fromisoformat(json.loads(raw)["date_done"])
                 # Celery writes UTC; older versions without an offset.
                 done_at = (done if done.tzinfo else done.replace(tzinfo=UTC)).timestamp()
-                out.append((done_at - sent[task_id]) * 1000)
+                out.append((done_at, (done_at - sent[task_id]) * 1000))
     return out

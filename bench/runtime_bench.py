@@ -43,6 +43,8 @@ from typing import Any
 import durability  # bench/ is this script's directory, first on sys.path
 import many_agents
 import profiling
+import report_html
+from timeline import timeline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENT_TYPE = "coding"
@@ -595,6 +597,10 @@ async def store_latencies(dsn: str, phase: str) -> dict[str, Any]:
         "submit_to_complete_ms": percentiles([float(r["to_complete"]) for r in done]),
         "first_created_to_last_finished_s": round(span, 3) if span else None,
         "tasks_per_second_store": round(len(done) / span, 1) if span else None,
+        "timeline": timeline(
+            [(float(r["finished"]), float(r["to_complete"])) for r in done],
+            min((float(r["created"]) for r in rows), default=0.0),
+        ),
     }
 
 
@@ -996,9 +1002,10 @@ class Bench:
             "pool": "threads",
             "threads_per_worker": cfg.agent_concurrency,
             "publishers": cfg.load_channels,
-            **{k: v for k, v in load.items() if k not in ("publish_ms", "submit_to_complete_ms")},
+            **{k: v for k, v in load.items() if k not in ("publish_ms", "submit_to_complete_ms", "first_publish")},
             "publish_ms": percentiles(load["publish_ms"]),
-            "submit_to_complete_ms": percentiles(load["submit_to_complete_ms"]),
+            "submit_to_complete_ms": percentiles([ms for _, ms in load["submit_to_complete_ms"]]),
+            "timeline": timeline(load["submit_to_complete_ms"], load["first_publish"]),
             "cpu": cpu,
         }
 
@@ -1451,8 +1458,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    page = out.with_name("report.html")
+    page.write_text(report_html.render(report))
     print_table(report)
-    print(f"wrote {out}")
+    print(f"wrote {out} and {page}")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -32,6 +33,14 @@ class LoadProfile:
     @property
     def target_rps(self) -> float:
         return self.users * self.rate_per_user
+
+    @classmethod
+    def at_rate(cls, rps: float, run_time_sec: int, *, per_user_rps: float = 5.0, **fields: Any) -> LoadProfile:
+        """`rps` requests/s in all, from as many users as a rate of `per_user_rps` each needs; at most as many
+        tasks as the rate and time could submit (the count bound)."""
+        users = max(1, math.ceil(rps / per_user_rps))
+        fields.setdefault("max_tasks", math.ceil(rps * run_time_sec))
+        return cls(users=users, rate_per_user=rps / users, run_time_sec=run_time_sec, **fields)
 
 
 @dataclass
@@ -139,3 +148,61 @@ class LoadRun:
                 self._proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+
+
+@dataclass(frozen=True)
+class Slo:
+    """What a rate must meet to count as held: errors over every attempt, submission p95, and the rate itself
+    reached (an overloaded client or server falls behind its schedule rather than failing)."""
+
+    max_attempt_error_rate: float = 0.01
+    p95_ms: float = 100.0
+    min_achieved_share: float = 0.9
+
+    def misses(self, target_rps: float, summary: LoadSummary) -> list[str]:
+        missed = []
+        if summary.attempt_error_rate >= self.max_attempt_error_rate:
+            missed.append(f"attempt errors {summary.attempt_error_rate:.2%} >= {self.max_attempt_error_rate:.1%}")
+        if summary.p95_ms >= self.p95_ms:
+            missed.append(f"p95 {summary.p95_ms:.0f} ms >= {self.p95_ms:.0f} ms")
+        if summary.rps < self.min_achieved_share * target_rps:
+            missed.append(f"achieved {summary.rps:.1f} RPS < {self.min_achieved_share:.0%} of {target_rps:.0f}")
+        return missed
+
+
+@dataclass
+class RampStep:
+    target_rps: float
+    result: LoadResult
+    missed: list[str]
+
+    def line(self) -> str:
+        verdict = "held" if not self.missed else "not held: " + "; ".join(self.missed)
+        return f"{self.target_rps:.0f} RPS: {verdict} ({self.result.summary.line()})"
+
+
+def stepped_ramp(
+    host: str,
+    rates: list[float],
+    step_sec: int,
+    workdir: Path,
+    *,
+    token: str | None,
+    run_id: str,
+    slo: Slo,
+    **profile_fields: Any,
+) -> list[RampStep]:
+    """One bounded locust run per rate, in order, until the first rate the SLO does not hold (the steps above it
+    are not run: the server is past what it holds)."""
+    steps: list[RampStep] = []
+    for index, rps in enumerate(rates):
+        step_dir = workdir / f"step-{index}-{rps:.0f}rps"
+        step_dir.mkdir(parents=True, exist_ok=True)
+        profile = LoadProfile.at_rate(rps, step_sec, **profile_fields)
+        result = LoadRun(host, profile, step_dir, token=token, run_id=f"{run_id}-{index}").start().wait()
+        step = RampStep(rps, result, slo.misses(rps, result.summary))
+        log.info("ramp %s", step.line())
+        steps.append(step)
+        if step.missed:
+            break
+    return steps

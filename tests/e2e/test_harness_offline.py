@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from _cluster import E2E_VALUES, UMBRELLA, E2EConfig, Prerequisites
 from _helm import ReleaseOptions, by_kind, options_for, release_values, template
-from _load import LOCUSTFILE, LoadProfile, LoadRun
-from _loadplan import TaskBudget
+from _load import LOCUSTFILE, LoadProfile, LoadRun, Slo
+from _loadplan import TaskBudget, logical_summary, write_summary
 from _queries import alternatives, chart_queries, data_probes, reads_only, substitute_grafana
 from _scaling import budget_from, duration_seconds, query_windows, scale_down_schedule, scrape_interval_of
 from waits import Clock, WaitAborted, WaitTimeout, assert_eventually, consistently, eventually
@@ -281,6 +281,46 @@ def test_locust_run_stops_at_its_task_count_long_before_its_time_limit(tmp_path:
     assert result.elapsed_sec < 30, f"locust ran {result.elapsed_sec:.0f}s: the count bound did not stop it"
     assert result.summary.failures == 0 and result.summary.requests >= 12
     assert result.summary.p99_ms >= result.summary.p50_ms > 0
+
+
+def _row(kind: str, name: str, requests: int, failures: int, p95: float = 40.0) -> dict[str, object]:
+    return {"type": kind, "name": name, "requests": requests, "failures": failures, "rps": requests / 10,
+            "p50_ms": 10.0, "p95_ms": p95, "p99_ms": p95 * 2}  # fmt: skip
+
+
+def test_a_retried_submission_counts_against_the_attempt_error_rate_not_the_logical_one(tmp_path: Path) -> None:
+    # 990 submissions succeeded, 8 of them only after a retry; 10 reads; the retries were 8 failed attempts.
+    path = tmp_path / "summary.json"
+    write_summary(
+        path,
+        [
+            _row("POST", "/v1/tasks", 990, 0),
+            _row("GET", "/v1/tasks/{task_id}", 10, 0),
+            _row("ATTEMPT", "/v1/tasks (retried)", 8, 8),
+        ],
+    )
+    summary = logical_summary(path)
+    assert (summary.requests, summary.failures, summary.error_rate) == (1000, 0, 0.0)
+    assert (summary.attempts, summary.failed_attempts) == (1008, 8)
+    assert summary.attempt_error_rate == pytest.approx(8 / 1008)
+    slo = Slo(max_attempt_error_rate=0.005, p95_ms=100.0, min_achieved_share=0.9)
+    assert slo.misses(100.0, summary) == ["attempt errors 0.79% >= 0.5%"]
+    assert Slo(max_attempt_error_rate=0.01).misses(100.0, summary) == [], "under 1% of attempts failed"
+
+
+def test_a_rate_is_held_only_if_reached_with_p95_and_errors_within_the_slo(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    write_summary(path, [_row("POST", "/v1/tasks", 600, 0, p95=150.0)])  # 60 RPS achieved of 100 asked
+    missed = Slo().misses(100.0, logical_summary(path))
+    assert [m.split(" ")[0] for m in missed] == ["p95", "achieved"]
+    write_summary(path, [_row("POST", "/v1/tasks", 1000, 0, p95=60.0)])
+    assert Slo().misses(100.0, logical_summary(path)) == []
+
+
+def test_load_profile_at_a_rate_spreads_it_over_users_and_bounds_the_count() -> None:
+    profile = LoadProfile.at_rate(150.0, 12)
+    assert profile.users == 30 and profile.target_rps == pytest.approx(150.0)
+    assert profile.max_tasks == 1800
 
 
 @pytest.mark.parametrize(
