@@ -9,14 +9,19 @@ from _api import Ledger, OrchestratorApi
 from _load import LoadProfile, LoadResult, LoadRun, RampStep, Slo, stepped_ramp
 from waits import eventually
 
-# KEDA off: on a one-node test cluster, a burst would start up to 60 agent pods beside the orchestrators and the
-# ramp would measure their start-up, not the API (autoscaling has its own tier).
-pytestmark = [pytest.mark.cluster, pytest.mark.release(keda=False)]
+AGENT_TYPES = ("coding", "testing", "security", "compliance", "documentation", "discovery")
+# KEDA off and one agent per type: on a one-node test cluster a burst would start up to 60 agent pods (or the
+# rollout's 28 fixed ones would idle) beside the orchestrators, and the ramp would measure their CPU, not the API.
+# Autoscaling has its own tier; one zero-latency agent per type drains far faster than the API submits.
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.release(keda=False, extra_set=tuple(f"agents.{t}.replicas=1" for t in AGENT_TYPES)),
+]
 
 # The rate this test holds the release to (requests/s, 4 submissions to 1 read): the e2e values' two
 # orchestrators (500m CPU each) behind one port-forward from this machine, found by this ramp on the test cluster.
 STATED_RPS = 100.0
-HOLD_SEC = 45
+HOLD_SEC = 60
 # A stepped ramp: the steps below the stated rate warm the path up, the stated rate is held for HOLD_SEC and
 # asserted, the steps above it find how far past it the release still meets the SLO (reported, not asserted).
 WARM_UP_RPS = [25.0, 50.0]
