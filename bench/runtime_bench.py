@@ -152,7 +152,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 
 def free_port() -> int:
-    from ai_agents.local.postgres import free_port as _free_port
+    from ai_agents.local.ports import free_port as _free_port
 
     return _free_port()
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from _queries import alternatives, chart_queries
-from ai_agents.local.postgres import free_port
+from ai_agents.local.ports import free_port
 from charttree import prepared_charts
 from fleet_cli import run_cli
 from helmrender import helm_binaries, render

@@ -16,7 +16,8 @@ import aiohttp
 import asyncpg
 from ai_agents.client import OrchestratorClient
 from ai_agents.config import OrchestratorSettings
-from ai_agents.local.postgres import LocalPostgres, free_port
+from ai_agents.local.ports import free_port
+from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.serving.identity import mint_local_credential
 

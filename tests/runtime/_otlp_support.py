@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 import grpc
-from ai_agents.local.postgres import free_port
+from ai_agents.local.ports import free_port
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 from waits import assert_eventually_async

@@ -27,7 +27,7 @@ from ai_agents.domain import AGENT_TYPES
 from ai_agents.handlers import HandlerError, TaskContext, build_handler
 from ai_agents.handlers._llm import LlmHandler
 from ai_agents.handlers._simulate import SimulateHandler
-from ai_agents.local.postgres import free_port
+from ai_agents.local.ports import free_port
 from ai_agents.observability.metrics import CommonMetrics, new_registry
 from ai_agents.orchestrator.app import Orchestrator
 from aiohttp import web

@@ -18,7 +18,7 @@ from ai_agents.client import OrchestratorClient
 from ai_agents.config import AgentSettings, ChaosMonkeySettings
 from ai_agents.convert import TASK_STATE
 from ai_agents.lifecycle import Lifecycle
-from ai_agents.local.postgres import free_port
+from ai_agents.local.ports import free_port
 from ai_agents.orchestrator.app import Orchestrator
 from waits import assert_eventually_async
 

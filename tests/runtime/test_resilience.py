@@ -245,7 +245,8 @@ async def test_sigterm_past_grace_releases_tasks_without_spending_an_attempt(
 
 async def test_orchestrator_waits_for_a_database_that_comes_up_after_it() -> None:
     """As in a fresh install: the orchestrator pods start before the PostgreSQL StatefulSet accepts connections."""
-    from ai_agents.local.postgres import LocalPostgres, free_port
+    from ai_agents.local.ports import free_port
+    from ai_agents.local.postgres import LocalPostgres
     from ai_agents.orchestrator.app import Orchestrator
 
     from ._fleet_support import orchestrator_settings

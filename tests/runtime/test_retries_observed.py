@@ -30,7 +30,8 @@ import pytest
 from ai_agents.client import CircuitOpenError, OrchestratorClient
 from ai_agents.client._breaker import BreakerState
 from ai_agents.config import OrchestratorLive
-from ai_agents.local.postgres import LocalPostgres, free_port
+from ai_agents.local.ports import free_port
+from ai_agents.local.postgres import LocalPostgres
 from ai_agents.observability.metrics import CommonMetrics, new_registry
 from ai_agents.orchestrator.app import Orchestrator
 from waits import assert_eventually_async

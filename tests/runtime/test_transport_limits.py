@@ -20,7 +20,8 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
-from ai_agents.local.postgres import LocalPostgres, free_port
+from ai_agents.local.ports import free_port
+from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.grpc_api import SERVICE_NAMES
 from ai_agents.v1 import tasks_pb2, tasks_pb2_grpc
 from google.protobuf import descriptor_pool

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TypedDict
 
 from ai_agents.domain import AGENT_TYPES
-from ai_agents.local.postgres import FAST_WARNING, LocalPostgres, free_port
+from ai_agents.local.ports import free_port
+from ai_agents.local.postgres import FAST_WARNING, LocalPostgres
 from ai_agents.local.supervisor import Supervisor
 from ai_agents.serving.identity import mint_local_credential
 

@@ -6,12 +6,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from ai_agents.local.ports import free_port
 
 
 class PostgresNotFound(RuntimeError):
@@ -45,12 +46,6 @@ def find_pg_bin() -> Path:
     raise PostgresNotFound(
         "PostgreSQL server binaries not found: install them (Debian: apt-get install postgresql) or set PG_BIN"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_as_prefix() -> list[str]:
