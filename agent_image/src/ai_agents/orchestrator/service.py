@@ -21,6 +21,7 @@ from ai_agents.orchestrator import validation as v
 from ai_agents.orchestrator.lease_trace import lease_started, with_lease_spans
 from ai_agents.store.database import Database, Stores
 from ai_agents.store.follow_ups import Handoff
+from ai_agents.store.messages import stream_wake_keys
 from ai_agents.store.records import (
     AgentRecord,
     AllocationRecord,
@@ -405,8 +406,11 @@ class OrchestratorService:
         """Yield messages for the agent after the cursor, then new ones as NOTIFY announces them."""
         agent = await self._stores.agents.get(v.agent_id(agent_id))
         cursor = max(after_message_id, 0)
+        wakeups = self._db.message_wakeups
+        # Woken by messages for this agent, its type or everyone; not by every other agent's messages.
+        keys = stream_wake_keys(agent.agent_id, agent.agent_type)
         while True:
-            seen = self._db.message_wakeups.generation("all")
+            seen = {key: wakeups.generation(key) for key in keys}
             batch = await self._stores.messages.after(
                 agent_id=agent.agent_id, agent_type=agent.agent_type, after_id=cursor
             )
@@ -414,7 +418,7 @@ class OrchestratorService:
                 cursor = message.message_id
                 yield message
             if not batch:
-                await self._db.message_wakeups.wait("all", seen, 5.0)
+                await wakeups.wait_any(seen, 5.0)
 
     # ---- resources ---------------------------------------------------------------------------------------
 

@@ -7,14 +7,14 @@ import contextlib
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import asyncpg
 
 from ai_agents.store.agents import AgentStore
 from ai_agents.store.availability import OutageLog, is_database_unavailable, unavailable_on_outage
-from ai_agents.store.messages import MESSAGES_CHANNEL, MessageStore
+from ai_agents.store.messages import ALL_AGENTS, MESSAGES_CHANNEL, MessageStore
 from ai_agents.store.migrations import migrate
 from ai_agents.store.resources import ResourceStore
 from ai_agents.store.task_batches import TASKS_CHANNEL
@@ -58,23 +58,30 @@ class Wakeups:
 
     async def wait(self, key: str, seen: int, timeout: float) -> bool:
         """Wait until the generation of key differs from seen and this waiter is woken; False on timeout."""
-        if self._generation[key] != seen:
+        return await self.wait_any({key: seen}, timeout)
+
+    async def wait_any(self, seen: Mapping[str, int], timeout: float) -> bool:
+        """Wait until any key's generation differs from what was seen of it and this waiter is woken (by a
+        notification of any of the keys); False on timeout."""
+        if any(self._generation[key] != generation for key, generation in seen.items()):
             return True
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._waiters[key]
-        waiters.append(waiter)
-        self._live[key] += 1
+        for key in seen:
+            self._waiters[key].append(waiter)
+            self._live[key] += 1
         try:
             await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             return False
         finally:
-            self._live[key] -= 1
-            # Timed-out waiters are left behind (removing each from the middle costs O(n)); drop them in one
-            # pass once they outnumber the live ones, so an idle fleet's long polls never pile up.
-            current = self._waiters[key]  # not `waiters`: an earlier compaction may have replaced it
-            if len(current) > 2 * self._live[key] + 16:
-                self._waiters[key] = deque(w for w in current if not w.done())
+            for key in seen:
+                self._live[key] -= 1
+                # Timed-out (and woken-by-another-key) waiters are left behind (removing each from the middle
+                # costs O(n)); drop them in one pass once they outnumber the live ones, so an idle fleet's long
+                # polls never pile up.
+                current = self._waiters[key]
+                if len(current) > 2 * self._live[key] + 16:
+                    self._waiters[key] = deque(w for w in current if not w.done())
         return True
 
 
@@ -184,7 +191,10 @@ class Database:
 
     def _on_notification(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
         if channel != TASKS_CHANNEL:
-            self.message_wakeups.notify("all")
+            # "agent:<id>", "type:<type>" or "all" wakes the streams of those recipients (store/messages.py);
+            # anything else (an older orchestrator's message id) wakes every stream.
+            known = payload == ALL_AGENTS or payload.startswith(("agent:", "type:"))
+            self.message_wakeups.notify(payload if known else ALL_AGENTS)
             return
         # "<agent type>:<n>" from a batch of n new tasks wakes n waiters; a bare "<agent type>" (a task
         # released, failed back to the queue, expired; or an older orchestrator) wakes every waiter of the type.

@@ -28,7 +28,7 @@ import asyncpg
 
 from ai_agents.errors import InvalidArgument
 from ai_agents.handoff import FollowUp, OutgoingMessage
-from ai_agents.store.messages import LOCK_MESSAGE_IDS, MESSAGES_CHANNEL
+from ai_agents.store.messages import LOCK_MESSAGE_IDS, MESSAGES_CHANNEL, wake_key_sql
 from ai_agents.store.records import TaskRecord
 from ai_agents.store.task_batches import TASKS_CHANNEL
 
@@ -53,7 +53,7 @@ class Handoff:
 # $1-$3 are the fence of store/tasks.py (_FENCE). `prior` locks the row and keeps the lease owner, who is the
 # messages' sender (the update clears it); the messages also name the task that sent them. A CTE with a side
 # effect that nothing reads is never run, hence the scalar subqueries over `woken` and `announced` at the end.
-_COMPLETE_AND_HAND_ON = """
+_COMPLETE_AND_HAND_ON = f"""
 WITH prior AS (
     SELECT task_id, lease_owner FROM tasks
     WHERE task_id = $1 AND state = 'leased' AND lease_token = $2 AND ($3::text IS NULL OR lease_owner = $3)
@@ -90,10 +90,12 @@ sent AS (
     FROM done, unnest($13::text[], $14::text[], $15::bool[], $16::text[], $17::text[])
         WITH ORDINALITY AS m(recipient_agent_id, recipient_type, to_all, topic, body, idx)
     ORDER BY m.idx
-    RETURNING message_id
+    RETURNING recipient_agent_id, recipient_type, to_all
 ),
 announced AS (
-    SELECT pg_notify($18, max(message_id)::text) FROM sent HAVING count(*) > 0
+    -- One NOTIFY per set of recipients, naming them (store/messages.py).
+    SELECT pg_notify($18, recipients.key)
+    FROM (SELECT DISTINCT {wake_key_sql("sent")} AS key FROM sent) recipients
 )
 SELECT done.*, (SELECT count(*) FROM woken) AS types_notified, (SELECT count(*) FROM announced) AS announced
 FROM done

@@ -10,18 +10,37 @@ import asyncpg
 from ai_agents.store.records import MessageRecord
 
 MESSAGES_CHANNEL = "ai_agents_messages"
+# A message's NOTIFY payload names whom it is for, so that each orchestrator wakes only the message streams it
+# concerns (store/database.py), not every agent's: "agent:<agent id>", "type:<agent type>" or "all".
+ALL_AGENTS = "all"
+
+
+def wake_key_sql(row: str) -> str:
+    """The payload of the message `row` (a table or CTE alias with the messages columns), in SQL."""
+    return (
+        f"CASE WHEN {row}.to_all THEN '{ALL_AGENTS}' "
+        f"WHEN {row}.recipient_type IS NOT NULL THEN 'type:' || {row}.recipient_type "
+        f"ELSE coalesce('agent:' || {row}.recipient_agent_id, '{ALL_AGENTS}') END"
+    )
+
+
+def stream_wake_keys(agent_id: str, agent_type: str) -> tuple[str, str, str]:
+    """The payloads that concern an agent's message stream: its own, its type's, everyone's."""
+    return f"agent:{agent_id}", f"type:{agent_type}", ALL_AGENTS
+
+
 # Message ids are handed out in commit order: every transaction that inserts messages takes this lock (held until
 # it ends) before its ids. Otherwise ids are taken in one order and committed in another, and a reader whose
 # cursor passed a committed id N would never see a message below N that committed after it: lost for good.
 LOCK_MESSAGE_IDS = "SELECT pg_advisory_xact_lock(hashtextextended('ai-agents-message-ids', 0))"
 
-_INSERT = """
+_INSERT = f"""
 WITH ins AS (
     INSERT INTO messages (sender, recipient_agent_id, recipient_type, to_all, topic, body)
     VALUES ($1, $2, $3, $4, $5, $6::jsonb)
     RETURNING *
 )
-SELECT ins.*, pg_notify($7, ins.message_id::text) FROM ins
+SELECT ins.*, pg_notify($7, {wake_key_sql("ins")}) FROM ins
 """
 
 
