@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from _loadplan import AckLog, LoadSummary, logical_summary
+from ai_agents.domain import AGENT_TYPES
 
 log = logging.getLogger("e2e.load")
 
@@ -27,7 +28,7 @@ class LoadProfile:
     rate_per_user: float = 5.0
     run_time_sec: int = 60
     max_tasks: int = 1000
-    agent_types: tuple[str, ...] = ("coding", "testing", "security", "compliance", "documentation", "discovery")
+    agent_types: tuple[str, ...] = AGENT_TYPES
     payload: dict[str, Any] | None = None
 
     @property

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from _api import Ledger, OrchestratorApi
 from _load import LoadProfile, LoadResult, LoadRun, RampStep, Slo, stepped_ramp
+from ai_agents.domain import AGENT_TYPES
 from waits import eventually
 
-AGENT_TYPES = ("coding", "testing", "security", "compliance", "documentation", "discovery")
 # KEDA off and one agent per type: on a one-node test cluster a burst would start up to 60 agent pods (or the
 # rollout's 28 fixed ones would idle) beside the orchestrators, and the ramp would measure their CPU, not the API.
 # Autoscaling has its own tier; one zero-latency agent per type drains far faster than the API submits.
