@@ -9,11 +9,16 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from ai_agents.client import OrchestratorClient
 from ai_agents.handoff import OutgoingMessage
+from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.store.database import Database, Stores, Wakeups
 from ai_agents.store.follow_ups import Handoff
 from ai_agents.store.messages import MESSAGES_CHANNEL, stream_wake_keys
+from ai_agents.v1 import messaging_pb2
 from waits import assert_eventually_async
+
+from ._fleet_support import as_agent
 
 
 @pytest.fixture
@@ -113,3 +118,39 @@ async def test_messages_announce_their_recipients(database: tuple[Database, Stor
         assert sorted(heard) == ["agent:a-2", "type:testing"]
     finally:
         await listener.close()
+
+
+async def test_keys_of_agents_not_streaming_here_are_not_kept() -> None:
+    wakeups = Wakeups()
+    # Agents streaming from another orchestrator get messages too: their notifications create nothing here.
+    for i in range(100):
+        wakeups.notify(f"agent:elsewhere-{i}")
+    assert not [k for k in wakeups._generation if k.startswith("agent:")]
+    # A stream that ended forgets its agent's key; one still waiting keeps its own.
+    ended = await _stream_waiting(wakeups, "gone-1", "coding")
+    still = await _stream_waiting(wakeups, "here-1", "coding")
+    ended.cancel()
+    await asyncio.gather(ended, return_exceptions=True)
+    wakeups.forget("agent:gone-1")
+    wakeups.forget("agent:here-1")  # refused: a stream still waits on it
+    assert [k for k in wakeups._generation if k.startswith("agent:")] == ["agent:here-1"]
+    wakeups.notify("agent:here-1")
+    assert await still is True
+
+
+async def test_a_stream_that_ends_forgets_its_agent(orchestrator: Orchestrator, client: OrchestratorClient) -> None:
+    agent = as_agent(client, "c-1", "coding")
+    await agent.register_agent(agent_id="c-1", agent_type="coding", capacity=1)
+    wakeups = orchestrator.database.message_wakeups
+    call = agent.messaging.ReceiveMessages(messaging_pb2.ReceiveMessagesRequest(agent_id="c-1"), timeout=30)
+
+    async def watched() -> None:
+        assert wakeups._live.get("agent:c-1") == 1, dict(wakeups._live)
+
+    await assert_eventually_async(watched, timeout_sec=5, interval_sec=0.02)
+    call.cancel()
+
+    async def forgotten() -> None:
+        assert "agent:c-1" not in wakeups._generation, list(wakeups._generation)
+
+    await assert_eventually_async(forgotten, timeout_sec=5, interval_sec=0.02)

@@ -409,16 +409,19 @@ class OrchestratorService:
         wakeups = self._db.message_wakeups
         # Woken by messages for this agent, its type or everyone; not by every other agent's messages.
         keys = stream_wake_keys(agent.agent_id, agent.agent_type)
-        while True:
-            seen = {key: wakeups.generation(key) for key in keys}
-            batch = await self._stores.messages.after(
-                agent_id=agent.agent_id, agent_type=agent.agent_type, after_id=cursor
-            )
-            for message in batch:
-                cursor = message.message_id
-                yield message
-            if not batch:
-                await wakeups.wait_any(seen, 5.0)
+        try:
+            while True:
+                seen = {key: wakeups.generation(key) for key in keys}
+                batch = await self._stores.messages.after(
+                    agent_id=agent.agent_id, agent_type=agent.agent_type, after_id=cursor
+                )
+                for message in batch:
+                    cursor = message.message_id
+                    yield message
+                if not batch:
+                    await wakeups.wait_any(seen, 5.0)
+        finally:
+            wakeups.forget(keys[0])  # the agent's own key; its type's and everyone's are few
 
     # ---- resources ---------------------------------------------------------------------------------------
 

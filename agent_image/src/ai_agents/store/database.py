@@ -43,10 +43,18 @@ class Wakeups:
         self._live: dict[str, int] = defaultdict(int)
 
     def generation(self, key: str) -> int:
+        """The key's generation; reading it marks the key as watched (see notify)."""
         return self._generation[key]
 
     def notify(self, key: str, count: int | None = None) -> None:
-        """Move the generation of key and wake its waiters: all of them, or the `count` that waited longest."""
+        """Move the generation of key and wake its waiters: all of them, or the `count` that waited longest.
+
+        A key nobody has read is left alone: whoever reads it later queries the database after this
+        notification's commit and sees its rows. So notifications for agents streaming from another orchestrator
+        create nothing here.
+        """
+        if key not in self._generation:
+            return
         self._generation[key] += 1
         waiters = self._waiters.get(key)
         woken = 0
@@ -55,6 +63,15 @@ class Wakeups:
             if not waiter.done():
                 waiter.set_result(None)
                 woken += 1
+
+    def forget(self, key: str) -> None:
+        """Drop a key nobody waits on (an agent's message stream that ended), so the keys of agents long gone do
+        not pile up. A reader caught between `generation` and `wait` then sees a changed generation: one early
+        re-read, nothing missed."""
+        if not self._live.get(key):
+            self._generation.pop(key, None)
+            self._waiters.pop(key, None)
+            self._live.pop(key, None)
 
     async def wait(self, key: str, seen: int, timeout: float) -> bool:
         """Wait until the generation of key differs from seen and this waiter is woken; False on timeout."""
