@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from timeline import timeline  # bench/, first on sys.path
+
 BENCH_DIR = Path(__file__).resolve().parent
 
 
@@ -191,6 +193,7 @@ def run_workload(port: int, tasks: int, publishers: int, timeout: float) -> dict
         time.sleep(0.05)
     wall = time.perf_counter() - t0
     all_done = done >= len(sent) and bool(sent)
+    finished = _submit_to_done(results, sent)
     return {
         "tasks": tasks,
         "published": len(sent),
@@ -201,8 +204,8 @@ def run_workload(port: int, tasks: int, publishers: int, timeout: float) -> dict
         "tasks_per_second": round(len(sent) / wall, 1) if all_done and wall > 0 else None,
         "publish_per_second": round(len(sent) / publish_seconds, 1) if publish_seconds else None,
         "publish_ms": publish_ms,
-        "submit_to_complete_ms": _submit_to_done(results, sent),
-        "first_publish": min(sent.values(), default=0.0),
+        "submit_to_complete_ms": [ms for _, ms in finished],
+        "timeline": timeline(finished, min(sent.values(), default=0.0)),
     }
 
 

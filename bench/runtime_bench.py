@@ -1002,10 +1002,9 @@ class Bench:
             "pool": "threads",
             "threads_per_worker": cfg.agent_concurrency,
             "publishers": cfg.load_channels,
-            **{k: v for k, v in load.items() if k not in ("publish_ms", "submit_to_complete_ms", "first_publish")},
+            **{k: v for k, v in load.items() if k not in ("publish_ms", "submit_to_complete_ms")},
             "publish_ms": percentiles(load["publish_ms"]),
-            "submit_to_complete_ms": percentiles([ms for _, ms in load["submit_to_complete_ms"]]),
-            "timeline": timeline(load["submit_to_complete_ms"], load["first_publish"]),
+            "submit_to_complete_ms": percentiles(load["submit_to_complete_ms"]),
             "cpu": cpu,
         }
 

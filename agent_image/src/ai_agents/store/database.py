@@ -14,7 +14,7 @@ import asyncpg
 
 from ai_agents.store.agents import AgentStore
 from ai_agents.store.availability import OutageLog, is_database_unavailable, unavailable_on_outage
-from ai_agents.store.messages import ALL_AGENTS, MESSAGES_CHANNEL, MessageStore
+from ai_agents.store.messages import ALL_AGENTS, MESSAGES_CHANNEL, MessageStore, is_wake_key
 from ai_agents.store.migrations import migrate
 from ai_agents.store.resources import ResourceStore
 from ai_agents.store.task_batches import TASKS_CHANNEL
@@ -210,8 +210,7 @@ class Database:
         if channel != TASKS_CHANNEL:
             # "agent:<id>", "type:<type>" or "all" wakes the streams of those recipients (store/messages.py);
             # anything else (an older orchestrator's message id) wakes every stream.
-            known = payload == ALL_AGENTS or payload.startswith(("agent:", "type:"))
-            self.message_wakeups.notify(payload if known else ALL_AGENTS)
+            self.message_wakeups.notify(payload if is_wake_key(payload) else ALL_AGENTS)
             return
         # "<agent type>:<n>" from a batch of n new tasks wakes n waiters; a bare "<agent type>" (a task
         # released, failed back to the queue, expired; or an older orchestrator) wakes every waiter of the type.

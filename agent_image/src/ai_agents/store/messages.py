@@ -29,6 +29,11 @@ def stream_wake_keys(agent_id: str, agent_type: str) -> tuple[str, str, str]:
     return f"agent:{agent_id}", f"type:{agent_type}", ALL_AGENTS
 
 
+def is_wake_key(payload: str) -> bool:
+    """Whether a payload names an audience; an older orchestrator's payload (a message id) does not."""
+    return payload == ALL_AGENTS or payload.startswith(("agent:", "type:"))
+
+
 # Message ids are handed out in commit order: every transaction that inserts messages takes this lock (held until
 # it ends) before its ids. Otherwise ids are taken in one order and committed in another, and a reader whose
 # cursor passed a committed id N would never see a message below N that committed after it: lost for good.
