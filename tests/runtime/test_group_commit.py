@@ -15,8 +15,9 @@ import asyncpg
 import pytest
 from ai_agents.domain import TaskState
 from ai_agents.errors import AlreadyExists, FailedPrecondition
+from ai_agents.group_commit import RUN_ALONE, Answer, GroupCommit
+from ai_agents.store.availability import is_database_unavailable
 from ai_agents.store.database import Database, Stores
-from ai_agents.store.group_commit import RUN_ALONE, Answer, GroupCommit
 from ai_agents.store.task_batches import TASKS_CHANNEL
 from waits import assert_eventually_async
 
@@ -159,7 +160,7 @@ async def test_a_caller_cancelled_before_its_batch_starts_is_left_out() -> None:
         seen.append(list(items))
         return [i * 10 for i in items]
 
-    group: GroupCommit[int, int] = GroupCommit("test", run)
+    group: GroupCommit[int, int] = GroupCommit("test", run, shared_error=is_database_unavailable)
     kept, dropped = asyncio.create_task(group(1)), asyncio.create_task(group(2))
     await asyncio.sleep(0)  # both queued; the batch starts on the next turn
     dropped.cancel()
@@ -171,7 +172,7 @@ async def test_a_failed_batch_sends_its_callers_alone_and_an_outage_fails_them_a
     async def broken(items: Sequence[int]) -> list[Answer[int]]:
         raise ValueError("one bad row")
 
-    group: GroupCommit[int, int] = GroupCommit("test", broken)
+    group: GroupCommit[int, int] = GroupCommit("test", broken, shared_error=is_database_unavailable)
     assert await asyncio.gather(group(1), group(2)) == [RUN_ALONE, RUN_ALONE]
     with pytest.raises(ValueError):
         await group(3)  # alone already: its own error
@@ -179,6 +180,6 @@ async def test_a_failed_batch_sends_its_callers_alone_and_an_outage_fails_them_a
     async def down(items: Sequence[int]) -> list[Answer[int]]:
         raise ConnectionRefusedError("database down")
 
-    outage: GroupCommit[int, int] = GroupCommit("test", down)
+    outage: GroupCommit[int, int] = GroupCommit("test", down, shared_error=is_database_unavailable)
     outcomes = await asyncio.gather(outage(1), outage(2), return_exceptions=True)
     assert all(isinstance(o, ConnectionRefusedError) for o in outcomes)

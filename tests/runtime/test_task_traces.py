@@ -4,11 +4,12 @@ A real orchestrator and a real agent run as processes exporting over OTLP to a r
 passing proves, for each task (docs/contracts.md, "Traces"):
 - every span of the task is in one trace: the submit's server span (HTTP or gRPC; over HTTP it continues the
   caller's `traceparent`), its `store submit` span, the orchestrator's `lease task` span, the agent's `run task`
-  span, the agent's CompleteTask call, the orchestrator's CompleteTask server span and its `store complete`;
+  span, the orchestrator's `complete task` span and its `store complete`;
 - each has the parent the contract names: the trace goes submit -> lease -> run -> completion, across both
   processes, the agent's run continuing a context that travelled through PostgreSQL and the lease answer;
-- the LeaseTasks call that delivered the task (a batch, so in its own trace) is linked from and to the task's
-  lease span, and is the agent's call to the orchestrator.
+- the LeaseTasks call that delivered the task and the CompleteTasks call that acknowledged it (batches, so each
+  in its own trace) are linked from and to the task's span, and are the agent's calls to the orchestrator.
+A completion that hands work on is a CompleteTask call in the task's trace: the chain test below.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ AGENT = "ai-agents-agent-coding"
 GRPC_SUBMIT = "/ai_agents.v1.TaskService/SubmitTask"
 GRPC_COMPLETE = "/ai_agents.v1.TaskService/CompleteTask"
 GRPC_LEASE = "/ai_agents.v1.TaskService/LeaseTasks"
+GRPC_COMPLETE_MANY = "/ai_agents.v1.TaskService/CompleteTasks"
 
 
 def _one(spans: list[ExportedSpan], what: str, **match: str) -> ExportedSpan:
@@ -68,20 +70,28 @@ def _check_task_trace(receiver: TraceReceiver, task_id: str, submit_name: str) -
     assert run.kind == "CONSUMER"
     assert run.attributes["ai_agents.task_id"] == task_id and run.attributes["ai_agents.attempt"] == 1
 
-    complete_call = _one(spans, "the agent's outcome call", service=AGENT, kind="CLIENT", name=GRPC_COMPLETE)
-    assert complete_call.parent_span_id == run.span_id, _tree(spans)
-    complete = _one(spans, "the completion", service=ORCHESTRATOR, kind="SERVER", name=GRPC_COMPLETE)
-    assert complete.parent_span_id == complete_call.span_id, _tree(spans)
+    # A plain result: acknowledged in a CompleteTasks call, recorded in the task's trace under its run.
+    complete = _one(spans, "the completion", service=ORCHESTRATOR, kind="SERVER", name="complete task")
+    assert complete.parent_span_id == run.span_id, _tree(spans)
+    assert complete.attributes["ai_agents.task_id"] == task_id
     _one(spans, "the store completion", name="store complete", parent_span_id=complete.span_id)
+    assert not [s for s in spans if s.name in (GRPC_COMPLETE, GRPC_COMPLETE_MANY)], "a batch call in a task's trace"
 
-    # The LeaseTasks call that delivered the task: in its own trace (one call leases many tasks), linked both ways.
-    (linked,) = lease.links
-    call = _one(receiver.spans, "the LeaseTasks server span", trace_id=linked[0], span_id=linked[1])
-    assert (call.service, call.kind, call.name) == (ORCHESTRATOR, "SERVER", GRPC_LEASE)
-    assert (lease.trace_id, lease.span_id) in call.links
-    agent_call = _one(receiver.spans, "the agent's LeaseTasks call", span_id=call.parent_span_id)
-    assert (agent_call.service, agent_call.kind, agent_call.name) == (AGENT, "CLIENT", GRPC_LEASE)
+    # The calls that delivered and acknowledged the task: each in its own trace (one call serves many tasks),
+    # linked both ways.
+    _check_batch_call(receiver, lease, GRPC_LEASE)
+    _check_batch_call(receiver, complete, GRPC_COMPLETE_MANY)
     return submit
+
+
+def _check_batch_call(receiver: TraceReceiver, task_span: ExportedSpan, method: str) -> None:
+    (linked,) = task_span.links
+    call = _one(receiver.spans, f"the {method} server span", trace_id=linked[0], span_id=linked[1])
+    assert (call.service, call.kind, call.name) == (ORCHESTRATOR, "SERVER", method)
+    assert call.trace_id != task_span.trace_id
+    assert (task_span.trace_id, task_span.span_id) in call.links
+    agent_call = _one(receiver.spans, f"the agent's {method} call", span_id=call.parent_span_id)
+    assert (agent_call.service, agent_call.kind, agent_call.name) == (AGENT, "CLIENT", method)
 
 
 async def test_a_task_is_one_trace_from_submit_to_completion(dsn: str, agents: AgentProcesses, tmp_path: Path) -> None:

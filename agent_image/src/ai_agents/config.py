@@ -133,7 +133,7 @@ class OrchestratorSettings(CommonSettings, OrchestratorLive):
     database_pool_min: int = Field(2, ge=1)
     database_pool_max: int = Field(20, ge=1)
     # Concurrent submits, completions and heartbeats share one statement (and one WAL flush) each; off: one
-    # statement per call. Same guarantees either way (store/group_commit.py).
+    # statement per call. Same guarantees either way (ai_agents/group_commit.py).
     database_group_commit: bool = True
     # How long start-up keeps retrying an unreachable database before the process gives up.
     database_connect_timeout_seconds: float = Field(60.0, ge=0)

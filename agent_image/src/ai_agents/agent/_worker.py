@@ -16,6 +16,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -24,6 +25,7 @@ from opentelemetry.util.types import AttributeValue
 
 from ai_agents import __version__
 from ai_agents import convert as c
+from ai_agents.agent._completions import CompletionBatcher, CompletionRefused
 from ai_agents.agent._messages import MessageLoop
 from ai_agents.client import (
     LeaseBatch,
@@ -85,7 +87,7 @@ class _Backoff:
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, Unavailable):  # includes an open circuit breaker
         return True
-    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (
+    return isinstance(exc, (grpc.aio.AioRpcError, CompletionRefused)) and exc.code() in (
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -123,6 +125,9 @@ class AgentWorker(Lifecycle):
         # Fed by the message loop once registered; every task's handler reads it (TaskContext.inbox).
         self.inbox = Inbox()
         self._messages = MessageLoop(client, settings.agent_id, self.inbox)
+        self._completions = CompletionBatcher(
+            client, max_request_bytes=settings.max_message_bytes - _REQUEST_SLACK_BYTES, shared_error=_transient
+        )
         self.registered = asyncio.Event()
         live.subscribe(self._on_live_change)
         for method in ("RegisterAgent", "Heartbeat", "LeaseTasks", "CompleteTask", "FailTask", "ReceiveMessages"):
@@ -276,7 +281,7 @@ class AgentWorker(Lifecycle):
         if not lease.task_id:
             return  # nothing to name: the lease expires and the orchestrator's own check fails the task
         error = _sendable(f"the agent could not decode the task: {lease.reason}")
-        await self._report("FailTask", self._client.fail_task, lease.task_id, lease.lease_token, error, retryable=False)
+        await self._fail(lease.task_id, lease.lease_token, error, retryable=False)
 
     async def _run_task(self, lease: tasks_pb2.TaskLease) -> None:
         # One span per run: the handler's lines and the outcome call (whose trace the orchestrator continues)
@@ -328,22 +333,13 @@ class AgentWorker(Lifecycle):
             except HandlerError as exc:
                 log.warning("handler failed the task", extra={"error": str(exc), "retryable": exc.retryable})
                 self._metrics.tasks.labels(agent_type, "failed").inc()
-                await self._report(
-                    "FailTask", self._client.fail_task, task_id, token, _sendable(str(exc)), retryable=exc.retryable
-                )
+                await self._fail(task_id, token, _sendable(str(exc)), retryable=exc.retryable)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.exception("handler crashed", extra={"task_id": task_id})
                 self._metrics.tasks.labels(agent_type, "failed").inc()
-                await self._report(
-                    "FailTask",
-                    self._client.fail_task,
-                    task_id,
-                    token,
-                    _sendable(f"handler error: {exc!r}"),
-                    retryable=True,
-                )
+                await self._fail(task_id, token, _sendable(f"handler error: {exc!r}"), retryable=True)
             else:
                 if not isinstance(outcome, HandlerResult):
                     outcome = HandlerResult(outcome)
@@ -358,11 +354,20 @@ class AgentWorker(Lifecycle):
         """Report success with what the handler hands on (follow-ups and messages, created with the completion);
         a result that cannot be sent or is refused fails the task instead, non-retryably."""
         agent_type = self._s.agent_type
+        hands_on = bool(outcome.follow_ups or outcome.messages)
+        plain: tasks_pb2.TaskCompletion | None = None  # a completion that may share a CompleteTasks call
         refusal: str | None = None
         try:
-            size = completion_request(
-                task_id, token, outcome.result, follow_ups=outcome.follow_ups, messages=outcome.messages
-            ).ByteSize()
+            if hands_on:
+                request = completion_request(
+                    task_id, token, outcome.result, follow_ups=outcome.follow_ups, messages=outcome.messages
+                )
+                size = request.ByteSize()
+            else:
+                plain = tasks_pb2.TaskCompletion(
+                    task_id=task_id, lease_token=token, result=c.dict_to_struct(outcome.result)
+                )
+                size = plain.ByteSize()
         except Exception as exc:  # anything protobuf refuses: an int past a double's range, a lone surrogate, ...
             refusal = f"the handler's result cannot be encoded: {type(exc).__name__}: {exc}"
         else:
@@ -371,17 +376,17 @@ class AgentWorker(Lifecycle):
                 # the same way until its attempts ran out (16 follow-ups of the largest payload reach the limit).
                 refusal = f"the completion encodes to {size} bytes, over the {self._s.max_message_bytes}-byte limit"
         if refusal is None:
+            send: Callable[[], Awaitable[object]]
+            if plain is not None and self._completions.takes(plain):
+                batched = plain
+                send = lambda: self._completions.complete(batched)  # noqa: E731 - sent again on each retry
+            else:
+                send = lambda: self._client.complete_task(  # noqa: E731
+                    task_id, token, outcome.result, follow_ups=outcome.follow_ups, messages=outcome.messages
+                )
             # Retried on transient errors: a retry after a completion that did commit is refused (the task is no
             # longer leased) and creates nothing, so the follow-ups exist exactly once.
-            refused = await self._report(
-                "CompleteTask",
-                self._client.complete_task,
-                task_id,
-                token,
-                outcome.result,
-                follow_ups=outcome.follow_ups,
-                messages=outcome.messages,
-            )
+            refused = await self._report("CompleteTask", task_id, send)
             if refused is None:
                 log.debug("task succeeded")
                 self._metrics.tasks.labels(agent_type, "succeeded").inc()
@@ -389,9 +394,14 @@ class AgentWorker(Lifecycle):
             refusal = f"the orchestrator refused the handler's result: {refused}"
         log.error("result not accepted; failing the task", extra={"task_id": task_id, "reason": refusal})
         self._metrics.tasks.labels(agent_type, "failed").inc()
-        await self._report("FailTask", self._client.fail_task, task_id, token, _sendable(refusal), retryable=False)
+        await self._fail(task_id, token, _sendable(refusal), retryable=False)
 
-    async def _report(self, name: str, call: Any, *args: Any, **kwargs: Any) -> str | None:
+    async def _fail(self, task_id: str, token: int, error: str, *, retryable: bool) -> None:
+        await self._report(
+            "FailTask", task_id, lambda: self._client.fail_task(task_id, token, error, retryable=retryable)
+        )
+
+    async def _report(self, name: str, task_id: str, send: Callable[[], Awaitable[object]]) -> str | None:
         """Deliver an outcome, retrying transient failures while the lease can still be valid.
 
         Returns the orchestrator's message if it refused the outcome as INVALID_ARGUMENT, else None.
@@ -400,27 +410,27 @@ class AgentWorker(Lifecycle):
         deadline = time.monotonic() + self._lease_seconds
         while True:
             try:
-                await call(*args, **kwargs)
+                await send()
                 return None
-            except grpc.aio.AioRpcError as exc:
+            except (grpc.aio.AioRpcError, CompletionRefused) as exc:
                 if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     # Cancelled, or the lease expired and the task went to another agent: not ours to report.
-                    log.info("outcome refused", extra={"task_id": args[0], "reason": exc.details()})
+                    log.info("outcome refused", extra={"task_id": task_id, "reason": exc.details()})
                     return None
                 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    log.error("outcome refused as invalid", extra={"task_id": args[0], "reason": exc.details()})
+                    log.error("outcome refused as invalid", extra={"task_id": task_id, "reason": exc.details()})
                     return str(exc.details())
                 if not _transient(exc) or time.monotonic() > deadline:
                     log.error(
                         "outcome lost; the lease will expire and the task be redelivered",
-                        extra={"task_id": args[0], "error": repr(exc)},
+                        extra={"task_id": task_id, "error": repr(exc)},
                     )
                     return None
             except UndecodableResponse:
                 return None  # delivered; only the answer could not be read
             except Unavailable as exc:
                 if time.monotonic() > deadline:
-                    log.error("outcome lost", extra={"task_id": args[0], "error": repr(exc)})
+                    log.error("outcome lost", extra={"task_id": task_id, "error": repr(exc)})
                     return None
             self._client.record_retry(name)
             await backoff.sleep(asyncio.Event())

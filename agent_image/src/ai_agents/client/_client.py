@@ -306,6 +306,21 @@ class OrchestratorClient:
         )
         return response.task
 
+    async def complete_tasks(
+        self, completions: Sequence[tasks_pb2.TaskCompletion], *, timeout: float | None = None
+    ) -> list[tasks_pb2.CompletionOutcome]:
+        """Complete many leased tasks in one call; one outcome per completion, in order (its `code` is what
+        CompleteTask would have answered). Raises only for the call as a whole."""
+        request = tasks_pb2.CompleteTasksRequest(completions=completions)
+        response: tasks_pb2.CompleteTasksResponse = await self._call(
+            "CompleteTasks", self.tasks.CompleteTasks, request, timeout
+        )
+        if len(response.outcomes) != len(completions):
+            raise UndecodableResponse(
+                f"CompleteTasks: {len(response.outcomes)} outcomes for {len(completions)} completions"
+            )
+        return list(response.outcomes)
+
     async def fail_task(
         self, task_id: str, lease_token: int, error: str, *, retryable: bool, timeout: float | None = None
     ) -> tasks_pb2.Task:

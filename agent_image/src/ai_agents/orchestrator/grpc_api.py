@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
@@ -9,7 +10,10 @@ import grpc
 
 from ai_agents import convert as c
 from ai_agents.domain import AgentState, TaskState
+from ai_agents.errors import AiAgentsError
 from ai_agents.orchestrator import records_to_proto as p
+from ai_agents.orchestrator import validation as v
+from ai_agents.orchestrator.completion_trace import completion_span
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.identity import CREDENTIAL_METADATA, AgentAuthenticator, AgentIdentity, NoAgentIdentity
 from ai_agents.v1 import (
@@ -102,6 +106,25 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
             messages=[c.outgoing_message_of_message(m) for m in request.messages],
         )
         return tasks_pb2.CompleteTaskResponse(task=p.task_to_proto(task))
+
+    async def CompleteTasks(
+        self, request: tasks_pb2.CompleteTasksRequest, context: Ctx
+    ) -> tasks_pb2.CompleteTasksResponse:
+        owner = _owner(await _caller(self._auth, context))
+        v.completion_batch([completion.task_id for completion in request.completions])
+        # Concurrently, so that group commit makes them one statement; each answered as CompleteTask would be.
+        outcomes = await asyncio.gather(*(self._complete_one(item, owner) for item in request.completions))
+        return tasks_pb2.CompleteTasksResponse(outcomes=outcomes)
+
+    async def _complete_one(self, item: tasks_pb2.TaskCompletion, owner: str | None) -> tasks_pb2.CompletionOutcome:
+        with completion_span(task_id=item.task_id, traceparent=item.traceparent, tracestate=item.tracestate):
+            try:
+                await self._s.complete_task(item.task_id, item.lease_token, c.struct_to_dict(item.result), owner=owner)
+            except AiAgentsError as exc:
+                code: int = exc.grpc_code.value[0]
+                return tasks_pb2.CompletionOutcome(task_id=item.task_id, code=code, message=exc.message)
+        # The task itself is not sent back: encoding it was a measurable part of a completion's cost.
+        return tasks_pb2.CompletionOutcome(task_id=item.task_id)
 
     async def FailTask(self, request: tasks_pb2.FailTaskRequest, context: Ctx) -> tasks_pb2.FailTaskResponse:
         owner = _owner(await _caller(self._auth, context))

@@ -85,6 +85,9 @@ MAX_ATTEMPTS = 100
 # A chain step hands work to a few agent types, not a fan-out of thousands; a gRPC message must still hold them.
 MAX_FOLLOW_UPS = 16
 MAX_COMPLETION_MESSAGES = 16
+# Completions in one CompleteTasks call: an agent's tasks that finish together, bounded by its concurrency in
+# practice; the bound keeps one call's statement and answer small.
+MAX_BATCH_COMPLETIONS = 64
 
 _AGENT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_AGENT_ID - 1}}}")
 _RESOURCE = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_RESOURCE_NAME - 1}}}")
@@ -251,6 +254,26 @@ def task_id(value: str) -> str:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError) as exc:
         raise InvalidArgument(f"task_id: {value!r} is not a UUID") from exc
+
+
+def completion_batch(task_ids: Sequence[str]) -> None:
+    """A CompleteTasks call: within its limit, and no task named twice (one call, one outcome per task).
+
+    A task id that is not a UUID is left to its own completion, which refuses it as CompleteTask would.
+    """
+    if len(task_ids) > MAX_BATCH_COMPLETIONS:
+        raise InvalidArgument(f"completions: {len(task_ids)} completions exceeds the limit of {MAX_BATCH_COMPLETIONS}")
+    first: dict[uuid.UUID, int] = {}
+    for index, value in enumerate(task_ids):
+        try:
+            key = uuid.UUID(value)
+        except (ValueError, AttributeError, TypeError):
+            continue
+        if key in first:
+            raise InvalidArgument(
+                f"completions[{index}].task_id: {value!r} is already completions[{first[key]}].task_id"
+            )
+        first[key] = index
 
 
 def allocation_id(value: str) -> str:

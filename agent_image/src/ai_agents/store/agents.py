@@ -10,7 +10,8 @@ import asyncpg
 
 from ai_agents.domain import AgentState
 from ai_agents.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
-from ai_agents.store.group_commit import RUN_ALONE, Answer, GroupCommit
+from ai_agents.group_commit import RUN_ALONE, Answer, GroupCommit
+from ai_agents.store.availability import is_database_unavailable
 from ai_agents.store.paging import byte_bounded_page, has_more
 from ai_agents.store.records import AgentRecord
 
@@ -30,7 +31,7 @@ def _effective_state(stale_param: str) -> str:
     )
 
 
-# Heartbeats of many agents in one statement (store/group_commit.py), rows locked in agent_id order so that two
+# Heartbeats of many agents in one statement (ai_agents/group_commit.py), rows locked in agent_id order so that two
 # batches wait for each other instead of deadlocking. `idx` says which caller each updated row answers.
 _HEARTBEATS = """
 WITH beat AS (SELECT * FROM unnest($1::text[], $2::int[], $3::int[]) AS b(agent_id, running, idx)),
@@ -50,7 +51,7 @@ class AgentStore:
         self._stale = float(stale_seconds)
         self._heartbeats: GroupCommit[tuple[str, int], bool] | None = None
         if group_commit:
-            self._heartbeats = GroupCommit("heartbeat", self._heartbeat_batch)
+            self._heartbeats = GroupCommit("heartbeat", self._heartbeat_batch, shared_error=is_database_unavailable)
 
     async def _heartbeat_batch(self, items: Sequence[tuple[str, int]]) -> list[Answer[bool]]:
         """True/False per (agent_id, running) as `heartbeat` answers; an id seen earlier in the batch runs alone."""

@@ -1,4 +1,4 @@
-"""The multi-row statements behind group commit (store/group_commit.py) of submits and completions.
+"""The multi-row statements behind group commit (ai_agents/group_commit.py) of submits and completions.
 
 Each takes the items of one batch and returns one answer per item, in order:
 - the caller's own row (its insert, its completion);
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from ai_agents.store.group_commit import RUN_ALONE, Answer
+from ai_agents.group_commit import RUN_ALONE, Answer
 from ai_agents.store.records import TaskRecord
 
 TASKS_CHANNEL = "ai_agents_tasks"

@@ -15,8 +15,9 @@ import asyncpg
 
 from ai_agents.domain import TaskState
 from ai_agents.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ai_agents.group_commit import GroupCommit
+from ai_agents.store.availability import is_database_unavailable
 from ai_agents.store.follow_ups import Handoff, complete_and_hand_on
-from ai_agents.store.group_commit import GroupCommit
 from ai_agents.store.paging import byte_bounded_page, has_more
 from ai_agents.store.records import TaskRecord
 from ai_agents.store.task_batches import TASKS_CHANNEL, Completion, NewTask, complete_tasks, insert_tasks
@@ -63,13 +64,17 @@ def decode_page_token(token: str) -> tuple[datetime, str]:
 class TaskStore:
     def __init__(self, pool: asyncpg.Pool, *, group_commit: bool = True) -> None:
         self._pool = pool
-        # Concurrent submits and completions share statements (store/group_commit.py). The single statements
+        # Concurrent submits and completions share statements (ai_agents/group_commit.py). The single statements
         # below remain for group_commit=False and for items a batch sends back to run alone.
         self._submits: GroupCommit[NewTask, TaskRecord | None] | None = None
         self._completions: GroupCommit[Completion, TaskRecord | None] | None = None
         if group_commit:
-            self._submits = GroupCommit("submit", lambda items: insert_tasks(pool, items))
-            self._completions = GroupCommit("complete", lambda items: complete_tasks(pool, items))
+            self._submits = GroupCommit(
+                "submit", lambda items: insert_tasks(pool, items), shared_error=is_database_unavailable
+            )
+            self._completions = GroupCommit(
+                "complete", lambda items: complete_tasks(pool, items), shared_error=is_database_unavailable
+            )
 
     async def submit(
         self,

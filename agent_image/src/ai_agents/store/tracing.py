@@ -1,6 +1,6 @@
 """Spans around the task store's statements, so a task's trace shows where its time went in PostgreSQL.
 
-One span per caller, not per statement: under group commit (store/group_commit.py) many callers share one
+One span per caller, not per statement: under group commit (ai_agents/group_commit.py) many callers share one
 statement, and each caller's span (its wait for the batch included) belongs to that caller's trace. No-op spans
 unless an entry point installed a tracer provider (OTEL_EXPORTER_OTLP_ENDPOINT set).
 """

@@ -60,6 +60,11 @@ class TaskServiceStub:
                 request_serializer=ai__agents_dot_v1_dot_tasks__pb2.CompleteTaskRequest.SerializeToString,
                 response_deserializer=ai__agents_dot_v1_dot_tasks__pb2.CompleteTaskResponse.FromString,
                 _registered_method=True)
+        self.CompleteTasks = channel.unary_unary(
+                '/ai_agents.v1.TaskService/CompleteTasks',
+                request_serializer=ai__agents_dot_v1_dot_tasks__pb2.CompleteTasksRequest.SerializeToString,
+                response_deserializer=ai__agents_dot_v1_dot_tasks__pb2.CompleteTasksResponse.FromString,
+                _registered_method=True)
         self.FailTask = channel.unary_unary(
                 '/ai_agents.v1.TaskService/FailTask',
                 request_serializer=ai__agents_dot_v1_dot_tasks__pb2.FailTaskRequest.SerializeToString,
@@ -118,6 +123,15 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteTasks(self, request, context):
+        """Completes many leased tasks in one call: an agent's completions that finish together. Each item is answered
+        on its own, with the status CompleteTask would have given it; the call itself fails only as a whole (too many
+        items, no credential). Items hand nothing on: a completion with follow-ups or messages is a CompleteTask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FailTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -171,6 +185,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.CompleteTask,
                     request_deserializer=ai__agents_dot_v1_dot_tasks__pb2.CompleteTaskRequest.FromString,
                     response_serializer=ai__agents_dot_v1_dot_tasks__pb2.CompleteTaskResponse.SerializeToString,
+            ),
+            'CompleteTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteTasks,
+                    request_deserializer=ai__agents_dot_v1_dot_tasks__pb2.CompleteTasksRequest.FromString,
+                    response_serializer=ai__agents_dot_v1_dot_tasks__pb2.CompleteTasksResponse.SerializeToString,
             ),
             'FailTask': grpc.unary_unary_rpc_method_handler(
                     servicer.FailTask,
@@ -329,6 +348,33 @@ class TaskService:
             '/ai_agents.v1.TaskService/CompleteTask',
             ai__agents_dot_v1_dot_tasks__pb2.CompleteTaskRequest.SerializeToString,
             ai__agents_dot_v1_dot_tasks__pb2.CompleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ai_agents.v1.TaskService/CompleteTasks',
+            ai__agents_dot_v1_dot_tasks__pb2.CompleteTasksRequest.SerializeToString,
+            ai__agents_dot_v1_dot_tasks__pb2.CompleteTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

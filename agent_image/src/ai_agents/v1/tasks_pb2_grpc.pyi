@@ -40,6 +40,11 @@ class TaskServiceStub:
     UpdateTaskProgress: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.UpdateTaskProgressRequest, _tasks_pb2.UpdateTaskProgressResponse]
     """Reports progress of a leased task; refused for a stale lease token."""
     CompleteTask: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.CompleteTaskRequest, _tasks_pb2.CompleteTaskResponse]
+    CompleteTasks: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.CompleteTasksRequest, _tasks_pb2.CompleteTasksResponse]
+    """Completes many leased tasks in one call: an agent's completions that finish together. Each item is answered
+    on its own, with the status CompleteTask would have given it; the call itself fails only as a whole (too many
+    items, no credential). Items hand nothing on: a completion with follow-ups or messages is a CompleteTask.
+    """
     FailTask: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.FailTaskRequest, _tasks_pb2.FailTaskResponse]
     CancelTask: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.CancelTaskRequest, _tasks_pb2.CancelTaskResponse]
     LeaseTasks: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.LeaseTasksRequest, _tasks_pb2.LeaseTasksResponse]
@@ -59,6 +64,11 @@ class TaskServiceAsyncStub(TaskServiceStub):
     UpdateTaskProgress: _aio.UnaryUnaryMultiCallable[_tasks_pb2.UpdateTaskProgressRequest, _tasks_pb2.UpdateTaskProgressResponse]  # type: ignore[assignment]
     """Reports progress of a leased task; refused for a stale lease token."""
     CompleteTask: _aio.UnaryUnaryMultiCallable[_tasks_pb2.CompleteTaskRequest, _tasks_pb2.CompleteTaskResponse]  # type: ignore[assignment]
+    CompleteTasks: _aio.UnaryUnaryMultiCallable[_tasks_pb2.CompleteTasksRequest, _tasks_pb2.CompleteTasksResponse]  # type: ignore[assignment]
+    """Completes many leased tasks in one call: an agent's completions that finish together. Each item is answered
+    on its own, with the status CompleteTask would have given it; the call itself fails only as a whole (too many
+    items, no credential). Items hand nothing on: a completion with follow-ups or messages is a CompleteTask.
+    """
     FailTask: _aio.UnaryUnaryMultiCallable[_tasks_pb2.FailTaskRequest, _tasks_pb2.FailTaskResponse]  # type: ignore[assignment]
     CancelTask: _aio.UnaryUnaryMultiCallable[_tasks_pb2.CancelTaskRequest, _tasks_pb2.CancelTaskResponse]  # type: ignore[assignment]
     LeaseTasks: _aio.UnaryUnaryMultiCallable[_tasks_pb2.LeaseTasksRequest, _tasks_pb2.LeaseTasksResponse]  # type: ignore[assignment]
@@ -105,6 +115,17 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tasks_pb2.CompleteTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tasks_pb2.CompleteTaskResponse, _abc.Awaitable[_tasks_pb2.CompleteTaskResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CompleteTasks(
+        self,
+        request: _tasks_pb2.CompleteTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.CompleteTasksResponse, _abc.Awaitable[_tasks_pb2.CompleteTasksResponse]]:
+        """Completes many leased tasks in one call: an agent's completions that finish together. Each item is answered
+        on its own, with the status CompleteTask would have given it; the call itself fails only as a whole (too many
+        items, no credential). Items hand nothing on: a completion with follow-ups or messages is a CompleteTask.
+        """
 
     @_abc_1.abstractmethod
     def FailTask(

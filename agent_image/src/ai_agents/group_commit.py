@@ -1,9 +1,10 @@
-"""Group commit: concurrent callers' rows become one statement, one round trip and one WAL flush.
+"""Group commit: concurrent callers' items become one request, each caller still answered with its own outcome.
 
-With durable commits every statement waits for its own flush of the WAL, and every round trip costs a write
-and a read on both ends. Under load many submits (or completions, or heartbeats) are waiting at the same moment;
-sending them as one multi-row statement costs about what one of them did, and each caller is still answered
-with its own row, only after the statement (and so its commit) returned.
+The store's use: with durable commits every statement waits for its own flush of the WAL, and every round trip
+costs a write and a read on both ends. Under load many submits (or completions, or heartbeats) are waiting at the
+same moment; sending them as one multi-row statement costs about what one of them did, and each caller is still
+answered with its own row, only after the statement (and so its commit) returned. The agent's use: completions
+that finish together go to the orchestrator in one CompleteTasks call instead of a call each.
 
 No timer: a batch starts on the event loop's next turn and takes everything queued by then; while
 `max_in_flight` batches are running, new items wait and form the next one. An idle orchestrator therefore
@@ -17,8 +18,6 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeAlias, TypeVar
-
-from ai_agents.store.availability import is_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +39,10 @@ Answer: TypeAlias = R | RunAlone
 class GroupCommit(Generic[I, R]):
     """`await group(item)` returns the answer `run_batch` gave for that item, or RUN_ALONE.
 
-    `run_batch(items)` runs one statement for all items and returns one answer per item, in order. If it raises:
-    a database outage is every caller's error (as it would have been alone; nothing is retried in a way that
-    could run an item twice), any other error (one bad row, a deadlock) sends every caller to run alone.
+    `run_batch(items)` runs one request for all items and returns one answer per item, in order. If it raises an
+    error `shared_error` accepts (the store: a database outage), that is every caller's error, as it would have
+    been alone; nothing is retried in a way that could run an item twice. Any other error (one bad row, a
+    deadlock) sends every caller to run alone.
     A caller cancelled before its batch starts is left out of it, as a single statement never sent would be.
     """
 
@@ -51,11 +51,13 @@ class GroupCommit(Generic[I, R]):
         name: str,
         run_batch: Callable[[Sequence[I]], Awaitable[Sequence[Answer[R]]]],
         *,
+        shared_error: Callable[[Exception], bool],
         max_batch: int = 256,
         max_in_flight: int = 2,
     ) -> None:
         self._name = name
         self._run_batch = run_batch
+        self._shared_error = shared_error
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._pending: list[tuple[I, asyncio.Future[Answer[R]]]] = []
@@ -99,7 +101,7 @@ class GroupCommit(Generic[I, R]):
         try:
             answers = await self._run_batch(items)
         except Exception as exc:
-            if is_database_unavailable(exc) or len(items) == 1:
+            if self._shared_error(exc) or len(items) == 1:
                 for future in futures:
                     if not future.done():
                         future.set_exception(exc)
