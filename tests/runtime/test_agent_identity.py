@@ -98,6 +98,15 @@ async def test_an_agent_cannot_complete_fail_or_progress_another_agents_task(api
         ):
             refused = await rpc_error(call)
             assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION, (token, refused)
+        # In a batch, the same refusal is that completion's outcome.
+        batch = await api.tasks.CompleteTasks(
+            tasks_pb2.CompleteTasksRequest(
+                completions=[tasks_pb2.TaskCompletion(task_id=task.task_id, lease_token=token)]
+            ),
+            metadata=intruder,
+            timeout=5,
+        )
+        assert [o.code for o in batch.outcomes] == [grpc.StatusCode.FAILED_PRECONDITION.value[0]], (token, batch)
     untouched = await api.task(task.task_id)
     assert (untouched.state, untouched.lease_owner, untouched.attempts, untouched.progress) == (
         tasks_pb2.TASK_STATE_LEASED,
@@ -260,6 +269,13 @@ async def test_agent_rpcs_without_a_valid_credential_are_unauthenticated(api: Ap
             ),
             api.tasks.CompleteTask(
                 tasks_pb2.CompleteTaskRequest(task_id=task.task_id, lease_token=lease.lease_token),
+                metadata=presented,
+                timeout=5,
+            ),
+            api.tasks.CompleteTasks(
+                tasks_pb2.CompleteTasksRequest(
+                    completions=[tasks_pb2.TaskCompletion(task_id=task.task_id, lease_token=lease.lease_token)]
+                ),
                 metadata=presented,
                 timeout=5,
             ),

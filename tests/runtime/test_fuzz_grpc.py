@@ -401,7 +401,12 @@ def hostile_values(fd: FieldDescriptor) -> list[Any]:
 
 
 def _set(message: Message, fd: FieldDescriptor, value: Any) -> None:
-    if isinstance(value, dict):
+    if isinstance(value, list):  # repeated messages (CompleteTasks' completions): each a dict of its fields
+        for element in value:
+            added = getattr(message, fd.name).add()
+            for name, field_value in element.items():
+                _set(added, fd.message_type.fields_by_name[name], field_value)
+    elif isinstance(value, dict):
         getattr(message, fd.name).update(value)
     else:
         setattr(message, fd.name, value)
@@ -436,6 +441,7 @@ class PlainRequests:
             "LeaseTasks": lambda: {"agent_id": AGENT, "agent_type": TESTING, "max_tasks": 1, "wait_seconds": 0},
             "UpdateTaskProgress": lambda: {**self._lease(), "progress": 0.5, "message": "half"},
             "CompleteTask": lambda: {**self._lease(), "result": {"ok": 1}},
+            "CompleteTasks": lambda: {"completions": [{**self._lease(), "result": {"ok": 1}}]},
             "FailTask": lambda: {**self._lease(), "error": "broken", "retryable": False},
             "ReleaseTask": self._lease,
             "CreateAgent": lambda: {"agent_id": unique, "agent_type": CODING, "labels": {"a": "b"}, "capacity": 1},
@@ -483,13 +489,24 @@ async def test_every_hostile_value_in_every_field(target: Orchestrator, seeded: 
 
     def sweep(channel: grpc.Channel) -> None:
         plain = PlainRequests(channel)
+
+        def fuzz(where: str, fd: FieldDescriptor, value: Any, holder: Callable[[Message], Message]) -> None:
+            message = build(descriptor, plain.fields(method.name, seeded))
+            _set(holder(message), fd, value)
+            code, details = call(channel, path, method, message.SerializeToString())
+            if code in SERVER_FAULTS or (code == grpc.StatusCode.DEADLINE_EXCEEDED and not method.server_streaming):
+                failures.add(path, f"[{where}={_short(value)}] {details[:100]!r}", code.name, _short(value))
+
+        # Lists of messages the plain request fills (CompleteTasks' completions): each field of the first
+        # element in turn, too.
+        lists = {name for name, value in plain.fields(method.name, seeded).items() if isinstance(value, list)}
         for fd in descriptor.fields:
             for value in hostile_values(fd):
-                message = build(descriptor, plain.fields(method.name, seeded))
-                _set(message, fd, value)
-                code, details = call(channel, path, method, message.SerializeToString())
-                if code in SERVER_FAULTS or (code == grpc.StatusCode.DEADLINE_EXCEEDED and not method.server_streaming):
-                    failures.add(path, f"[{fd.name}={_short(value)}] {details[:100]!r}", code.name, _short(value))
+                fuzz(fd.name, fd, value, lambda message: message)
+            if fd.name in lists:
+                for inner in fd.message_type.fields:
+                    for value in hostile_values(inner):
+                        fuzz(f"{fd.name}[0].{inner.name}", inner, value, lambda m, f=fd: getattr(m, f.name)[0])
         data = build(descriptor, plain.fields(method.name, seeded)).SerializeToString()
         corrupt = [("truncated", data[: len(data) // 2] or b"\xff"), ("one byte 0xff", b"\xff")]
         corrupt += [

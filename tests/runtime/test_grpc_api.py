@@ -12,14 +12,16 @@ import asyncpg
 import grpc
 import pytest
 from ai_agents.client import OrchestratorClient
+from ai_agents.convert import dict_to_struct
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.v1 import agents_pb2, common_pb2, messaging_pb2, tasks_pb2
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._api_support import connect, rpc_error
 from ._fleet_support import OrchestratorFactory, as_agent, grpc_target
 
+_STATUS = {status.value[0]: status for status in grpc.StatusCode}
 SERVICES = {
     "ai_agents.v1.TaskService",
     "ai_agents.v1.AgentService",
@@ -174,6 +176,64 @@ async def test_lease_and_complete_with_fencing(client: OrchestratorClient) -> No
     w2 = await registered(client, "w-2", "coding")
     rest = await w2.lease_tasks(agent_id="w-2", agent_type="coding", max_tasks=10, wait_seconds=0)
     assert [payload_of(r.task) for r in rest] == [{"p": "later"}]
+
+
+def _completion(lease: Any, result: dict[str, Any] | None = None, *, token: int | None = None) -> Any:
+    return tasks_pb2.TaskCompletion(
+        task_id=lease.task.task_id,
+        lease_token=lease.lease_token if token is None else token,
+        result=dict_to_struct(result or {}),
+    )
+
+
+async def test_complete_tasks_answers_each_completion_as_complete_task_would(client: OrchestratorClient) -> None:
+    for n in range(4):
+        await client.submit_task("coding", {"n": n})
+    w1 = await registered(client, "w-1", "coding")
+    first, stale, invalid, finished = await w1.lease_tasks(
+        agent_id="w-1", agent_type="coding", max_tasks=4, wait_seconds=0
+    )
+    await w1.complete_task(finished.task.task_id, finished.lease_token, {"before": True})
+    nan = struct_pb2.Struct()
+    nan.update({"x": float("nan")})
+    unknown = tasks_pb2.TaskCompletion(task_id=str(uuid.uuid4()), lease_token=1)
+    outcomes = await w1.complete_tasks(
+        [
+            _completion(first, {"summary": "ok"}),
+            _completion(stale, token=stale.lease_token + 1000),
+            tasks_pb2.TaskCompletion(task_id=invalid.task.task_id, lease_token=invalid.lease_token, result=nan),
+            _completion(finished),
+            unknown,
+        ]
+    )
+    codes = [(o.task_id, _STATUS[o.code].name) for o in outcomes]
+    assert codes == [
+        (first.task.task_id, "OK"),
+        (stale.task.task_id, "FAILED_PRECONDITION"),
+        (invalid.task.task_id, "INVALID_ARGUMENT"),
+        (finished.task.task_id, "FAILED_PRECONDITION"),
+        (unknown.task_id, "NOT_FOUND"),
+    ]
+    assert "stale" in outcomes[1].message and "result.x" in outcomes[2].message and "succeeded" in outcomes[3].message
+    # Committed before it was acknowledged; the refused ones untouched.
+    done = await client.get_task(first.task.task_id)
+    assert done.state == tasks_pb2.TASK_STATE_SUCCEEDED and json_format.MessageToDict(done.result) == {"summary": "ok"}
+    for lease in (stale, invalid):
+        assert (await client.get_task(lease.task.task_id)).state == tasks_pb2.TASK_STATE_LEASED
+    assert await w1.complete_tasks([]) == []
+
+
+async def test_complete_tasks_refuses_a_call_over_its_limit_or_naming_a_task_twice(client: OrchestratorClient) -> None:
+    await client.submit_task("coding", {})
+    w1 = await registered(client, "w-1", "coding")
+    (lease,) = await w1.lease_tasks(agent_id="w-1", agent_type="coding", max_tasks=1, wait_seconds=0)
+    twice = await rpc_error(w1.complete_tasks([_completion(lease), _completion(lease, {"again": 1})]))
+    assert twice.code() == grpc.StatusCode.INVALID_ARGUMENT and "completions[1].task_id" in twice.details()
+    many = [tasks_pb2.TaskCompletion(task_id=str(uuid.uuid4()), lease_token=1) for _ in range(65)]
+    over = await rpc_error(w1.complete_tasks(many))
+    assert over.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit of 64" in over.details()
+    # Refused whole: nothing of it was applied.
+    assert (await client.get_task(lease.task.task_id)).state == tasks_pb2.TASK_STATE_LEASED
 
 
 async def test_fail_retryable_requeues_counts_attempts_then_dead_letters(
@@ -624,6 +684,7 @@ async def test_reflection_lists_the_services(orchestrator: Orchestrator) -> None
         "SubmitTask",
         "LeaseTasks",
         "CompleteTask",
+        "CompleteTasks",
         "FailTask",
         "ReleaseTask",
         "CancelTask",

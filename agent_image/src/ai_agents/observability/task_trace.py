@@ -7,9 +7,10 @@ hands the lease span's context to the agent (`TaskLease.traceparent`/`tracestate
 ("Traces") draws the tree.
 
 Child, not only a link (the messaging conventions' default between a queue's producer and consumer): a task is
-one message that one handler runs per attempt, never fanned out nor processed as part of a batch, and whoever
-submitted it wants to follow it to its outcome in one trace. The one batched step, the LeaseTasks call that
-receives many tasks at once, keeps its own trace; its span and each task's lease span link to each other.
+one message that one handler runs per attempt, never fanned out, and whoever submitted it wants to follow it to
+its outcome in one trace. The batched calls, LeaseTasks (many tasks received at once) and CompleteTasks (many
+acknowledged at once), keep their own traces; their spans and each task's span there link to each other
+(orchestrator/lease_trace.py, orchestrator/completion_trace.py).
 
 Always the W3C format, whatever OTEL_PROPAGATORS configures: it is what the columns and the proto fields hold.
 This module is shared by both sides, so it imports nothing of the store.
