@@ -12,6 +12,7 @@ from typing import Any
 PHASES = (
     ("e2e_throughput", "End to end, as fast as possible"),
     ("fixed_rate", "Fixed submission rate"),
+    ("http_rate", "HTTP POST /v1/tasks at a fixed rate"),
     ("many_agents", "1,000 agents at once"),
 )
 RUNTIME, PEER = "#1f6feb", "#d9480f"

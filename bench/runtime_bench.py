@@ -55,6 +55,11 @@ TARGETS = {
     "rate_submit_to_start_p95_ms": ("<", 50.0),
     "heartbeat_agents": (">=", 10000),
     "heartbeat_p99_ms": ("<", 50.0),
+    # POST /v1/tasks, open loop at 800/s (--http-rate), every attempt counted (no client retries). Achieved is
+    # counted up to the last answer, so even a server that keeps up shows the offered rate less its tail: within
+    # 1% of 800/s is 800/s achieved.
+    "http_submit_per_second": (">=", 792.0),
+    "http_submit_p95_ms": ("<", 100.0),
     # only with the peer phase (make bench-compare)
     "e2e_tasks_per_second_over_celery": (">=", 3.0),
 }
@@ -82,6 +87,10 @@ class Config:
     rate_per_second: float = 500.0
     rate_seconds: float = 10.0
     rate_max_in_flight: int = 1000
+    # HTTP submissions at a fixed rate (POST /v1/tasks over keep-alive connections)
+    http_rate_per_second: float = 800.0
+    http_seconds: float = 10.0
+    http_connections: int = 64
     drain_timeout: float = 30.0
     # heartbeat capacity
     hb_agents: int = 10_000
@@ -96,7 +105,7 @@ class Config:
     many_tasks: int = 20_000
     # orchestrator pool (None = the runtime default)
     pool_max: int | None = None
-    phases: list[str] = field(default_factory=lambda: ["baseline", "e2e", "rate", "many", "heartbeat"])
+    phases: list[str] = field(default_factory=lambda: ["baseline", "e2e", "rate", "http", "many", "heartbeat"])
     # py-spy the orchestrator and one agent during the e2e phase (costs some CPU: figures of a profiled run
     # are a little lower)
     profile: str = ""  # "", "python" or "native" (see bench/profiling.py)
@@ -114,6 +123,7 @@ class Config:
             e2e_tasks=1000,
             e2e_timeout=30.0,
             rate_seconds=3.0,
+            http_seconds=3.0,
             drain_timeout=15.0,
             hb_agents=1000,
             hb_seconds=10.0,
@@ -493,6 +503,9 @@ def error_name(exc: BaseException) -> str:
 
 
 def _error_name(exc: BaseException) -> str:
+    status = getattr(exc, "status", None)  # aiohttp.ClientResponseError: the HTTP status
+    if isinstance(status, int):
+        return f"HTTP {status}"
     code = getattr(exc, "code", None)
     if callable(code):
         with contextlib.suppress(Exception):
@@ -660,6 +673,47 @@ async def phase_rate(cfg: Config, target: str, dsn: str) -> dict[str, Any]:
         "seconds": cfg.rate_seconds,
         "all_succeeded": reached,
         "submit_rpc_ms": load.pop("latency_ms"),
+        **load,
+        **store,
+    }
+
+
+async def phase_http(cfg: Config, target: str, http_base: str, dsn: str) -> dict[str, Any]:
+    """POST /v1/tasks at a fixed rate, open loop, as an HTTP client of the API would; the agents complete them.
+
+    Only 201 counts as done: any other status, or a transport error, is an error named by its status or type,
+    and nothing is retried, so every attempt counts.
+    """
+    import aiohttp
+    from ai_agents.client import OrchestratorClient
+
+    client = await OrchestratorClient.connect(target, timeout=30)
+    connector = aiohttp.TCPConnector(limit=cfg.http_connections)
+    try:
+        before = await succeeded_count(client)
+        total = int(cfg.http_rate_per_second * cfg.http_seconds)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=30), raise_for_status=True
+        ) as http:
+
+            async def submit(i: int) -> None:
+                body = {"agent_type": AGENT_TYPE, "payload": {"phase": "http", "i": i}}
+                async with http.post(f"{http_base}/v1/tasks", json=body) as response:
+                    await response.read()
+                    if response.status != 201:
+                        raise RuntimeError(f"HTTP {response.status}: expected 201")
+
+            load = await open_loop(cfg.http_rate_per_second, total, cfg.rate_max_in_flight, submit)
+        load.pop("_latencies")
+        reached, _ = await wait_succeeded(client, before + load["ok"], cfg.drain_timeout)
+    finally:
+        await client.close()
+    store = await store_latencies(dsn, "http")
+    return {
+        "seconds": cfg.http_seconds,
+        "connections": cfg.http_connections,
+        "all_succeeded": reached,
+        "submit_http_ms": load.pop("latency_ms"),
         **load,
         **store,
     }
@@ -895,6 +949,7 @@ class Bench:
         self.orchestrator: Proc | None = None
         self.agents: list[Proc] = []
         self.target = ""
+        self.http_base = ""
         self.metrics_url = ""
         self.profile_dir = workdir
 
@@ -910,6 +965,7 @@ class Bench:
         self.orchestrator = Proc("orchestrator", "orchestrator", env, self.logs)
         self.orchestrator.wait_ready(f"http://127.0.0.1:{ports['health']}/readyz")
         self.target = f"ipv4:127.0.0.1:{ports['grpc']}"
+        self.http_base = f"http://127.0.0.1:{ports['http']}"
         self.metrics_url = f"http://127.0.0.1:{ports['metrics']}/metrics"
 
     def start_agents(self) -> None:
@@ -1076,7 +1132,7 @@ class Bench:
                     "baseline gRPC health", lambda: asyncio.run(baseline_health(cfg, target))
                 ),
             }
-        if "e2e" in cfg.phases or "rate" in cfg.phases:
+        if {"e2e", "rate", "http"} & set(cfg.phases):
             print(f"starting {cfg.agents} agent processes", file=sys.stderr, flush=True)
             self.start_agents()
             if "e2e" in cfg.phases:
@@ -1088,6 +1144,11 @@ class Bench:
                     report["profile"] = self.stop_profiles(samplers, report["e2e_throughput"])
             if "rate" in cfg.phases:
                 report["fixed_rate"] = self.measured("fixed rate", lambda: asyncio.run(phase_rate(cfg, target, dsn)))
+            if "http" in cfg.phases:
+                http_base = self.http_base
+                report["http_rate"] = self.measured(
+                    "HTTP fixed rate", lambda: asyncio.run(phase_http(cfg, target, http_base, dsn))
+                )
             self.stop_agents()
         if "many" in cfg.phases:
             assert self.orchestrator is not None
@@ -1119,9 +1180,12 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
     health = base.get("grpc_health_check", {})
     e2e = report.get("e2e_throughput", {})
     rate = report.get("fixed_rate", {})
+    http = report.get("http_rate", {})
     hb = report.get("heartbeat", {})
     peer = report.get("peer_celery", {})
     measured = {
+        "http_submit_per_second": http.get("achieved_per_second") if http and not http.get("errors") else None,
+        "http_submit_p95_ms": http.get("submit_http_ms", {}).get("p95"),
         "e2e_tasks_per_second_over_celery": ratio(e2e.get("tasks_per_second"), peer.get("tasks_per_second")),
         "e2e_tasks_per_second": e2e.get("tasks_per_second"),
         "rate_submit_to_start_p95_ms": rate.get("submit_to_start_ms", {}).get("p95"),
@@ -1142,6 +1206,7 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         "health_check": cpu_ms_per_op(health, "per_second"),
         "e2e_task": cpu_ms_per_op(e2e, "tasks_per_second"),
         "rate_task": cpu_ms_per_op(rate, "achieved_per_second"),
+        "http_task": cpu_ms_per_op(http, "achieved_per_second"),
         "heartbeat": cpu_ms_per_op(hb, "achieved_per_second"),
         "many_agents_task": cpu_ms_per_op(report.get("many_agents", {}), "tasks_per_second"),
     }
@@ -1277,6 +1342,16 @@ def print_table(report: dict[str, Any]) -> None:
             f"{num(r['rate_submit_rpc_p95_over_health_p95'], '{:.1f}')}x health p95",
             "",
         )
+    http = report.get("http_rate", {})
+    if http:
+        table.add_row(
+            f"HTTP POST /v1/tasks at {http['target_per_second']:g}/s for {http['seconds']:g}s",
+            num(http.get("achieved_per_second")),
+            ms(http.get("submit_http_ms")),
+            errs(http.get("errors")),
+            "",
+            target("http_submit_per_second") + "; p95 " + target("http_submit_p95_ms"),
+        )
     many = report.get("many_agents", {})
     if many:
         mem = many.get("orchestrator_memory", {})
@@ -1323,6 +1398,7 @@ def print_table(report: dict[str, Any]) -> None:
         "baseline health": base.get("grpc_health_check"),
         "e2e": e2e,
         "rate": rate,
+        "http": http,
         "many agents": many,
         "heartbeat": hb,
         "peer (Celery)": peer,
@@ -1376,6 +1452,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--tasks", type=int, help="tasks submitted in the e2e phase")
     parser.add_argument("--rate", type=float, help="tasks/s in the fixed-rate phase")
     parser.add_argument("--rate-seconds", type=float)
+    parser.add_argument("--http-rate", type=float, help="POST /v1/tasks per second in the `http` phase")
+    parser.add_argument("--http-seconds", type=float)
     parser.add_argument("--hb-agents", type=int)
     parser.add_argument("--hb-interval", type=float)
     parser.add_argument("--hb-seconds", type=float)
@@ -1399,6 +1477,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         ("tasks", "e2e_tasks"),
         ("rate", "rate_per_second"),
         ("rate_seconds", "rate_seconds"),
+        ("http_rate", "http_rate_per_second"),
+        ("http_seconds", "http_seconds"),
         ("hb_agents", "hb_agents"),
         ("hb_interval", "hb_interval"),
         ("hb_seconds", "hb_seconds"),
@@ -1414,12 +1494,14 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     cfg.profile = args.profile or ""
     if args.peer_fsync:
         cfg.peer_fsync = args.peer_fsync
-    unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "many", "heartbeat", "peer"}
+    unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "http", "many", "heartbeat", "peer"}
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     # Hard bounds, whatever the flags say: every loop stops by itself.
     cfg.e2e_tasks = min(cfg.e2e_tasks, 200_000)
     cfg.rate_seconds = min(cfg.rate_seconds, 120.0)
+    cfg.http_seconds = min(cfg.http_seconds, 120.0)
+    cfg.http_rate_per_second = min(cfg.http_rate_per_second, 5000.0)
     cfg.hb_seconds = min(cfg.hb_seconds, 300.0)
     cfg.hb_agents = min(cfg.hb_agents, 100_000)
     cfg.many_agents = min(cfg.many_agents, 20_000)
