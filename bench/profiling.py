@@ -56,7 +56,19 @@ _CATEGORIES = (
 # A system call is charged to the code that made it: these leaf frames are skipped when choosing a category.
 _SYSTEM = ("libc.so", "libpthread", "[vdso]", "ld-linux")
 # gRPC methods of the task path: a sample whose stack passes through one is charged to it.
-_RPCS = ("SubmitTask", "LeaseTasks", "CompleteTask", "FailTask", "Heartbeat", "GetStatus", "RegisterAgent")
+_RPCS = (
+    "SubmitTask",
+    "LeaseTasks",
+    "CompleteTask",
+    "CompleteTasks",
+    "FailTask",
+    "Heartbeat",
+    "GetStatus",
+    "RegisterAgent",
+)
+# Work a method hands to tasks of its own, whose stacks do not show the method: CompleteTasks completes each
+# item in a task of its own (gathered).
+_RPC_OF_HELPER = {"_complete_one": "CompleteTasks"}
 
 
 def py_spy() -> str | None:
@@ -147,6 +159,7 @@ def summarise(raw: Path, top: int = 15) -> dict[str, Any]:
             inclusive[fn] += n
         # "TaskServicer.SubmitTask (ai_agents/orchestrator/grpc_api.py:64)" -> "SubmitTask"
         names = {f.partition(" (")[0].rpartition(".")[2] for f in stack}
+        names |= {_RPC_OF_HELPER[n] for n in names if n in _RPC_OF_HELPER}
         rpc = next((r for r in _RPCS if r in names), "outside the task RPCs")
         by_rpc[rpc] += n
 

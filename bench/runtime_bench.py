@@ -1441,7 +1441,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--out", default=str(REPO_ROOT / "bench-results" / "runtime.json"))
     parser.add_argument(
         "--phases",
-        default="baseline,e2e,rate,many,heartbeat",
+        default=",".join(Config().phases),
         help="comma-separated subset; `peer` adds the e2e workload on Celery + Redis (make bench-compare)",
     )
     parser.add_argument(

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 # The orchestrator's limit (orchestrator/validation.py, MAX_BATCH_COMPLETIONS).
 MAX_COMPLETIONS_PER_CALL = 64
+# What a completion gains after `takes` measured it: traceparent (55), tracestate (at most 512), their tags and
+# lengths, and the item's own tag and length in the request.
+_ITEM_OVERHEAD_BYTES = 600
 _STATUS_BY_VALUE = {status.value[0]: status for status in grpc.StatusCode}
 
 
@@ -64,8 +67,9 @@ class CompletionBatcher:
         shared_error: Callable[[Exception], bool],
     ) -> None:
         self._client = client
-        # So that a full call stays within the message limit whatever its completions hold.
-        self._max_item_bytes = max_request_bytes // MAX_COMPLETIONS_PER_CALL
+        # So that a full call stays within the message limit whatever its completions hold, trace context (added
+        # after this check) and each item's framing included.
+        self._max_item_bytes = max_request_bytes // MAX_COMPLETIONS_PER_CALL - _ITEM_OVERHEAD_BYTES
         self._group: GroupCommit[tasks_pb2.TaskCompletion, tasks_pb2.CompletionOutcome] = GroupCommit(
             "complete-tasks",
             self._send,
