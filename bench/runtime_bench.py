@@ -652,30 +652,47 @@ async def phase_e2e(cfg: Config, target: str, dsn: str) -> dict[str, Any]:
     }
 
 
+async def run_at_rate(
+    cfg: Config,
+    target: str,
+    dsn: str,
+    *,
+    phase: str,
+    rate: float,
+    seconds: float,
+    submit: Callable[[int], Awaitable[None]],
+) -> dict[str, Any]:
+    """Call `submit(i)` at `rate` for `seconds` (open loop), wait until the agents finished every acknowledged task,
+    and add the store's timings of the phase's tasks (payload `phase`)."""
+    from ai_agents.client import OrchestratorClient
+
+    status = await OrchestratorClient.connect(target, timeout=30)
+    try:
+        before = await succeeded_count(status)
+        load = await open_loop(rate, int(rate * seconds), cfg.rate_max_in_flight, submit)
+        load.pop("_latencies")
+        reached, _ = await wait_succeeded(status, before + load["ok"], cfg.drain_timeout)
+    finally:
+        await status.close()
+    return {"seconds": seconds, "all_succeeded": reached, **load, **(await store_latencies(dsn, phase))}
+
+
 async def phase_rate(cfg: Config, target: str, dsn: str) -> dict[str, Any]:
     from ai_agents.client import OrchestratorClient
 
     client = await OrchestratorClient.connect(target, timeout=30, channels=cfg.load_channels)
     try:
-        before = await succeeded_count(client)
-        total = int(cfg.rate_per_second * cfg.rate_seconds)
 
         async def submit(i: int) -> None:
             await client.submit_task(AGENT_TYPE, {"phase": "rate", "i": i})
 
-        load = await open_loop(cfg.rate_per_second, total, cfg.rate_max_in_flight, submit)
-        load.pop("_latencies")
-        reached, _ = await wait_succeeded(client, before + load["ok"], cfg.drain_timeout)
+        result = await run_at_rate(
+            cfg, target, dsn, phase="rate", rate=cfg.rate_per_second, seconds=cfg.rate_seconds, submit=submit
+        )
     finally:
         await client.close()
-    store = await store_latencies(dsn, "rate")
-    return {
-        "seconds": cfg.rate_seconds,
-        "all_succeeded": reached,
-        "submit_rpc_ms": load.pop("latency_ms"),
-        **load,
-        **store,
-    }
+    result["submit_rpc_ms"] = result.pop("latency_ms")
+    return result
 
 
 async def phase_http(cfg: Config, target: str, http_base: str, dsn: str) -> dict[str, Any]:
@@ -685,38 +702,26 @@ async def phase_http(cfg: Config, target: str, http_base: str, dsn: str) -> dict
     and nothing is retried, so every attempt counts.
     """
     import aiohttp
-    from ai_agents.client import OrchestratorClient
 
-    client = await OrchestratorClient.connect(target, timeout=30)
-    connector = aiohttp.TCPConnector(limit=cfg.http_connections)
-    try:
-        before = await succeeded_count(client)
-        total = int(cfg.http_rate_per_second * cfg.http_seconds)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=30), raise_for_status=True
-        ) as http:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=cfg.http_connections),
+        timeout=aiohttp.ClientTimeout(total=30),
+        raise_for_status=True,
+    ) as http:
 
-            async def submit(i: int) -> None:
-                body = {"agent_type": AGENT_TYPE, "payload": {"phase": "http", "i": i}}
-                async with http.post(f"{http_base}/v1/tasks", json=body) as response:
-                    await response.read()
-                    if response.status != 201:
-                        raise RuntimeError(f"HTTP {response.status}: expected 201")
+        async def submit(i: int) -> None:
+            body = {"agent_type": AGENT_TYPE, "payload": {"phase": "http", "i": i}}
+            async with http.post(f"{http_base}/v1/tasks", json=body) as response:
+                await response.read()
+                if response.status != 201:
+                    raise RuntimeError(f"HTTP {response.status}: expected 201")
 
-            load = await open_loop(cfg.http_rate_per_second, total, cfg.rate_max_in_flight, submit)
-        load.pop("_latencies")
-        reached, _ = await wait_succeeded(client, before + load["ok"], cfg.drain_timeout)
-    finally:
-        await client.close()
-    store = await store_latencies(dsn, "http")
-    return {
-        "seconds": cfg.http_seconds,
-        "connections": cfg.http_connections,
-        "all_succeeded": reached,
-        "submit_http_ms": load.pop("latency_ms"),
-        **load,
-        **store,
-    }
+        result = await run_at_rate(
+            cfg, target, dsn, phase="http", rate=cfg.http_rate_per_second, seconds=cfg.http_seconds, submit=submit
+        )
+    result["submit_http_ms"] = result.pop("latency_ms")
+    result["connections"] = cfg.http_connections
+    return result
 
 
 def _heartbeat_worker(args: dict[str, Any]) -> dict[str, Any]:
