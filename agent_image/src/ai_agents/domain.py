@@ -1,4 +1,4 @@
-"""Names shared by every part of the runtime: agent types, task and agent states."""
+"""Names and limits shared by every part of the runtime: agent types, task and agent states, batch sizes."""
 
 from __future__ import annotations
 
@@ -35,3 +35,8 @@ class AgentState(enum.StrEnum):
 
 
 AGENT_TYPES: tuple[str, ...] = tuple(t.value for t in AgentType)
+
+# Completions in one CompleteTasks call: the orchestrator refuses more, and an agent sends no more. An agent's tasks
+# that finish together are bounded by its concurrency in practice; the bound keeps a call's statement and answer
+# small.
+MAX_COMPLETIONS_PER_CALL = 64

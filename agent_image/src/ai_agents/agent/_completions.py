@@ -19,14 +19,13 @@ import grpc
 
 from ai_agents import convert as c
 from ai_agents.client import OrchestratorClient
+from ai_agents.domain import MAX_COMPLETIONS_PER_CALL
 from ai_agents.group_commit import RUN_ALONE, Answer, GroupCommit
 from ai_agents.observability.task_trace import current_trace_context
 from ai_agents.v1 import tasks_pb2
 
 log = logging.getLogger(__name__)
 
-# The orchestrator's limit (orchestrator/validation.py, MAX_BATCH_COMPLETIONS).
-MAX_COMPLETIONS_PER_CALL = 64
 # What a completion gains after `takes` measured it: traceparent (55), tracestate (at most 512), their tags and
 # lengths, and the item's own tag and length in the request.
 _ITEM_OVERHEAD_BYTES = 600
@@ -78,10 +77,6 @@ class CompletionBatcher:
             max_in_flight=1,
         )
         self.unsupported = False
-
-    @property
-    def calls(self) -> int:
-        return self._group.batches
 
     def takes(self, completion: tasks_pb2.TaskCompletion) -> bool:
         """Whether this completion may share a call (else: CompleteTask)."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ai_agents.domain import AGENT_TYPES, AgentState, TaskState
+from ai_agents.domain import AGENT_TYPES, MAX_COMPLETIONS_PER_CALL, AgentState, TaskState
 from ai_agents.errors import InvalidArgument
 from ai_agents.handoff import FollowUp, OutgoingMessage
 
@@ -85,9 +85,6 @@ MAX_ATTEMPTS = 100
 # A chain step hands work to a few agent types, not a fan-out of thousands; a gRPC message must still hold them.
 MAX_FOLLOW_UPS = 16
 MAX_COMPLETION_MESSAGES = 16
-# Completions in one CompleteTasks call: an agent's tasks that finish together, bounded by its concurrency in
-# practice; the bound keeps one call's statement and answer small.
-MAX_BATCH_COMPLETIONS = 64
 
 _AGENT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_AGENT_ID - 1}}}")
 _RESOURCE = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_RESOURCE_NAME - 1}}}")
@@ -261,8 +258,10 @@ def completion_batch(task_ids: Sequence[str]) -> None:
 
     A task id that is not a UUID is left to its own completion, which refuses it as CompleteTask would.
     """
-    if len(task_ids) > MAX_BATCH_COMPLETIONS:
-        raise InvalidArgument(f"completions: {len(task_ids)} completions exceeds the limit of {MAX_BATCH_COMPLETIONS}")
+    if len(task_ids) > MAX_COMPLETIONS_PER_CALL:
+        raise InvalidArgument(
+            f"completions: {len(task_ids)} completions exceeds the limit of {MAX_COMPLETIONS_PER_CALL}"
+        )
     first: dict[uuid.UUID, int] = {}
     for index, value in enumerate(task_ids):
         try:
