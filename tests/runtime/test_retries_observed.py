@@ -39,7 +39,8 @@ from waits import assert_eventually_async
 from ._api_support import rpc_error
 from ._fleet_support import AgentProcesses, as_agent, grpc_target, orchestrator_settings
 
-_SUBMIT = "/ai_agents.v1.TaskService/SubmitTask"
+# What the client sends a submit as by default (it batches submits made together).
+_SUBMIT_MANY = "/ai_agents.v1.TaskService/SubmitTasks"
 _GET = "/ai_agents.v1.TaskService/GetTask"
 _UNKNOWN_TASK = "00000000-0000-0000-0000-000000000000"
 
@@ -88,10 +89,17 @@ def _client_calls(metrics: CommonMetrics, method: str, code: str) -> float:
     return metrics.registry.get_sample_value("ai_agents_client_requests_total", {"method": method, "code": code}) or 0
 
 
+@pytest.mark.parametrize(
+    ("call_timeout", "method"),
+    [(10.0, "SubmitTask"), (None, "SubmitTasks")],
+    ids=["a submit of its own", "a submit the client batches"],
+)
 async def test_grpc_retries_unavailable_answers_and_the_orchestrator_counts_them(
-    own_database_orchestrator: OwnDatabaseOrchestrator,
+    own_database_orchestrator: OwnDatabaseOrchestrator, call_timeout: float | None, method: str
 ) -> None:
+    """A database outage fails a SubmitTasks call as a whole, so it is retried as SubmitTask is."""
     subject = own_database_orchestrator
+    path = f"/ai_agents.v1.TaskService/{method}"
     metrics = CommonMetrics(new_registry(), "test")
     async with await OrchestratorClient.connect(subject.target, metrics=metrics, timeout=10) as client:
         # An answer that is not UNAVAILABLE is final: one attempt, no retry.
@@ -99,13 +107,12 @@ async def test_grpc_retries_unavailable_answers_and_the_orchestrator_counts_them
         assert (subject.served(_GET), subject.retried(_GET)) == (1, 0)
 
         await asyncio.to_thread(subject.postgres.stop, mode="immediate")
-        submitted_before = subject.served(_SUBMIT)
-        err = await rpc_error(client.submit_task("coding", {"while": "database down"}))
+        err = await rpc_error(client.submit_task("coding", {"while": "database down"}, timeout=call_timeout))
         assert err.code() == grpc.StatusCode.UNAVAILABLE
         # ChannelOptions().max_attempts = 5: the first attempt and four retries, each answered UNAVAILABLE.
-        assert subject.served(_SUBMIT, "UNAVAILABLE") - submitted_before == 5
-        assert subject.retried(_SUBMIT) == 4
-        assert _client_calls(metrics, "SubmitTask", "UNAVAILABLE") == 1, "the client counts the call once"
+        assert subject.served(path, "UNAVAILABLE") == 5
+        assert subject.retried(path) == 4
+        assert _client_calls(metrics, method, "UNAVAILABLE") == 1, "the client counts the call once"
 
         # Back up: a call now succeeds at its first attempt (the idempotency key makes retrying a submit safe).
         await asyncio.to_thread(subject.postgres.start)
@@ -196,12 +203,12 @@ async def test_circuit_breaker_opens_refuses_and_half_opens_on_schedule(
         assert state() == BreakerState.OPEN
 
         # Open: refused at once, nothing reaches the orchestrator.
-        served = subject.served(_SUBMIT)
+        served = subject.served(_SUBMIT_MANY)
         started = time.monotonic()
         with pytest.raises(CircuitOpenError):
             await client.submit_task("coding", {"during": "open circuit"})
         assert time.monotonic() - started < 0.05
-        assert subject.served(_SUBMIT) == served
+        assert subject.served(_SUBMIT_MANY) == served
         assert (
             metrics.registry.get_sample_value("ai_agents_circuit_breaker_rejections_total", {"target": subject.target})
             == 1
@@ -226,7 +233,7 @@ async def test_circuit_breaker_opens_refuses_and_half_opens_on_schedule(
         probe_at, code = await next_probe()
         assert code == grpc.StatusCode.UNAVAILABLE
         assert opened[0] + reset_timeout <= probe_at <= opened[1] + reset_timeout + 0.5
-        assert subject.served(_SUBMIT) > served, "the probe reached the orchestrator"
+        assert subject.served(_SUBMIT_MANY) > served, "the probe reached the orchestrator"
         assert state() == BreakerState.OPEN, "one failed probe re-opens the circuit"
 
         # The database comes back; each later probe comes a full reset_timeout after the one before it,

@@ -1,14 +1,16 @@
-"""One task, one trace: the span tree of a task submitted over HTTP and of one submitted over gRPC.
+"""One task, one trace: the span tree of a task submitted over HTTP, by SubmitTask and in a SubmitTasks call.
 
 A real orchestrator and a real agent run as processes exporting over OTLP to a receiver in this test. What
 passing proves, for each task (docs/contracts.md, "Traces"):
-- every span of the task is in one trace: the submit's server span (HTTP or gRPC; over HTTP it continues the
-  caller's `traceparent`), its `store submit` span, the orchestrator's `lease task` span, the agent's `run task`
-  span, the orchestrator's `complete task` span and its `store complete`;
+- every span of the task is in one trace: the submit's server span (HTTP, SubmitTask, or the `submit task` span
+  of a SubmitTasks call; each continues the caller's trace context when it sent one), its `store submit` span,
+  the orchestrator's `lease task` span, the agent's `run task` span, the orchestrator's `complete task` span and
+  its `store complete`;
 - each has the parent the contract names: the trace goes submit -> lease -> run -> completion, across both
   processes, the agent's run continuing a context that travelled through PostgreSQL and the lease answer;
 - the LeaseTasks call that delivered the task and the CompleteTasks call that acknowledged it (batches, so each
-  in its own trace) are linked from and to the task's span, and are the agent's calls to the orchestrator.
+  in its own trace) are linked from and to the task's span, and are the agent's calls to the orchestrator; a
+  SubmitTasks call that submitted it is linked from and to its `submit task` span the same way.
 A completion that hands work on is a CompleteTask call in the task's trace: the chain test below.
 """
 
@@ -21,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from ai_agents.client import OrchestratorClient
-from ai_agents.v1 import tasks_pb2
+from ai_agents.v1 import common_pb2, tasks_pb2
 from waits import assert_eventually_async
 
 from ._fleet_support import AgentProcesses
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.timeout(120)
 ORCHESTRATOR = "ai-agents-orchestrator"
 AGENT = "ai-agents-agent-coding"
 GRPC_SUBMIT = "/ai_agents.v1.TaskService/SubmitTask"
+GRPC_SUBMIT_MANY = "/ai_agents.v1.TaskService/SubmitTasks"
 GRPC_COMPLETE = "/ai_agents.v1.TaskService/CompleteTask"
 GRPC_LEASE = "/ai_agents.v1.TaskService/LeaseTasks"
 GRPC_COMPLETE_MANY = "/ai_agents.v1.TaskService/CompleteTasks"
@@ -81,23 +84,33 @@ def _check_task_trace(receiver: TraceReceiver, task_id: str, submit_name: str) -
     # linked both ways.
     _check_batch_call(receiver, lease, GRPC_LEASE)
     _check_batch_call(receiver, complete, GRPC_COMPLETE_MANY)
+    if submit_name == "submit task":
+        assert not [s for s in spans if s.name == GRPC_SUBMIT_MANY], "a batch call in a task's trace"
+        _check_batch_call(receiver, submit, GRPC_SUBMIT_MANY, caller=None)
     return submit
 
 
-def _check_batch_call(receiver: TraceReceiver, task_span: ExportedSpan, method: str) -> None:
+def _check_batch_call(
+    receiver: TraceReceiver, task_span: ExportedSpan, method: str, caller: str | None = AGENT
+) -> None:
+    """The batch call linked from and to `task_span`, made by `caller` (None: by this untraced test)."""
     (linked,) = task_span.links
     call = _one(receiver.spans, f"the {method} server span", trace_id=linked[0], span_id=linked[1])
     assert (call.service, call.kind, call.name) == (ORCHESTRATOR, "SERVER", method)
     assert call.trace_id != task_span.trace_id
     assert (task_span.trace_id, task_span.span_id) in call.links
-    agent_call = _one(receiver.spans, f"the agent's {method} call", span_id=call.parent_span_id)
-    assert (agent_call.service, agent_call.kind, agent_call.name) == (AGENT, "CLIENT", method)
+    if caller is None:
+        assert call.parent_span_id == "", "an untraced caller: the call starts its own trace"
+        return
+    caller_call = _one(receiver.spans, f"the {caller}'s {method} call", span_id=call.parent_span_id)
+    assert (caller_call.service, caller_call.kind, caller_call.name) == (caller, "CLIENT", method)
 
 
 async def test_a_task_is_one_trace_from_submit_to_completion(dsn: str, agents: AgentProcesses, tmp_path: Path) -> None:
     orchestrator_log = tmp_path / "orchestrator.log"
     # The HTTP caller's own trace: the task's trace must continue it.
     caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    batch_caller_trace, batch_caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     async with otlp_receiver() as (endpoint, receiver):
         tracing = {**TRACING_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
         async with orchestrator_process(dsn, orchestrator_log, **tracing) as ports:
@@ -114,14 +127,28 @@ async def test_a_task_is_one_trace_from_submit_to_completion(dsn: str, agents: A
                 assert response.status == 201, await response.text()
                 over_http = (await response.json())["task_id"]
             async with await OrchestratorClient.connect(f"ipv4:127.0.0.1:{ports['grpc']}", timeout=10) as client:
-                over_grpc = (await client.submit_task("coding", {"via": "grpc"})).task.task_id
+                # A timeout of its own: a SubmitTask call. Without: a SubmitTasks call of one.
+                over_grpc = (await client.submit_task("coding", {"via": "grpc"}, timeout=10)).task.task_id
+                batched = (await client.submit_task("coding", {"via": "batch"})).task.task_id
+                # A submission carrying its caller's trace context (as the client sends a traced caller's).
+                (outcome,) = await client.submit_tasks(
+                    [
+                        tasks_pb2.TaskSubmission(
+                            task=tasks_pb2.SubmitTaskRequest(agent_type=common_pb2.AGENT_TYPE_CODING),
+                            traceparent=f"00-{batch_caller_trace}-{batch_caller_span}-01",
+                        )
+                    ]
+                )
+                assert outcome.code == 0, outcome.message
+                batched_traced = outcome.response.task.task_id
+                submitted = (over_http, over_grpc, batched, batched_traced)
 
                 async def succeeded() -> None:
-                    states = [(await client.get_task(t)).state for t in (over_http, over_grpc)]
-                    assert states == [tasks_pb2.TASK_STATE_SUCCEEDED] * 2, states
+                    states = [(await client.get_task(t)).state for t in submitted]
+                    assert states == [tasks_pb2.TASK_STATE_SUCCEEDED] * len(submitted), states
 
                 await assert_eventually_async(
-                    succeeded, timeout_sec=30, message="the agent did not complete both tasks"
+                    succeeded, timeout_sec=30, message="the agent did not complete every task"
                 )
             # Before the orchestrator; in a thread, as the receiver needs this loop to take the exit-time export.
             await asyncio.to_thread(agents.stop_all)
@@ -135,9 +162,16 @@ async def test_a_task_is_one_trace_from_submit_to_completion(dsn: str, agents: A
             submit = _check_task_trace(receiver, over_grpc, GRPC_SUBMIT)
             assert submit.parent_span_id == "", "an untraced gRPC caller: the submit starts the task's trace"
 
+        async def batch_trees() -> None:
+            submit = _check_task_trace(receiver, batched, "submit task")
+            assert submit.parent_span_id == "", "an untraced caller: the submission starts the task's trace"
+            submit = _check_task_trace(receiver, batched_traced, "submit task")
+            assert (submit.trace_id, submit.parent_span_id) == (batch_caller_trace, batch_caller_span), "trace lost"
+
         await assert_eventually_async(http_tree, timeout_sec=10)
         await assert_eventually_async(grpc_tree, timeout_sec=10)
-        assert len({s.trace_id for s in receiver.spans if s.name == "run task"}) == 2, "one trace per task"
+        await assert_eventually_async(batch_trees, timeout_sec=10)
+        assert len({s.trace_id for s in receiver.spans if s.name == "run task"}) == 4, "one trace per task"
 
 
 def _about(spans: list[ExportedSpan], name: str, task_id: str) -> ExportedSpan:

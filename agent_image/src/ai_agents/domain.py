@@ -40,3 +40,5 @@ AGENT_TYPES: tuple[str, ...] = tuple(t.value for t in AgentType)
 # that finish together are bounded by its concurrency in practice; the bound keeps a call's statement and answer
 # small.
 MAX_COMPLETIONS_PER_CALL = 64
+# Submissions in one SubmitTasks call, for the same reasons; a client sends no more.
+MAX_SUBMISSIONS_PER_CALL = 64

@@ -25,7 +25,7 @@ from opentelemetry.util.types import AttributeValue
 
 from ai_agents import __version__
 from ai_agents import convert as c
-from ai_agents.agent._completions import CompletionBatcher, CompletionRefused
+from ai_agents.agent._completions import CompletionBatcher
 from ai_agents.agent._messages import MessageLoop
 from ai_agents.client import (
     LeaseBatch,
@@ -87,7 +87,7 @@ class _Backoff:
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, Unavailable):  # includes an open circuit breaker
         return True
-    return isinstance(exc, (grpc.aio.AioRpcError, CompletionRefused)) and exc.code() in (
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -412,7 +412,7 @@ class AgentWorker(Lifecycle):
             try:
                 await send()
                 return None
-            except (grpc.aio.AioRpcError, CompletionRefused) as exc:
+            except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     # Cancelled, or the lease expired and the task went to another agent: not ours to report.
                     log.info("outcome refused", extra={"task_id": task_id, "reason": exc.details()})

@@ -11,12 +11,16 @@ from google.protobuf.message import DecodeError
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from ai_agents import convert as c
+from ai_agents.client._batching import CallBatcher, refused
 from ai_agents.client._breaker import TRIPPING_CODES, BreakerState, CircuitBreaker, CircuitOpenError
 from ai_agents.client._channel import ChannelOptions
 from ai_agents.client._lenient import LeaseBatch, decode_lease_response
 from ai_agents.client._pool import ChannelPool
+from ai_agents.domain import MAX_SUBMISSIONS_PER_CALL
+from ai_agents.group_commit import RUN_ALONE
 from ai_agents.handoff import FollowUp, OutgoingMessage
 from ai_agents.observability.metrics import CommonMetrics
+from ai_agents.observability.task_trace import current_trace_context
 from ai_agents.observability.tracing import tracing_enabled
 from ai_agents.serving.identity import CREDENTIAL_METADATA
 from ai_agents.v1 import (
@@ -71,8 +75,22 @@ class UndecodableLeases(Exception):
         self.batch = batch
 
 
+_DEFAULT_MAX_MESSAGE_BYTES = ChannelOptions().max_message_bytes
+
+
 def _raw_bytes(data: bytes) -> bytes:
     return data
+
+
+def _call_wide(exc: Exception) -> bool:
+    """A batch call's failure that each of its items would have met on its own call: the connection, the breaker, the
+    credential. Any other (one item the server could not handle) sends each item alone."""
+    if isinstance(exc, CircuitOpenError):
+        return True
+    return isinstance(exc, grpc.aio.AioRpcError) and (
+        exc.code() in TRIPPING_CODES
+        or exc.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+    )
 
 
 # opentelemetry-instrumentation-grpc ships py.typed but leaves this factory unannotated: its real signature.
@@ -83,6 +101,9 @@ class OrchestratorClient:
     """Use `OrchestratorClient.connect(target, token=...)` (or `async with`); every call has a deadline.
 
     `channel` is one grpc.aio channel or a ChannelPool (what `connect` builds): the stubs spread calls over a pool.
+    With `batch_submits` (the default), submits made while one is in flight go together in the next SubmitTasks
+    call (client/_batching.py); each caller still gets SubmitTask's answer or error. `max_message_bytes` is the
+    channel's request limit, which a batch call stays within.
     """
 
     def __init__(
@@ -95,6 +116,8 @@ class OrchestratorClient:
         metrics: CommonMetrics | None = None,
         breaker: CircuitBreaker | None = None,
         agent_credential: AgentCredential | None = None,
+        batch_submits: bool = True,
+        max_message_bytes: int = _DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.channel = channel
         self.target = target
@@ -116,6 +139,17 @@ class OrchestratorClient:
             request_serializer=tasks_pb2.LeaseTasksRequest.SerializeToString,
             response_deserializer=_raw_bytes,
         )
+        self._submits: CallBatcher[tasks_pb2.TaskSubmission, tasks_pb2.SubmitOutcome] | None = (
+            CallBatcher(
+                "SubmitTasks",
+                self.submit_tasks,
+                max_batch=MAX_SUBMISSIONS_PER_CALL,
+                max_request_bytes=max_message_bytes,
+                shared_error=_call_wide,
+            )
+            if batch_submits
+            else None
+        )
         if metrics is not None:
             metrics.circuit_state.labels(target).set(BreakerState.CLOSED)
 
@@ -131,6 +165,7 @@ class OrchestratorClient:
         channels: int = 1,
         wait_ready: float | None = None,
         agent_credential: AgentCredential | None = None,
+        batch_submits: bool = True,
     ) -> OrchestratorClient:
         """A client on a pool of `channels` channels to `target`, each with its own connection to every backend."""
         # Trace context is injected into every call only when tracing is configured (it costs CPU per call).
@@ -139,7 +174,14 @@ class OrchestratorClient:
         if wait_ready is not None:
             await pool.channel_ready()  # bounded by the caller with asyncio.wait_for when needed
         return cls(
-            pool, target=target, token=token, timeout=timeout, metrics=metrics, agent_credential=agent_credential
+            pool,
+            target=target,
+            token=token,
+            timeout=timeout,
+            metrics=metrics,
+            agent_credential=agent_credential,
+            batch_submits=batch_submits,
+            max_message_bytes=(options or ChannelOptions()).max_message_bytes,
         )
 
     def as_agent(self, credential: str) -> OrchestratorClient:
@@ -222,6 +264,7 @@ class OrchestratorClient:
         max_attempts: int = 0,
         timeout: float | None = None,
     ) -> tasks_pb2.SubmitTaskResponse:
+        """Submit a task; with `batch_submits` and no `timeout` of its own it may share a SubmitTasks call."""
         # A key is always sent so that transparent retries can never create a second task.
         request = tasks_pb2.SubmitTaskRequest(
             agent_type=c.AGENT_TYPE.to_proto(agent_type),
@@ -230,7 +273,34 @@ class OrchestratorClient:
             priority=priority,
             max_attempts=max_attempts,
         )
+        if timeout is None and self._submits is not None and self._submits.takes(request.ByteSize()):
+            # The caller's trace context goes with the item: the batch call has its own trace.
+            traceparent, tracestate = current_trace_context()
+            submission = tasks_pb2.TaskSubmission(
+                task=request, traceparent=traceparent or "", tracestate=tracestate or ""
+            )
+            answer = await self._submits(submission)
+            if answer is not RUN_ALONE:
+                assert isinstance(answer, tasks_pb2.SubmitOutcome)
+                if answer.code:
+                    raise refused(answer.code, answer.message)
+                return answer.response
         return await self._call("SubmitTask", self.tasks.SubmitTask, request, timeout)
+
+    async def submit_tasks(
+        self, submissions: Sequence[tasks_pb2.TaskSubmission], *, timeout: float | None = None
+    ) -> list[tasks_pb2.SubmitOutcome]:
+        """Submit many tasks in one call; one outcome per submission, in order (its `code` and `response` are what
+        SubmitTask would have answered). Raises only for the call as a whole."""
+        request = tasks_pb2.SubmitTasksRequest(submissions=submissions)
+        response: tasks_pb2.SubmitTasksResponse = await self._call(
+            "SubmitTasks", self.tasks.SubmitTasks, request, timeout
+        )
+        if len(response.outcomes) != len(submissions):
+            raise UndecodableResponse(
+                f"SubmitTasks: {len(response.outcomes)} outcomes for {len(submissions)} submissions"
+            )
+        return list(response.outcomes)
 
     async def get_task(self, task_id: str, *, timeout: float | None = None) -> tasks_pb2.Task:
         response: tasks_pb2.GetTaskResponse = await self._call(

@@ -10,7 +10,7 @@ Child, not only a link (the messaging conventions' default between a queue's pro
 one message that one handler runs per attempt, never fanned out, and whoever submitted it wants to follow it to
 its outcome in one trace. The batched calls, LeaseTasks (many tasks received at once) and CompleteTasks (many
 acknowledged at once), keep their own traces; their spans and each task's span there link to each other
-(orchestrator/lease_trace.py, orchestrator/completion_trace.py).
+(orchestrator/lease_trace.py, orchestrator/batch_item_trace.py).
 
 Always the W3C format, whatever OTEL_PROPAGATORS configures: it is what the columns and the proto fields hold.
 This module is shared by both sides, so it imports nothing of the store.

@@ -10,10 +10,10 @@ import grpc
 
 from ai_agents import convert as c
 from ai_agents.domain import AgentState, TaskState
-from ai_agents.errors import AiAgentsError
+from ai_agents.errors import AiAgentsError, Unavailable
 from ai_agents.orchestrator import records_to_proto as p
 from ai_agents.orchestrator import validation as v
-from ai_agents.orchestrator.completion_trace import completion_span
+from ai_agents.orchestrator.batch_item_trace import completion_span, submission_span
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.identity import CREDENTIAL_METADATA, AgentAuthenticator, AgentIdentity, NoAgentIdentity
 from ai_agents.v1 import (
@@ -63,6 +63,9 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
         self._auth = authenticator
 
     async def SubmitTask(self, request: tasks_pb2.SubmitTaskRequest, context: Ctx) -> tasks_pb2.SubmitTaskResponse:
+        return await self._submit(request)
+
+    async def _submit(self, request: tasks_pb2.SubmitTaskRequest) -> tasks_pb2.SubmitTaskResponse:
         task, created = await self._s.submit_task(
             agent_type=c.AGENT_TYPE.to_str(request.agent_type),
             payload=c.struct_to_dict(request.payload),
@@ -71,6 +74,28 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
             max_attempts=request.max_attempts,
         )
         return tasks_pb2.SubmitTaskResponse(task=p.task_to_proto(task), created=created)
+
+    async def SubmitTasks(self, request: tasks_pb2.SubmitTasksRequest, context: Ctx) -> tasks_pb2.SubmitTasksResponse:
+        v.submission_batch(len(request.submissions))
+        # Concurrently, so that group commit makes them one statement; each answered as SubmitTask would be.
+        outcomes = await asyncio.gather(*(self._submit_one(item) for item in request.submissions))
+        outage = next((o for o in outcomes if o.code == grpc.StatusCode.UNAVAILABLE.value[0]), None)
+        if outage is not None:
+            # A database outage is every submission's: the call answers UNAVAILABLE, which clients retry as they
+            # retry SubmitTask. Each submission carries its idempotency key, so one that did commit is answered
+            # again on the retry, not created twice.
+            raise Unavailable(outage.message)
+        return tasks_pb2.SubmitTasksResponse(outcomes=outcomes)
+
+    async def _submit_one(self, item: tasks_pb2.TaskSubmission) -> tasks_pb2.SubmitOutcome:
+        with submission_span(traceparent=item.traceparent, tracestate=item.tracestate) as span:
+            try:
+                response = await self._submit(item.task)
+            except AiAgentsError as exc:
+                return tasks_pb2.SubmitOutcome(code=exc.grpc_code.value[0], message=exc.message)
+            if span is not None:
+                span.set_attribute("ai_agents.task_id", response.task.task_id)
+        return tasks_pb2.SubmitOutcome(response=response)
 
     async def GetTask(self, request: tasks_pb2.GetTaskRequest, context: Ctx) -> tasks_pb2.GetTaskResponse:
         return tasks_pb2.GetTaskResponse(task=p.task_to_proto(await self._s.get_task(request.task_id)))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ai_agents.domain import AGENT_TYPES, MAX_COMPLETIONS_PER_CALL, AgentState, TaskState
+from ai_agents.domain import AGENT_TYPES, MAX_COMPLETIONS_PER_CALL, MAX_SUBMISSIONS_PER_CALL, AgentState, TaskState
 from ai_agents.errors import InvalidArgument
 from ai_agents.handoff import FollowUp, OutgoingMessage
 
@@ -273,6 +273,13 @@ def completion_batch(task_ids: Sequence[str]) -> None:
                 f"completions[{index}].task_id: {value!r} is already completions[{first[key]}].task_id"
             )
         first[key] = index
+
+
+def submission_batch(count: int) -> None:
+    """A SubmitTasks call: within its limit. The same idempotency key twice is allowed: the second submission
+    is answered as a second SubmitTask with that key would be (the first's task, not created)."""
+    if count > MAX_SUBMISSIONS_PER_CALL:
+        raise InvalidArgument(f"submissions: {count} submissions exceeds the limit of {MAX_SUBMISSIONS_PER_CALL}")
 
 
 def allocation_id(value: str) -> str:

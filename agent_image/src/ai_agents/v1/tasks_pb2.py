@@ -27,15 +27,15 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61i_agents/v1/tasks.proto\x12\x0c\x61i_agents.v1\x1a\x19\x61i_agents/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06result\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x13\n\x0blease_owner\x18\x0b \x01(\t\x12\x34\n\x10lease_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08progress\x18\r \x01(\x02\x12\x18\n\x10progress_message\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eparent_task_id\x18\x12 \x01(\t\x12\x16\n\x0e\x63hild_task_ids\x18\x13 \x03(\t\"k\n\tTaskLease\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12\x12\n\ntracestate\x18\x04 \x01(\t\"\xab\x01\n\x11SubmitTaskRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\"G\n\x12SubmitTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"\x8e\x01\n\x10ListTasksRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.ai_agents.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x19UpdateTaskProgressRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x10\n\x08progress\x18\x03 \x01(\x02\x12\x0f\n\x07message\x18\x04 \x01(\t\">\n\x1aUpdateTaskProgressResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"\xc3\x01\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\nfollow_ups\x18\x04 \x03(\x0b\x32\x16.ai_agents.v1.FollowUp\x12\x31\n\x08messages\x18\x05 \x03(\x0b\x32\x1f.ai_agents.v1.CompletionMessage\"\x89\x01\n\x08\x46ollowUp\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\"\xa6\x01\n\x11\x43ompletionMessage\x12\x1a\n\x12recipient_agent_id\x18\x01 \x01(\t\x12/\n\x0erecipient_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x0e\n\x06to_all\x18\x03 \x01(\x08\x12\r\n\x05topic\x18\x04 \x01(\t\x12%\n\x04\x62ody\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x14\x43ompleteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"I\n\x14\x43ompleteTasksRequest\x12\x31\n\x0b\x63ompletions\x18\x01 \x03(\x0b\x32\x1c.ai_agents.v1.TaskCompletion\"\x88\x01\n\x0eTaskCompletion\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btraceparent\x18\x04 \x01(\t\x12\x12\n\ntracestate\x18\x05 \x01(\t\"J\n\x15\x43ompleteTasksResponse\x12\x31\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1f.ai_agents.v1.CompletionOutcome\"C\n\x11\x43ompletionOutcome\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"Y\n\x0f\x46\x61ilTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"4\n\x10\x46\x61ilTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"6\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"{\n\x11LeaseTasksRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x11\n\tmax_tasks\x18\x03 \x01(\x05\x12\x14\n\x0cwait_seconds\x18\x04 \x01(\x05\"=\n\x12LeaseTasksResponse\x12\'\n\x06leases\x18\x01 \x03(\x0b\x32\x17.ai_agents.v1.TaskLease\":\n\x12ReleaseTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\"7\n\x13ReleaseTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task*\xbc\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x15\n\x11TASK_STATE_LEASED\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05\x12\x1a\n\x16TASK_STATE_DEAD_LETTER\x10\x06\x32\xcf\x06\n\x0bTaskService\x12O\n\nSubmitTask\x12\x1f.ai_agents.v1.SubmitTaskRequest\x1a .ai_agents.v1.SubmitTaskResponse\x12\x46\n\x07GetTask\x12\x1c.ai_agents.v1.GetTaskRequest\x1a\x1d.ai_agents.v1.GetTaskResponse\x12L\n\tListTasks\x12\x1e.ai_agents.v1.ListTasksRequest\x1a\x1f.ai_agents.v1.ListTasksResponse\x12g\n\x12UpdateTaskProgress\x12\'.ai_agents.v1.UpdateTaskProgressRequest\x1a(.ai_agents.v1.UpdateTaskProgressResponse\x12U\n\x0c\x43ompleteTask\x12!.ai_agents.v1.CompleteTaskRequest\x1a\".ai_agents.v1.CompleteTaskResponse\x12X\n\rCompleteTasks\x12\".ai_agents.v1.CompleteTasksRequest\x1a#.ai_agents.v1.CompleteTasksResponse\x12I\n\x08\x46\x61ilTask\x12\x1d.ai_agents.v1.FailTaskRequest\x1a\x1e.ai_agents.v1.FailTaskResponse\x12O\n\nCancelTask\x12\x1f.ai_agents.v1.CancelTaskRequest\x1a .ai_agents.v1.CancelTaskResponse\x12O\n\nLeaseTasks\x12\x1f.ai_agents.v1.LeaseTasksRequest\x1a .ai_agents.v1.LeaseTasksResponse\x12R\n\x0bReleaseTask\x12 .ai_agents.v1.ReleaseTaskRequest\x1a!.ai_agents.v1.ReleaseTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61i_agents/v1/tasks.proto\x12\x0c\x61i_agents.v1\x1a\x19\x61i_agents/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06result\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x13\n\x0blease_owner\x18\x0b \x01(\t\x12\x34\n\x10lease_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08progress\x18\r \x01(\x02\x12\x18\n\x10progress_message\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eparent_task_id\x18\x12 \x01(\t\x12\x16\n\x0e\x63hild_task_ids\x18\x13 \x03(\t\"k\n\tTaskLease\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12\x12\n\ntracestate\x18\x04 \x01(\t\"\xab\x01\n\x11SubmitTaskRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\"G\n\x12SubmitTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"G\n\x12SubmitTasksRequest\x12\x31\n\x0bsubmissions\x18\x01 \x03(\x0b\x32\x1c.ai_agents.v1.TaskSubmission\"h\n\x0eTaskSubmission\x12-\n\x04task\x18\x01 \x01(\x0b\x32\x1f.ai_agents.v1.SubmitTaskRequest\x12\x13\n\x0btraceparent\x18\x02 \x01(\t\x12\x12\n\ntracestate\x18\x03 \x01(\t\"D\n\x13SubmitTasksResponse\x12-\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1b.ai_agents.v1.SubmitOutcome\"b\n\rSubmitOutcome\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x32\n\x08response\x18\x03 \x01(\x0b\x32 .ai_agents.v1.SubmitTaskResponse\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"\x8e\x01\n\x10ListTasksRequest\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.TaskState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.ai_agents.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x19UpdateTaskProgressRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\x10\n\x08progress\x18\x03 \x01(\x02\x12\x0f\n\x07message\x18\x04 \x01(\t\">\n\x1aUpdateTaskProgressResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"\xc3\x01\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\nfollow_ups\x18\x04 \x03(\x0b\x32\x16.ai_agents.v1.FollowUp\x12\x31\n\x08messages\x18\x05 \x03(\x0b\x32\x1f.ai_agents.v1.CompletionMessage\"\x89\x01\n\x08\x46ollowUp\x12+\n\nagent_type\x18\x01 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\"\xa6\x01\n\x11\x43ompletionMessage\x12\x1a\n\x12recipient_agent_id\x18\x01 \x01(\t\x12/\n\x0erecipient_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x0e\n\x06to_all\x18\x03 \x01(\x08\x12\r\n\x05topic\x18\x04 \x01(\t\x12%\n\x04\x62ody\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x14\x43ompleteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"I\n\x14\x43ompleteTasksRequest\x12\x31\n\x0b\x63ompletions\x18\x01 \x03(\x0b\x32\x1c.ai_agents.v1.TaskCompletion\"\x88\x01\n\x0eTaskCompletion\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btraceparent\x18\x04 \x01(\t\x12\x12\n\ntracestate\x18\x05 \x01(\t\"J\n\x15\x43ompleteTasksResponse\x12\x31\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1f.ai_agents.v1.CompletionOutcome\"C\n\x11\x43ompletionOutcome\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"Y\n\x0f\x46\x61ilTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"4\n\x10\x46\x61ilTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"6\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task\"{\n\x11LeaseTasksRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12+\n\nagent_type\x18\x02 \x01(\x0e\x32\x17.ai_agents.v1.AgentType\x12\x11\n\tmax_tasks\x18\x03 \x01(\x05\x12\x14\n\x0cwait_seconds\x18\x04 \x01(\x05\"=\n\x12LeaseTasksResponse\x12\'\n\x06leases\x18\x01 \x03(\x0b\x32\x17.ai_agents.v1.TaskLease\":\n\x12ReleaseTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0blease_token\x18\x02 \x01(\x03\"7\n\x13ReleaseTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.ai_agents.v1.Task*\xbc\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x15\n\x11TASK_STATE_LEASED\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05\x12\x1a\n\x16TASK_STATE_DEAD_LETTER\x10\x06\x32\xa3\x07\n\x0bTaskService\x12O\n\nSubmitTask\x12\x1f.ai_agents.v1.SubmitTaskRequest\x1a .ai_agents.v1.SubmitTaskResponse\x12R\n\x0bSubmitTasks\x12 .ai_agents.v1.SubmitTasksRequest\x1a!.ai_agents.v1.SubmitTasksResponse\x12\x46\n\x07GetTask\x12\x1c.ai_agents.v1.GetTaskRequest\x1a\x1d.ai_agents.v1.GetTaskResponse\x12L\n\tListTasks\x12\x1e.ai_agents.v1.ListTasksRequest\x1a\x1f.ai_agents.v1.ListTasksResponse\x12g\n\x12UpdateTaskProgress\x12\'.ai_agents.v1.UpdateTaskProgressRequest\x1a(.ai_agents.v1.UpdateTaskProgressResponse\x12U\n\x0c\x43ompleteTask\x12!.ai_agents.v1.CompleteTaskRequest\x1a\".ai_agents.v1.CompleteTaskResponse\x12X\n\rCompleteTasks\x12\".ai_agents.v1.CompleteTasksRequest\x1a#.ai_agents.v1.CompleteTasksResponse\x12I\n\x08\x46\x61ilTask\x12\x1d.ai_agents.v1.FailTaskRequest\x1a\x1e.ai_agents.v1.FailTaskResponse\x12O\n\nCancelTask\x12\x1f.ai_agents.v1.CancelTaskRequest\x1a .ai_agents.v1.CancelTaskResponse\x12O\n\nLeaseTasks\x12\x1f.ai_agents.v1.LeaseTasksRequest\x1a .ai_agents.v1.LeaseTasksResponse\x12R\n\x0bReleaseTask\x12 .ai_agents.v1.ReleaseTaskRequest\x1a!.ai_agents.v1.ReleaseTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai_agents.v1.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATE']._serialized_start=3041
-  _globals['_TASKSTATE']._serialized_end=3229
+  _globals['_TASKSTATE']._serialized_start=3390
+  _globals['_TASKSTATE']._serialized_end=3578
   _globals['_TASK']._serialized_start=133
   _globals['_TASK']._serialized_end=734
   _globals['_TASKLEASE']._serialized_start=736
@@ -44,50 +44,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITTASKREQUEST']._serialized_end=1017
   _globals['_SUBMITTASKRESPONSE']._serialized_start=1019
   _globals['_SUBMITTASKRESPONSE']._serialized_end=1090
-  _globals['_GETTASKREQUEST']._serialized_start=1092
-  _globals['_GETTASKREQUEST']._serialized_end=1125
-  _globals['_GETTASKRESPONSE']._serialized_start=1127
-  _globals['_GETTASKRESPONSE']._serialized_end=1178
-  _globals['_LISTTASKSREQUEST']._serialized_start=1181
-  _globals['_LISTTASKSREQUEST']._serialized_end=1323
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1325
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1404
-  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_start=1406
-  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_end=1506
-  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_start=1508
-  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_end=1570
-  _globals['_COMPLETETASKREQUEST']._serialized_start=1573
-  _globals['_COMPLETETASKREQUEST']._serialized_end=1768
-  _globals['_FOLLOWUP']._serialized_start=1771
-  _globals['_FOLLOWUP']._serialized_end=1908
-  _globals['_COMPLETIONMESSAGE']._serialized_start=1911
-  _globals['_COMPLETIONMESSAGE']._serialized_end=2077
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=2079
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=2135
-  _globals['_COMPLETETASKSREQUEST']._serialized_start=2137
-  _globals['_COMPLETETASKSREQUEST']._serialized_end=2210
-  _globals['_TASKCOMPLETION']._serialized_start=2213
-  _globals['_TASKCOMPLETION']._serialized_end=2349
-  _globals['_COMPLETETASKSRESPONSE']._serialized_start=2351
-  _globals['_COMPLETETASKSRESPONSE']._serialized_end=2425
-  _globals['_COMPLETIONOUTCOME']._serialized_start=2427
-  _globals['_COMPLETIONOUTCOME']._serialized_end=2494
-  _globals['_FAILTASKREQUEST']._serialized_start=2496
-  _globals['_FAILTASKREQUEST']._serialized_end=2585
-  _globals['_FAILTASKRESPONSE']._serialized_start=2587
-  _globals['_FAILTASKRESPONSE']._serialized_end=2639
-  _globals['_CANCELTASKREQUEST']._serialized_start=2641
-  _globals['_CANCELTASKREQUEST']._serialized_end=2677
-  _globals['_CANCELTASKRESPONSE']._serialized_start=2679
-  _globals['_CANCELTASKRESPONSE']._serialized_end=2733
-  _globals['_LEASETASKSREQUEST']._serialized_start=2735
-  _globals['_LEASETASKSREQUEST']._serialized_end=2858
-  _globals['_LEASETASKSRESPONSE']._serialized_start=2860
-  _globals['_LEASETASKSRESPONSE']._serialized_end=2921
-  _globals['_RELEASETASKREQUEST']._serialized_start=2923
-  _globals['_RELEASETASKREQUEST']._serialized_end=2981
-  _globals['_RELEASETASKRESPONSE']._serialized_start=2983
-  _globals['_RELEASETASKRESPONSE']._serialized_end=3038
-  _globals['_TASKSERVICE']._serialized_start=3232
-  _globals['_TASKSERVICE']._serialized_end=4079
+  _globals['_SUBMITTASKSREQUEST']._serialized_start=1092
+  _globals['_SUBMITTASKSREQUEST']._serialized_end=1163
+  _globals['_TASKSUBMISSION']._serialized_start=1165
+  _globals['_TASKSUBMISSION']._serialized_end=1269
+  _globals['_SUBMITTASKSRESPONSE']._serialized_start=1271
+  _globals['_SUBMITTASKSRESPONSE']._serialized_end=1339
+  _globals['_SUBMITOUTCOME']._serialized_start=1341
+  _globals['_SUBMITOUTCOME']._serialized_end=1439
+  _globals['_GETTASKREQUEST']._serialized_start=1441
+  _globals['_GETTASKREQUEST']._serialized_end=1474
+  _globals['_GETTASKRESPONSE']._serialized_start=1476
+  _globals['_GETTASKRESPONSE']._serialized_end=1527
+  _globals['_LISTTASKSREQUEST']._serialized_start=1530
+  _globals['_LISTTASKSREQUEST']._serialized_end=1672
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1674
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1753
+  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_start=1755
+  _globals['_UPDATETASKPROGRESSREQUEST']._serialized_end=1855
+  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_start=1857
+  _globals['_UPDATETASKPROGRESSRESPONSE']._serialized_end=1919
+  _globals['_COMPLETETASKREQUEST']._serialized_start=1922
+  _globals['_COMPLETETASKREQUEST']._serialized_end=2117
+  _globals['_FOLLOWUP']._serialized_start=2120
+  _globals['_FOLLOWUP']._serialized_end=2257
+  _globals['_COMPLETIONMESSAGE']._serialized_start=2260
+  _globals['_COMPLETIONMESSAGE']._serialized_end=2426
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=2428
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=2484
+  _globals['_COMPLETETASKSREQUEST']._serialized_start=2486
+  _globals['_COMPLETETASKSREQUEST']._serialized_end=2559
+  _globals['_TASKCOMPLETION']._serialized_start=2562
+  _globals['_TASKCOMPLETION']._serialized_end=2698
+  _globals['_COMPLETETASKSRESPONSE']._serialized_start=2700
+  _globals['_COMPLETETASKSRESPONSE']._serialized_end=2774
+  _globals['_COMPLETIONOUTCOME']._serialized_start=2776
+  _globals['_COMPLETIONOUTCOME']._serialized_end=2843
+  _globals['_FAILTASKREQUEST']._serialized_start=2845
+  _globals['_FAILTASKREQUEST']._serialized_end=2934
+  _globals['_FAILTASKRESPONSE']._serialized_start=2936
+  _globals['_FAILTASKRESPONSE']._serialized_end=2988
+  _globals['_CANCELTASKREQUEST']._serialized_start=2990
+  _globals['_CANCELTASKREQUEST']._serialized_end=3026
+  _globals['_CANCELTASKRESPONSE']._serialized_start=3028
+  _globals['_CANCELTASKRESPONSE']._serialized_end=3082
+  _globals['_LEASETASKSREQUEST']._serialized_start=3084
+  _globals['_LEASETASKSREQUEST']._serialized_end=3207
+  _globals['_LEASETASKSRESPONSE']._serialized_start=3209
+  _globals['_LEASETASKSRESPONSE']._serialized_end=3270
+  _globals['_RELEASETASKREQUEST']._serialized_start=3272
+  _globals['_RELEASETASKREQUEST']._serialized_end=3330
+  _globals['_RELEASETASKRESPONSE']._serialized_start=3332
+  _globals['_RELEASETASKRESPONSE']._serialized_end=3387
+  _globals['_TASKSERVICE']._serialized_start=3581
+  _globals['_TASKSERVICE']._serialized_end=4512
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,11 @@ class TaskServiceStub:
                 request_serializer=ai__agents_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
                 response_deserializer=ai__agents_dot_v1_dot_tasks__pb2.SubmitTaskResponse.FromString,
                 _registered_method=True)
+        self.SubmitTasks = channel.unary_unary(
+                '/ai_agents.v1.TaskService/SubmitTasks',
+                request_serializer=ai__agents_dot_v1_dot_tasks__pb2.SubmitTasksRequest.SerializeToString,
+                response_deserializer=ai__agents_dot_v1_dot_tasks__pb2.SubmitTasksResponse.FromString,
+                _registered_method=True)
         self.GetTask = channel.unary_unary(
                 '/ai_agents.v1.TaskService/GetTask',
                 request_serializer=ai__agents_dot_v1_dot_tasks__pb2.GetTaskRequest.SerializeToString,
@@ -93,6 +98,15 @@ class TaskServiceServicer:
 
     def SubmitTask(self, request, context):
         """Submits (assigns) a task to the queue of its agent type. Idempotent by idempotency_key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitTasks(self, request, context):
+        """Submits many tasks in one call: a client's submits made at the same moment. Each item is answered on its own,
+        with the status and response SubmitTask would have given it; the call itself fails only as a whole (too many
+        items).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +179,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.SubmitTask,
                     request_deserializer=ai__agents_dot_v1_dot_tasks__pb2.SubmitTaskRequest.FromString,
                     response_serializer=ai__agents_dot_v1_dot_tasks__pb2.SubmitTaskResponse.SerializeToString,
+            ),
+            'SubmitTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTasks,
+                    request_deserializer=ai__agents_dot_v1_dot_tasks__pb2.SubmitTasksRequest.FromString,
+                    response_serializer=ai__agents_dot_v1_dot_tasks__pb2.SubmitTasksResponse.SerializeToString,
             ),
             'GetTask': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTask,
@@ -240,6 +259,33 @@ class TaskService:
             '/ai_agents.v1.TaskService/SubmitTask',
             ai__agents_dot_v1_dot_tasks__pb2.SubmitTaskRequest.SerializeToString,
             ai__agents_dot_v1_dot_tasks__pb2.SubmitTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ai_agents.v1.TaskService/SubmitTasks',
+            ai__agents_dot_v1_dot_tasks__pb2.SubmitTasksRequest.SerializeToString,
+            ai__agents_dot_v1_dot_tasks__pb2.SubmitTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,11 @@ class TaskServiceStub:
     def __new__(cls, channel: _aio.Channel) -> TaskServiceAsyncStub: ...
     SubmitTask: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.SubmitTaskRequest, _tasks_pb2.SubmitTaskResponse]
     """Submits (assigns) a task to the queue of its agent type. Idempotent by idempotency_key."""
+    SubmitTasks: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.SubmitTasksRequest, _tasks_pb2.SubmitTasksResponse]
+    """Submits many tasks in one call: a client's submits made at the same moment. Each item is answered on its own,
+    with the status and response SubmitTask would have given it; the call itself fails only as a whole (too many
+    items).
+    """
     GetTask: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.GetTaskRequest, _tasks_pb2.GetTaskResponse]
     ListTasks: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.ListTasksRequest, _tasks_pb2.ListTasksResponse]
     UpdateTaskProgress: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.UpdateTaskProgressRequest, _tasks_pb2.UpdateTaskProgressResponse]
@@ -59,6 +64,11 @@ class TaskServiceAsyncStub(TaskServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitTask: _aio.UnaryUnaryMultiCallable[_tasks_pb2.SubmitTaskRequest, _tasks_pb2.SubmitTaskResponse]  # type: ignore[assignment]
     """Submits (assigns) a task to the queue of its agent type. Idempotent by idempotency_key."""
+    SubmitTasks: _aio.UnaryUnaryMultiCallable[_tasks_pb2.SubmitTasksRequest, _tasks_pb2.SubmitTasksResponse]  # type: ignore[assignment]
+    """Submits many tasks in one call: a client's submits made at the same moment. Each item is answered on its own,
+    with the status and response SubmitTask would have given it; the call itself fails only as a whole (too many
+    items).
+    """
     GetTask: _aio.UnaryUnaryMultiCallable[_tasks_pb2.GetTaskRequest, _tasks_pb2.GetTaskResponse]  # type: ignore[assignment]
     ListTasks: _aio.UnaryUnaryMultiCallable[_tasks_pb2.ListTasksRequest, _tasks_pb2.ListTasksResponse]  # type: ignore[assignment]
     UpdateTaskProgress: _aio.UnaryUnaryMultiCallable[_tasks_pb2.UpdateTaskProgressRequest, _tasks_pb2.UpdateTaskProgressResponse]  # type: ignore[assignment]
@@ -86,6 +96,17 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tasks_pb2.SubmitTaskResponse, _abc.Awaitable[_tasks_pb2.SubmitTaskResponse]]:
         """Submits (assigns) a task to the queue of its agent type. Idempotent by idempotency_key."""
+
+    @_abc_1.abstractmethod
+    def SubmitTasks(
+        self,
+        request: _tasks_pb2.SubmitTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.SubmitTasksResponse, _abc.Awaitable[_tasks_pb2.SubmitTasksResponse]]:
+        """Submits many tasks in one call: a client's submits made at the same moment. Each item is answered on its own,
+        with the status and response SubmitTask would have given it; the call itself fails only as a whole (too many
+        items).
+        """
 
     @_abc_1.abstractmethod
     def GetTask(

@@ -1,0 +1,59 @@
+"""Where a task's trace meets the batch call that carried it: the `submit task` and `complete task` spans.
+
+A SubmitTasks or CompleteTasks call carries tasks of many traces at once, so, like LeaseTasks, it keeps its own
+trace. Each item carries the caller's span context (the client's span submitting it, the agent's `run task`); the
+orchestrator records the item in a SERVER span of the item's own trace, linked to the call's server span, and the
+call's span linked back. An item without a context: a submission starts a trace of its own, as an untraced
+SubmitTask does; a completion is recorded in the call's trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from ai_agents.observability.task_trace import parent_context
+
+_tracer = trace.get_tracer(__name__)
+
+
+@contextlib.contextmanager
+def _item_span(name: str, *, traceparent: str, tracestate: str, own_trace: bool) -> Iterator[trace.Span | None]:
+    batch = trace.get_current_span()
+    parent = parent_context(traceparent, tracestate)
+    if not batch.is_recording() or (parent is None and not own_trace):
+        # No tracer here, or an item that stays in the call's context.
+        yield None
+        return
+    with _tracer.start_as_current_span(
+        name,
+        # An empty context starts a new trace.
+        context=parent if parent is not None else otel_context.Context(),
+        # The orchestrator serving this item: its SERVER side, under the caller's span.
+        kind=trace.SpanKind.SERVER,
+        links=[trace.Link(batch.get_span_context())],
+    ) as span:
+        yield span
+        # The SDK's span reads back what the caller set on it (the API's interface cannot).
+        task_id = (getattr(span, "attributes", None) or {}).get("ai_agents.task_id")
+        batch.add_link(span.get_span_context(), {"ai_agents.task_id": task_id} if task_id else None)
+
+
+@contextlib.contextmanager
+def completion_span(*, task_id: str, traceparent: str, tracestate: str) -> Iterator[None]:
+    """Run one completion of a CompleteTasks call in its task's trace (the current context is the call's)."""
+    with _item_span("complete task", traceparent=traceparent, tracestate=tracestate, own_trace=False) as span:
+        if span is not None:
+            span.set_attribute("ai_agents.task_id", task_id)
+        yield
+
+
+@contextlib.contextmanager
+def submission_span(*, traceparent: str, tracestate: str) -> Iterator[trace.Span | None]:
+    """Run one submission of a SubmitTasks call where the task's trace starts; set `ai_agents.task_id` on the
+    span it yields (None when untraced) once the task is known."""
+    with _item_span("submit task", traceparent=traceparent, tracestate=tracestate, own_trace=True) as span:
+        yield span
