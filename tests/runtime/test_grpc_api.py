@@ -12,7 +12,7 @@ import asyncpg
 import grpc
 import pytest
 from ai_agents.client import OrchestratorClient
-from ai_agents.convert import dict_to_struct
+from ai_agents.convert import AGENT_TYPE, dict_to_struct
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.v1 import agents_pb2, common_pb2, messaging_pb2, tasks_pb2
 from google.protobuf import json_format, struct_pb2
@@ -176,6 +176,55 @@ async def test_lease_and_complete_with_fencing(client: OrchestratorClient) -> No
     w2 = await registered(client, "w-2", "coding")
     rest = await w2.lease_tasks(agent_id="w-2", agent_type="coding", max_tasks=10, wait_seconds=0)
     assert [payload_of(r.task) for r in rest] == [{"p": "later"}]
+
+
+def _submission(agent_type: str, payload: dict[str, Any], key: str, **fields: Any) -> Any:
+    return tasks_pb2.TaskSubmission(
+        task=tasks_pb2.SubmitTaskRequest(
+            agent_type=AGENT_TYPE.to_proto(agent_type), payload=dict_to_struct(payload), idempotency_key=key, **fields
+        )
+    )
+
+
+async def test_submit_tasks_answers_each_submission_as_submit_task_would(client: OrchestratorClient, dsn: str) -> None:
+    taken = await client.submit_task("security", {"repo": "a/b"}, idempotency_key="taken")
+    outcomes = await client.submit_tasks(
+        [
+            _submission("coding", {"n": 1}, "new-1", priority=5),
+            _submission("coding", {"n": 1}, "new-1", priority=5),  # the same request again, in the same call
+            _submission("security", {"repo": "other"}, "taken"),  # the key names a different request
+            _submission("coding", {"n": 2}, "bad-priority", priority=10_000),
+            tasks_pb2.TaskSubmission(task=tasks_pb2.SubmitTaskRequest(idempotency_key="no-type")),
+            _submission("security", {"repo": "a/b"}, "taken"),  # a retry of an earlier submit
+        ]
+    )
+    codes = [_STATUS[o.code].name for o in outcomes]
+    assert codes == ["OK", "OK", "ALREADY_EXISTS", "INVALID_ARGUMENT", "INVALID_ARGUMENT", "OK"], outcomes
+    assert "idempotency_key" in outcomes[2].message and "priority" in outcomes[3].message
+    assert "agent_type" in outcomes[4].message
+    first, again, retried = outcomes[0].response, outcomes[1].response, outcomes[5].response
+    # One task for the key, created once; the retry answered with the earlier task.
+    assert first.task.task_id == again.task.task_id and sorted([first.created, again.created]) == [False, True]
+    assert (first.task.priority, payload_of(first.task)) == (5, {"n": 1})
+    assert (retried.task.task_id, retried.created) == (taken.task.task_id, False)
+    # Committed before it was acknowledged; the refused ones created nothing.
+    conn = await asyncpg.connect(dsn)
+    try:
+        keys = sorted(r["idempotency_key"] for r in await conn.fetch("SELECT idempotency_key FROM tasks"))
+    finally:
+        await conn.close()
+    assert keys == ["new-1", "taken"]
+    assert await client.submit_tasks([]) == []
+
+
+async def test_submit_tasks_refuses_a_call_over_its_limit(client: OrchestratorClient, dsn: str) -> None:
+    over = await rpc_error(client.submit_tasks([_submission("coding", {}, f"k-{n}") for n in range(65)]))
+    assert over.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit of 64" in over.details()
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == 0, "refused whole: nothing created"
+    finally:
+        await conn.close()
 
 
 def _completion(lease: Any, result: dict[str, Any] | None = None, *, token: int | None = None) -> Any:
@@ -682,6 +731,7 @@ async def test_reflection_lists_the_services(orchestrator: Orchestrator) -> None
     assert "grpc.health.v1.Health" in services
     assert {
         "SubmitTask",
+        "SubmitTasks",
         "LeaseTasks",
         "CompleteTask",
         "CompleteTasks",
