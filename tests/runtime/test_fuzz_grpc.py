@@ -400,12 +400,21 @@ def hostile_values(fd: FieldDescriptor) -> list[Any]:
     return sorted({low, high, -1 if low < 0 else 0, 0})
 
 
+def _is_plain_message(fd: FieldDescriptor) -> bool:
+    """A message field of our own: not a map, not a google.protobuf.Struct."""
+    kind = fd.message_type
+    return kind is not None and not kind.GetOptions().map_entry and kind.full_name != "google.protobuf.Struct"
+
+
 def _set(message: Message, fd: FieldDescriptor, value: Any) -> None:
     if isinstance(value, list):  # repeated messages (CompleteTasks' completions): each a dict of its fields
         for element in value:
             added = getattr(message, fd.name).add()
             for name, field_value in element.items():
                 _set(added, fd.message_type.fields_by_name[name], field_value)
+    elif isinstance(value, dict) and _is_plain_message(fd):  # a nested message (SubmitTasks' task)
+        for name, field_value in value.items():
+            _set(getattr(message, fd.name), fd.message_type.fields_by_name[name], field_value)
     elif isinstance(value, dict):
         getattr(message, fd.name).update(value)
     else:
@@ -435,6 +444,14 @@ class PlainRequests:
         unique = f"fuzz-sweep-{next(_UNIQUE)}"
         plain: dict[str, Callable[[], dict[str, Any]]] = {
             "SubmitTask": lambda: {"agent_type": CODING, "payload": {"a": 1}, "priority": 1, "max_attempts": 2},
+            "SubmitTasks": lambda: {
+                "submissions": [
+                    {
+                        "task": {"agent_type": CODING, "payload": {"a": 1}, "priority": 1, "max_attempts": 2},
+                        "traceparent": f"00-{'1' * 32}-{'2' * 16}-01",
+                    }
+                ]
+            },
             "GetTask": lambda: {"task_id": task_id},
             "ListTasks": lambda: {"agent_type": CODING, "state": 1, "page_size": 10},
             "CancelTask": lambda: {"task_id": task_id},
@@ -497,16 +514,24 @@ async def test_every_hostile_value_in_every_field(target: Orchestrator, seeded: 
             if code in SERVER_FAULTS or (code == grpc.StatusCode.DEADLINE_EXCEEDED and not method.server_streaming):
                 failures.add(path, f"[{where}={_short(value)}] {details[:100]!r}", code.name, _short(value))
 
-        # Lists of messages the plain request fills (CompleteTasks' completions): each field of the first
-        # element in turn, too.
-        lists = {name for name, value in plain.fields(method.name, seeded).items() if isinstance(value, list)}
-        for fd in descriptor.fields:
-            for value in hostile_values(fd):
-                fuzz(fd.name, fd, value, lambda message: message)
-            if fd.name in lists:
-                for inner in fd.message_type.fields:
-                    for value in hostile_values(inner):
-                        fuzz(f"{fd.name}[0].{inner.name}", inner, value, lambda m, f=fd: getattr(m, f.name)[0])
+        def walk(kind: Descriptor, fields: dict[str, Any], where: str, holder: Callable[[Message], Message]) -> None:
+            """Each field of `kind` in turn; into the messages the plain request fills: the first element of a
+            list (CompleteTasks' completions), a nested message (SubmitTasks' task)."""
+            for fd in kind.fields:
+                for value in hostile_values(fd):
+                    fuzz(f"{where}{fd.name}", fd, value, holder)
+                inner = fields.get(fd.name)
+                if isinstance(inner, list) and inner:
+                    walk(
+                        fd.message_type,
+                        inner[0],
+                        f"{where}{fd.name}[0].",
+                        lambda m, h=holder, f=fd: getattr(h(m), f.name)[0],
+                    )
+                elif isinstance(inner, dict) and _is_plain_message(fd):
+                    walk(fd.message_type, inner, f"{where}{fd.name}.", lambda m, h=holder, f=fd: getattr(h(m), f.name))
+
+        walk(descriptor, plain.fields(method.name, seeded), "", lambda message: message)
         data = build(descriptor, plain.fields(method.name, seeded)).SerializeToString()
         corrupt = [("truncated", data[: len(data) // 2] or b"\xff"), ("one byte 0xff", b"\xff")]
         corrupt += [
