@@ -58,6 +58,7 @@ _SYSTEM = ("libc.so", "libpthread", "[vdso]", "ld-linux")
 # gRPC methods of the task path: a sample whose stack passes through one is charged to it.
 _RPCS = (
     "SubmitTask",
+    "SubmitTasks",
     "LeaseTasks",
     "CompleteTask",
     "CompleteTasks",
@@ -66,9 +67,9 @@ _RPCS = (
     "GetStatus",
     "RegisterAgent",
 )
-# Work a method hands to tasks of its own, whose stacks do not show the method: CompleteTasks completes each
-# item in a task of its own (gathered).
-_RPC_OF_HELPER = {"_complete_one": "CompleteTasks"}
+# Work a method hands to tasks of its own, whose stacks do not show the method: SubmitTasks and CompleteTasks run
+# each item in a task of its own (gathered).
+_RPC_OF_HELPER = {"_submit_one": "SubmitTasks", "_complete_one": "CompleteTasks"}
 
 
 def py_spy() -> str | None:

@@ -3,8 +3,9 @@
 The store's use: with durable commits every statement waits for its own flush of the WAL, and every round trip
 costs a write and a read on both ends. Under load many submits (or completions, or heartbeats) are waiting at the
 same moment; sending them as one multi-row statement costs about what one of them did, and each caller is still
-answered with its own row, only after the statement (and so its commit) returned. The agent's use: completions
-that finish together go to the orchestrator in one CompleteTasks call instead of a call each.
+answered with its own row, only after the statement (and so its commit) returned. The client's use
+(client/_batching.py): an agent's completions that finish together go to the orchestrator in one CompleteTasks
+call instead of a call each, and submits made together in one SubmitTasks call.
 
 No timer: a batch starts on the event loop's next turn and takes everything queued by then; while
 `max_in_flight` batches are running, new items wait and form the next one. An idle orchestrator therefore
