@@ -17,7 +17,7 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
-from ai_agents.client import OrchestratorClient, UndecodableLeases, UndecodableResponse
+from ai_agents.client import OrchestratorClient, UndecodableLeases, UndecodableResponse, submit_request
 from ai_agents.client._lenient import decode_lease_response
 from ai_agents.config import OrchestratorSettings
 from ai_agents.convert import TASK_STATE, dict_to_struct, struct_to_dict
@@ -132,6 +132,10 @@ async def test_a_payload_one_level_too_deep_is_refused_by_both_apis_naming_the_l
         err = await rpc_error(client.submit_task("testing", too_deep))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "payload.a.a." in str(err.details()) and "nested deeper than 32 levels" in str(err.details())
+        # The deepest payload allowed decodes in a SubmitTasks call too (the client's default for a submit).
+        submissions = [tasks_pb2.TaskSubmission(task=submit_request("testing", nested_objects(MAX_DECODABLE_DEPTH)))]
+        (outcome,) = await client.submit_tasks(submissions)
+        assert (outcome.code, outcome.response.created) == (0, True), outcome.message
         # Results and message bodies pass the same door.
         await client.submit_task("testing", {})
         agent = as_agent(client, "deep-1", "testing")

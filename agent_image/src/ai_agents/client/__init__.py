@@ -7,6 +7,7 @@ from ai_agents.client._client import (
     UndecodableLeases,
     UndecodableResponse,
     completion_request,
+    submit_request,
 )
 from ai_agents.client._lenient import LeaseBatch, UndecodableLease
 from ai_agents.client._pool import ChannelPool
@@ -25,4 +26,5 @@ __all__ = [
     "create_channel",
     "resolve_target",
     "service_config",
+    "submit_request",
 ]

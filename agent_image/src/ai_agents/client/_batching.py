@@ -39,9 +39,9 @@ class CallBatcher(Generic[I, O]):
     """`await batcher(item)` returns the item's outcome from a batch call, or RUN_ALONE: send it as its unary call.
 
     `send(items)` makes the batch call and returns one outcome per item, in order. An error of the whole call that
-    `shared_error` accepts is raised to every caller, as their own calls would likely have failed; after any other,
-    each item runs alone. `item_limit_bytes`: items larger than this run alone, so that a full call stays within
-    the message limit (`max_request_bytes`).
+    `shared_error` accepts is raised to every caller, as their own calls would likely have failed; after any other
+    (a batch of one included), each item runs alone. `item_limit_bytes`: items larger than this run alone, so that
+    a full call stays within the message limit (`max_request_bytes`).
     """
 
     def __init__(
@@ -55,6 +55,7 @@ class CallBatcher(Generic[I, O]):
     ) -> None:
         self._method = method
         self._send = send
+        self._shared_error = shared_error
         self.item_limit_bytes = max_request_bytes // max_batch - ITEM_OVERHEAD_BYTES
         self._group: GroupCommit[I, O] = GroupCommit(
             method, self._call, shared_error=shared_error, max_batch=max_batch, max_in_flight=1
@@ -68,10 +69,12 @@ class CallBatcher(Generic[I, O]):
     async def __call__(self, item: I) -> Answer[O]:
         try:
             return await self._group(item)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+        except Exception as exc:
+            if self._shared_error(exc):
                 raise
-            return RUN_ALONE  # a call of its own was refused the same way: send it as its unary call
+            # A call of its own failed for the call as a whole (an older orchestrator: UNIMPLEMENTED; a request it
+            # could not decode): the unary call gives this item its own answer.
+            return RUN_ALONE
 
     async def _call(self, items: Sequence[I]) -> list[Answer[O]]:
         try:

@@ -44,6 +44,25 @@ AgentCredential = Callable[[], "str | None"]
 _LEASE_TASKS = f"/{tasks_pb2.DESCRIPTOR.services_by_name['TaskService'].full_name}/LeaseTasks"
 
 
+def submit_request(
+    agent_type: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+    priority: int = 0,
+    max_attempts: int = 0,
+) -> tasks_pb2.SubmitTaskRequest:
+    """The SubmitTask request (also each item of a SubmitTasks call); ValueError or TypeError for a payload it
+    cannot carry. A key is always set, so that a retry can never create a second task."""
+    return tasks_pb2.SubmitTaskRequest(
+        agent_type=c.AGENT_TYPE.to_proto(agent_type),
+        payload=c.dict_to_struct(payload),
+        idempotency_key=idempotency_key or f"auto-{uuid.uuid4()}",
+        priority=priority,
+        max_attempts=max_attempts,
+    )
+
+
 def completion_request(
     task_id: str,
     lease_token: int,
@@ -265,13 +284,8 @@ class OrchestratorClient:
         timeout: float | None = None,
     ) -> tasks_pb2.SubmitTaskResponse:
         """Submit a task; with `batch_submits` and no `timeout` of its own it may share a SubmitTasks call."""
-        # A key is always sent so that transparent retries can never create a second task.
-        request = tasks_pb2.SubmitTaskRequest(
-            agent_type=c.AGENT_TYPE.to_proto(agent_type),
-            payload=c.dict_to_struct(payload),
-            idempotency_key=idempotency_key or f"auto-{uuid.uuid4()}",
-            priority=priority,
-            max_attempts=max_attempts,
+        request = submit_request(
+            agent_type, payload, idempotency_key=idempotency_key, priority=priority, max_attempts=max_attempts
         )
         if timeout is None and self._submits is not None and self._submits.takes(request.ByteSize()):
             # The caller's trace context goes with the item: the batch call has its own trace.
