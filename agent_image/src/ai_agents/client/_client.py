@@ -101,6 +101,13 @@ def _raw_bytes(data: bytes) -> bytes:
     return data
 
 
+def _one_outcome_each(method: str, outcomes: Sequence[T], sent: int) -> list[T]:
+    """A batch call's outcomes, which must be one per item sent (else no item's answer can be trusted)."""
+    if len(outcomes) != sent:
+        raise UndecodableResponse(f"{method}: {len(outcomes)} outcomes for {sent} items")
+    return list(outcomes)
+
+
 def _call_wide(exc: Exception) -> bool:
     """A batch call's failure that each of its items would have met on its own call: the connection, the breaker, the
     credential. Any other (one item the server could not handle) sends each item alone."""
@@ -310,11 +317,7 @@ class OrchestratorClient:
         response: tasks_pb2.SubmitTasksResponse = await self._call(
             "SubmitTasks", self.tasks.SubmitTasks, request, timeout
         )
-        if len(response.outcomes) != len(submissions):
-            raise UndecodableResponse(
-                f"SubmitTasks: {len(response.outcomes)} outcomes for {len(submissions)} submissions"
-            )
-        return list(response.outcomes)
+        return _one_outcome_each("SubmitTasks", response.outcomes, len(submissions))
 
     async def get_task(self, task_id: str, *, timeout: float | None = None) -> tasks_pb2.Task:
         response: tasks_pb2.GetTaskResponse = await self._call(
@@ -399,11 +402,7 @@ class OrchestratorClient:
         response: tasks_pb2.CompleteTasksResponse = await self._call(
             "CompleteTasks", self.tasks.CompleteTasks, request, timeout
         )
-        if len(response.outcomes) != len(completions):
-            raise UndecodableResponse(
-                f"CompleteTasks: {len(response.outcomes)} outcomes for {len(completions)} completions"
-            )
-        return list(response.outcomes)
+        return _one_outcome_each("CompleteTasks", response.outcomes, len(completions))
 
     async def fail_task(
         self, task_id: str, lease_token: int, error: str, *, retryable: bool, timeout: float | None = None
