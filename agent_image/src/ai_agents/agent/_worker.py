@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -116,7 +117,10 @@ class AgentWorker(Lifecycle):
         self._client = client
         self._handler = handler
         self._metrics = metrics
+        # Every lease held, from its lease until its outcome was answered (or it was released).
         self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        # Tasks whose handler has not returned yet: what `concurrency` limits.
+        self._busy: set[str] = set()
         self._slot_freed = asyncio.Event()
         # The orchestrator's values replace these at registration and with every heartbeat answer.
         self._heartbeat_interval = float(live.current.heartbeat_interval_seconds)
@@ -228,7 +232,9 @@ class AgentWorker(Lifecycle):
         backoff = _Backoff()
         while not self._shutdown_requested.is_set():
             live = self._live.current
-            free = live.concurrency - len(self._running)
+            # Slots are handlers running; leases whose outcome is still being reported count only past as many
+            # again, so an orchestrator slow to answer outcomes cannot make an agent hoard tasks.
+            free = min(live.concurrency - len(self._busy), 2 * live.concurrency - len(self._running))
             if free <= 0:
                 self._slot_freed.clear()
                 stop_wait = asyncio.ensure_future(self._shutdown_requested.wait())
@@ -269,8 +275,15 @@ class AgentWorker(Lifecycle):
                     # Leased just as we began to stop: hand it straight back.
                     await self._release(lease.task.task_id, lease.lease_token)
                     continue
-                task = asyncio.create_task(self._run_task(lease), name=f"task-{lease.task.task_id}")
-                self._running[lease.task.task_id] = (lease.lease_token, task)
+                task_id = lease.task.task_id
+                task = asyncio.create_task(self._run_task(lease), name=f"task-{task_id}")
+                self._running[task_id] = (lease.lease_token, task)
+                self._busy.add(task_id)
+                # Also when cancelled before it ever ran (a drain), which skips the task's own bookkeeping.
+                task.add_done_callback(functools.partial(self._handler_gone, task_id))
+
+    def _handler_gone(self, task_id: str, _task: asyncio.Task[None]) -> None:
+        self._busy.discard(task_id)
 
     async def _fail_undecodable(self, lease: UndecodableLease) -> None:
         """A task this agent cannot even parse fails alone, non-retryably (no other agent could parse it either)."""
@@ -327,26 +340,41 @@ class AgentWorker(Lifecycle):
             parent_task_id=lease.task.parent_task_id or None,
         )
         started = time.perf_counter()
+        busy = True
+
+        def handler_done() -> None:
+            # The slot is free once the handler returns: the next lease need not wait for this outcome's answer.
+            nonlocal busy
+            if busy:
+                busy = False
+                self._busy.discard(task_id)
+                self._metrics.handler_duration.labels(agent_type).observe(time.perf_counter() - started)
+                self._metrics.tasks_running.labels(agent_type).dec()
+                self._slot_freed.set()
+
         try:
             try:
                 outcome = await self._handler.run(context)
             except HandlerError as exc:
+                handler_done()
                 log.warning("handler failed the task", extra={"error": str(exc), "retryable": exc.retryable})
                 self._metrics.tasks.labels(agent_type, "failed").inc()
                 await self._fail(task_id, token, _sendable(str(exc)), retryable=exc.retryable)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                handler_done()
                 log.exception("handler crashed", extra={"task_id": task_id})
                 self._metrics.tasks.labels(agent_type, "failed").inc()
                 await self._fail(task_id, token, _sendable(f"handler error: {exc!r}"), retryable=True)
             else:
+                handler_done()
                 if not isinstance(outcome, HandlerResult):
                     outcome = HandlerResult(outcome)
                 await self._complete(task_id, token, outcome)
         finally:
-            self._metrics.handler_duration.labels(agent_type).observe(time.perf_counter() - started)
-            self._metrics.tasks_running.labels(agent_type).dec()
+            handler_done()
+            # The lease is held (heartbeats extend it, a drain waits for it) until its outcome was answered.
             self._running.pop(task_id, None)
             self._slot_freed.set()
 
