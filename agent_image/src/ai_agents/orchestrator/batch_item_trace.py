@@ -20,13 +20,29 @@ from ai_agents.observability.task_trace import parent_context
 _tracer = trace.get_tracer(__name__)
 
 
+class ItemSpan:
+    """One item's span (None when the item is not traced) and its task, once known: a submission learns its
+    task id only after the insert, and the batch's link back names it."""
+
+    __slots__ = ("span", "task_id")
+
+    def __init__(self, span: trace.Span | None) -> None:
+        self.span = span
+        self.task_id: str | None = None
+
+    def set_task(self, task_id: str) -> None:
+        self.task_id = task_id
+        if self.span is not None:
+            self.span.set_attribute("ai_agents.task_id", task_id)
+
+
 @contextlib.contextmanager
-def _item_span(name: str, *, traceparent: str, tracestate: str, own_trace: bool) -> Iterator[trace.Span | None]:
+def _item_span(name: str, *, traceparent: str, tracestate: str, own_trace: bool) -> Iterator[ItemSpan]:
     batch = trace.get_current_span()
     parent = parent_context(traceparent, tracestate)
     if not batch.is_recording() or (parent is None and not own_trace):
         # No tracer here, or an item that stays in the call's context.
-        yield None
+        yield ItemSpan(None)
         return
     with _tracer.start_as_current_span(
         name,
@@ -36,24 +52,22 @@ def _item_span(name: str, *, traceparent: str, tracestate: str, own_trace: bool)
         kind=trace.SpanKind.SERVER,
         links=[trace.Link(batch.get_span_context())],
     ) as span:
-        yield span
-        # The SDK's span reads back what the caller set on it (the API's interface cannot).
-        task_id = (getattr(span, "attributes", None) or {}).get("ai_agents.task_id")
-        batch.add_link(span.get_span_context(), {"ai_agents.task_id": task_id} if task_id else None)
+        item = ItemSpan(span)
+        yield item
+        batch.add_link(span.get_span_context(), {"ai_agents.task_id": item.task_id} if item.task_id else None)
 
 
 @contextlib.contextmanager
 def completion_span(*, task_id: str, traceparent: str, tracestate: str) -> Iterator[None]:
     """Run one completion of a CompleteTasks call in its task's trace (the current context is the call's)."""
-    with _item_span("complete task", traceparent=traceparent, tracestate=tracestate, own_trace=False) as span:
-        if span is not None:
-            span.set_attribute("ai_agents.task_id", task_id)
+    with _item_span("complete task", traceparent=traceparent, tracestate=tracestate, own_trace=False) as item:
+        item.set_task(task_id)
         yield
 
 
 @contextlib.contextmanager
-def submission_span(*, traceparent: str, tracestate: str) -> Iterator[trace.Span | None]:
-    """Run one submission of a SubmitTasks call where the task's trace starts; set `ai_agents.task_id` on the
-    span it yields (None when untraced) once the task is known."""
-    with _item_span("submit task", traceparent=traceparent, tracestate=tracestate, own_trace=True) as span:
-        yield span
+def submission_span(*, traceparent: str, tracestate: str) -> Iterator[ItemSpan]:
+    """Run one submission of a SubmitTasks call where the task's trace starts; `set_task` on what it yields once
+    the task is known."""
+    with _item_span("submit task", traceparent=traceparent, tracestate=tracestate, own_trace=True) as item:
+        yield item

@@ -88,13 +88,12 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
         return tasks_pb2.SubmitTasksResponse(outcomes=outcomes)
 
     async def _submit_one(self, item: tasks_pb2.TaskSubmission) -> tasks_pb2.SubmitOutcome:
-        with submission_span(traceparent=item.traceparent, tracestate=item.tracestate) as span:
+        with submission_span(traceparent=item.traceparent, tracestate=item.tracestate) as traced:
             try:
                 response = await self._submit(item.task)
             except AiAgentsError as exc:
                 return tasks_pb2.SubmitOutcome(code=exc.grpc_code.value[0], message=exc.message)
-            if span is not None:
-                span.set_attribute("ai_agents.task_id", response.task.task_id)
+            traced.set_task(response.task.task_id)
         return tasks_pb2.SubmitOutcome(response=response)
 
     async def GetTask(self, request: tasks_pb2.GetTaskRequest, context: Ctx) -> tasks_pb2.GetTaskResponse:
