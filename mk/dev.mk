@@ -20,8 +20,9 @@ xds-control-plane: ## Build the test xDS management server into build/bin
 setup: system-packages venv tools xds-control-plane ## Everything the tests need, on a fresh machine
 	@echo "setup done: run 'make test'"
 
-test: ## Every tier; cluster tests skip with a reason when no cluster is up. PYTEST_ARGS selects (e.g. -m cluster)
-	CRD_SCHEMA_DIR="$(CRD_SCHEMA_DIR)" $(PYTHON) -m pytest tests $(PYTEST_ARGS)
+TEST_PATHS ?= tests
+test: ## Every tier; cluster tests skip with a reason when no cluster is up. PYTEST_ARGS selects (e.g. -m cluster), TEST_PATHS narrows
+	CRD_SCHEMA_DIR="$(CRD_SCHEMA_DIR)" $(PYTHON) -m pytest $(TEST_PATHS) $(PYTEST_ARGS)
 
 test-static: ## Only the chart tier (helm, schemas, policies)
 	CRD_SCHEMA_DIR="$(CRD_SCHEMA_DIR)" $(PYTHON) -m pytest tests/charts
