@@ -139,7 +139,7 @@ async def test_a_locality_weight_change_shifts_the_split(
 
     async def four_to_one() -> None:
         after = await served_by(xds_client, 300)
-        assert after["orch-b"] in skewed_share, f"weights 1:4 should send about 240 of 300 calls to orch-b: {dict(after)}"
+        assert after["orch-b"] in skewed_share, f"weights 1:4 should send about 240 of 300 to orch-b: {dict(after)}"
 
     await assert_eventually_async(
         four_to_one, timeout_sec=15, message="the split did not follow the new locality weights"
