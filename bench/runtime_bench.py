@@ -98,6 +98,8 @@ class Config:
     hb_seconds: float = 30.0
     hb_processes: int = 2
     hb_max_in_flight: int = 2000
+    # "stream": each agent's beats over its own HeartbeatStream, as agents send them; "unary": a Heartbeat call each
+    hb_transport: str = "stream"
     # many concurrently working agents (bench/many_agents.py)
     many_agents: int = 1000
     many_processes: int = 2
@@ -738,22 +740,48 @@ async def _heartbeat_load(
     channels: int,
     max_in_flight: int,
     start_at: float,
+    transport: str,
 ) -> dict[str, Any]:
-    from ai_agents.client import OrchestratorClient
+    from ai_agents.client import HeartbeatStream, OrchestratorClient
 
     cpu0 = time.process_time()
     client = await OrchestratorClient.connect(target, timeout=10, channels=channels)
+    streams: dict[str, HeartbeatStream] = {}
     try:
         await asyncio.wait_for(client.channel.channel_ready(), 10)
         rate = len(ids) / interval
         total = int(rate * seconds)
 
+        warm_started = time.perf_counter()
+        if transport == "stream":
+            # Steady state, as the target describes it: each agent's stream is open (an agent opens it once, at
+            # its first beat after registering, and keeps it), so the window measures beats, not stream setup.
+            opening = asyncio.Semaphore(256)
+
+            async def open_stream(agent_id: str) -> None:
+                async with opening:
+                    streams[agent_id] = client.heartbeat_stream()
+                    await streams[agent_id].beat(agent_id, [], 0)
+
+            await asyncio.wait_for(asyncio.gather(*(open_stream(a) for a in ids)), 120)
+        warm_seconds = time.perf_counter() - warm_started
+        warm_streamed, warm_unary = sum(s.streamed for s in streams.values()), sum(s.unary for s in streams.values())
+
         async def beat(i: int) -> None:
-            response = await client.heartbeat(ids[i % len(ids)], [], 0)
+            agent_id = ids[i % len(ids)]
+            if transport == "stream":
+                response = await streams[agent_id].beat(agent_id, [], 0)
+            else:
+                response = await client.heartbeat(agent_id, [], 0)
             if response.reregister:
                 raise RuntimeError("reregister")
 
         result = await asyncio.wait_for(open_loop(rate, total, max_in_flight, beat, start_at=start_at), seconds + 60)
+        # The warm-up's beats are not the window's.
+        result["streamed"] = sum(s.streamed for s in streams.values()) - warm_streamed
+        result["unary_fallbacks"] = sum(s.unary for s in streams.values()) - warm_unary
+        result["streams_opened_seconds"] = round(warm_seconds, 2)
+        await asyncio.wait_for(asyncio.gather(*(s.close() for s in streams.values()), return_exceptions=True), 30)
     finally:
         await client.close()
     result["load_process_cpu_seconds"] = round(time.process_time() - cpu0, 3)
@@ -780,8 +808,9 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
     registration.pop("_latencies", None)
     shares = [ids[p :: cfg.hb_processes] for p in range(cfg.hb_processes)]
     per_channels = max(1, cfg.load_channels // cfg.hb_processes)
-    # Load processes need a moment to import and connect: all of them start heartbeating at one instant.
-    start_at = time.time() + 4.0
+    # Load processes need a moment to import and connect (and, with streams, to open one per agent: ~1 ms each
+    # here): all of them start heartbeating at one instant.
+    start_at = time.time() + 4.0 + (cfg.hb_agents / cfg.hb_processes / 1000 if cfg.hb_transport == "stream" else 0)
     jobs = [
         dict(
             target=target,
@@ -791,6 +820,7 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
             channels=per_channels,
             max_in_flight=cfg.hb_max_in_flight // cfg.hb_processes,
             start_at=start_at,
+            transport=cfg.hb_transport,
         )
         for share in shares
     ]
@@ -818,6 +848,11 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
         "window_seconds": cfg.hb_seconds,
         "load_processes": cfg.hb_processes,
         "channels_per_process": per_channels,
+        "transport": cfg.hb_transport,
+        # With the stream: beats it carried, and beats that went as unary calls because it could not.
+        "streamed": sum(r.get("streamed", 0) for r in results),
+        "unary_fallbacks": sum(r.get("unary_fallbacks", 0) for r in results),
+        "streams_opened_seconds_worst_process": max(r.get("streams_opened_seconds", 0.0) for r in results),
         "registration": {
             "per_second": registration["per_second"],
             "ok": registration["ok"],
@@ -1463,6 +1498,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--hb-interval", type=float)
     parser.add_argument("--hb-seconds", type=float)
     parser.add_argument("--hb-processes", type=int)
+    parser.add_argument(
+        "--hb-transport", choices=("stream", "unary"), help="heartbeats over each agent's stream (default) or calls"
+    )
     parser.add_argument("--many-agents", type=int, help="agents leasing and completing at once in the `many` phase")
     parser.add_argument("--many-seconds", type=float)
     parser.add_argument("--pool-max", type=int, help="orchestrator AI_AGENTS_DATABASE_POOL_MAX (default: runtime's)")
@@ -1499,6 +1537,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     cfg.profile = args.profile or ""
     if args.peer_fsync:
         cfg.peer_fsync = args.peer_fsync
+    if args.hb_transport:
+        cfg.hb_transport = args.hb_transport
     unknown = set(cfg.phases) - {"baseline", "e2e", "rate", "http", "many", "heartbeat", "peer"}
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")

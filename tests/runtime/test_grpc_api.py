@@ -388,7 +388,7 @@ async def test_lease_wait_is_bounded_by_the_caller_deadline(
     )
     w1 = await registered(client, "w-1", "coding")
     started = time.monotonic()
-    response = await w1.tasks.LeaseTasks(request, timeout=2.5, metadata=w1._call_metadata())
+    response = await w1.tasks.LeaseTasks(request, timeout=2.5, metadata=w1.call_metadata())
     assert list(response.leases) == []
     assert time.monotonic() - started < 2.5, "answers empty before the deadline instead of DEADLINE_EXCEEDED"
 

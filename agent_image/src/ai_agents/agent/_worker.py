@@ -129,6 +129,8 @@ class AgentWorker(Lifecycle):
         # Fed by the message loop once registered; every task's handler reads it (TaskContext.inbox).
         self.inbox = Inbox()
         self._messages = MessageLoop(client, settings.agent_id, self.inbox)
+        # One long-lived stream for heartbeats; a beat it cannot carry goes as a unary call (client/_heartbeats.py).
+        self._heartbeats = client.heartbeat_stream()
         self._completions = CompletionBatcher(
             client, max_request_bytes=settings.max_message_bytes - _REQUEST_SLACK_BYTES, shared_error=_transient
         )
@@ -159,6 +161,11 @@ class AgentWorker(Lifecycle):
                 "stream_open": self._messages.open,
                 "cursor": self.inbox.cursor,
                 "received": self.inbox.received,
+            },
+            "heartbeats": {
+                "stream_open": self._heartbeats.open,
+                "streamed": self._heartbeats.streamed,
+                "unary": self._heartbeats.unary,
             },
             "version": __version__,
         }
@@ -207,7 +214,7 @@ class AgentWorker(Lifecycle):
             await asyncio.sleep(self._heartbeat_interval)
             leases = [(task_id, token) for task_id, (token, _) in self._running.items()]
             try:
-                response = await self._client.heartbeat(self.agent_id, leases, len(leases))
+                response = await self._heartbeats.beat(self.agent_id, leases, len(leases))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -503,6 +510,8 @@ class AgentWorker(Lifecycle):
                 loop.cancel()
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await loop
+            with contextlib.suppress(Exception):
+                await self._heartbeats.close()
             await self._deregister()
 
     async def _drain(self) -> None:

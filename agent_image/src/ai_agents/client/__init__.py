@@ -9,6 +9,7 @@ from ai_agents.client._client import (
     completion_request,
     submit_request,
 )
+from ai_agents.client._heartbeats import HeartbeatStream
 from ai_agents.client._lenient import LeaseBatch, UndecodableLease
 from ai_agents.client._pool import ChannelPool
 
@@ -17,6 +18,7 @@ __all__ = [
     "ChannelPool",
     "CircuitBreaker",
     "CircuitOpenError",
+    "HeartbeatStream",
     "LeaseBatch",
     "OrchestratorClient",
     "UndecodableLease",

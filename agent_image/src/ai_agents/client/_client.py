@@ -14,6 +14,7 @@ from ai_agents import convert as c
 from ai_agents.client._batching import CallBatcher, refused
 from ai_agents.client._breaker import TRIPPING_CODES, BreakerState, CircuitBreaker, CircuitOpenError
 from ai_agents.client._channel import ChannelOptions
+from ai_agents.client._heartbeats import HeartbeatStream, heartbeat_request
 from ai_agents.client._lenient import LeaseBatch, decode_lease_response
 from ai_agents.client._pool import ChannelPool
 from ai_agents.domain import MAX_SUBMISSIONS_PER_CALL
@@ -152,7 +153,7 @@ class OrchestratorClient:
         self._metrics = metrics
         self._agent_credential = agent_credential
         self.breaker = breaker or CircuitBreaker(target, on_state_change=self._on_breaker_change)
-        # The stubs use only unary_unary and unary_stream, which a ChannelPool serves as a channel does.
+        # The stubs use unary_unary, unary_stream and stream_stream, which a ChannelPool serves as a channel does.
         stub_channel = cast("grpc.aio.Channel", channel)
         self.tasks = tasks_pb2_grpc.TaskServiceStub(stub_channel)
         self.agents = agents_pb2_grpc.AgentServiceStub(stub_channel)
@@ -233,7 +234,12 @@ class OrchestratorClient:
     async def __aexit__(self, *_exc: object) -> None:
         await self.close()
 
-    def _call_metadata(self) -> tuple[tuple[str, str], ...]:
+    @property
+    def timeout(self) -> float:
+        """Each call's deadline in seconds, unless the call names its own."""
+        return self._timeout
+
+    def call_metadata(self) -> tuple[tuple[str, str], ...]:
         """The API token, plus this agent's credential when it has one (sent on every call: the server decides)."""
         credential = self._agent_credential() if self._agent_credential is not None else None
         if credential:
@@ -257,7 +263,7 @@ class OrchestratorClient:
         self._admit(self.breaker.before_call)
         code = grpc.StatusCode.OK
         try:
-            response = await method(request, timeout=timeout or self._timeout, metadata=self._call_metadata())
+            response = await method(request, timeout=timeout or self._timeout, metadata=self.call_metadata())
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             raise
@@ -468,12 +474,15 @@ class OrchestratorClient:
     async def heartbeat(
         self, agent_id: str, leases: Sequence[tuple[str, int]], running: int
     ) -> agents_pb2.HeartbeatResponse:
-        request = agents_pb2.HeartbeatRequest(
-            agent_id=agent_id,
-            running=running,
-            leases=[agents_pb2.HeldLease(task_id=t, lease_token=tok) for t, tok in leases],
-        )
+        """One unary Heartbeat call; an agent beating repeatedly uses `heartbeat_stream()`, which costs less."""
+        return await self.heartbeat_call(heartbeat_request(agent_id, leases, running))
+
+    async def heartbeat_call(self, request: agents_pb2.HeartbeatRequest) -> agents_pb2.HeartbeatResponse:
         return await self._call("Heartbeat", self.agents.Heartbeat, request, None)
+
+    def heartbeat_stream(self) -> HeartbeatStream:
+        """Heartbeats over one long-lived stream, each answered as `heartbeat` would be (client/_heartbeats.py)."""
+        return HeartbeatStream(self)
 
     async def get_agent(self, agent_id: str) -> agents_pb2.Agent:
         response: agents_pb2.GetAgentResponse = await self._call(
@@ -578,7 +587,7 @@ class OrchestratorClient:
                 agent_id=agent_id, after_message_id=after_message_id or 0, from_now=after_message_id is None
             ),
             timeout=timeout,
-            metadata=self._call_metadata(),
+            metadata=self.call_metadata(),
         )
         try:
             async for response in call:

@@ -6,8 +6,9 @@ arguments share grpcio's global subchannel pool, and with it the connection, so 
 nothing; each pooled channel gets a subchannel pool of its own (`grpc.use_local_subchannel_pool`) and a distinct
 `grpc.channel_id` argument, hence its own connection to every backend.
 
-`ChannelPool` quacks like a grpc.aio.Channel where the generated stubs use one (`unary_unary`, `unary_stream`),
-so stubs built on it pick a channel per call: the one with the fewest calls in flight, ties taken in turn.
+`ChannelPool` quacks like a grpc.aio.Channel where the generated stubs use one (`unary_unary`, `unary_stream`,
+`stream_stream`), so stubs built on it pick a channel per call: the one with the fewest calls in flight, ties
+taken in turn.
 """
 
 from __future__ import annotations
@@ -129,6 +130,21 @@ class ChannelPool:
         ]
         return _PooledUnaryStream(self, callables)
 
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        **kwargs: Any,
+    ) -> _PooledStreamStream:
+        callables = [
+            channel.stream_stream(
+                method, request_serializer=request_serializer, response_deserializer=response_deserializer, **kwargs
+            )
+            for channel in self.channels
+        ]
+        return _PooledStreamStream(self, callables)
+
     async def channel_ready(self) -> None:
         """Wait until every channel has connected (bound it with asyncio.wait_for)."""
         await asyncio.gather(*(channel.channel_ready() for channel in self.channels))
@@ -159,3 +175,14 @@ class _PooledUnaryStream:
 
     def __call__(self, request: Any, **kwargs: Any) -> grpc.aio.UnaryStreamCall[Any, Any]:
         return self._pool._track(lambda index: self._callables[index](request, **kwargs))
+
+
+class _PooledStreamStream:
+    """A bidirectional method: the stream counts as in flight on its channel until it ends or is cancelled."""
+
+    def __init__(self, pool: ChannelPool, callables: list[grpc.aio.StreamStreamMultiCallable[Any, Any]]) -> None:
+        self._pool = pool
+        self._callables = callables
+
+    def __call__(self, **kwargs: Any) -> grpc.aio.StreamStreamCall[Any, Any]:
+        return self._pool._track(lambda index: self._callables[index](**kwargs))

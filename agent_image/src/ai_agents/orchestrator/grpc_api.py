@@ -40,10 +40,14 @@ SERVICE_NAMES = [
 ]
 
 
+def _credential(context: Ctx) -> str | None:
+    credential = dict(context.invocation_metadata() or ()).get(CREDENTIAL_METADATA)
+    return credential if isinstance(credential, str) else None
+
+
 async def _caller(authenticator: AgentAuthenticator, context: Ctx) -> AgentIdentity | None:
     """The agent making an agent RPC, from its credential; None when agent identity is off."""
-    credential = dict(context.invocation_metadata() or ()).get(CREDENTIAL_METADATA)
-    return await authenticator.authenticate(credential if isinstance(credential, str) else None)
+    return await authenticator.authenticate(_credential(context))
 
 
 def _owner(identity: AgentIdentity | None) -> str | None:
@@ -284,7 +288,22 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
         return agents_pb2.DeregisterAgentResponse()
 
     async def Heartbeat(self, request: agents_pb2.HeartbeatRequest, context: Ctx) -> agents_pb2.HeartbeatResponse:
-        identity = await _caller(self._auth, context)
+        return await self._heartbeat(request, await _caller(self._auth, context))
+
+    async def HeartbeatStream(
+        self, request_iterator: AsyncIterator[agents_pb2.HeartbeatStreamRequest], context: Ctx
+    ) -> AsyncIterator[agents_pb2.HeartbeatStreamResponse]:
+        credential = _credential(context)
+        async for request in request_iterator:
+            # Checked again for every beat, as a Heartbeat call would be: a stream outlives a revoked token by no
+            # more than the authenticator's cache does.
+            identity = await self._auth.authenticate(credential)
+            answer = await self._heartbeat(request.heartbeat, identity)
+            yield agents_pb2.HeartbeatStreamResponse(heartbeat=answer)
+
+    async def _heartbeat(
+        self, request: agents_pb2.HeartbeatRequest, identity: AgentIdentity | None
+    ) -> agents_pb2.HeartbeatResponse:
         if identity is not None:
             identity.check(request.agent_id)
         revoked, reregister = await self._s.heartbeat(

@@ -76,6 +76,11 @@ class AgentServiceStub:
                 request_serializer=ai__agents_dot_v1_dot_agents__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=ai__agents_dot_v1_dot_agents__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.HeartbeatStream = channel.stream_stream(
+                '/ai_agents.v1.AgentService/HeartbeatStream',
+                request_serializer=ai__agents_dot_v1_dot_agents__pb2.HeartbeatStreamRequest.SerializeToString,
+                response_deserializer=ai__agents_dot_v1_dot_agents__pb2.HeartbeatStreamResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -132,6 +137,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HeartbeatStream(self, request_iterator, context):
+        """Heartbeats over one long-lived stream: one answer per request, in order, each what Heartbeat would answer.
+        An agent keeps one open, so a beat costs a stream message instead of a call. An error ends the stream with
+        Heartbeat's status code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +188,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=ai__agents_dot_v1_dot_agents__pb2.HeartbeatRequest.FromString,
                     response_serializer=ai__agents_dot_v1_dot_agents__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'HeartbeatStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.HeartbeatStream,
+                    request_deserializer=ai__agents_dot_v1_dot_agents__pb2.HeartbeatStreamRequest.FromString,
+                    response_serializer=ai__agents_dot_v1_dot_agents__pb2.HeartbeatStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +413,33 @@ class AgentService:
             '/ai_agents.v1.AgentService/Heartbeat',
             ai__agents_dot_v1_dot_agents__pb2.HeartbeatRequest.SerializeToString,
             ai__agents_dot_v1_dot_agents__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ai_agents.v1.AgentService/HeartbeatStream',
+            ai__agents_dot_v1_dot_agents__pb2.HeartbeatStreamRequest.SerializeToString,
+            ai__agents_dot_v1_dot_agents__pb2.HeartbeatStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,11 @@ class AgentServiceStub:
     DeregisterAgent: _grpc.UnaryUnaryMultiCallable[_agents_pb2.DeregisterAgentRequest, _agents_pb2.DeregisterAgentResponse]
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_agents_pb2.HeartbeatRequest, _agents_pb2.HeartbeatResponse]
     """Keeps the agent active and extends the leases it still holds; returns leases it must abandon."""
+    HeartbeatStream: _grpc.StreamStreamMultiCallable[_agents_pb2.HeartbeatStreamRequest, _agents_pb2.HeartbeatStreamResponse]
+    """Heartbeats over one long-lived stream: one answer per request, in order, each what Heartbeat would answer.
+    An agent keeps one open, so a beat costs a stream message instead of a call. An error ends the stream with
+    Heartbeat's status code.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -61,6 +66,11 @@ class AgentServiceAsyncStub(AgentServiceStub):
     DeregisterAgent: _aio.UnaryUnaryMultiCallable[_agents_pb2.DeregisterAgentRequest, _agents_pb2.DeregisterAgentResponse]  # type: ignore[assignment]
     Heartbeat: _aio.UnaryUnaryMultiCallable[_agents_pb2.HeartbeatRequest, _agents_pb2.HeartbeatResponse]  # type: ignore[assignment]
     """Keeps the agent active and extends the leases it still holds; returns leases it must abandon."""
+    HeartbeatStream: _aio.StreamStreamMultiCallable[_agents_pb2.HeartbeatStreamRequest, _agents_pb2.HeartbeatStreamResponse]  # type: ignore[assignment]
+    """Heartbeats over one long-lived stream: one answer per request, in order, each what Heartbeat would answer.
+    An agent keeps one open, so a beat costs a stream message instead of a call. An error ends the stream with
+    Heartbeat's status code.
+    """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Agent lifecycle: declared agents (create/update/delete) and running agent processes
@@ -123,5 +133,16 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agents_pb2.HeartbeatResponse, _abc.Awaitable[_agents_pb2.HeartbeatResponse]]:
         """Keeps the agent active and extends the leases it still holds; returns leases it must abandon."""
+
+    @_abc_1.abstractmethod
+    def HeartbeatStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agents_pb2.HeartbeatStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agents_pb2.HeartbeatStreamResponse], _abc.AsyncIterator[_agents_pb2.HeartbeatStreamResponse]]:
+        """Heartbeats over one long-lived stream: one answer per request, in order, each what Heartbeat would answer.
+        An agent keeps one open, so a beat costs a stream message instead of a call. An error ends the stream with
+        Heartbeat's status code.
+        """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
