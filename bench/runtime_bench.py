@@ -802,7 +802,7 @@ async def register_agents(cfg: Config, target: str, ids: list[str]) -> dict[str,
         await client.close()
 
 
-def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]:
+def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter, orchestrator_pid: int) -> dict[str, Any]:
     ids = [f"bench-hb-{i:05d}" for i in range(cfg.hb_agents)]
     registration = asyncio.run(register_agents(cfg, target, ids))
     registration.pop("_latencies", None)
@@ -824,6 +824,9 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
         )
         for share in shares
     ]
+    # From before the load processes connect: with streams, the peak includes one open stream per agent.
+    memory = PeakRss(orchestrator_pid)
+    memory.start()
     with ProcessPoolExecutor(cfg.hb_processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_heartbeat_worker, job) for job in jobs]
         time.sleep(max(0.0, start_at - time.time()))
@@ -833,6 +836,7 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
         cpu["load_processes_cores"] = round(
             sum(r["load_process_cpu_seconds"] for r in results) / max(r["send_seconds"] for r in results), 3
         )
+    rss = memory.stop()
     latencies = [x for r in results for x in r["_latencies"]]
     errors: Counter[str] = Counter()
     samples: dict[str, str] = {}
@@ -871,6 +875,7 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter) -> dict[str, Any]
         "latency_ms": percentiles(latencies),
         "start_lag_ms_worst_process": max((r["start_lag_ms"] for r in results), key=lambda p: p["p99"] or 0),
         "load_process_cpu_seconds": [r["load_process_cpu_seconds"] for r in results],
+        "orchestrator_memory": rss,
         "cpu": cpu,
     }
 
@@ -1203,9 +1208,10 @@ class Bench:
             print(f"starting Redis and {cfg.agents} Celery worker processes", file=sys.stderr, flush=True)
             report["peer_celery"] = self.run_peer()
         if "heartbeat" in cfg.phases:
+            assert self.orchestrator is not None
             server = ServerTimes(self.metrics_url)
             server.start()
-            result = phase_heartbeat(cfg, target, self.meter())
+            result = phase_heartbeat(cfg, target, self.meter(), self.orchestrator.pid)
             result["orchestrator_server_ms"] = server.stop()
             print("  heartbeat: done", file=sys.stderr, flush=True)
             report["heartbeat"] = result
@@ -1416,13 +1422,17 @@ def print_table(report: dict[str, Any]) -> None:
         )
     if hb:
         table.add_row(
-            f"heartbeats: {hb['agents']:,} agents every {hb['interval_seconds']:g}s",
+            f"heartbeats: {hb['agents']:,} agents every {hb['interval_seconds']:g}s ({hb.get('transport', 'unary')})",
             num(hb.get("achieved_per_second")),
             ms(hb.get("latency_ms")),
             errs(hb.get("errors")),
             f"{num(r['heartbeat_p99_over_health_p99'], '{:.1f}')}x health p99",
             target("heartbeat_p99_ms"),
         )
+        mem = hb.get("orchestrator_memory", {})
+        if mem:
+            rss = f"  orchestrator RSS {mem.get('start_mib', 0):.0f}->{mem.get('peak_mib', 0):.0f} MiB"
+            table.add_row(rss, "", "", "", "", "")
         reg = hb.get("registration", {})
         table.add_row(
             "  RegisterAgent (closed loop)",
