@@ -442,6 +442,10 @@ class PlainRequests:
 
     def fields(self, name: str, task_id: str) -> dict[str, Any]:
         unique = f"fuzz-sweep-{next(_UNIQUE)}"
+
+        def beat() -> dict[str, Any]:
+            return {"agent_id": AGENT, "running": 0, "stats": {"cpu": 0.5}}
+
         plain: dict[str, Callable[[], dict[str, Any]]] = {
             "SubmitTask": lambda: {"agent_type": CODING, "payload": {"a": 1}, "priority": 1, "max_attempts": 2},
             "SubmitTasks": lambda: {
@@ -476,7 +480,8 @@ class PlainRequests:
             },
             # Deregistering the agent itself: later plain requests register it again (see _lease).
             "DeregisterAgent": lambda: {"agent_id": AGENT},
-            "Heartbeat": lambda: {"agent_id": AGENT, "running": 0, "stats": {"cpu": 0.5}},
+            "Heartbeat": beat,
+            "HeartbeatStream": lambda: {"heartbeat": beat()},
             "SendMessage": lambda: {"sender": AGENT, "recipient_agent_id": AGENT, "topic": "t", "body": {"a": 1}},
             "BroadcastMessage": lambda: {"sender": AGENT, "agent_type": TESTING, "topic": "t", "body": {"a": 1}},
             "ReceiveMessages": lambda: {"agent_id": AGENT, "after_message_id": 0},
