@@ -6,16 +6,23 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 "$OC_DIR/install-packages.sh"
-# OFFLINE_CLUSTER_KEDA=0 leaves KEDA out (no build, no deploy).
-build_components=(kubernetes kubectl etcd coredns metrics-server)
-[[ "${OFFLINE_CLUSTER_KEDA:-1}" == 1 ]] && build_components+=(keda)
-[[ "${OFFLINE_CLUSTER_PROMETHEUS:-1}" == 1 ]] && build_components+=(prometheus-operator prometheus)
-[[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]] && build_components+=(istio)
-[[ "${OFFLINE_CLUSTER_JAEGER:-1}" == 1 ]] && build_components+=(jaeger)
+# After Kubernetes (kubectl reuses its compiled packages) the Go builds share no version of client-go, grpc or
+# protobuf, so none reuses another's build cache, and each has serial stretches (linking, the last packages) that
+# leave a core idle: they go in two lanes, balanced by their cold build times here (~15 min each). Measured: two
+# builds at once took 14% less than one after the other. OFFLINE_CLUSTER_KEDA=0 (etc.) leaves a component out.
+on() { [[ "${!1:-1}" == 1 ]]; }
+lane_a=(etcd coredns) lane_b=(metrics-server)
+on OFFLINE_CLUSTER_KEDA && lane_a+=(keda)
+on OFFLINE_CLUSTER_PROMETHEUS && { lane_a+=(prometheus); lane_b+=(prometheus-operator); }
+on OFFLINE_CLUSTER_ISTIO && lane_b+=(istio)
+on OFFLINE_CLUSTER_JAEGER && lane_b+=(jaeger)
 # ztunnel (cargo) builds beside the Go builds: their serial phases (linking, the last crates) leave cores idle,
 # so overlapping them shortens a cold start (measured: ~12 min for both at once against ~17 one after the other).
 ztunnel_build=""
-if [[ "${OFFLINE_CLUSTER_ISTIO:-1}" == 1 ]]; then "$OC_DIR/build.sh" ztunnel & ztunnel_build=$!; fi
-"$OC_DIR/build.sh" "${build_components[@]}"
+if on OFFLINE_CLUSTER_ISTIO; then "$OC_DIR/build.sh" ztunnel & ztunnel_build=$!; fi
+"$OC_DIR/build.sh" kubernetes kubectl
+"$OC_DIR/build.sh" "${lane_b[@]}" & lane_b_build=$!
+"$OC_DIR/build.sh" "${lane_a[@]}" || { wait "$lane_b_build"; oc_die "a Go build failed (${lane_a[*]})"; }
+wait "$lane_b_build" || oc_die "a Go build failed (${lane_b[*]})"
 [[ -z "$ztunnel_build" ]] || wait "$ztunnel_build" || oc_die "ztunnel build failed"
 "$OC_DIR/images.sh"
