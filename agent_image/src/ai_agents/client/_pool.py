@@ -100,50 +100,14 @@ class ChannelPool:
 
     # ---- the part of grpc.aio.Channel that generated stubs use -------------------------------------------
 
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        **kwargs: Any,
-    ) -> _PooledUnaryUnary:
-        callables = [
-            channel.unary_unary(
-                method, request_serializer=request_serializer, response_deserializer=response_deserializer, **kwargs
-            )
-            for channel in self.channels
-        ]
-        return _PooledUnaryUnary(self, callables)
+    def unary_unary(self, method: str, **kwargs: Any) -> _PooledMethod:
+        return _PooledMethod(self, [channel.unary_unary(method, **kwargs) for channel in self.channels])
 
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        **kwargs: Any,
-    ) -> _PooledUnaryStream:
-        callables = [
-            channel.unary_stream(
-                method, request_serializer=request_serializer, response_deserializer=response_deserializer, **kwargs
-            )
-            for channel in self.channels
-        ]
-        return _PooledUnaryStream(self, callables)
+    def unary_stream(self, method: str, **kwargs: Any) -> _PooledMethod:
+        return _PooledMethod(self, [channel.unary_stream(method, **kwargs) for channel in self.channels])
 
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        **kwargs: Any,
-    ) -> _PooledStreamStream:
-        callables = [
-            channel.stream_stream(
-                method, request_serializer=request_serializer, response_deserializer=response_deserializer, **kwargs
-            )
-            for channel in self.channels
-        ]
-        return _PooledStreamStream(self, callables)
+    def stream_stream(self, method: str, **kwargs: Any) -> _PooledMethod:
+        return _PooledMethod(self, [channel.stream_stream(method, **kwargs) for channel in self.channels])
 
     async def channel_ready(self) -> None:
         """Wait until every channel has connected (bound it with asyncio.wait_for)."""
@@ -155,34 +119,13 @@ class ChannelPool:
             self._metrics.client_pool_channels.labels(self.target).set(0)
 
 
-class _PooledUnaryUnary:
-    """A unary method of every channel: each call runs on the pool's pick and counts as in flight until it ends."""
+class _PooledMethod:
+    """One method on every channel: each call (unary or a stream) runs on the pool's pick and counts as in flight
+    on its channel until gRPC reports it done, cancelled included."""
 
-    def __init__(self, pool: ChannelPool, callables: list[grpc.aio.UnaryUnaryMultiCallable[Any, Any]]) -> None:
+    def __init__(self, pool: ChannelPool, callables: Sequence[Callable[..., grpc.aio.Call]]) -> None:
         self._pool = pool
         self._callables = callables
 
-    def __call__(self, request: Any, **kwargs: Any) -> grpc.aio.UnaryUnaryCall[Any, Any]:
-        return self._pool._track(lambda index: self._callables[index](request, **kwargs))
-
-
-class _PooledUnaryStream:
-    """A server-streaming method: the stream counts as in flight on its channel until it ends or is cancelled."""
-
-    def __init__(self, pool: ChannelPool, callables: list[grpc.aio.UnaryStreamMultiCallable[Any, Any]]) -> None:
-        self._pool = pool
-        self._callables = callables
-
-    def __call__(self, request: Any, **kwargs: Any) -> grpc.aio.UnaryStreamCall[Any, Any]:
-        return self._pool._track(lambda index: self._callables[index](request, **kwargs))
-
-
-class _PooledStreamStream:
-    """A bidirectional method: the stream counts as in flight on its channel until it ends or is cancelled."""
-
-    def __init__(self, pool: ChannelPool, callables: list[grpc.aio.StreamStreamMultiCallable[Any, Any]]) -> None:
-        self._pool = pool
-        self._callables = callables
-
-    def __call__(self, **kwargs: Any) -> grpc.aio.StreamStreamCall[Any, Any]:
-        return self._pool._track(lambda index: self._callables[index](**kwargs))
+    def __call__(self, *args: Any, **kwargs: Any) -> grpc.aio.Call:
+        return self._pool._track(lambda index: self._callables[index](*args, **kwargs))
