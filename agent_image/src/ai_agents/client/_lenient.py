@@ -78,6 +78,12 @@ _ENVELOPE, _SHALLOW_LEASE, _SHALLOW_TASK = _shallow_types()
 
 def decode_lease_response(data: bytes) -> LeaseBatch:
     """Raises DecodeError only if the envelope itself is corrupt (then no lease in it can be trusted)."""
+    try:
+        # The common case, in one parse: when the whole response decodes, so does each lease in it (same nesting
+        # budget). Only a response that protobuf refuses is taken apart lease by lease.
+        return LeaseBatch(list(tasks_pb2.LeaseTasksResponse.FromString(data).leases), [])
+    except DecodeError:
+        pass
     envelope: Any = _ENVELOPE.FromString(data)
     leases: list[tasks_pb2.TaskLease] = []
     undecodable: list[UndecodableLease] = []

@@ -18,6 +18,7 @@ This module is shared by both sides, so it imports nothing of the store.
 
 from __future__ import annotations
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -34,6 +35,8 @@ def current_trace_context(context: Context | None = None) -> tuple[str | None, s
 
     Without a tracer provider (OTEL_EXPORTER_OTLP_ENDPOINT unset) there is no valid span, so nothing is stored.
     """
+    if not trace.get_current_span(context).get_span_context().is_valid:
+        return None, None  # what injecting would give, without building a carrier per task
     carrier: dict[str, str] = {}
     _W3C.inject(carrier, context=context)
     tracestate = carrier.get(_TRACESTATE) or None

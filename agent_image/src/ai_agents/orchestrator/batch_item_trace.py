@@ -39,9 +39,11 @@ class ItemSpan:
 @contextlib.contextmanager
 def _item_span(name: str, *, traceparent: str, tracestate: str, own_trace: bool) -> Iterator[ItemSpan]:
     batch = trace.get_current_span()
+    if not batch.is_recording():  # no tracer here: the item's context is not even parsed
+        yield ItemSpan(None)
+        return
     parent = parent_context(traceparent, tracestate)
-    if not batch.is_recording() or (parent is None and not own_trace):
-        # No tracer here, or an item that stays in the call's context.
+    if parent is None and not own_trace:  # an item that stays in the call's context
         yield ItemSpan(None)
         return
     with _tracer.start_as_current_span(
