@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from ai_agents.orchestrator.records_to_proto import _ts
 from google.protobuf import timestamp_pb2
 from hypothesis import given
 from hypothesis import strategies as st
-
-from ai_agents.orchestrator.records_to_proto import _ts
 
 # Timestamp's range is years 1 to 9999; PostgreSQL's timestamptz holds the same instants at microseconds.
 _INSTANTS = st.datetimes(

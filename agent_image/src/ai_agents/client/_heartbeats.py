@@ -125,4 +125,6 @@ class HeartbeatStream:
             self.unsupported = True
             log.info("the orchestrator does not serve HeartbeatStream; heartbeats go as unary calls")
             return
+        if isinstance(exc, CircuitOpenError):
+            return  # no stream was open or opened: expected while the circuit is open (the unary call is refused too)
         log.info("heartbeat stream dropped; this beat goes as a unary call", extra={"error": repr(exc)})

@@ -23,6 +23,7 @@ from ai_agents.serving.grpc_server import GrpcServer
 from ai_agents.serving.http_server import HttpServer
 from ai_agents.serving.http_transport import HttpLimits
 from ai_agents.serving.identity import build_agent_authenticator
+from ai_agents.serving.long_calls import LongCalls
 from ai_agents.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,16 @@ class Orchestrator(Lifecycle):
             settings=s, live=self.live, database=self.database, stores=stores, metrics=self.metrics
         )
         tokens = TokenCheck(s.api_token.get_secret_value() if s.api_token else None)
+        long_calls = LongCalls()  # the agents' streams, ended at stop rather than after the grace
         self.grpc = GrpcServer(
             host=s.host,
             port=s.grpc_port,
             metrics=self.metrics,
             tokens=tokens,
             max_message_bytes=s.max_message_bytes,
-            add_servicers=servicer_adders(service, s.orchestrator_id, build_agent_authenticator(s)),
+            add_servicers=servicer_adders(service, s.orchestrator_id, build_agent_authenticator(s), long_calls),
             service_names=SERVICE_NAMES,
+            long_calls=long_calls,
         )
         await self.grpc.start()
         self.http = HttpServer(

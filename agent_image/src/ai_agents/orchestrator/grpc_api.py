@@ -16,6 +16,7 @@ from ai_agents.orchestrator import validation as v
 from ai_agents.orchestrator.batch_item_trace import completion_span, submission_span
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.identity import CREDENTIAL_METADATA, AgentAuthenticator, AgentIdentity, NoAgentIdentity
+from ai_agents.serving.long_calls import LongCalls
 from ai_agents.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -220,9 +221,10 @@ class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
 
 
 class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
-    def __init__(self, service: OrchestratorService, authenticator: AgentAuthenticator) -> None:
+    def __init__(self, service: OrchestratorService, authenticator: AgentAuthenticator, long_calls: LongCalls) -> None:
         self._s = service
         self._auth = authenticator
+        self._long_calls = long_calls
 
     async def CreateAgent(self, request: agents_pb2.CreateAgentRequest, context: Ctx) -> agents_pb2.CreateAgentResponse:
         agent = await self._s.create_agent(
@@ -294,12 +296,13 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
         self, request_iterator: AsyncIterator[agents_pb2.HeartbeatStreamRequest], context: Ctx
     ) -> AsyncIterator[agents_pb2.HeartbeatStreamResponse]:
         credential = _credential(context)
-        async for request in request_iterator:
-            # Checked again for every beat, as a Heartbeat call would be: a stream outlives a revoked token by no
-            # more than the authenticator's cache does.
-            identity = await self._auth.authenticate(credential)
-            answer = await self._heartbeat(request.heartbeat, identity)
-            yield agents_pb2.HeartbeatStreamResponse(heartbeat=answer)
+        with self._long_calls.ending_at_stop():
+            async for request in request_iterator:
+                # Checked again for every beat, as a Heartbeat call would be: a stream outlives a revoked token by
+                # no more than the authenticator's cache does.
+                identity = await self._auth.authenticate(credential)
+                answer = await self._heartbeat(request.heartbeat, identity)
+                yield agents_pb2.HeartbeatStreamResponse(heartbeat=answer)
 
     async def _heartbeat(
         self, request: agents_pb2.HeartbeatRequest, identity: AgentIdentity | None
@@ -321,8 +324,9 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
 
 
 class MessagingServicer(messaging_pb2_grpc.MessagingServiceServicer):
-    def __init__(self, service: OrchestratorService) -> None:
+    def __init__(self, service: OrchestratorService, long_calls: LongCalls) -> None:
         self._s = service
+        self._long_calls = long_calls
 
     async def SendMessage(
         self, request: messaging_pb2.SendMessageRequest, context: Ctx
@@ -350,12 +354,13 @@ class MessagingServicer(messaging_pb2_grpc.MessagingServiceServicer):
         self, request: messaging_pb2.ReceiveMessagesRequest, context: Ctx
     ) -> AsyncIterator[messaging_pb2.ReceiveMessagesResponse]:
         after = request.after_message_id
-        if request.from_now:
-            # The first response says the stream is open and where it starts: the caller's cursor from here on.
-            after = await self._s.newest_message_id(request.agent_id)
-            yield messaging_pb2.ReceiveMessagesResponse(opened_after_message_id=after)
-        async for message in self._s.receive_messages(agent_id=request.agent_id, after_message_id=after):
-            yield messaging_pb2.ReceiveMessagesResponse(message=p.message_to_proto(message))
+        with self._long_calls.ending_at_stop():
+            if request.from_now:
+                # The first response says the stream is open and where it starts: the caller's cursor from here on.
+                after = await self._s.newest_message_id(request.agent_id)
+                yield messaging_pb2.ReceiveMessagesResponse(opened_after_message_id=after)
+            async for message in self._s.receive_messages(agent_id=request.agent_id, after_message_id=after):
+                yield messaging_pb2.ReceiveMessagesResponse(message=p.message_to_proto(message))
 
 
 class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
@@ -423,13 +428,17 @@ class ResourceServicer(resources_pb2_grpc.ResourceServiceServicer):
 
 
 def servicer_adders(
-    service: OrchestratorService, orchestrator_id: str, authenticator: AgentAuthenticator | None = None
+    service: OrchestratorService,
+    orchestrator_id: str,
+    authenticator: AgentAuthenticator | None = None,
+    long_calls: LongCalls | None = None,
 ) -> list[Callable[[grpc.aio.Server], None]]:
     agents = authenticator or NoAgentIdentity()
+    streams = long_calls if long_calls is not None else LongCalls()
     return [
         lambda s: tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(service, agents), s),
-        lambda s: agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(service, agents), s),
-        lambda s: messaging_pb2_grpc.add_MessagingServiceServicer_to_server(MessagingServicer(service), s),
+        lambda s: agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(service, agents, streams), s),
+        lambda s: messaging_pb2_grpc.add_MessagingServiceServicer_to_server(MessagingServicer(service, streams), s),
         lambda s: monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
             MonitoringServicer(service, orchestrator_id), s
         ),

@@ -18,6 +18,7 @@ from ai_agents.errors import AiAgentsError, InvalidArgument
 from ai_agents.observability.metrics import CommonMetrics
 from ai_agents.observability.tracing import tracing_enabled
 from ai_agents.serving.auth import TokenCheck
+from ai_agents.serving.long_calls import LongCalls
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,10 @@ class GrpcServer:
         max_message_bytes: int,
         add_servicers: Iterable[Callable[[grpc.aio.Server], None]],
         service_names: Iterable[str],
+        long_calls: LongCalls | None = None,
     ) -> None:
+        # The streams the servicers hold open: ended when the server stops, not after its grace.
+        self.long_calls = long_calls if long_calls is not None else LongCalls()
         # Trace extraction costs CPU on every call: only when tracing is configured.
         tracing_interceptors = [_aio_server_interceptor()] if tracing_enabled() else []
         self.server = grpc.aio.server(
@@ -236,4 +240,11 @@ class GrpcServer:
 
     async def stop(self, grace: float) -> None:
         await self.set_serving(False)
-        await self.server.stop(grace)
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        # One turn of the loop: the server refuses new calls from its first step, so a stream ended below is not
+        # opened again here, and the calls left for the grace are the short ones.
+        await asyncio.sleep(0)
+        ended = self.long_calls.end_all()
+        if ended:
+            log.info("ended open streams at stop", extra={"streams": ended})
+        await stopping
