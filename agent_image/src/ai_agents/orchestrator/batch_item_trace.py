@@ -38,10 +38,8 @@ class ItemSpan:
 
 @contextlib.contextmanager
 def _item_span(name: str, *, traceparent: str, tracestate: str, own_trace: bool) -> Iterator[ItemSpan]:
+    # Only under a recorded call span (the callers below check): there is a trace to link the item to.
     batch = trace.get_current_span()
-    if not batch.is_recording():  # no tracer here: the item's context is not even parsed
-        yield ItemSpan(None)
-        return
     parent = parent_context(traceparent, tracestate)
     if parent is None and not own_trace:  # an item that stays in the call's context
         yield ItemSpan(None)
@@ -59,17 +57,38 @@ def _item_span(name: str, *, traceparent: str, tracestate: str, own_trace: bool)
         batch.add_link(span.get_span_context(), {"ai_agents.task_id": item.task_id} if item.task_id else None)
 
 
-@contextlib.contextmanager
-def completion_span(*, task_id: str, traceparent: str, tracestate: str) -> Iterator[None]:
+class _Untraced(ItemSpan):
+    """The item of a call that is not traced: nothing to record, so one shared instance serves every item."""
+
+    __slots__ = ()
+
+    def set_task(self, task_id: str) -> None:
+        pass
+
+
+# Without tracing, entering an item's span costs nothing: per item, a generator-based context manager was a
+# measurable part of a batched call (bench/README.md, "Spans only when traced").
+_UNTRACED_SUBMISSION: contextlib.AbstractContextManager[ItemSpan] = contextlib.nullcontext(_Untraced(None))
+_UNTRACED_COMPLETION: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+
+def completion_span(*, task_id: str, traceparent: str, tracestate: str) -> contextlib.AbstractContextManager[None]:
     """Run one completion of a CompleteTasks call in its task's trace (the current context is the call's)."""
+    if not trace.get_current_span().is_recording():
+        return _UNTRACED_COMPLETION
+    return _completion_span(task_id=task_id, traceparent=traceparent, tracestate=tracestate)
+
+
+@contextlib.contextmanager
+def _completion_span(*, task_id: str, traceparent: str, tracestate: str) -> Iterator[None]:
     with _item_span("complete task", traceparent=traceparent, tracestate=tracestate, own_trace=False) as item:
         item.set_task(task_id)
         yield
 
 
-@contextlib.contextmanager
-def submission_span(*, traceparent: str, tracestate: str) -> Iterator[ItemSpan]:
+def submission_span(*, traceparent: str, tracestate: str) -> contextlib.AbstractContextManager[ItemSpan]:
     """Run one submission of a SubmitTasks call where the task's trace starts; `set_task` on what it yields once
     the task is known."""
-    with _item_span("submit task", traceparent=traceparent, tracestate=tracestate, own_trace=True) as item:
-        yield item
+    if not trace.get_current_span().is_recording():
+        return _UNTRACED_SUBMISSION
+    return _item_span("submit task", traceparent=traceparent, tracestate=tracestate, own_trace=True)
