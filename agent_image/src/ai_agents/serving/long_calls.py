@@ -21,9 +21,6 @@ class LongCalls:
         self._open: set[asyncio.Task[Any]] = set()
         self.stopping = False
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     @contextlib.contextmanager
     def ending_at_stop(self) -> Iterator[None]:
         """Around a stream handler's body: the call ends quietly when `end_all()` cancels it."""
