@@ -1,5 +1,7 @@
 """Decode a LeaseTasksResponse one lease at a time, so one undecodable task never hides the rest of the batch.
 
+A response that decodes whole is taken as it is (one parse); only one that protobuf refuses is taken apart.
+
 A `repeated TaskLease leases = 1` field is, on the wire, a repeated length-delimited field: a message type
 declaring it `repeated bytes` reads the same bytes without parsing what is inside. Each lease is then parsed
 on its own; one that protobuf refuses (a payload nested past its recursion limit, say) is parsed once more,
