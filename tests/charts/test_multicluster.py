@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from helmrender import CHARTS_DIR, HelmError, by_kind, chart_dir, render, run_helm
-from test_observability_chart import pod_meta_labels, promtool, relabel, selects
+from test_observability_chart import expect, pod_meta_labels, promtool_test_rules, relabel, selects
 
 NAMESPACE = "ai-agents"
 RELEASE = "ai-agents"
@@ -257,19 +256,6 @@ def _queue_panel() -> str:
     dashboard = json.loads((CHARTS_DIR / "observability" / "dashboards" / "performance.json").read_text())
     panel = next(p for p in dashboard["panels"] if p["title"] == "Queue length by agent type")
     return str(panel["targets"][0]["expr"]).replace("$namespace", NAMESPACE)
-
-
-def promtool_test_rules(tests: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "multicluster_test.yaml"
-    path.write_text(yaml.safe_dump(tests, sort_keys=False))
-    return subprocess.run(
-        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def expect(expr: str, at: str, *samples: tuple[str, float]) -> dict[str, Any]:
-    """One promtool `promql_expr_test`: `expr` evaluated at `at` returns exactly these (labels, value) samples."""
-    return {"expr": expr, "eval_time": at, "exp_samples": [{"labels": lab, "value": v} for lab, v in samples]}
 
 
 def test_promql_engine_scopes_keda_and_dashboards_and_keeps_clusters_apart_in_rules(helm: Path, tmp_path: Path) -> None:

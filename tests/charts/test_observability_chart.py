@@ -184,6 +184,24 @@ def promtool_check_rules(groups: list[dict[str, Any]], tmp_path: Path) -> subpro
     )
 
 
+def promtool_test_rules(
+    tests: dict[str, Any], tmp_path: Path, rule_files: dict[str, list[dict[str, Any]]] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules` on `tests`, with `rule_files` (file name -> rule groups) written beside it."""
+    for name, groups in (rule_files or {}).items():
+        (tmp_path / name).write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    path = tmp_path / "rules_test.yaml"
+    path.write_text(yaml.safe_dump({"rule_files": list(rule_files or {}), **tests}, sort_keys=False))
+    return subprocess.run(
+        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def expect(expr: str, at: str, *samples: tuple[str, float]) -> dict[str, Any]:
+    """One promtool `promql_expr_test`: `expr` evaluated at `at` returns exactly these (labels, value) samples."""
+    return {"expr": expr, "eval_time": at, "exp_samples": [{"labels": lab, "value": v} for lab, v in samples]}
+
+
 _GRAFANA_VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 _GRAFANA_DURATIONS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
 
@@ -665,9 +683,55 @@ def test_metric_check_rejects_names_outside_the_contract() -> None:
 def test_rules_are_scoped_to_the_release_namespace(helm: Path) -> None:
     objs = chart(helm, namespace="team-a")
     for r in rules_of(rule(objs)):
-        selectors = re.findall(r"\bai_agents_[a-z_]+(\{[^}]*\}|\[|\))", r["expr"])
+        # Runtime series and the records of the rules themselves: every release writes the same record names.
+        selectors = re.findall(r"\bai_agents[_:][a-z0-9_:]+(\{[^}]*\}|\[|\)|\s)", r["expr"] + " ")
+        assert selectors, r.get("alert") or r["record"]
         for selector in selectors:
             assert selector.startswith("{") and 'namespace="team-a"' in selector, r.get("alert") or r["record"]
+
+
+def test_two_releases_in_one_prometheus_keep_their_records_and_alerts_apart(helm: Path, tmp_path: Path) -> None:
+    """Two releases' rules on one Prometheus, one release failing half its requests and the other none: each
+    records its own error ratio only (were a rule to read every namespace's records, the healthy release would
+    write its zero over the failing one's, and the failing release's alert would come and go)."""
+    rule_files = {f"{ns}.yaml": rule(chart(helm, namespace=ns))["spec"]["groups"] for ns in ("team-a", "team-b")}
+    ok = 'ai_agents_http_requests_total{namespace="%s",method="POST",path="/v1/tasks",status="201"}'
+    unavailable = 'ai_agents_grpc_requests_total{namespace="team-a",method="/x",code="UNAVAILABLE"}'
+
+    def per_namespace(record: str, team_a: float, team_b: float) -> dict[str, Any]:
+        return expect(
+            record,
+            "15m",
+            (f'{{__name__="{record}",namespace="team-a"}}', team_a),
+            (f'{{__name__="{record}",namespace="team-b"}}', team_b),
+        )
+
+    firing = (
+        '{__name__="ALERTS",alertname="AIAgentsErrorRateHigh",alertstate="firing",namespace="team-a",'
+        'severity="warning"}'
+    )
+    tests: dict[str, Any] = {
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": ok % "team-a", "values": "0+60x30"},
+                    {"series": unavailable, "values": "0+60x30"},
+                    {"series": ok % "team-b", "values": "0+60x30"},
+                ],
+                "promql_expr_test": [
+                    per_namespace("ai_agents:requests:rate5m", 2, 1),
+                    per_namespace("ai_agents:request_errors:rate5m", 1, 0),
+                    per_namespace("ai_agents:request_errors:ratio_rate5m", 0.5, 0),
+                    # Only the failing release alerts, once.
+                    expect('ALERTS{alertname="AIAgentsErrorRateHigh"}', "25m", (firing, 1)),
+                ],
+            }
+        ],
+    }
+    result = promtool_test_rules(tests, tmp_path, rule_files)
+    assert result.returncode == 0, f"promtool test rules:\n{result.stdout}{result.stderr}"
 
 
 # === dashboards ============================================================================================
