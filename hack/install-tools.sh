@@ -71,6 +71,10 @@ reports_version() {
 	grep -qE "(^|[^0-9.])v?${pattern//./\\.}([^0-9.]|$)" <<<"${out}"
 }
 
+# Tools are run, never debugged: no DWARF written by the compiler (-dwarf=false) nor kept by the linker (-s -w),
+# which takes a tenth off a build from an empty cache.
+NO_DEBUG_INFO=(-gcflags=all=-dwarf=false)
+
 # Build the tool described by tool_spec into folder $1.
 build_into() {
 	local out="$1" name="$2"
@@ -82,9 +86,9 @@ build_into() {
 				"run there: go get -tool ${SPEC_PKG}@${SPEC_VERSION}" >&2
 			return 1
 		fi
-		(cd "${REPO_ROOT}/hack/tools/${name}" && go build -ldflags "${SPEC_LDFLAGS}" -o "${out}/" "${SPEC_PKG}")
+		(cd "${REPO_ROOT}/hack/tools/${name}" && go build "${NO_DEBUG_INFO[@]}" -ldflags "-s -w ${SPEC_LDFLAGS}" -o "${out}/" "${SPEC_PKG}")
 	else
-		GOBIN="${out}" go install -ldflags "${SPEC_LDFLAGS}" "${SPEC_PKG}@${SPEC_VERSION}"
+		GOBIN="${out}" go install "${NO_DEBUG_INFO[@]}" -ldflags "-s -w ${SPEC_LDFLAGS}" "${SPEC_PKG}@${SPEC_VERSION}"
 	fi
 }
 

@@ -41,7 +41,9 @@ build() {
     for p in "$@"; do pkgs+=("${p%%=*}"); done
     # One go build for all packages of a module: shared dependencies compile once. -o DIR names each binary
     # by its package's last element; rename where that differs.
-    nice -n "$nice_n" go build -tags "${BUILD_TAGS:-}" -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}"
+    # No DWARF from the compiler: the linker strips it anyway (-s -w). Measured on etcd from an empty build cache:
+    # 13% less wall time, 11% less CPU.
+    nice -n "$nice_n" go build -tags "${BUILD_TAGS:-}" -gcflags=all=-dwarf=false -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}"
     for p in "$@"; do
       local base="${p%%=*}"; base="${base##*/}"
       if [[ "$base" =~ ^v[0-9]+$ ]]; then base="${p%%=*}"; base="${base%/*}"; base="${base##*/}"; fi

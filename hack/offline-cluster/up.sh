@@ -303,12 +303,19 @@ EOF
 ln -sf /usr/lib/cni/* "$S/cni/bin/"
 start containerd containerd --config "$CONF/containerd.toml"
 wait_for containerd 30 in_node ctr --address /run/containerd/containerd.sock version
-for img in pause busybox coredns metrics-server keda keda-adapter keda-admission-webhooks prometheus-operator \
-           prometheus-config-reloader agent-runtime postgres prometheus istio-pilot istio-install-cni istio-ztunnel jaeger; do
-  [[ -f "$OC_IMAGES/$img.tar" ]] || continue
-  in_node ctr --address /run/containerd/containerd.sock -n k8s.io images import \
-    "$OC_IMAGES/$img.tar" >> "$LOGS/images.log" 2>&1 || oc_die "importing $img.tar failed (see $LOGS/images.log)"
-done
+import_images() { # image stem...: one after the other
+  local img
+  for img in "$@"; do
+    [[ -f "$OC_IMAGES/$img.tar" ]] || continue
+    in_node ctr --address /run/containerd/containerd.sock -n k8s.io images import "$OC_IMAGES/$img.tar" \
+      >> "$LOGS/images.log" 2>&1 || oc_die "importing $img.tar failed (see $LOGS/images.log)"
+  done
+}
+# Two lanes of imports, balanced by size: an import alternates unpacking (one core) and writing to disk.
+import_images postgres istio-ztunnel pause busybox coredns metrics-server keda keda-adapter keda-admission-webhooks &
+first_lane=$!
+import_images agent-runtime istio-install-cni prometheus-operator prometheus-config-reloader prometheus istio-pilot jaeger
+wait "$first_lane" || exit 1
 oc_log "images imported ($(elapsed))"
 
 cat > "$CONF/kubelet.yaml" <<EOF

@@ -158,7 +158,9 @@ def install(helm: str, chart: Path, *, release: str, namespace: str, values: lis
 
 
 def uninstall(helm: str, *, release: str, namespace: str) -> None:
-    run_helm(helm, "uninstall", release, "--namespace", namespace, "--wait", "--timeout", "5m", timeout=600)
+    """Remove the release's objects (its cluster-scoped ones too) without waiting for its pods to stop: the
+    namespace's deletion, which follows, ends them and is awaited."""
+    run_helm(helm, "uninstall", release, "--namespace", namespace, "--timeout", "5m", timeout=600)
 
 
 def manifest(helm: str, *, release: str, namespace: str) -> list[dict[str, Any]]:

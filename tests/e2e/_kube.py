@@ -62,8 +62,12 @@ class Kube:
         return True
 
     def delete_namespace(self, name: str, *, timeout_sec: float = 300) -> None:
+        """Delete a test's namespace and wait until it is gone. Its pods go without their grace period: the test is
+        over, their shutdown is not under test here, and waiting it out (up to a minute per agent) would hold the
+        next test back. The namespace goes first, so that no controller replaces a pod meanwhile."""
         try:
             self.core.delete_namespace(name)
+            self.core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
         except Exception as exc:
             if not _is_not_found(exc):
                 raise

@@ -79,7 +79,9 @@ def main() -> None:
 
     files = [tuple(f.split("=", 1)) for f in args.file]
     raw = layer_tar(files, args.dir)  # type: ignore[arg-type]
-    gz = gzip.compress(raw, mtime=0)
+    # Level 1: the layers are single static binaries imported on this machine; level 9 took 7x the time (15 s for an
+    # 85 MB binary) for 12% less size.
+    gz = gzip.compress(raw, compresslevel=1, mtime=0)
     config = {
         "architecture": "amd64",
         "os": "linux",
