@@ -271,7 +271,6 @@ def test_promql_engine_scopes_keda_and_dashboards_and_keeps_clusters_apart_in_ru
     queue = f'ai_agents_queue_depth{{namespace="{NAMESPACE}",agent_type="coding"'
     http = f'ai_agents_http_requests_total{{namespace="{NAMESPACE}",status="200"'
     tests: dict[str, Any] = {
-        "rule_files": [],
         "evaluation_interval": "1m",
         "tests": [
             {
