@@ -457,9 +457,12 @@ async def test_chains_finish_exactly_once_when_agents_die_mid_chain(
     orchestrator = await start_orchestrator(lease_seconds=2, maintenance_interval_seconds=0.2)
     target = grpc_target(orchestrator)
     slow = {"AI_AGENTS_SIMULATE_LATENCY_MS": "400", "AI_AGENTS_HEARTBEAT_INTERVAL_SECONDS": "1"}
-    victims = [agents.start("coding", target, **slow), agents.start("testing", target, **slow)]
+    # Each victim is at first the only agent of its type, so it is certain to lease that type's steps; its
+    # survivor starts only once it is dead. (Started side by side, the survivor could take every step first.)
+    victims = {agent_type: agents.start(agent_type, target, **slow) for agent_type in ("coding", "testing")}
     for agent_type in CHAIN:
-        agents.start(agent_type, target, **slow)
+        if agent_type not in victims:
+            agents.start(agent_type, target, **slow)
     chains = 6
     async with await OrchestratorClient.connect(target) as client:
         roots = [
@@ -470,12 +473,13 @@ async def test_chains_finish_exactly_once_when_agents_die_mid_chain(
         async def running_a_task(agent_id: str) -> None:
             assert await agents.running_tasks(agent_id), f"{agent_id} runs nothing yet"
 
-        for victim in victims:
+        for agent_type, victim in victims.items():
             await assert_eventually_async(
                 lambda v=victim: running_a_task(v), timeout_sec=30, message=f"{victim} never ran a task"
             )
             agents.kill(victim, signal.SIGKILL)
             agents.wait(victim, timeout=10)
+            agents.start(agent_type, target, **slow)
 
         async def all_finished() -> None:
             conn = await asyncpg.connect(dsn)
