@@ -183,3 +183,18 @@ async def test_a_failed_batch_sends_its_callers_alone_and_an_outage_fails_them_a
     outage: GroupCommit[int, int] = GroupCommit("test", down, shared_error=is_database_unavailable)
     outcomes = await asyncio.gather(outage(1), outage(2), return_exceptions=True)
     assert all(isinstance(o, ConnectionRefusedError) for o in outcomes)
+
+
+async def test_a_lingering_batch_takes_the_items_that_arrive_while_it_waits() -> None:
+    seen: list[list[int]] = []
+
+    async def run(items: Sequence[int]) -> list[Answer[int]]:
+        seen.append(list(items))
+        return [i * 10 for i in items]
+
+    group: GroupCommit[int, int] = GroupCommit("test", run, shared_error=is_database_unavailable, linger_seconds=0.2)
+    first = asyncio.create_task(group(1))
+    await asyncio.sleep(0.05)  # a later turn of the loop: without the linger, 1 would have gone alone
+    second = asyncio.create_task(group(2))
+    assert await asyncio.gather(first, second) == [10, 20]
+    assert seen == [[1, 2]]

@@ -7,9 +7,11 @@ answered with its own row, only after the statement (and so its commit) returned
 (client/_batching.py): an agent's completions that finish together go to the orchestrator in one CompleteTasks
 call instead of a call each, and submits made together in one SubmitTasks call.
 
-No timer: a batch starts on the event loop's next turn and takes everything queued by then; while
+By default no timer: a batch starts on the event loop's next turn and takes everything queued by then; while
 `max_in_flight` batches are running, new items wait and form the next one. An idle orchestrator therefore
 sends a batch of one at once, and a busy one batches as much as the database's latency lets pile up.
+`linger_seconds` makes a batch wait that long for company first: for items that arrive spread out in time
+(heartbeats: many agents, each beating every few seconds) and whose callers can wait a few milliseconds.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class GroupCommit(Generic[I, R]):
     been alone; nothing is retried in a way that could run an item twice. Any other error (one bad row, a
     deadlock) sends every caller to run alone.
     A caller cancelled before its batch starts is left out of it, as a single statement never sent would be.
+    With `linger_seconds`, a batch takes its items that long after the first of them arrived.
     """
 
     def __init__(
@@ -55,12 +58,14 @@ class GroupCommit(Generic[I, R]):
         shared_error: Callable[[Exception], bool],
         max_batch: int = 256,
         max_in_flight: int = 2,
+        linger_seconds: float = 0.0,
     ) -> None:
         self._name = name
         self._run_batch = run_batch
         self._shared_error = shared_error
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._linger_seconds = linger_seconds
         self._pending: list[tuple[I, asyncio.Future[Answer[R]]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -87,7 +92,9 @@ class GroupCommit(Generic[I, R]):
 
     async def _flush(self) -> None:
         try:
-            # Items queued up to now (this task starts on the loop's next turn) form the batch.
+            if self._linger_seconds:
+                await asyncio.sleep(self._linger_seconds)
+            # Items queued up to now (this task starts on the loop's next turn, or lingered) form the batch.
             taken, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             live = [(item, future) for item, future in taken if not future.done()]
             if live:

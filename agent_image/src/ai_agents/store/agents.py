@@ -44,6 +44,11 @@ WHERE a.agent_id = b.agent_id AND a.agent_id IN (SELECT agent_id FROM locked) AN
 RETURNING b.idx
 """
 
+# Heartbeats arrive spread out (each agent beats every few seconds), so without a wait most batches would hold one
+# beat and each beat would cost a statement and a WAL flush. Waiting this long first groups them (at 1,000 beats/s,
+# about ten per statement); it is a thousandth of a 10 s interval and far inside any lease.
+HEARTBEAT_LINGER_SECONDS = 0.01
+
 
 class AgentStore:
     def __init__(self, pool: asyncpg.Pool, *, stale_seconds: int, group_commit: bool = True) -> None:
@@ -51,7 +56,12 @@ class AgentStore:
         self._stale = float(stale_seconds)
         self._heartbeats: GroupCommit[tuple[str, int], bool] | None = None
         if group_commit:
-            self._heartbeats = GroupCommit("heartbeat", self._heartbeat_batch, shared_error=is_database_unavailable)
+            self._heartbeats = GroupCommit(
+                "heartbeat",
+                self._heartbeat_batch,
+                shared_error=is_database_unavailable,
+                linger_seconds=HEARTBEAT_LINGER_SECONDS,
+            )
 
     async def _heartbeat_batch(self, items: Sequence[tuple[str, int]]) -> list[Answer[bool]]:
         """True/False per (agent_id, running) as `heartbeat` answers; an id seen earlier in the batch runs alone."""
