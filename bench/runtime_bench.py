@@ -44,6 +44,7 @@ import durability  # bench/ is this script's directory, first on sys.path
 import many_agents
 import profiling
 import report_html
+import stream_floor
 from timeline import timeline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,9 @@ TARGETS = {
     "http_submit_p95_ms": ("<", 100.0),
     # only with the peer phase (make bench-compare)
     "e2e_tasks_per_second_over_celery": (">=", 3.0),
+    # Orchestrator CPU time per finished task and per heartbeat (user + system, all its threads).
+    "e2e_orchestrator_cpu_ms_per_task": ("<=", 0.7),
+    "heartbeat_orchestrator_cpu_ms": ("<=", 0.15),
 }
 
 
@@ -1214,6 +1218,15 @@ class Bench:
             result = phase_heartbeat(cfg, target, self.meter(), self.orchestrator.pid)
             result["orchestrator_server_ms"] = server.stop()
             print("  heartbeat: done", file=sys.stderr, flush=True)
+            result["stream_echo_floor"] = stream_floor.measure(
+                streams=cfg.hb_agents,
+                interval=cfg.hb_interval,
+                seconds=cfg.hb_seconds,
+                processes=cfg.hb_processes,
+                channels=result["channels_per_process"],
+                max_in_flight=cfg.hb_max_in_flight,
+            )
+            print("  heartbeat floor (a bare gRPC stream echo): done", file=sys.stderr, flush=True)
             report["heartbeat"] = result
         report["duration_seconds"] = round(time.monotonic() - t0, 1)
         add_targets_and_ratios(report)
@@ -1229,19 +1242,6 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
     http = report.get("http_rate", {})
     hb = report.get("heartbeat", {})
     peer = report.get("peer_celery", {})
-    measured = {
-        "http_submit_per_second": http.get("achieved_per_second") if http and not http.get("errors") else None,
-        "http_submit_p95_ms": http.get("submit_http_ms", {}).get("p95"),
-        "e2e_tasks_per_second_over_celery": ratio(e2e.get("tasks_per_second"), peer.get("tasks_per_second")),
-        "e2e_tasks_per_second": e2e.get("tasks_per_second"),
-        "rate_submit_to_start_p95_ms": rate.get("submit_to_start_ms", {}).get("p95"),
-        "heartbeat_agents": hb.get("agents") if hb and hb.get("error_rate", 1) < 0.01 else None,
-        "heartbeat_p99_ms": hb.get("latency_ms", {}).get("p99"),
-    }
-    for name, (op, goal) in TARGETS.items():
-        value = measured[name]
-        met = None if value is None else (value >= goal if op == ">=" else value < goal)
-        report["targets"][name] = {"target": f"{op} {goal:g}", "measured": value, "met": met}
 
     def cpu_ms_per_op(phase: dict[str, Any], rate_key: str) -> float | None:
         cores, per_second = phase.get("cpu", {}).get("orchestrator_cores"), phase.get(rate_key)
@@ -1256,6 +1256,23 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         "heartbeat": cpu_ms_per_op(hb, "achieved_per_second"),
         "many_agents_task": cpu_ms_per_op(report.get("many_agents", {}), "tasks_per_second"),
     }
+    per_op = report["orchestrator_cpu_ms_per_op"]
+    measured = {
+        "http_submit_per_second": http.get("achieved_per_second") if http and not http.get("errors") else None,
+        "http_submit_p95_ms": http.get("submit_http_ms", {}).get("p95"),
+        "e2e_tasks_per_second_over_celery": ratio(e2e.get("tasks_per_second"), peer.get("tasks_per_second")),
+        "e2e_tasks_per_second": e2e.get("tasks_per_second"),
+        "rate_submit_to_start_p95_ms": rate.get("submit_to_start_ms", {}).get("p95"),
+        "heartbeat_agents": hb.get("agents") if hb and hb.get("error_rate", 1) < 0.01 else None,
+        "heartbeat_p99_ms": hb.get("latency_ms", {}).get("p99"),
+        "e2e_orchestrator_cpu_ms_per_task": per_op["e2e_task"],
+        "heartbeat_orchestrator_cpu_ms": per_op["heartbeat"],
+    }
+    compare = {">=": float.__ge__, "<=": float.__le__, "<": float.__lt__}
+    for name, (op, goal) in TARGETS.items():
+        value = measured[name]
+        met = None if value is None else compare[op](float(value), float(goal))
+        report["targets"][name] = {"target": f"{op} {goal:g}", "measured": value, "met": met}
 
     def system_cpu_ms_per_task(phase: dict[str, Any], groups: Sequence[str]) -> float | None:
         """CPU of the whole queue (server, store or broker, workers) per finished task: what the work costs."""
@@ -1299,6 +1316,10 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         ),
         "heartbeat_registrations_per_second_over_pg_pairs_per_second": ratio(
             hb.get("registration", {}).get("per_second"), pg.get("per_second")
+        ),
+        # A beat's orchestrator CPU over a bare grpc.aio stream echo's CPU per message (same traffic): 1 is the floor.
+        "heartbeat_cpu_per_beat_over_stream_echo_cpu_per_message": ratio(
+            per_op["heartbeat"], hb.get("stream_echo_floor", {}).get("server_cpu_ms_per_message")
         ),
         # peer phase (make bench-compare): above 1 means faster (or, for CPU, costlier) than Celery + Redis
         "e2e_tasks_per_second_over_celery_tasks_per_second": measured["e2e_tasks_per_second_over_celery"],
@@ -1369,7 +1390,7 @@ def print_table(report: dict[str, Any]) -> None:
             ms(e2e.get("submit_to_complete_ms")) + " (to complete)",
             errs(e2e.get("submit_errors")),
             f"{num(r['e2e_tasks_per_second_over_pg_pairs_per_second'], '{:.2f}')} of pg pairs",
-            target("e2e_tasks_per_second"),
+            target("e2e_tasks_per_second") + "; CPU/task " + target("e2e_orchestrator_cpu_ms_per_task"),
         )
     if rate:
         table.add_row(
@@ -1433,6 +1454,25 @@ def print_table(report: dict[str, Any]) -> None:
         if mem:
             rss = f"  orchestrator RSS {mem.get('start_mib', 0):.0f}->{mem.get('peak_mib', 0):.0f} MiB"
             table.add_row(rss, "", "", "", "", "")
+        floor = hb.get("stream_echo_floor", {})
+        table.add_row(
+            "  orchestrator CPU per beat",
+            "",
+            "",
+            "",
+            f"{num(r.get('heartbeat_cpu_per_beat_over_stream_echo_cpu_per_message'), '{:.2f}')}x bare stream echo",
+            f"{num(t.get('heartbeat_orchestrator_cpu_ms', {}).get('measured'), '{:.3f}')} ms; "
+            + target("heartbeat_orchestrator_cpu_ms"),
+        )
+        if floor:
+            table.add_row(
+                f"  floor: bare grpc.aio stream echo, same traffic ({floor['server_cpu_ms_per_message']} ms CPU/msg)",
+                num(floor.get("achieved_per_second")),
+                f"p99 {num(floor.get('latency_ms_p99'), '{:.1f}')}",
+                errs(floor.get("errors")),
+                "",
+                "",
+            )
         reg = hb.get("registration", {})
         table.add_row(
             "  RegisterAgent (closed loop)",
