@@ -154,11 +154,13 @@ def _pcts(p: dict[str, Any] | None) -> str:
 def _targets(report: dict[str, Any]) -> str:
     rows = []
     for name, entry in report.get("targets", {}).items():
-        met = entry.get("met")
+        met, measured = entry.get("met"), entry.get("measured")
+        # CPU milliseconds and ratios are small numbers: one decimal would hide 0.414 against a goal of 0.15.
+        digits = 3 if isinstance(measured, float) and abs(measured) < 10 else 1
         verdict = {True: '<span class="met">met</span>', False: '<span class="missed">missed</span>'}.get(met, "n/a")
         rows.append(
             f"<tr><td>{_e(name)}</td><td>{_e(entry.get('target'))}</td>"
-            f"<td>{_num(entry.get('measured'))}</td><td>{verdict}</td></tr>"
+            f"<td>{_num(measured, digits)}</td><td>{verdict}</td></tr>"
         )
     return "<table><tr><th>target</th><th>goal</th><th>measured</th><th></th></tr>" + "".join(rows) + "</table>"
 
