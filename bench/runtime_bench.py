@@ -1468,7 +1468,7 @@ def print_table(report: dict[str, Any]) -> None:
             table.add_row(
                 f"  floor: bare grpc.aio stream echo, same traffic ({floor['server_cpu_ms_per_message']} ms CPU/msg)",
                 num(floor.get("achieved_per_second")),
-                f"p99 {num(floor.get('latency_ms_p99'), '{:.1f}')}",
+                ms(floor.get("latency_ms")),
                 errs(floor.get("errors")),
                 "",
                 "",

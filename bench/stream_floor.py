@@ -109,6 +109,8 @@ def measure(
     *, streams: int, interval: float, seconds: float, processes: int, channels: int, max_in_flight: int
 ) -> dict[str, Any]:
     """Echo server CPU per message at `streams` streams, each sending one message every `interval` seconds."""
+    from runtime_bench import percentiles
+
     spawn = multiprocessing.get_context("spawn")
     ports: multiprocessing.Queue[int] = spawn.Queue()
     stop = spawn.Event()
@@ -150,7 +152,6 @@ def measure(
     for r in results:
         errors.update(r["errors"])
     ok = sum(r["ok"] for r in results)
-    latencies = sorted(x for r in results for x in r["_latencies"])
     return {
         "streams": streams,
         "interval_seconds": interval,
@@ -158,7 +159,7 @@ def measure(
         "ok": ok,
         "errors": dict(errors),
         "achieved_per_second": round(sum(r["achieved_per_second"] or 0.0 for r in results), 1),
-        "latency_ms_p99": round(latencies[int(len(latencies) * 0.99)], 3) if latencies else None,
+        "latency_ms": percentiles([x for r in results for x in r["_latencies"]]),
         "server_cores": round(cpu_seconds / seconds, 3),
         # Over the messages the window was to carry (streams / interval per second), as the heartbeat phase counts.
         "server_cpu_ms_per_message": round(cpu_seconds / (streams / interval * seconds) * 1000, 3),
