@@ -43,6 +43,7 @@ from ai_agents.live import LiveConfig
 from ai_agents.observability.logs import bound_log_fields
 from ai_agents.observability.metrics import AgentMetrics
 from ai_agents.observability.task_trace import parent_context
+from ai_agents.observability.tracing import tracer_installed
 from ai_agents.v1 import tasks_pb2
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ _UNSENDABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 _ERROR_SENT_CHARS = 64 * 1024
 # Headroom under max_message_bytes for gRPC's framing of a CompleteTask request.
 _REQUEST_SLACK_BYTES = 1024
+# The outcomes ai_agents_agent_tasks counts.
+_OUTCOMES = ("succeeded", "failed", "released")
 
 
 def _sendable(error: str) -> str:
@@ -139,6 +142,11 @@ class AgentWorker(Lifecycle):
         for method in ("RegisterAgent", "Heartbeat", "LeaseTasks", "CompleteTask", "FailTask", "ReceiveMessages"):
             # Zero series for the calls this loop repeats, so dashboards show 0 rather than no data.
             metrics.client_retries.labels(method)
+        # The series a task touches, looked up once: a labels() call per task was a measurable part of its cost.
+        agent_type = settings.agent_type
+        self._running_gauge = metrics.tasks_running.labels(agent_type)
+        self._handler_seconds = metrics.handler_duration.labels(agent_type)
+        self._outcomes = {outcome: metrics.tasks.labels(agent_type, outcome) for outcome in _OUTCOMES}
 
     @property
     def agent_id(self) -> str:
@@ -297,7 +305,7 @@ class AgentWorker(Lifecycle):
         log.error(
             "lease could not be decoded; failing the task", extra={"task_id": lease.task_id, "reason": lease.reason}
         )
-        self._metrics.tasks.labels(self._s.agent_type, "failed").inc()
+        self._outcomes["failed"].inc()
         if not lease.task_id:
             return  # nothing to name: the lease expires and the orchestrator's own check fails the task
         error = _sendable(f"the agent could not decode the task: {lease.reason}")
@@ -309,30 +317,33 @@ class AgentWorker(Lifecycle):
         # orchestrator's span leasing the task, itself in the trace of the task's submit: one task, one trace
         # (observability/task_trace.py). A lease without a trace context starts a trace of its own.
         task_id = lease.task.task_id
-        attributes: dict[str, AttributeValue] = {
-            # The messaging conventions' "process" of a message (the task) taken from a queue (its agent type).
-            "messaging.operation.type": "process",
-            "messaging.destination.name": self._s.agent_type,
-            "messaging.message.id": task_id,
-            "ai_agents.task_id": task_id,
-            "ai_agents.agent_type": self._s.agent_type,
-            "ai_agents.agent_id": self.agent_id,
-            "ai_agents.attempt": lease.task.attempts,
-        }
-        parent = parent_context(lease.traceparent, lease.tracestate)
-        with (
-            bound_log_fields(task_id=task_id),
-            _tracer.start_as_current_span(
+        with bound_log_fields(task_id=task_id):
+            if not tracer_installed():
+                # No span to record: starting a no-op one was a measurable part of a task's cost.
+                log.debug("task started", extra={"attempt": lease.task.attempts})
+                await self._run_leased(lease)
+                return
+            attributes: dict[str, AttributeValue] = {
+                # The messaging conventions' "process" of a message (the task) taken from a queue (its agent type).
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self._s.agent_type,
+                "messaging.message.id": task_id,
+                "ai_agents.task_id": task_id,
+                "ai_agents.agent_type": self._s.agent_type,
+                "ai_agents.agent_id": self.agent_id,
+                "ai_agents.attempt": lease.task.attempts,
+            }
+            parent = parent_context(lease.traceparent, lease.tracestate)
+            with _tracer.start_as_current_span(
                 "run task", context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
-            ),
-        ):
-            log.debug("task started", extra={"attempt": lease.task.attempts})
-            await self._run_leased(lease)
+            ):
+                log.debug("task started", extra={"attempt": lease.task.attempts})
+                await self._run_leased(lease)
 
     async def _run_leased(self, lease: tasks_pb2.TaskLease) -> None:
         task_id, token = lease.task.task_id, lease.lease_token
         agent_type = self._s.agent_type
-        self._metrics.tasks_running.labels(agent_type).inc()
+        self._running_gauge.inc()
 
         async def report_progress(progress: float, message: str) -> None:
             await self._client.update_task_progress(task_id, token, progress, message)
@@ -355,8 +366,8 @@ class AgentWorker(Lifecycle):
             if busy:
                 busy = False
                 self._busy.discard(task_id)
-                self._metrics.handler_duration.labels(agent_type).observe(time.perf_counter() - started)
-                self._metrics.tasks_running.labels(agent_type).dec()
+                self._handler_seconds.observe(time.perf_counter() - started)
+                self._running_gauge.dec()
                 self._slot_freed.set()
 
         try:
@@ -365,14 +376,14 @@ class AgentWorker(Lifecycle):
             except HandlerError as exc:
                 handler_done()
                 log.warning("handler failed the task", extra={"error": str(exc), "retryable": exc.retryable})
-                self._metrics.tasks.labels(agent_type, "failed").inc()
+                self._outcomes["failed"].inc()
                 await self._fail(task_id, token, _sendable(str(exc)), retryable=exc.retryable)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 handler_done()
                 log.exception("handler crashed", extra={"task_id": task_id})
-                self._metrics.tasks.labels(agent_type, "failed").inc()
+                self._outcomes["failed"].inc()
                 await self._fail(task_id, token, _sendable(f"handler error: {exc!r}"), retryable=True)
             else:
                 handler_done()
@@ -388,7 +399,6 @@ class AgentWorker(Lifecycle):
     async def _complete(self, task_id: str, token: int, outcome: HandlerResult) -> None:
         """Report success with what the handler hands on (follow-ups and messages, created with the completion);
         a result that cannot be sent or is refused fails the task instead, non-retryably."""
-        agent_type = self._s.agent_type
         hands_on = bool(outcome.follow_ups or outcome.messages)
         plain: tasks_pb2.TaskCompletion | None = None  # a completion that may share a CompleteTasks call
         refusal: str | None = None
@@ -424,11 +434,11 @@ class AgentWorker(Lifecycle):
             refused = await self._report("CompleteTask", task_id, send)
             if refused is None:
                 log.debug("task succeeded")
-                self._metrics.tasks.labels(agent_type, "succeeded").inc()
+                self._outcomes["succeeded"].inc()
                 return
             refusal = f"the orchestrator refused the handler's result: {refused}"
         log.error("result not accepted; failing the task", extra={"task_id": task_id, "reason": refusal})
-        self._metrics.tasks.labels(agent_type, "failed").inc()
+        self._outcomes["failed"].inc()
         await self._fail(task_id, token, _sendable(refusal), retryable=False)
 
     async def _fail(self, task_id: str, token: int, error: str, *, retryable: bool) -> None:
@@ -477,7 +487,7 @@ class AgentWorker(Lifecycle):
             # Not fatal: the lease expires and the task is redelivered, only later.
             log.warning("release failed", extra={"task_id": task_id, "error": repr(exc)})
             return
-        self._metrics.tasks.labels(self._s.agent_type, "released").inc()
+        self._outcomes["released"].inc()
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 

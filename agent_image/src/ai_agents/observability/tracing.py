@@ -15,6 +15,12 @@ def tracing_enabled() -> bool:
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
+def tracer_installed() -> bool:
+    """Whether spans started now are recorded: a provider was installed (configure_tracing, or an embedding
+    application's own). Hot paths ask this to skip building spans that would only be no-ops."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def configure_tracing(service_name: str) -> TracerProvider | None:
     """Install a tracer provider in an entry point; returns it so shutdown can flush spans."""
     if not tracing_enabled():
