@@ -68,8 +68,11 @@ class OrchestratorService:
         self._metrics = metrics
 
     def _json_object(self, value: Any, field: str) -> dict[str, Any]:
+        return self._encoded_json_object(value, field)[0]
+
+    def _encoded_json_object(self, value: Any, field: str) -> tuple[dict[str, Any], str]:
         live = self._live.current  # one snapshot: both limits from the same file
-        return v.payload(
+        return v.encoded_payload(
             value,
             max_bytes=live.max_payload_bytes,
             max_depth=live.max_payload_depth,
@@ -90,9 +93,12 @@ class OrchestratorService:
         # The submit's span (HTTP or gRPC server span) is where this task's trace starts: stored with the task,
         # so that its lease and run join it (observability/task_trace.py). Never a reason to refuse a submit.
         traceparent, tracestate = current_trace_context()
+        checked_type = v.agent_type(agent_type)
+        checked, encoded = self._encoded_json_object(payload, "payload")
         task, created = await self._stores.tasks.submit(
-            agent_type=v.agent_type(agent_type),
-            payload=self._json_object(payload, "payload"),
+            agent_type=checked_type,
+            payload=checked,
+            payload_json=encoded,
             idempotency_key=v.idempotency_key(idempotency_key),
             priority=v.int_in_range(priority, field="priority", low=v.MIN_PRIORITY, high=v.MAX_PRIORITY),
             max_attempts=(

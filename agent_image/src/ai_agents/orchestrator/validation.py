@@ -309,16 +309,25 @@ def payload(
     value: Any, *, max_bytes: int, max_depth: int = MAX_DECODABLE_DEPTH, field: str = "payload"
 ) -> dict[str, Any]:
     """A JSON object every hop carries unchanged (see MAX_DECODABLE_DEPTH), within max_bytes."""
+    return encoded_payload(value, max_bytes=max_bytes, max_depth=max_depth, field=field)[0]
+
+
+def encoded_payload(
+    value: Any, *, max_bytes: int, max_depth: int = MAX_DECODABLE_DEPTH, field: str = "payload"
+) -> tuple[dict[str, Any], str]:
+    """`payload()` and its compact JSON with sorted keys, as the store writes it: measuring the size encodes it
+    anyway, and a submit then does not encode it twice."""
     if value is None:
-        return {}
+        return {}, "{}"
     if not isinstance(value, dict):
         raise InvalidArgument(f"{field}: must be a JSON object")
     if problem := _json_problem(value, field, max_depth=min(max_depth, MAX_DECODABLE_DEPTH), exact=True):
         raise InvalidArgument(problem)
-    size = len(json.dumps(value, separators=(",", ":")).encode())
+    encoded = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    size = len(encoded.encode())
     if size > max_bytes:
         raise InvalidArgument(f"{field}: {size} bytes exceeds the limit of {max_bytes}")
-    return value
+    return value, encoded
 
 
 def idempotency_key(value: str | None, *, field: str = "idempotency_key") -> str | None:

@@ -86,13 +86,16 @@ class TaskStore:
         max_attempts: int,
         traceparent: str | None = None,
         tracestate: str | None = None,
+        payload_json: str | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Insert a queued task and wake waiting agents; with a known idempotency key return the original.
 
         Returns only after the row is committed (group commit or not): an acknowledged task is never lost.
         `traceparent`/`tracestate`: the submit's trace context, stored for the task's lease to continue.
+        `payload_json`: the payload already encoded as below (validation.encoded_payload), to skip encoding it again.
         """
-        payload_json = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        if payload_json is None:
+            payload_json = json.dumps(payload, separators=(",", ":"), sort_keys=True)
         new = NewTask(
             uuid.uuid4(), agent_type, payload_json, idempotency_key, priority, max_attempts, traceparent, tracestate
         )
