@@ -109,7 +109,7 @@ def measure(
     *, streams: int, interval: float, seconds: float, processes: int, channels: int, max_in_flight: int
 ) -> dict[str, Any]:
     """Echo server CPU per message at `streams` streams, each sending one message every `interval` seconds."""
-    from runtime_bench import percentiles
+    from runtime_bench import load_start_at, percentiles
 
     spawn = multiprocessing.get_context("spawn")
     ports: multiprocessing.Queue[int] = spawn.Queue()
@@ -120,8 +120,8 @@ def measure(
         port = ports.get(timeout=30)
         assert server.pid is not None
         echo = psutil.Process(server.pid)
-        # As the heartbeat phase does: streams open first (~1 ms each), then all processes send from one instant.
-        start_at = time.time() + 4.0 + streams / processes / 1000
+        # As the heartbeat phase does: streams open first, then all processes send from one instant.
+        start_at = load_start_at(streams / processes)
         shares = [streams // processes + (1 if p < streams % processes else 0) for p in range(processes)]
         jobs = [
             dict(
