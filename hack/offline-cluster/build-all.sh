@@ -7,6 +7,22 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 on() { [[ "${!1:-1}" == 1 ]]; }
 
+# A step that fails ends this script; the builds it started in the background (and what they started) must not
+# run on after it, holding the caches and the cores of whatever runs next.
+stop_tree() {
+  local child
+  for child in $(pgrep -P "$1" || true); do stop_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+stop_background_builds() {
+  local status=$? job
+  if ((status != 0)); then
+    for job in $(jobs -p); do stop_tree "$job"; done
+  fi
+  return "$status"
+}
+trap stop_background_builds EXIT
+
 "$OC_DIR/install-packages.sh"
 # The chart's own images (the debootstrap base, the runtime's pip install, PostgreSQL from Debian) need none of the
 # binaries below and wait mostly on the network and the disk: they build beside the compiles, not after them.
