@@ -149,6 +149,29 @@ class PeerCelery:
         self.workers = []
 
 
+def measure(
+    workdir: Path, *, fsync: str, workers: int, threads: int, tasks: int, publishers: int, timeout: float
+) -> dict[str, Any]:
+    """One round: Redis and the workers started, the workload run and metered, all of it stopped again.
+
+    Run in a process of its own per round (the bench does): this process's Celery app is pointed at the Redis
+    it starts here, on a free port, and keeps its connections to it.
+    """
+    from runtime_bench import CpuMeter, free_port
+
+    peer = PeerCelery(workdir, free_port(), fsync=fsync)
+    try:
+        peer.start_redis()
+        peer.start_workers(workers, threads)
+        meter = CpuMeter(peer.pids(), waits=())
+        meter.start()
+        load = run_workload(peer.port, tasks, publishers, timeout)
+        cpu = meter.stop()
+        return {"load": load, "cpu": cpu, "redis": peer.durability()}
+    finally:
+        peer.stop()
+
+
 def run_workload(port: int, tasks: int, publishers: int, timeout: float) -> dict[str, Any]:
     """Publish `tasks` no-op tasks from `publishers` threads, then wait until every result is stored."""
     import redis

@@ -1012,6 +1012,7 @@ class Bench:
         self.http_base = ""
         self.metrics_url = ""
         self.profile_dir = workdir
+        self.peer_rounds_run = 0
 
     def start_backend(self) -> None:
         from ai_agents.local.postgres import LocalPostgres
@@ -1097,18 +1098,23 @@ class Bench:
         import peer_celery
 
         cfg = self.cfg
-        peer = peer_celery.PeerCelery(self.workdir / "peer", free_port(), fsync=cfg.peer_fsync)
-        try:
-            peer.start_redis()
-            peer.start_workers(cfg.agents, cfg.agent_concurrency)
-            meter = CpuMeter(peer.pids(), waits=())
-            meter.start()
-            t0 = time.monotonic()
-            load = peer_celery.run_workload(peer.port, cfg.e2e_tasks, cfg.load_channels, cfg.e2e_timeout)
-            cpu = meter.stop()
-            redis_settings = peer.durability()
-        finally:
-            peer.stop()
+        self.peer_rounds_run += 1
+        workdir = self.workdir / ("peer" if self.peer_rounds_run == 1 else f"peer-round-{self.peer_rounds_run}")
+        t0 = time.monotonic()
+        # In a process of its own each round: a Celery app keeps its broker connections for the process's life,
+        # and a later round's Redis is another server.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+            measured = child.submit(
+                peer_celery.measure,
+                workdir,
+                fsync=cfg.peer_fsync,
+                workers=cfg.agents,
+                threads=cfg.agent_concurrency,
+                tasks=cfg.e2e_tasks,
+                publishers=cfg.load_channels,
+                timeout=cfg.e2e_timeout,
+            ).result()
+        load, cpu, redis_settings = measured["load"], measured["cpu"], measured["redis"]
         print(f"  peer (Celery + Redis): done in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
         return {
             "celery": celery.__version__,
