@@ -1144,13 +1144,7 @@ class Bench:
             finally:
                 self.stop_agents()
             rounds.append(peer_round(ours, self.run_peer()))
-        ratios = [r["ratio"] for r in rounds if r["ratio"] is not None]
-        return {
-            "rounds": rounds,
-            "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
-            "ratio_min": min(ratios, default=None),
-            "ratio_max": max(ratios, default=None),
-        }
+        return peer_rounds_summary(rounds)
 
     def meter(self) -> CpuMeter:
         return CpuMeter(
@@ -1283,6 +1277,17 @@ def peer_round(e2e: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
         # Cores busy outside the bench's processes while each side ran: a round with a busy machine reads lower.
         "e2e_other_cores": e2e.get("cpu", {}).get("other_cores"),
         "celery_other_cores": peer.get("cpu", {}).get("other_cores"),
+    }
+
+
+def peer_rounds_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds and their ratios' median, min and max (a round where either side did not finish has none)."""
+    ratios = [r["ratio"] for r in rounds if r["ratio"] is not None]
+    return {
+        "rounds": rounds,
+        "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
+        "ratio_min": min(ratios, default=None),
+        "ratio_max": max(ratios, default=None),
     }
 
 
