@@ -16,8 +16,8 @@ def tracing_enabled() -> bool:
 
 
 def tracer_installed() -> bool:
-    """Whether spans started now are recorded: a provider was installed (configure_tracing, or an embedding
-    application's own). Hot paths ask this to skip building spans that would only be no-ops."""
+    """Whether a tracer provider is installed (configure_tracing, or an embedding application's own). Without one
+    every span is a no-op, so hot paths ask this to skip building them."""
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
