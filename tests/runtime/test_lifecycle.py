@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,29 @@ async def test_chaos_monkey_run_strikes_until_shutdown_then_returns_stopped(vict
         await asyncio.wait_for(running, 5)
     assert victim.poll() is None, "stopped before its first round, the monkey struck nobody"
     assert process.health is not None and await _refused(process.health.port)
+
+
+_SERVING_COLLECTOR_PROBE = """
+import gc
+from ai_agents.lifecycle import Lifecycle, run_until_signalled
+
+class Probe(Lifecycle):
+    async def _serve(self, stop):
+        print(gc.get_threshold()[0], gc.get_freeze_count())
+
+raise SystemExit(run_until_signalled(Probe()))
+"""
+
+
+def test_a_process_serves_with_rare_young_collections_and_its_startup_frozen() -> None:
+    """Every process enters through `run_until_signalled`; by the time it serves, what startup made is out of the
+    collector's generations and young collections wait for ai_agents.gc_settings' threshold, not CPython's 700."""
+    from ai_agents.gc_settings import YOUNG_GENERATION_THRESHOLD
+
+    done = subprocess.run(
+        [sys.executable, "-c", _SERVING_COLLECTOR_PROBE], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    threshold, frozen = map(int, done.stdout.split())
+    assert threshold == YOUNG_GENERATION_THRESHOLD > 700
+    assert frozen > 10_000, "startup's objects (modules, classes, settings) should be frozen"

@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from typing import Any
 
+from ai_agents.gc_settings import settle_for_serving
+
 log = logging.getLogger(__name__)
 
 
@@ -100,6 +102,7 @@ def run_until_signalled(process: Lifecycle) -> int:
         loop.add_signal_handler(signal.SIGHUP, process.on_reload_signal)
         await process.run()
 
+    settle_for_serving()
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
