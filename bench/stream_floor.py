@@ -1,10 +1,11 @@
 """The heartbeat phase's floor: a bare grpc.aio server whose bidirectional streams echo bytes.
 
 The same traffic as the heartbeat phase (one stream per agent, one message per agent per interval, from the same
-load processes and channels, on uvloop as the orchestrator runs), to a server that does nothing with it: no
-interceptor, no protobuf, no credential, no database. Its CPU per message is what grpcio's asyncio server spends
-on this machine for this traffic, so no Python gRPC handler of a beat can cost less: the heartbeat's orchestrator
-CPU per beat is reported over it. The server listens on 127.0.0.1 only; every load loop is bounded in count.
+load processes and channels; on uvloop, the collector settled, as the orchestrator runs), to a server that does
+nothing with it: no interceptor, no protobuf, no credential, no database. Its CPU per message is what grpcio's
+asyncio server spends on this machine for this traffic, so no Python gRPC handler of a beat can cost less: the
+heartbeat's orchestrator CPU per beat is reported over it. The server listens on 127.0.0.1 only; every load loop
+is bounded in count.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ async def _serve(ports: multiprocessing.Queue[int], stop: multiprocessing.synchr
 
 def _server_process(ports: multiprocessing.Queue[int], stop: multiprocessing.synchronize.Event) -> None:
     import uvloop
+    from ai_agents.gc_settings import settle_for_serving
 
+    # The collector as every ai-agents process runs it: the floor differs from the orchestrator only in its work.
+    settle_for_serving()
     uvloop.run(_serve(ports, stop))
 
 
