@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 import grpc
 import pytest
-from ai_agents.local.ports import free_port
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.grpc_api import SERVICE_NAMES
 from ai_agents.v1 import tasks_pb2, tasks_pb2_grpc
@@ -30,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from waits import assert_eventually_async
 
 from ._api_support import sample, scrape
-from ._fleet_support import create_database
+from ._orchestrator_process import OrchestratorProcess, orchestrator_process
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,76 +38,13 @@ PAGE_BUDGET = 64 * 1024
 SLACK = 2.5
 
 
-@dataclass
-class OrchestratorProcess:
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    dsn: str
-    http: int
-    grpc: int
-    health: int
-    metrics: int
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def _start(postgres: LocalPostgres, log_dir: Path, **env: str) -> Iterator[OrchestratorProcess]:
-    dsn = asyncio.run(create_database(postgres))
-    ports = {name: free_port() for name in ("http", "grpc", "health", "metrics")}
-    log_path = log_dir / f"orchestrator-{uuid.uuid4().hex[:6]}.log"
-    full_env = {
-        **os.environ,
-        "AI_AGENTS_DATABASE_URL": dsn,
-        "AI_AGENTS_HOST": "127.0.0.1",
-        "AI_AGENTS_HTTP_PORT": str(ports["http"]),
-        "AI_AGENTS_GRPC_PORT": str(ports["grpc"]),
-        "AI_AGENTS_HEALTH_PORT": str(ports["health"]),
-        "AI_AGENTS_METRICS_PORT": str(ports["metrics"]),
-        "AI_AGENTS_LOG_FORMAT": "text",
-        "AI_AGENTS_API_TOKEN": TOKEN,
-        "AI_AGENTS_SHUTDOWN_GRACE_SECONDS": "1",
-        "AI_AGENTS_DATABASE_POOL_MIN": "1",
-        **env,
-    }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ai_agents", "orchestrator"], env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
-    process = OrchestratorProcess(proc, log_path, dsn, **ports)
-    try:
-        asyncio.run(_wait_ready(process))
-        yield process
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-async def _wait_ready(process: OrchestratorProcess) -> None:
-    async def ready() -> None:
-        assert process.proc.poll() is None, f"orchestrator exited:\n{process.log()}"
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{process.health}/readyz") as response,
-            ):
-                assert response.status == 200, f"/readyz answered {response.status}"
-        except aiohttp.ClientError as exc:
-            raise AssertionError(f"/readyz not answering: {exc!r}") from exc
-
-    await assert_eventually_async(ready, timeout_sec=60, message="the orchestrator process never became ready")
-
-
 @pytest.fixture(scope="module")
 def api(postgres: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrchestratorProcess]:
     """One orchestrator process with short transport timeouts and a small list-page budget."""
-    yield from _start(
+    yield from orchestrator_process(
         postgres,
         tmp_path_factory.mktemp("transport"),
+        AI_AGENTS_API_TOKEN=TOKEN,
         AI_AGENTS_HTTP_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
         AI_AGENTS_HTTP_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
         AI_AGENTS_HTTP_KEEPALIVE_TIMEOUT_SECONDS=str(KEEPALIVE_TIMEOUT),
@@ -404,9 +335,10 @@ CONNECTION_LIMIT = 4
 @pytest.fixture(scope="module")
 def capped(postgres: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrchestratorProcess]:
     """An orchestrator process allowed only a handful of HTTP connections per server."""
-    yield from _start(
+    yield from orchestrator_process(
         postgres,
         tmp_path_factory.mktemp("capped"),
+        AI_AGENTS_API_TOKEN=TOKEN,
         AI_AGENTS_HTTP_MAX_CONNECTIONS=str(CONNECTION_LIMIT),
         AI_AGENTS_HTTP_KEEPALIVE_TIMEOUT_SECONDS="60",
     )

@@ -1,8 +1,15 @@
-"""Every metric the runtime exports (docs/contracts.md lists them; charts query exactly these names)."""
+"""Every metric the runtime exports (docs/contracts.md lists them; charts query exactly these names).
+
+Each gauge names how processes serving one orchestrator together combine it (`multiprocess_mode`, used only then:
+orchestrator/processes.py); counters and histograms add up.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -23,6 +30,17 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
+def exposition_registry(registry: CollectorRegistry) -> CollectorRegistry:
+    """What /metrics serves: the process's own registry; or, when processes share the metrics directory that
+    prometheus_client's multiprocess mode names in the environment, every one of their values combined, so any of
+    them answers for all (per-process metrics such as process_cpu_seconds are then left out)."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return registry
+    combined = CollectorRegistry()
+    MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+    return combined
+
+
 class CommonMetrics:
     """Metrics every process exports: API servers, gRPC clients, logs, build info."""
 
@@ -32,6 +50,7 @@ class CommonMetrics:
             "ai_agents_build_info",
             "Version of the running runtime.",
             ["version", "component"],
+            multiprocess_mode="max",
             registry=registry,
         )
         self.build_info.labels(__version__, component).set(1)
@@ -81,18 +100,21 @@ class CommonMetrics:
             "ai_agents_client_pool_channels",
             "Open channels (each with its own connection to every backend) in this process's pool to a target.",
             ["target"],
+            multiprocess_mode="livesum",
             registry=registry,
         )
         self.client_pool_in_flight = Gauge(
             "ai_agents_client_pool_in_flight",
             "Calls (and open streams) running now on one channel of the pool to a target.",
             ["target", "channel"],
+            multiprocess_mode="livesum",
             registry=registry,
         )
         self.circuit_state = Gauge(
             "ai_agents_circuit_breaker_state",
             "Client circuit breaker: 0 closed, 1 half-open, 2 open.",
             ["target"],
+            multiprocess_mode="max",
             registry=registry,
         )
         self.circuit_rejections = Counter(
@@ -117,6 +139,7 @@ class CommonMetrics:
         self.config_generation = Gauge(
             "ai_agents_config_generation",
             "Live configuration files applied since the process started (0: the start values from the environment).",
+            multiprocess_mode="max",
             registry=registry,
         )
 
@@ -128,12 +151,14 @@ class OrchestratorMetrics(CommonMetrics):
             "ai_agents_queue_depth",
             "Queued tasks per agent type (same value on every replica: use max).",
             ["agent_type"],
+            multiprocess_mode="mostrecent",
             registry=registry,
         )
         self.tasks_leased = Gauge(
             "ai_agents_tasks_leased",
             "Leased tasks per agent type (same value on every replica: use max).",
             ["agent_type"],
+            multiprocess_mode="mostrecent",
             registry=registry,
         )
         self.tasks_submitted = Counter(
@@ -178,6 +203,7 @@ class OrchestratorMetrics(CommonMetrics):
             "ai_agents_agents",
             "Registered agents by type and state (same value on every replica: use max).",
             ["agent_type", "state"],
+            multiprocess_mode="mostrecent",
             registry=registry,
         )
         self.test_duration = Histogram(
@@ -221,7 +247,11 @@ class AgentMetrics(CommonMetrics):
     def __init__(self, registry: CollectorRegistry, agent_type: str) -> None:
         super().__init__(registry, f"agent-{agent_type}")
         self.tasks_running = Gauge(
-            "ai_agents_agent_tasks_running", "Tasks this agent is running.", ["agent_type"], registry=registry
+            "ai_agents_agent_tasks_running",
+            "Tasks this agent is running.",
+            ["agent_type"],
+            multiprocess_mode="livesum",
+            registry=registry,
         )
         self.tasks = Counter(
             "ai_agents_agent_tasks",

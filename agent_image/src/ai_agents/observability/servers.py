@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from ai_agents.observability.metrics import exposition_registry
+
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
 
@@ -29,8 +31,10 @@ def health_app(readiness: ReadinessCheck) -> web.Application:
 
 
 def metrics_app(registry: CollectorRegistry) -> web.Application:
+    exposed = exposition_registry(registry)
+
     async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=generate_latest(exposed), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

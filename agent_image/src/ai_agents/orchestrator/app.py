@@ -1,4 +1,5 @@
-"""Run one orchestrator replica: store, maintenance, gRPC 9090, HTTP 8080, health 8081, metrics 9091."""
+"""Run one orchestrator replica: store, maintenance, gRPC 9090, HTTP 8080, health 8081, metrics 9091 (served by one
+process, or by `serving_processes` of them together: orchestrator/processes.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ai_agents.observability.tracing import configure_tracing
 from ai_agents.orchestrator.grpc_api import SERVICE_NAMES, servicer_adders
 from ai_agents.orchestrator.http_api import build_http_app
 from ai_agents.orchestrator.maintenance import Maintenance
+from ai_agents.orchestrator.processes import ServingProcesses, end_with_parent, serving_process_index
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
@@ -36,9 +38,17 @@ class Orchestrator(Lifecycle):
     it serves; `stop()` drains (NOT_SERVING, grace) and closes, is idempotent and copes with a partial start.
     """
 
-    def __init__(self, settings: OrchestratorSettings, metrics: OrchestratorMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: OrchestratorSettings,
+        metrics: OrchestratorMetrics | None = None,
+        *,
+        shared_ports: bool = False,
+    ) -> None:
         super().__init__()
         self.settings = settings
+        # One of several serving processes on the same ports (orchestrator/processes.py).
+        self._shared_ports = shared_ports
         self.metrics = metrics or OrchestratorMetrics(new_registry())
         self.live = LiveConfig(
             live_part(settings, OrchestratorLive),
@@ -80,8 +90,11 @@ class Orchestrator(Lifecycle):
         self.live.load()
         limits = HttpLimits.from_settings(s)
         # Health and metrics first, so probes answer (not ready) while migrations run.
-        self.health = HttpServer(health_app(self._readiness), s.host, s.health_port, limits=limits)
-        self.metrics_server = HttpServer(metrics_app(self.metrics.registry), s.host, s.metrics_port, limits=limits)
+        shared = self._shared_ports
+        self.health = HttpServer(health_app(self._readiness), s.host, s.health_port, limits=limits, shared_port=shared)
+        self.metrics_server = HttpServer(
+            metrics_app(self.metrics.registry), s.host, s.metrics_port, limits=limits, shared_port=shared
+        )
         for server in (self.health, self.metrics_server):
             await server.start()
             self._servers.append(server)
@@ -113,6 +126,7 @@ class Orchestrator(Lifecycle):
             s.host,
             s.http_port,
             limits=limits,
+            shared_port=shared,
         )
         await self.http.start()
         self._servers.append(self.http)
@@ -167,12 +181,19 @@ class Orchestrator(Lifecycle):
 def main() -> int:
     """`ai-agents orchestrator`: settings from AI_AGENTS_*; exit status for the shell."""
     settings = OrchestratorSettings()
-    orchestrator = Orchestrator(settings)
+    index = serving_process_index()
+    if settings.serving_processes > 1 and index is None:
+        configure_logging(component="orchestrator", level=settings.log_level, fmt=settings.log_format)
+        return ServingProcesses(settings.serving_processes, grace_seconds=settings.shutdown_grace_seconds).run()
+    if index is not None:
+        end_with_parent()
+    orchestrator = Orchestrator(settings, shared_ports=index is not None)
     configure_logging(
         component="orchestrator",
         level=settings.log_level,
         fmt=settings.log_format,
         counter=orchestrator.metrics.log_messages,
+        fields=None if index is None else {"serving_process": index},
     )
     configure_tracing("ai-agents-orchestrator")
     return run_until_signalled(orchestrator)

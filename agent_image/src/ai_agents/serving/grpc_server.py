@@ -213,6 +213,9 @@ class GrpcServer:
                 # Let idle clients keep connections open through load balancers.
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                # SO_REUSEPORT (gRPC's default on Linux, stated because serving processes share the port on it:
+                # orchestrator/processes.py).
+                ("grpc.so_reuseport", 1),
             ],
         )
         for add in add_servicers:

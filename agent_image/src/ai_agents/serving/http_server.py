@@ -11,16 +11,21 @@ class HttpServer:
     """An aiohttp app bound to host:port under `limits` (timeouts, connection cap); port 0 picks a free port,
     reported by `.port` after start."""
 
-    def __init__(self, app: web.Application, host: str, port: int, *, limits: HttpLimits) -> None:
+    def __init__(
+        self, app: web.Application, host: str, port: int, *, limits: HttpLimits, shared_port: bool = False
+    ) -> None:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self._host = host
         self._requested_port = port
         self._limits = limits
+        self._shared_port = shared_port
         self.port = port
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = LimitedTCPSite(self._runner, self._host, self._requested_port, limits=self._limits)
+        site = LimitedTCPSite(
+            self._runner, self._host, self._requested_port, limits=self._limits, shared_port=self._shared_port
+        )
         await site.start()
         self.port = site.port
 

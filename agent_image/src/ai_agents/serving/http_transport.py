@@ -188,13 +188,19 @@ class _Refused(asyncio.Protocol):
 
 
 class LimitedTCPSite(web.BaseSite):
-    """A TCP site whose connections get LimitedRequestHandler, at most `limits.max_connections` at a time."""
+    """A TCP site whose connections get LimitedRequestHandler, at most `limits.max_connections` at a time.
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, limits: HttpLimits) -> None:
+    `shared_port`: bound with SO_REUSEPORT, beside other processes serving the same port (the kernel spreads new
+    connections over them); the connection cap is then each process's own."""
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, *, limits: HttpLimits, shared_port: bool = False
+    ) -> None:
         super().__init__(runner)
         self._host = host
         self._port = port
         self._limits = limits
+        self._shared_port = shared_port
         self._connections = _ConnectionCount()
         self._refused = 0
         self._refusal_logged_at = 0.0
@@ -233,7 +239,9 @@ class LimitedTCPSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._new_connection, self._host, self._port, reuse_address=True)
+        self._server = await loop.create_server(
+            self._new_connection, self._host, self._port, reuse_address=True, reuse_port=self._shared_port or None
+        )
         # With port 0 the kernel picked one: report it. (asyncio's and uvloop's servers both have `sockets`.)
         sockets = getattr(self._server, "sockets", None)
         if sockets:

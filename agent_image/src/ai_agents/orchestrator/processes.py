@@ -1,0 +1,108 @@
+"""Several serving processes behind one orchestrator's ports, for a pod given more than one core.
+
+One Python process serves on one event loop, so an orchestrator uses about one core however many it is given.
+With `serving_processes` above 1, `ai-agents orchestrator` starts that many copies of itself and serves nothing
+itself. Each copy is a whole orchestrator (its own database pool, LISTEN connection and maintenance loop, as
+replicas have), bound to the same ports with SO_REUSEPORT, so the kernel spreads new connections over them; they
+keep one metrics view (prometheus_client's multiprocess mode, in a directory made here), so any of them answers
+/metrics for all. The copies live and die as one: signals are passed on, and when one exits on its own the others
+are stopped and this process exits 1, so Kubernetes restarts the container rather than run it a process short.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+SERVING_PROCESS_ENV = "AI_AGENTS_SERVING_PROCESS"
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_POLL_SECONDS = 0.1
+# After the grace, what a process that still runs gets before SIGKILL (the kubelet's own last step).
+_KILL_AFTER_GRACE_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
+
+
+def serving_process_index() -> int | None:
+    """This process's index among its parent's serving processes; None when it serves alone."""
+    value = os.environ.get(SERVING_PROCESS_ENV)
+    return int(value) if value is not None else None
+
+
+def end_with_parent() -> None:
+    """A serving process gets SIGTERM when its parent dies, even by SIGKILL: never left holding the ports alone."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the parent's own stop still ends it
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class ServingProcesses:
+    """`run()` starts `count` serving processes and returns the exit status once every one has ended."""
+
+    def __init__(self, count: int, *, grace_seconds: float) -> None:
+        self._count = count
+        self._grace_seconds = grace_seconds
+        self._children: list[subprocess.Popen[bytes]] = []
+        self._stopping = False
+        self._failed = False
+
+    def run(self) -> int:
+        metrics_dir = tempfile.mkdtemp(prefix="ai-agents-metrics-")
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._pass_on)
+        try:
+            for index in range(self._count):
+                env = {**os.environ, SERVING_PROCESS_ENV: str(index), METRICS_DIR_ENV: metrics_dir}
+                self._children.append(subprocess.Popen([sys.executable, "-m", "ai_agents", "orchestrator"], env=env))
+            log.info("serving processes started", extra={"pids": [child.pid for child in self._children]})
+            if self._stopping:  # a signal arrived while they started
+                self._signal_all(signal.SIGTERM)
+            self._wait_for_all()
+        finally:
+            for child in self._children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        if self._failed or any(child.returncode != 0 for child in self._children):
+            return 1
+        return 0
+
+    def _pass_on(self, signum: int, _frame: FrameType | None) -> None:
+        if signum != signal.SIGHUP:  # SIGHUP re-reads the live configuration file; the others stop
+            self._stopping = True
+        self._signal_all(signum)
+
+    def _signal_all(self, signum: int) -> None:
+        for child in self._children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    def _wait_for_all(self) -> None:
+        kill_at: float | None = None
+        while any(child.poll() is None for child in self._children):
+            ended = next((child for child in self._children if child.returncode is not None), None)
+            if ended is not None and not self._stopping:
+                log.error(
+                    "a serving process exited on its own; stopping the others",
+                    extra={"pid": ended.pid, "exit_code": ended.returncode},
+                )
+                self._stopping = self._failed = True
+                self._signal_all(signal.SIGTERM)
+            if self._stopping and kill_at is None:
+                kill_at = time.monotonic() + self._grace_seconds + _KILL_AFTER_GRACE_SECONDS
+            if kill_at is not None and time.monotonic() > kill_at:
+                self._signal_all(signal.SIGKILL)
+            time.sleep(_POLL_SECONDS)

@@ -1,0 +1,85 @@
+"""An orchestrator as its own process (`python -m ai_agents orchestrator`) on free ports, for tests that need the
+real entry point: its transport, its signals, its child processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from ai_agents.local.ports import free_port
+from ai_agents.local.postgres import LocalPostgres
+from waits import assert_eventually_async
+
+from ._fleet_support import create_database
+
+
+@dataclass
+class OrchestratorProcess:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    dsn: str
+    http: int
+    grpc: int
+    health: int
+    metrics: int
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def orchestrator_process(postgres: LocalPostgres, log_dir: Path, **env: str) -> Iterator[OrchestratorProcess]:
+    """Yields a ready orchestrator process on a database of its own; SIGTERM (then SIGKILL) at the end."""
+    dsn = asyncio.run(create_database(postgres))
+    ports = {name: free_port() for name in ("http", "grpc", "health", "metrics")}
+    log_path = log_dir / f"orchestrator-{uuid.uuid4().hex[:6]}.log"
+    full_env = {
+        **os.environ,
+        "AI_AGENTS_DATABASE_URL": dsn,
+        "AI_AGENTS_HOST": "127.0.0.1",
+        "AI_AGENTS_HTTP_PORT": str(ports["http"]),
+        "AI_AGENTS_GRPC_PORT": str(ports["grpc"]),
+        "AI_AGENTS_HEALTH_PORT": str(ports["health"]),
+        "AI_AGENTS_METRICS_PORT": str(ports["metrics"]),
+        "AI_AGENTS_LOG_FORMAT": "text",
+        "AI_AGENTS_SHUTDOWN_GRACE_SECONDS": "1",
+        "AI_AGENTS_DATABASE_POOL_MIN": "1",
+        **env,
+    }
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ai_agents", "orchestrator"], env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    process = OrchestratorProcess(proc, log_path, dsn, **ports)
+    try:
+        asyncio.run(wait_ready(process))
+        yield process
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_ready(process: OrchestratorProcess) -> None:
+    async def ready() -> None:
+        assert process.proc.poll() is None, f"orchestrator exited:\n{process.log()}"
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{process.health}/readyz") as response,
+            ):
+                assert response.status == 200, f"/readyz answered {response.status}"
+        except aiohttp.ClientError as exc:
+            raise AssertionError(f"/readyz not answering: {exc!r}") from exc
+
+    await assert_eventually_async(ready, timeout_sec=60, message="the orchestrator process never became ready")

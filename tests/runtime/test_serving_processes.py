@@ -1,0 +1,108 @@
+"""An orchestrator served by several processes (AI_AGENTS_SERVING_PROCESSES): one set of ports with connections
+spread over the processes, one metrics view summed over them, and one fate: a stop reaches every process, and a
+process that dies takes the others down so that the container restarts whole."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+from ai_agents import __version__
+from ai_agents.local.postgres import LocalPostgres
+from ai_agents.v1 import common_pb2, tasks_pb2, tasks_pb2_grpc
+from waits import assert_eventually
+
+from ._api_support import sample, scrape
+from ._orchestrator_process import OrchestratorProcess, orchestrator_process
+
+pytestmark = pytest.mark.timeout(120)
+
+PROCESSES = 2
+# Connections opened at once; the kernel hashes each to one process, so all of them landing on one of two
+# processes has a chance of 2**-23.
+CONNECTIONS = 24
+
+
+@pytest.fixture
+def served(postgres: LocalPostgres, tmp_path: Path) -> Iterator[OrchestratorProcess]:
+    yield from orchestrator_process(postgres, tmp_path, AI_AGENTS_SERVING_PROCESSES=str(PROCESSES))
+
+
+def serving_processes(process: OrchestratorProcess) -> list[psutil.Process]:
+    return psutil.Process(process.proc.pid).children()
+
+
+def sockets_on(child: psutil.Process, port: int, status: str) -> int:
+    return sum(1 for c in child.net_connections(kind="tcp") if c.status == status and c.laddr.port == port)
+
+
+def wait_until_all_listen(children: list[psutil.Process], port: int) -> None:
+    """Ready means one process is: the others may still be starting."""
+
+    def all_listen() -> None:
+        listening = {child.pid: sockets_on(child, port, psutil.CONN_LISTEN) for child in children}
+        assert all(listening.values()), f"not every serving process listens on {port}: {listening}"
+
+    assert_eventually(all_listen, timeout_sec=30, interval_sec=0.1)
+
+
+async def test_processes_share_the_ports_and_answer_metrics_for_all(served: OrchestratorProcess) -> None:
+    children = serving_processes(served)
+    assert len(children) == PROCESSES, [c.cmdline() for c in children]
+    wait_until_all_listen(children, served.grpc)
+
+    # A local subchannel pool each: channels to one target otherwise share a connection.
+    channels = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{served.grpc}", options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(CONNECTIONS)
+    ]
+    try:
+        for index, channel in enumerate(channels):
+            response = await tasks_pb2_grpc.TaskServiceStub(channel).SubmitTask(
+                tasks_pb2.SubmitTaskRequest(agent_type=common_pb2.AGENT_TYPE_CODING, idempotency_key=f"c{index}"),
+                timeout=10,
+            )
+            assert response.created
+        held = {child.pid: sockets_on(child, served.grpc, psutil.CONN_ESTABLISHED) for child in children}
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
+    assert sum(held.values()) == CONNECTIONS, held
+    assert all(held.values()), f"every connection went to one process: {held}"
+
+    # Each scrape is a connection of its own, answered by whichever process the kernel picks: every one of them
+    # reports the submits of both.
+    wait_until_all_listen(children, served.metrics)
+    for _ in range(6):
+        samples = await scrape(served.metrics)
+        assert sample(samples, "ai_agents_tasks_submitted_total", agent_type="coding") == CONNECTIONS
+        assert sample(samples, "ai_agents_build_info", component="orchestrator", version=__version__) == 1
+
+
+def test_a_stop_reaches_every_process(served: OrchestratorProcess) -> None:
+    children = serving_processes(served)
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=30) == 0, served.log()
+    assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
+
+
+def test_a_process_that_dies_takes_the_others_down(served: OrchestratorProcess) -> None:
+    victim, *others = serving_processes(served)
+    victim.kill()
+    try:
+        code = served.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the orchestrator kept serving a process short:\n{served.log()}")
+    assert code == 1, served.log()
+
+    def others_ended() -> None:
+        alive = [o.pid for o in others if o.is_running() and o.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"serving processes outlived their orchestrator: {alive}"
+
+    assert_eventually(others_ended, timeout_sec=10, interval_sec=0.1)
+    assert "a serving process exited on its own" in served.log()
