@@ -797,6 +797,13 @@ def test_external_database_renders_no_statefulset(helm: Path) -> None:
     assert env["AI_AGENTS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "cnpg-app", "key": "uri"}
 
 
+def test_orchestrator_serving_processes_reach_the_process(helm: Path) -> None:
+    """One serving process by default; the value becomes the setting each pod's `ai-agents orchestrator` reads."""
+    for sets, expected in (({}, "1"), ({"orchestrator.servingProcesses": 3}, "3")):
+        env = env_of(pod_spec(find(render(helm, sets=sets), "Deployment", f"{P}-orchestrator"))["containers"][0])
+        assert env["AI_AGENTS_SERVING_PROCESSES"]["value"] == expected
+
+
 def test_no_database_fails_naming_the_key(helm: Path) -> None:
     message = render_error(helm, sets={"store.postgresql.enabled": "false"})
     assert "store.dsn" in message and "store.postgresql.enabled" in message
@@ -820,6 +827,9 @@ def test_no_database_fails_naming_the_key(helm: Path) -> None:
         pytest.param({"xds.enable": "true"}, ["/xds", "enable"], id="xds-typo"),
         pytest.param(
             {"agents.coding.orchestratorChannels": 65}, ["/agents/coding/orchestratorChannels"], id="too-many-channels"
+        ),
+        pytest.param(
+            {"orchestrator.servingProcesses": 0}, ["/orchestrator/servingProcesses", "minimum"], id="no-processes"
         ),
         pytest.param(
             {"xds.bootstrap.xds_servers[0].server_uri": "x:1"},
