@@ -111,8 +111,11 @@ class Config:
     many_processes: int = 2
     many_seconds: float = 20.0
     many_tasks: int = 20_000
-    # orchestrator pool (None = the runtime default)
+    # orchestrator pool (None = the runtime default), per serving process
     pool_max: int | None = None
+    # processes serving the one orchestrator's ports (AI_AGENTS_SERVING_PROCESSES): one per core of a 2-core
+    # machine, as a pod given two cores runs it; 1 is a single event loop
+    serving_processes: int = 2
     phases: list[str] = field(default_factory=lambda: ["baseline", "e2e", "rate", "http", "many", "heartbeat"])
     # py-spy the orchestrator and one agent during the e2e phase (costs some CPU: figures of a profiled run
     # are a little lower)
@@ -384,13 +387,20 @@ class ServerTimes:
 
 
 def postgres_pids(data_dir: Path) -> list[int]:
+    try:
+        postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    return process_tree(postmaster)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (PostgreSQL's backends, an orchestrator's serving processes); [] once it is gone."""
     import psutil
 
     try:
-        postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
-        parent = psutil.Process(postmaster)
-        return [postmaster, *(c.pid for c in parent.children(recursive=True))]
-    except (OSError, ValueError, IndexError, psutil.Error):
+        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
         return []
 
 
@@ -819,7 +829,9 @@ def load_start_at(streams_per_process: float = 0) -> float:
     return time.time() + 4.0 + streams_per_process / 1000
 
 
-def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter, orchestrator_pid: int) -> dict[str, Any]:
+def phase_heartbeat(
+    cfg: Config, target: str, meter: CpuMeter, orchestrator_pids: Callable[[], list[int]]
+) -> dict[str, Any]:
     ids = [f"bench-hb-{i:05d}" for i in range(cfg.hb_agents)]
     registration = asyncio.run(register_agents(cfg, target, ids))
     registration.pop("_latencies", None)
@@ -840,7 +852,7 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter, orchestrator_pid:
         for share in shares
     ]
     # From before the load processes connect: with streams, the peak includes one open stream per agent.
-    memory = PeakRss(orchestrator_pid)
+    memory = PeakRss(orchestrator_pids)
     memory.start()
     with ProcessPoolExecutor(cfg.hb_processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_heartbeat_worker, job) for job in jobs]
@@ -896,10 +908,10 @@ def phase_heartbeat(cfg: Config, target: str, meter: CpuMeter, orchestrator_pid:
 
 
 class PeakRss:
-    """Resident memory of one process: at start() and the highest seen while sampling, in MiB."""
+    """Resident memory of a group of processes (summed): at start() and the highest seen while sampling, in MiB."""
 
-    def __init__(self, pid: int, every: float = 0.5) -> None:
-        self._pid, self._every = pid, every
+    def __init__(self, pids: Callable[[], list[int]], every: float = 0.5) -> None:
+        self._pids, self._every = pids, every
         self._stop = threading.Event()
         self.start_mib = self.peak_mib = 0.0
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -907,9 +919,11 @@ class PeakRss:
     def _rss(self) -> float:
         import psutil
 
-        with contextlib.suppress(psutil.Error):
-            return float(psutil.Process(self._pid).memory_info().rss) / 2**20
-        return 0.0
+        total = 0
+        for pid in self._pids():
+            with contextlib.suppress(psutil.Error):
+                total += psutil.Process(pid).memory_info().rss
+        return total / 2**20
 
     def _sample(self) -> None:
         while not self._stop.wait(self._every):
@@ -940,7 +954,9 @@ async def submit_many(cfg: Config, target: str) -> dict[str, Any]:
         await client.close()
 
 
-def phase_many(cfg: Config, target: str, dsn: str, meter: CpuMeter, orchestrator_pid: int) -> dict[str, Any]:
+def phase_many(
+    cfg: Config, target: str, dsn: str, meter: CpuMeter, orchestrator_pids: Callable[[], list[int]]
+) -> dict[str, Any]:
     """cfg.many_agents registered agents (capacity 1 each) leasing and completing at once, for cfg.many_seconds."""
     ids = [f"bench-many-{i:05d}" for i in range(cfg.many_agents)]
     registration = asyncio.run(register_agents(cfg, target, ids))
@@ -957,7 +973,7 @@ def phase_many(cfg: Config, target: str, dsn: str, meter: CpuMeter, orchestrator
         )
         for p in range(cfg.many_processes)
     ]
-    memory = PeakRss(orchestrator_pid)
+    memory = PeakRss(orchestrator_pids)
     with ProcessPoolExecutor(cfg.many_processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(many_agents.worker, job) for job in jobs]
         time.sleep(max(0.0, start_at - time.time()))
@@ -1020,7 +1036,13 @@ class Bench:
         self.postgres = LocalPostgres(self.workdir / "postgres")
         self.postgres.start()
         env, ports = port_env()
-        env.update({"AI_AGENTS_DATABASE_URL": self.postgres.dsn, "AI_AGENTS_ORCHESTRATOR_ID": "bench-orchestrator"})
+        env.update(
+            {
+                "AI_AGENTS_DATABASE_URL": self.postgres.dsn,
+                "AI_AGENTS_ORCHESTRATOR_ID": "bench-orchestrator",
+                "AI_AGENTS_SERVING_PROCESSES": str(self.cfg.serving_processes),
+            }
+        )
         if self.cfg.pool_max:
             env["AI_AGENTS_DATABASE_POOL_MAX"] = str(self.cfg.pool_max)
         self.orchestrator = Proc("orchestrator", "orchestrator", env, self.logs)
@@ -1066,7 +1088,9 @@ class Bench:
 
     def start_profiles(self) -> dict[str, profiling.Sampler]:
         assert self.orchestrator is not None
-        pids = {"orchestrator": self.orchestrator.pid, "agent": self.agents[0].pid}
+        # One serving process of the orchestrator (the last of its tree: itself when it serves alone), as one agent of
+        # the agents: they are alike by design, and CPU per task below is the whole group's.
+        pids = {"orchestrator": self.orchestrator_pids()[-1], "agent": self.agents[0].pid}
         native = self.cfg.profile == "native"
         samplers = {
             name: profiling.Sampler(pid, self.profile_dir / f"profile-{name}.txt", native=native)
@@ -1149,12 +1173,16 @@ class Bench:
     def meter(self) -> CpuMeter:
         return CpuMeter(
             {
-                "orchestrator": lambda: [self.orchestrator.pid] if self.orchestrator else [],
+                "orchestrator": self.orchestrator_pids,
                 "postgres": lambda: postgres_pids(self.workdir / "postgres"),
                 "agents": lambda: [p.pid for p in self.agents],
                 "bench": lambda: [os.getpid()],
             }
         )
+
+    def orchestrator_pids(self) -> list[int]:
+        """The orchestrator's process and its serving processes (none when it serves alone)."""
+        return process_tree(self.orchestrator.pid) if self.orchestrator else []
 
     def postgres_version(self) -> str:
         from ai_agents.local.postgres import find_pg_bin
@@ -1236,8 +1264,7 @@ class Bench:
             assert self.orchestrator is not None
             server = ServerTimes(self.metrics_url)
             server.start()
-            orchestrator_pid = self.orchestrator.pid
-            result = phase_many(cfg, target, dsn, self.meter(), orchestrator_pid)
+            result = phase_many(cfg, target, dsn, self.meter(), self.orchestrator_pids)
             result["orchestrator_server_ms"] = server.stop()
             print("  many agents: done", file=sys.stderr, flush=True)
             report["many_agents"] = result
@@ -1250,7 +1277,7 @@ class Bench:
             assert self.orchestrator is not None
             server = ServerTimes(self.metrics_url)
             server.start()
-            result = phase_heartbeat(cfg, target, self.meter(), self.orchestrator.pid)
+            result = phase_heartbeat(cfg, target, self.meter(), self.orchestrator_pids)
             result["orchestrator_server_ms"] = server.stop()
             print("  heartbeat: done", file=sys.stderr, flush=True)
             result["stream_echo_floor"] = stream_floor.measure(
@@ -1631,6 +1658,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--many-agents", type=int, help="agents leasing and completing at once in the `many` phase")
     parser.add_argument("--many-seconds", type=float)
     parser.add_argument("--pool-max", type=int, help="orchestrator AI_AGENTS_DATABASE_POOL_MAX (default: runtime's)")
+    parser.add_argument(
+        "--serving-processes", type=int, help="orchestrator AI_AGENTS_SERVING_PROCESSES, 1-16 (2: one per core here)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, PostgreSQL data)")
     parser.add_argument(
         "--profile",
@@ -1654,6 +1684,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         ("hb_seconds", "hb_seconds"),
         ("hb_processes", "hb_processes"),
         ("pool_max", "pool_max"),
+        ("serving_processes", "serving_processes"),
         ("many_agents", "many_agents"),
         ("many_seconds", "many_seconds"),
     ):
@@ -1673,6 +1704,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     # Hard bounds, whatever the flags say: every loop stops by itself.
     cfg.e2e_tasks = min(cfg.e2e_tasks, 200_000)
+    cfg.serving_processes = min(max(cfg.serving_processes, 1), 16)
     cfg.rate_seconds = min(cfg.rate_seconds, 120.0)
     cfg.http_seconds = min(cfg.http_seconds, 120.0)
     cfg.http_rate_per_second = min(cfg.http_rate_per_second, 5000.0)

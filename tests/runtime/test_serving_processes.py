@@ -10,15 +10,19 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import grpc
 import psutil
 import pytest
 from ai_agents import __version__
 from ai_agents.local.postgres import LocalPostgres
+from ai_agents.orchestrator.app import Orchestrator
+from ai_agents.orchestrator.processes import ServingSiblings
 from ai_agents.v1 import common_pb2, tasks_pb2, tasks_pb2_grpc
 from waits import assert_eventually
 
-from ._api_support import sample, scrape
+from ._api_support import health_port, sample, scrape
+from ._fleet_support import orchestrator_settings
 from ._orchestrator_process import OrchestratorProcess, orchestrator_process
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,20 +46,17 @@ def sockets_on(child: psutil.Process, port: int, status: str) -> int:
     return sum(1 for c in child.net_connections(kind="tcp") if c.status == status and c.laddr.port == port)
 
 
-def wait_until_all_listen(children: list[psutil.Process], port: int) -> None:
-    """Ready means one process is: the others may still be starting."""
-
-    def all_listen() -> None:
-        listening = {child.pid: sockets_on(child, port, psutil.CONN_LISTEN) for child in children}
-        assert all(listening.values()), f"not every serving process listens on {port}: {listening}"
-
-    assert_eventually(all_listen, timeout_sec=30, interval_sec=0.1)
+def assert_all_listen(children: list[psutil.Process], port: int) -> None:
+    listening = {child.pid: sockets_on(child, port, psutil.CONN_LISTEN) for child in children}
+    assert all(listening.values()), f"not every serving process listens on {port}: {listening}"
 
 
 async def test_processes_share_the_ports_and_answer_metrics_for_all(served: OrchestratorProcess) -> None:
     children = serving_processes(served)
     assert len(children) == PROCESSES, [c.cmdline() for c in children]
-    wait_until_all_listen(children, served.grpc)
+    # The fixture waited for /readyz, which any of them answers: ready only once every one serves.
+    for port in (served.grpc, served.http, served.health, served.metrics):
+        assert_all_listen(children, port)
 
     # A local subchannel pool each: channels to one target otherwise share a connection.
     channels = [
@@ -77,7 +78,6 @@ async def test_processes_share_the_ports_and_answer_metrics_for_all(served: Orch
 
     # Each scrape is a connection of its own, answered by whichever process the kernel picks: every one of them
     # reports the submits of both.
-    wait_until_all_listen(children, served.metrics)
     for _ in range(6):
         samples = await scrape(served.metrics)
         assert sample(samples, "ai_agents_tasks_submitted_total", agent_type="coding") == CONNECTIONS
@@ -106,3 +106,22 @@ def test_a_process_that_dies_takes_the_others_down(served: OrchestratorProcess) 
 
     assert_eventually(others_ended, timeout_sec=10, interval_sec=0.1)
     assert "a serving process exited on its own" in served.log()
+
+
+async def test_a_serving_process_is_ready_only_once_its_siblings_are(dsn: str, tmp_path: Path) -> None:
+    """Else a pod would take connections while one of its processes still starts, and keep them off it for good."""
+    siblings = ServingSiblings(index=0, count=2, ready_dir=tmp_path)
+    orchestrator = Orchestrator(orchestrator_settings(dsn), siblings=siblings)
+    await orchestrator.start()
+    try:
+        url = f"http://127.0.0.1:{health_port(orchestrator)}/readyz"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as response:
+                assert response.status == 503
+                assert (await response.json())["detail"] == "serving processes starting"
+            assert (tmp_path / "ready-0").exists(), "this process did not mark itself ready"
+            (tmp_path / "ready-1").touch()  # what its sibling does once it serves
+            async with session.get(url) as response:
+                assert response.status == 200, await response.text()
+    finally:
+        await orchestrator.stop()

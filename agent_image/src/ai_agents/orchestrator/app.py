@@ -18,7 +18,7 @@ from ai_agents.observability.tracing import configure_tracing
 from ai_agents.orchestrator.grpc_api import SERVICE_NAMES, servicer_adders
 from ai_agents.orchestrator.http_api import build_http_app
 from ai_agents.orchestrator.maintenance import Maintenance
-from ai_agents.orchestrator.processes import ServingProcesses, end_with_parent, serving_process_index
+from ai_agents.orchestrator.processes import ServingProcesses, ServingSiblings, end_with_parent
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
@@ -43,12 +43,12 @@ class Orchestrator(Lifecycle):
         settings: OrchestratorSettings,
         metrics: OrchestratorMetrics | None = None,
         *,
-        shared_ports: bool = False,
+        siblings: ServingSiblings | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
-        # One of several serving processes on the same ports (orchestrator/processes.py).
-        self._shared_ports = shared_ports
+        # Set when this is one of several serving processes on the same ports (orchestrator/processes.py).
+        self._siblings = siblings
         self.metrics = metrics or OrchestratorMetrics(new_registry())
         self.live = LiveConfig(
             live_part(settings, OrchestratorLive),
@@ -77,6 +77,8 @@ class Orchestrator(Lifecycle):
     async def _readiness(self) -> tuple[bool, str]:
         if not self._ready:
             return False, "starting" if not self._stopped else "stopping"
+        if self._siblings is not None and not self._siblings.all_ready():
+            return False, "serving processes starting"
         if not await self.database.ping():
             return False, "database unreachable"
         return True, "ok"
@@ -90,7 +92,7 @@ class Orchestrator(Lifecycle):
         self.live.load()
         limits = HttpLimits.from_settings(s)
         # Health and metrics first, so probes answer (not ready) while migrations run.
-        shared = self._shared_ports
+        shared = self._siblings is not None
         self.health = HttpServer(health_app(self._readiness), s.host, s.health_port, limits=limits, shared_port=shared)
         self.metrics_server = HttpServer(
             metrics_app(self.metrics.registry), s.host, s.metrics_port, limits=limits, shared_port=shared
@@ -136,6 +138,8 @@ class Orchestrator(Lifecycle):
         self._live_task = asyncio.create_task(self.live.watch(self._shutdown_requested), name="live-config")
         await self.grpc.set_serving(True)
         self._ready = True
+        if self._siblings is not None:
+            self._siblings.mark_ready()
         if s.agent_identity == "none":
             log.warning("agent identity is off (AI_AGENTS_AGENT_IDENTITY=none): any client may act as any agent")
         log.info(
@@ -181,19 +185,19 @@ class Orchestrator(Lifecycle):
 def main() -> int:
     """`ai-agents orchestrator`: settings from AI_AGENTS_*; exit status for the shell."""
     settings = OrchestratorSettings()
-    index = serving_process_index()
-    if settings.serving_processes > 1 and index is None:
+    siblings = ServingSiblings.from_environment(settings.serving_processes)
+    if settings.serving_processes > 1 and siblings is None:
         configure_logging(component="orchestrator", level=settings.log_level, fmt=settings.log_format)
         return ServingProcesses(settings.serving_processes, grace_seconds=settings.shutdown_grace_seconds).run()
-    if index is not None:
+    if siblings is not None:
         end_with_parent()
-    orchestrator = Orchestrator(settings, shared_ports=index is not None)
+    orchestrator = Orchestrator(settings, siblings=siblings)
     configure_logging(
         component="orchestrator",
         level=settings.log_level,
         fmt=settings.log_format,
         counter=orchestrator.metrics.log_messages,
-        fields=None if index is None else {"serving_process": index},
+        fields=None if siblings is None else {"serving_process": siblings.index},
     )
     configure_tracing("ai-agents-orchestrator")
     return run_until_signalled(orchestrator)

@@ -3,10 +3,12 @@
 One Python process serves on one event loop, so an orchestrator uses about one core however many it is given.
 With `serving_processes` above 1, `ai-agents orchestrator` starts that many copies of itself and serves nothing
 itself. Each copy is a whole orchestrator (its own database pool, LISTEN connection and maintenance loop, as
-replicas have), bound to the same ports with SO_REUSEPORT, so the kernel spreads new connections over them; they
-keep one metrics view (prometheus_client's multiprocess mode, in a directory made here), so any of them answers
-/metrics for all. The copies live and die as one: signals are passed on, and when one exits on its own the others
-are stopped and this process exits 1, so Kubernetes restarts the container rather than run it a process short.
+replicas have), bound to the same ports with SO_REUSEPORT, so the kernel spreads new connections over them.
+They keep one metrics view (prometheus_client's multiprocess mode, in a directory made here), so any of them
+answers /metrics for all; and each answers ready only once all of them are, since a connection made while one of
+them still starts would stay on the others for good. The copies live and die as one: signals are passed on, and
+when one exits on its own the others are stopped and this process exits 1, so Kubernetes restarts the container
+rather than run it a process short.
 """
 
 from __future__ import annotations
@@ -20,22 +22,43 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 log = logging.getLogger(__name__)
 
 SERVING_PROCESS_ENV = "AI_AGENTS_SERVING_PROCESS"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+READY_DIR_ENV = "AI_AGENTS_SERVING_READY_DIR"
 _POLL_SECONDS = 0.1
 # After the grace, what a process that still runs gets before SIGKILL (the kubelet's own last step).
 _KILL_AFTER_GRACE_SECONDS = 5.0
 _PR_SET_PDEATHSIG = 1
 
 
-def serving_process_index() -> int | None:
-    """This process's index among its parent's serving processes; None when it serves alone."""
-    value = os.environ.get(SERVING_PROCESS_ENV)
-    return int(value) if value is not None else None
+@dataclass(frozen=True)
+class ServingSiblings:
+    """This process's place among the serving processes of one orchestrator, and their shared ready marks."""
+
+    index: int
+    count: int
+    ready_dir: Path
+
+    @classmethod
+    def from_environment(cls, count: int) -> ServingSiblings | None:
+        """Set by the parent for each serving process; None for a process that serves alone."""
+        index = os.environ.get(SERVING_PROCESS_ENV)
+        ready_dir = os.environ.get(READY_DIR_ENV)
+        if index is None or ready_dir is None:
+            return None
+        return cls(index=int(index), count=count, ready_dir=Path(ready_dir))
+
+    def mark_ready(self) -> None:
+        (self.ready_dir / f"ready-{self.index}").touch()
+
+    def all_ready(self) -> bool:
+        return all((self.ready_dir / f"ready-{index}").exists() for index in range(self.count))
 
 
 def end_with_parent() -> None:
@@ -59,12 +82,19 @@ class ServingProcesses:
         self._failed = False
 
     def run(self) -> int:
-        metrics_dir = tempfile.mkdtemp(prefix="ai-agents-metrics-")
+        shared = Path(tempfile.mkdtemp(prefix="ai-agents-serving-"))
+        (shared / "metrics").mkdir()
+        (shared / "ready").mkdir()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._pass_on)
         try:
             for index in range(self._count):
-                env = {**os.environ, SERVING_PROCESS_ENV: str(index), METRICS_DIR_ENV: metrics_dir}
+                env = {
+                    **os.environ,
+                    SERVING_PROCESS_ENV: str(index),
+                    METRICS_DIR_ENV: str(shared / "metrics"),
+                    READY_DIR_ENV: str(shared / "ready"),
+                }
                 self._children.append(subprocess.Popen([sys.executable, "-m", "ai_agents", "orchestrator"], env=env))
             log.info("serving processes started", extra={"pids": [child.pid for child in self._children]})
             if self._stopping:  # a signal arrived while they started
@@ -75,7 +105,7 @@ class ServingProcesses:
                 if child.poll() is None:
                     child.kill()
                     child.wait()
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+            shutil.rmtree(shared, ignore_errors=True)
         if self._failed or any(child.returncode != 0 for child in self._children):
             return 1
         return 0
