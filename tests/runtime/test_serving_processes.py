@@ -46,6 +46,10 @@ def sockets_on(child: psutil.Process, port: int, status: str) -> int:
     return sum(1 for c in child.net_connections(kind="tcp") if c.status == status and c.laddr.port == port)
 
 
+def loads_grpc(process: psutil.Process) -> bool:
+    return any("cygrpc" in mapping.path for mapping in process.memory_maps())
+
+
 def assert_all_listen(children: list[psutil.Process], port: int) -> None:
     listening = {child.pid: sockets_on(child, port, psutil.CONN_LISTEN) for child in children}
     assert all(listening.values()), f"not every serving process listens on {port}: {listening}"
@@ -54,6 +58,9 @@ def assert_all_listen(children: list[psutil.Process], port: int) -> None:
 async def test_processes_share_the_ports_and_answer_metrics_for_all(served: OrchestratorProcess) -> None:
     children = serving_processes(served)
     assert len(children) == PROCESSES, [c.cmdline() for c in children]
+    # The parent serves nothing, so it does not load the server (gRPC's core: tens of MiB per pod).
+    assert all(loads_grpc(child) for child in children)
+    assert not loads_grpc(psutil.Process(served.proc.pid))
     # The fixture waited for /readyz, which any of them answers: ready only once every one serves.
     for port in (served.grpc, served.http, served.health, served.metrics):
         assert_all_listen(children, port)

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
 from pydantic import ValidationError
 
 from ai_agents import __version__
@@ -64,7 +63,7 @@ def _live_config_path(path: str) -> Path:
 
 
 def cmd_orchestrator(args: argparse.Namespace) -> int:
-    from ai_agents.orchestrator.app import main
+    from ai_agents.orchestrator.processes import main
 
     _use_config(args)
     return main()
@@ -268,6 +267,9 @@ def _client_command(
     run: Callable[[Any, argparse.Namespace], Awaitable[int]],
 ) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
+        # Here, not at the top: `ai-agents orchestrator` with serving processes starts without gRPC in the parent.
+        import grpc
+
         from ai_agents.client import OrchestratorClient
 
         async def main() -> int:

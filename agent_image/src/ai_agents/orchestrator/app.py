@@ -18,7 +18,7 @@ from ai_agents.observability.tracing import configure_tracing
 from ai_agents.orchestrator.grpc_api import SERVICE_NAMES, servicer_adders
 from ai_agents.orchestrator.http_api import build_http_app
 from ai_agents.orchestrator.maintenance import Maintenance
-from ai_agents.orchestrator.processes import ServingProcesses, ServingSiblings, end_with_parent
+from ai_agents.orchestrator.processes import ServingSiblings, end_with_parent
 from ai_agents.orchestrator.service import OrchestratorService
 from ai_agents.serving.auth import TokenCheck
 from ai_agents.serving.grpc_server import GrpcServer
@@ -182,13 +182,8 @@ class Orchestrator(Lifecycle):
             await self.stop()
 
 
-def main() -> int:
-    """`ai-agents orchestrator`: settings from AI_AGENTS_*; exit status for the shell."""
-    settings = OrchestratorSettings()
-    siblings = ServingSiblings.from_environment(settings.serving_processes)
-    if settings.serving_processes > 1 and siblings is None:
-        configure_logging(component="orchestrator", level=settings.log_level, fmt=settings.log_format)
-        return ServingProcesses(settings.serving_processes, grace_seconds=settings.shutdown_grace_seconds).run()
+def serve(settings: OrchestratorSettings, siblings: ServingSiblings | None) -> int:
+    """One serving process of `ai-agents orchestrator` (orchestrator/processes.py decides how many); exit status."""
     if siblings is not None:
         end_with_parent()
     orchestrator = Orchestrator(settings, siblings=siblings)

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from ai_agents.config import OrchestratorSettings
+from ai_agents.observability.logs import configure_logging
+
 log = logging.getLogger(__name__)
 
 SERVING_PROCESS_ENV = "AI_AGENTS_SERVING_PROCESS"
@@ -59,6 +62,21 @@ class ServingSiblings:
 
     def all_ready(self) -> bool:
         return all((self.ready_dir / f"ready-{index}").exists() for index in range(self.count))
+
+
+def main() -> int:
+    """`ai-agents orchestrator`: settings from AI_AGENTS_*; serves, or starts `serving_processes` that serve.
+
+    The parent of serving processes imports no more than settings and logging: it serves nothing, so the pod does
+    not hold a copy of the server's modules (about 30 MiB) that never runs."""
+    settings = OrchestratorSettings()
+    siblings = ServingSiblings.from_environment(settings.serving_processes)
+    if settings.serving_processes > 1 and siblings is None:
+        configure_logging(component="orchestrator", level=settings.log_level, fmt=settings.log_format)
+        return ServingProcesses(settings.serving_processes, grace_seconds=settings.shutdown_grace_seconds).run()
+    from ai_agents.orchestrator.app import serve
+
+    return serve(settings, siblings)
 
 
 def end_with_parent() -> None:
