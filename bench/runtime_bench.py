@@ -113,9 +113,10 @@ class Config:
     many_tasks: int = 20_000
     # orchestrator pool (None = the runtime default), per serving process
     pool_max: int | None = None
-    # processes serving the one orchestrator's ports (AI_AGENTS_SERVING_PROCESSES): one per core of a 2-core
-    # machine, as a pod given two cores runs it; 1 is a single event loop
-    serving_processes: int = 2
+    # processes serving the one orchestrator's ports (AI_AGENTS_SERVING_PROCESSES; the chart's default is 1). Here
+    # the orchestrator shares the machine's cores with PostgreSQL, the agents and this load, so a second one adds
+    # no throughput (bench/README.md, "Serving processes"); it pays where a pod has cores of its own to spare.
+    serving_processes: int = 1
     phases: list[str] = field(default_factory=lambda: ["baseline", "e2e", "rate", "http", "many", "heartbeat"])
     # py-spy the orchestrator and one agent during the e2e phase (costs some CPU: figures of a profiled run
     # are a little lower)
@@ -1658,9 +1659,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--many-agents", type=int, help="agents leasing and completing at once in the `many` phase")
     parser.add_argument("--many-seconds", type=float)
     parser.add_argument("--pool-max", type=int, help="orchestrator AI_AGENTS_DATABASE_POOL_MAX (default: runtime's)")
-    parser.add_argument(
-        "--serving-processes", type=int, help="orchestrator AI_AGENTS_SERVING_PROCESSES, 1-16 (2: one per core here)"
-    )
+    parser.add_argument("--serving-processes", type=int, help="orchestrator AI_AGENTS_SERVING_PROCESSES, 1-16 (1)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, PostgreSQL data)")
     parser.add_argument(
         "--profile",
