@@ -19,7 +19,7 @@ from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.orchestrator.processes import ServingSiblings
 from ai_agents.v1 import common_pb2, tasks_pb2, tasks_pb2_grpc
-from waits import assert_eventually
+from waits import assert_eventually, assert_eventually_async
 
 from ._api_support import health_port, sample, scrape
 from ._fleet_support import orchestrator_settings
@@ -89,6 +89,37 @@ async def test_processes_share_the_ports_and_answer_metrics_for_all(served: Orch
         samples = await scrape(served.metrics)
         assert sample(samples, "ai_agents_tasks_submitted_total", agent_type="coding") == CONNECTIONS
         assert sample(samples, "ai_agents_build_info", component="orchestrator", version=__version__) == 1
+
+
+@pytest.fixture
+def live_file(tmp_path: Path) -> Path:
+    path = tmp_path / "live.yaml"
+    path.write_text("orchestrator: {lease_seconds: 30}\n")
+    return path
+
+
+@pytest.fixture
+def reloadable(postgres: LocalPostgres, tmp_path: Path, live_file: Path) -> Iterator[OrchestratorProcess]:
+    """Serving processes that re-read `live_file` only when asked: the poll is too slow to matter."""
+    yield from orchestrator_process(
+        postgres,
+        tmp_path,
+        AI_AGENTS_SERVING_PROCESSES=str(PROCESSES),
+        AI_AGENTS_CONFIG_FILE=str(live_file),
+        AI_AGENTS_CONFIG_POLL_SECONDS="3600",
+    )
+
+
+async def test_a_reload_signal_reaches_every_process(reloadable: OrchestratorProcess, live_file: Path) -> None:
+    before = sample(await scrape(reloadable.metrics), "ai_agents_config_reloads_total", result="applied")
+    await asyncio.to_thread(live_file.write_text, "orchestrator: {lease_seconds: 45}\n")
+    reloadable.proc.send_signal(signal.SIGHUP)
+
+    async def applied_by_each() -> None:
+        now = sample(await scrape(reloadable.metrics), "ai_agents_config_reloads_total", result="applied")
+        assert now == before + PROCESSES, f"applied {now - before} times, not once per serving process"
+
+    await assert_eventually_async(applied_by_each, timeout_sec=10)
 
 
 def test_a_stop_reaches_every_process(served: OrchestratorProcess) -> None:
