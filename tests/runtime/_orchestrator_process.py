@@ -53,33 +53,48 @@ def orchestrator_process(postgres: LocalPostgres, log_dir: Path, **env: str) -> 
         "AI_AGENTS_DATABASE_POOL_MIN": "1",
         **env,
     }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ai_agents", "orchestrator"], env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
+    proc = spawn(["orchestrator"], full_env, log_path)
     process = OrchestratorProcess(proc, log_path, dsn, **ports)
     try:
-        asyncio.run(wait_ready(process))
+        asyncio.run(wait_ready(process.health, log_path, proc))
         yield process
     finally:
+        stop(proc)
+
+
+def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`ai-agents ARGS`, its stdout and stderr both into `log_path` (the way a container's output is collected)."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ai_agents", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as Kubernetes stops a container; SIGKILL if it has not ended 15 s later."""
+    if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
-async def wait_ready(process: OrchestratorProcess) -> None:
+async def wait_ready(health_port: int, log_path: Path, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until /readyz answers 200; `proc`, when given, must not have exited meanwhile."""
+
     async def ready() -> None:
-        assert process.proc.poll() is None, f"orchestrator exited:\n{process.log()}"
+        assert proc is None or proc.poll() is None, "the orchestrator exited"
         try:
             async with (
                 aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{process.health}/readyz") as response,
+                session.get(f"http://127.0.0.1:{health_port}/readyz") as response,
             ):
                 assert response.status == 200, f"/readyz answered {response.status}"
         except aiohttp.ClientError as exc:
             raise AssertionError(f"/readyz not answering: {exc!r}") from exc
 
-    await assert_eventually_async(ready, timeout_sec=60, message="the orchestrator process never became ready")
+    await assert_eventually_async(
+        ready, timeout_sec=60, message=f"the orchestrator never became ready (its output: {log_path})"
+    )

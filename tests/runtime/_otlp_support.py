@@ -9,22 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import grpc
 from ai_agents.local.ports import free_port
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
-from waits import assert_eventually_async
 
 from ._fleet_support import AGENT_IDENTITY_SECRET
+from ._orchestrator_process import spawn, stop
 
 # Tracing export that flushes quickly, for every process.
 TRACING_ENV = {"OTEL_BSP_SCHEDULE_DELAY": "100"}
@@ -115,37 +111,3 @@ async def orchestrator_process(dsn: str, log_path: Path, **env: str) -> AsyncIte
     finally:
         # In a thread: the OTLP receiver runs on this event loop and must answer the exit-time export.
         await asyncio.to_thread(stop, proc)
-
-
-def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`ai-agents ARGS`, its stdout and stderr both into `log_path` (the way a container's output is collected)."""
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ai_agents", *args], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-async def wait_ready(health_port: int, log_path: Path) -> None:
-    async def ready() -> None:
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{health_port}/readyz") as response,
-            ):
-                assert response.status == 200, f"/readyz answered {response.status}"
-        except aiohttp.ClientError as exc:
-            raise AssertionError(f"/readyz not answering: {exc!r}") from exc
-
-    await assert_eventually_async(
-        ready, timeout_sec=60, message=f"the orchestrator never became ready (its output: {log_path})"
-    )

@@ -27,7 +27,8 @@ from ai_agents.v1 import common_pb2, tasks_pb2
 from waits import assert_eventually_async
 
 from ._fleet_support import AgentProcesses
-from ._otlp_support import TRACING_ENV, ExportedSpan, TraceReceiver, orchestrator_process, otlp_receiver, wait_ready
+from ._orchestrator_process import wait_ready
+from ._otlp_support import TRACING_ENV, ExportedSpan, TraceReceiver, orchestrator_process, otlp_receiver
 
 pytestmark = pytest.mark.timeout(120)
 
