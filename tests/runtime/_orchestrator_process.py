@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +35,12 @@ class OrchestratorProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def orchestrator_process(postgres: LocalPostgres, log_dir: Path, **env: str) -> Iterator[OrchestratorProcess]:
-    """Yields a ready orchestrator process on a database of its own; SIGTERM (then SIGKILL) at the end."""
+def orchestrator_process(
+    postgres: LocalPostgres, log_dir: Path, *, command_prefix: Sequence[str] = (), **env: str
+) -> Iterator[OrchestratorProcess]:
+    """Yields a ready orchestrator process on a database of its own; SIGTERM (then SIGKILL) at the end.
+
+    `command_prefix` runs it under another command (which must pass SIGTERM on), e.g. as pid 1 of a namespace."""
     dsn = asyncio.run(create_database(postgres))
     ports = {name: free_port() for name in ("http", "grpc", "health", "metrics")}
     log_path = log_dir / f"orchestrator-{uuid.uuid4().hex[:6]}.log"
@@ -53,7 +57,7 @@ def orchestrator_process(postgres: LocalPostgres, log_dir: Path, **env: str) -> 
         "AI_AGENTS_DATABASE_POOL_MIN": "1",
         **env,
     }
-    proc = spawn(["orchestrator"], full_env, log_path)
+    proc = spawn(["orchestrator"], full_env, log_path, prefix=command_prefix)
     process = OrchestratorProcess(proc, log_path, dsn, **ports)
     try:
         asyncio.run(wait_ready(process.health, log_path, proc))
@@ -62,11 +66,13 @@ def orchestrator_process(postgres: LocalPostgres, log_dir: Path, **env: str) -> 
         stop(proc)
 
 
-def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    args: list[str], env: dict[str, str], log_path: Path, *, prefix: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     """`ai-agents ARGS`, its stdout and stderr both into `log_path` (the way a container's output is collected)."""
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "ai_agents", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+            [*prefix, sys.executable, "-m", "ai_agents", *args], env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
 

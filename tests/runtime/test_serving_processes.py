@@ -5,8 +5,11 @@ process that dies takes the others down so that the container restarts whole."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +166,29 @@ async def test_a_serving_process_is_ready_only_once_its_siblings_are(dsn: str, t
                 assert response.status == 200, await response.text()
     finally:
         await orchestrator.stop()
+
+
+# As pid 1 of its own pid namespace, as in a container; `--kill-child` ends it should the test fail first.
+_AS_PID_ONE = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM")
+
+
+@pytest.fixture
+def as_pid_one(postgres: LocalPostgres, tmp_path: Path) -> Iterator[OrchestratorProcess]:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and util-linux's unshare to start a pid namespace (a container's pid 1)")
+    yield from orchestrator_process(
+        postgres, tmp_path, command_prefix=_AS_PID_ONE, AI_AGENTS_SERVING_PROCESSES=str(PROCESSES)
+    )
+
+
+def test_serving_processes_of_a_container_entry_point_keep_serving(as_pid_one: OrchestratorProcess) -> None:
+    """In a container the parent is pid 1: its processes must not take that for their parent having died."""
+    (entry,) = psutil.Process(as_pid_one.proc.pid).children()
+    time.sleep(1)  # a serving process that took itself for orphaned would have ended by now
+    children = entry.children()
+    assert len(children) == PROCESSES, as_pid_one.log()
+    assert all(child.status() != psutil.STATUS_ZOMBIE for child in children), as_pid_one.log()
+    assert_all_listen(children, as_pid_one.grpc)
+    # The kubelet's stop reaches pid 1 of the container; unshare, which stands for the runtime here, ignores it.
+    entry.send_signal(signal.SIGTERM)
+    assert as_pid_one.proc.wait(timeout=30) == 0, as_pid_one.log()

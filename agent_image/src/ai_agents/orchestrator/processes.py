@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 SERVING_PROCESS_ENV = "AI_AGENTS_SERVING_PROCESS"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 READY_DIR_ENV = "AI_AGENTS_SERVING_READY_DIR"
+PARENT_ENV = "AI_AGENTS_SERVING_PARENT"
 _POLL_SECONDS = 0.1
 # After the grace, what a process that still runs gets before SIGKILL (the kubelet's own last step).
 _KILL_AFTER_GRACE_SECONDS = 5.0
@@ -85,7 +86,8 @@ def end_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux: the parent's own stop still ends it
         return
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    # The parent died before prctl took effect. (Compared with its pid, not with 1: in a container it is pid 1.)
+    if str(os.getppid()) != os.environ.get(PARENT_ENV):
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -112,6 +114,7 @@ class ServingProcesses:
                     SERVING_PROCESS_ENV: str(index),
                     METRICS_DIR_ENV: str(shared / "metrics"),
                     READY_DIR_ENV: str(shared / "ready"),
+                    PARENT_ENV: str(os.getpid()),
                 }
                 self._children.append(subprocess.Popen([sys.executable, "-m", "ai_agents", "orchestrator"], env=env))
             log.info("serving processes started", extra={"pids": [child.pid for child in self._children]})
