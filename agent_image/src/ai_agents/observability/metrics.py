@@ -16,6 +16,9 @@ from prometheus_client.process_collector import ProcessCollector
 from ai_agents import __version__
 from ai_agents.domain import AGENT_TYPES
 
+# prometheus_client's multiprocess mode is on in a process whose environment names this directory.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 # Task run times span milliseconds (simulate) to minutes (LLM calls).
 _TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 # API latency buckets dense around the 100 ms SLO.
@@ -34,7 +37,7 @@ def exposition_registry(registry: CollectorRegistry) -> CollectorRegistry:
     """What /metrics serves: the process's own registry; or, when processes share the metrics directory that
     prometheus_client's multiprocess mode names in the environment, every one of their values combined, so any of
     them answers for all (per-process metrics such as process_cpu_seconds are then left out)."""
-    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    if MULTIPROCESS_DIR_ENV not in os.environ:
         return registry
     combined = CollectorRegistry()
     MultiProcessCollector(combined)  # type: ignore[no-untyped-call]

@@ -28,11 +28,11 @@ from types import FrameType
 
 from ai_agents.config import OrchestratorSettings
 from ai_agents.observability.logs import configure_logging
+from ai_agents.observability.metrics import MULTIPROCESS_DIR_ENV
 
 log = logging.getLogger(__name__)
 
 SERVING_PROCESS_ENV = "AI_AGENTS_SERVING_PROCESS"
-METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 READY_DIR_ENV = "AI_AGENTS_SERVING_READY_DIR"
 PARENT_ENV = "AI_AGENTS_SERVING_PARENT"
 _POLL_SECONDS = 0.1
@@ -112,7 +112,7 @@ class ServingProcesses:
                 env = {
                     **os.environ,
                     SERVING_PROCESS_ENV: str(index),
-                    METRICS_DIR_ENV: str(shared / "metrics"),
+                    MULTIPROCESS_DIR_ENV: str(shared / "metrics"),
                     READY_DIR_ENV: str(shared / "ready"),
                     PARENT_ENV: str(os.getpid()),
                 }
