@@ -40,7 +40,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import durability  # bench/ is this script's directory, first on sys.path
 import many_agents
@@ -48,6 +48,9 @@ import profiling
 import report_html
 import stream_floor
 from timeline import timeline
+
+if TYPE_CHECKING:
+    from ai_agents.local.ports import ServerPorts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENT_TYPE = "coding"
@@ -330,17 +333,11 @@ class Proc:
             self.popen.wait(5)
 
 
-def port_env() -> tuple[dict[str, str], dict[str, int]]:
-    ports = {"http": free_port(), "grpc": free_port(), "health": free_port(), "metrics": free_port()}
-    env = {
-        "AI_AGENTS_HOST": "127.0.0.1",
-        "AI_AGENTS_HTTP_PORT": str(ports["http"]),
-        "AI_AGENTS_GRPC_PORT": str(ports["grpc"]),
-        "AI_AGENTS_HEALTH_PORT": str(ports["health"]),
-        "AI_AGENTS_METRICS_PORT": str(ports["metrics"]),
-        "AI_AGENTS_LOG_LEVEL": "WARNING",
-        "AI_AGENTS_LOG_FORMAT": "json",
-    }
+def port_env() -> tuple[dict[str, str], ServerPorts]:
+    from ai_agents.local.ports import loopback_port_env, server_ports
+
+    ports = server_ports()
+    env = {**loopback_port_env(ports), "AI_AGENTS_LOG_LEVEL": "WARNING", "AI_AGENTS_LOG_FORMAT": "json"}
     return env, ports
 
 

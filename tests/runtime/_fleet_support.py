@@ -16,7 +16,7 @@ import aiohttp
 import asyncpg
 from ai_agents.client import OrchestratorClient
 from ai_agents.config import OrchestratorSettings
-from ai_agents.local.ports import free_port
+from ai_agents.local.ports import loopback_port_env, server_ports
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
 from ai_agents.serving.identity import mint_local_credential
@@ -89,18 +89,13 @@ class AgentProcesses:
 
     def start(self, agent_type: str, target: str, *, agent_id: str | None = None, **env: str) -> str:
         agent_id = agent_id or f"{agent_type}-{uuid.uuid4().hex[:8]}"
-        health = free_port()
-        http = free_port()
+        ports = server_ports()
         full_env = {
             **os.environ,
             "AI_AGENTS_AGENT_TYPE": agent_type,
             "AI_AGENTS_AGENT_ID": agent_id,
             "AI_AGENTS_ORCHESTRATOR_TARGET": target,
-            "AI_AGENTS_HOST": "127.0.0.1",
-            "AI_AGENTS_HTTP_PORT": str(http),
-            "AI_AGENTS_GRPC_PORT": str(free_port()),
-            "AI_AGENTS_HEALTH_PORT": str(health),
-            "AI_AGENTS_METRICS_PORT": str(free_port()),
+            **loopback_port_env(ports),
             "AI_AGENTS_LOG_FORMAT": "text",
             "AI_AGENTS_SIMULATE_LATENCY_MS": "0",
             "AI_AGENTS_AGENT_CREDENTIAL": agent_credential(agent_id, agent_type),
@@ -113,8 +108,8 @@ class AgentProcesses:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.health_ports[agent_id] = health
-        self.http_ports[agent_id] = http
+        self.health_ports[agent_id] = ports["health"]
+        self.http_ports[agent_id] = ports["http"]
         return agent_id
 
     async def running_tasks(self, agent_id: str) -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from ai_agents.local.ports import free_port
+from ai_agents.local.ports import loopback_port_env, server_ports
 from ai_agents.local.postgres import LocalPostgres
 from waits import assert_eventually_async
 
@@ -42,16 +42,12 @@ def orchestrator_process(
 
     `command_prefix` runs it under another command (which must pass SIGTERM on), e.g. as pid 1 of a namespace."""
     dsn = asyncio.run(create_database(postgres))
-    ports = {name: free_port() for name in ("http", "grpc", "health", "metrics")}
+    ports = server_ports()
     log_path = log_dir / f"orchestrator-{uuid.uuid4().hex[:6]}.log"
     full_env = {
         **os.environ,
         "AI_AGENTS_DATABASE_URL": dsn,
-        "AI_AGENTS_HOST": "127.0.0.1",
-        "AI_AGENTS_HTTP_PORT": str(ports["http"]),
-        "AI_AGENTS_GRPC_PORT": str(ports["grpc"]),
-        "AI_AGENTS_HEALTH_PORT": str(ports["health"]),
-        "AI_AGENTS_METRICS_PORT": str(ports["metrics"]),
+        **loopback_port_env(ports),
         "AI_AGENTS_LOG_FORMAT": "text",
         "AI_AGENTS_SHUTDOWN_GRACE_SECONDS": "1",
         "AI_AGENTS_DATABASE_POOL_MIN": "1",

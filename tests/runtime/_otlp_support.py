@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from ai_agents.local.ports import free_port
+from ai_agents.local.ports import loopback_port_env, server_ports
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 
@@ -93,12 +93,11 @@ async def otlp_receiver() -> AsyncIterator[tuple[str, TraceReceiver]]:
 @contextlib.asynccontextmanager
 async def orchestrator_process(dsn: str, log_path: Path, **env: str) -> AsyncIterator[dict[str, int]]:
     """`ai-agents orchestrator` on free ports; SIGTERM at the end, so it flushes its spans on the way out."""
-    ports = {name: free_port() for name in ("http", "grpc", "health", "metrics")}
+    ports = server_ports()
     full_env = {
         **os.environ,
         "AI_AGENTS_DATABASE_URL": dsn,
-        "AI_AGENTS_HOST": "127.0.0.1",
-        **{f"AI_AGENTS_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        **loopback_port_env(ports),
         "AI_AGENTS_AGENT_IDENTITY": "local",
         "AI_AGENTS_AGENT_IDENTITY_SECRET": AGENT_IDENTITY_SECRET,
         "AI_AGENTS_SHUTDOWN_GRACE_SECONDS": "1",

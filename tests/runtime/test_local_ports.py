@@ -6,7 +6,8 @@ import random
 import socket
 
 import pytest
-from ai_agents.local.ports import PortPicker, ephemeral_range
+from ai_agents.config import CommonSettings
+from ai_agents.local.ports import PortPicker, ephemeral_range, loopback_port_env, server_ports
 
 
 class _Scripted(random.Random):
@@ -53,3 +54,14 @@ def test_the_pick_range_avoids_the_ephemeral_range_where_there_is_room(
     rng = _Scripted([expected[0] + 1234])
     PortPicker(rng=rng, ephemeral=ephemeral).pick()
     assert rng.asked == [expected]
+
+
+def test_a_process_environment_serves_its_four_ports_on_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    ports = server_ports()
+    assert len(set(ports.values())) == 4
+    # Read back through the settings every process reads: the names the environment sets are the ones it parses.
+    for name, value in loopback_port_env(ports).items():
+        monkeypatch.setenv(name, value)
+    settings = CommonSettings()
+    assert settings.host == "127.0.0.1"
+    assert {name: getattr(settings, f"{name}_port") for name in ports} == ports

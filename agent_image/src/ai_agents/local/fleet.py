@@ -15,10 +15,9 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypedDict
 
 from ai_agents.domain import AGENT_TYPES
-from ai_agents.local.ports import free_port
+from ai_agents.local.ports import loopback_port_env, server_ports
 from ai_agents.local.postgres import FAST_WARNING, LocalPostgres
 from ai_agents.local.supervisor import Supervisor
 from ai_agents.serving.identity import mint_local_credential
@@ -28,15 +27,6 @@ STATE_FILE = "state.json"
 
 def default_state_dir() -> Path:
     return Path(os.environ.get("AI_AGENTS_LOCAL_DIR", ".local-fleet")).resolve()
-
-
-class _Ports(TypedDict):
-    """The ports of one process, named as ProcessInfo's fields (it is splatted into it)."""
-
-    http: int
-    grpc: int
-    health: int
-    metrics: int
 
 
 @dataclass
@@ -161,19 +151,6 @@ class Fleet:
         self._children[name] = proc
         return proc.pid, log_path
 
-    def _ports(self) -> _Ports:
-        return {"http": free_port(), "grpc": free_port(), "health": free_port(), "metrics": free_port()}
-
-    @staticmethod
-    def _port_env(ports: _Ports) -> dict[str, str]:
-        return {
-            "AI_AGENTS_HOST": "127.0.0.1",
-            "AI_AGENTS_HTTP_PORT": str(ports["http"]),
-            "AI_AGENTS_GRPC_PORT": str(ports["grpc"]),
-            "AI_AGENTS_HEALTH_PORT": str(ports["health"]),
-            "AI_AGENTS_METRICS_PORT": str(ports["metrics"]),
-        }
-
     def up(
         self,
         *,
@@ -206,9 +183,9 @@ class Fleet:
         identity_secret = secrets.token_urlsafe(32)
         try:
             for index in range(orchestrators):
-                ports = self._ports()
+                ports = server_ports()
                 env = {
-                    **self._port_env(ports),
+                    **loopback_port_env(ports),
                     "AI_AGENTS_DATABASE_URL": dsn,
                     "AI_AGENTS_ORCHESTRATOR_ID": f"orchestrator-{index}",
                     "AI_AGENTS_AGENT_IDENTITY": "local",
@@ -225,10 +202,10 @@ class Fleet:
                 if agent_type not in AGENT_TYPES:
                     raise ValueError(f"unknown agent type {agent_type!r}")
                 for index in range(count):
-                    ports = self._ports()
+                    ports = server_ports()
                     agent_id = f"local-{agent_type}-{index}"
                     env = {
-                        **self._port_env(ports),
+                        **loopback_port_env(ports),
                         "AI_AGENTS_AGENT_TYPE": agent_type,
                         "AI_AGENTS_AGENT_ID": agent_id,
                         "AI_AGENTS_ORCHESTRATOR_TARGET": target,

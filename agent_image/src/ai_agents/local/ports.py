@@ -13,6 +13,7 @@ import random
 import socket
 import threading
 from pathlib import Path
+from typing import TypedDict
 
 # Where picks start: above the well-known and most registered service ports that a developer's machine runs.
 _LOWEST = 20000
@@ -76,3 +77,28 @@ _PICKER = PortPicker()
 def free_port() -> int:
     """A port on 127.0.0.1 that was free just now and that this process has not handed out before."""
     return _PICKER.pick()
+
+
+class ServerPorts(TypedDict):
+    """The four ports every ai-agents process serves (named as the settings' `*_port` fields without `_port`)."""
+
+    http: int
+    grpc: int
+    health: int
+    metrics: int
+
+
+def server_ports() -> ServerPorts:
+    """Four free ports for one ai-agents process."""
+    return {"http": free_port(), "grpc": free_port(), "health": free_port(), "metrics": free_port()}
+
+
+def loopback_port_env(ports: ServerPorts) -> dict[str, str]:
+    """The environment that makes an ai-agents process serve `ports` on 127.0.0.1 only."""
+    return {
+        "AI_AGENTS_HOST": "127.0.0.1",
+        "AI_AGENTS_HTTP_PORT": str(ports["http"]),
+        "AI_AGENTS_GRPC_PORT": str(ports["grpc"]),
+        "AI_AGENTS_HEALTH_PORT": str(ports["health"]),
+        "AI_AGENTS_METRICS_PORT": str(ports["metrics"]),
+    }
