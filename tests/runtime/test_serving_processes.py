@@ -20,7 +20,7 @@ import pytest
 from ai_agents import __version__
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
-from ai_agents.orchestrator.processes import ServingSiblings
+from ai_agents.orchestrator.processes import STALLED_AFTER_SECONDS, ServingSiblings
 from ai_agents.v1 import common_pb2, tasks_pb2, tasks_pb2_grpc
 from waits import assert_eventually, assert_eventually_async
 
@@ -166,6 +166,71 @@ async def test_a_serving_process_is_ready_only_once_its_siblings_are(dsn: str, t
                 assert response.status == 200, await response.text()
     finally:
         await orchestrator.stop()
+
+
+async def test_a_serving_process_is_live_only_while_its_siblings_are(dsn: str, tmp_path: Path) -> None:
+    """The kubelet's liveness probe reaches one process, picked by the kernel: each answers for all."""
+    siblings = ServingSiblings(index=0, count=2, ready_dir=tmp_path)
+    orchestrator = Orchestrator(orchestrator_settings(dsn), siblings=siblings)
+    await orchestrator.start()
+    url = f"http://127.0.0.1:{health_port(orchestrator)}/healthz"
+    sibling_mark = tmp_path / "alive-1"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as response:
+                assert response.status == 200, "a sibling not yet marked alive (starting) is not judged"
+
+            async def marked_alive() -> None:
+                assert (tmp_path / "alive-0").exists(), "this process did not mark itself alive"
+
+            await assert_eventually_async(marked_alive, timeout_sec=5)
+            sibling_mark.touch()
+            stale = time.time() - STALLED_AFTER_SECONDS - 5
+            os.utime(sibling_mark, (stale, stale))  # its event loop last ran longer ago than the limit
+            async with session.get(url) as response:
+                assert response.status == 503
+                assert await response.json() == {"status": "failing", "detail": "serving process 1 stalled"}
+            sibling_mark.touch()  # it ran again
+            async with session.get(url) as response:
+                assert response.status == 200, await response.text()
+    finally:
+        await orchestrator.stop()
+    assert not (tmp_path / "alive-0").exists(), "a stopped process left its alive mark behind"
+
+
+async def _healthz_answers(port: int, attempts: int) -> list[int]:
+    """Statuses of `attempts` probes, each on a connection of its own (so the kernel picks a process for each),
+    as the kubelet's are; a probe that lands on a stopped process times out and is left out."""
+    statuses = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        for _ in range(attempts):
+            try:
+                async with session.get(
+                    f"http://127.0.0.1:{port}/healthz", timeout=aiohttp.ClientTimeout(total=0.5)
+                ) as response:
+                    statuses.append(response.status)
+            except TimeoutError:
+                continue
+    return statuses
+
+
+async def test_a_stalled_process_fails_the_liveness_of_every_process(served: OrchestratorProcess) -> None:
+    victim, *_ = serving_processes(served)
+    assert set(await _healthz_answers(served.health, 8)) == {200}
+    victim.suspend()  # SIGSTOP: its event loop no longer runs, as if wedged
+    try:
+
+        async def the_others_report_it() -> None:
+            assert 503 in await _healthz_answers(served.health, 8)
+
+        await assert_eventually_async(the_others_report_it, timeout_sec=STALLED_AFTER_SECONDS + 15, interval_sec=1)
+    finally:
+        victim.resume()
+
+    async def live_again() -> None:
+        assert set(await _healthz_answers(served.health, 8)) == {200}
+
+    await assert_eventually_async(live_again, timeout_sec=10, interval_sec=0.5)
 
 
 # As pid 1 of its own pid namespace, as in a container; `--kill-child` ends it should the test fail first.

@@ -10,12 +10,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from ai_agents.observability.metrics import exposition_registry
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
+# Beyond "the event loop answers": whether the process should be restarted though it answers.
+LivenessCheck = Callable[[], tuple[bool, str]]
 
 
-def health_app(readiness: ReadinessCheck) -> web.Application:
-    """/healthz answers while the event loop runs; /readyz asks the process whether it can serve."""
+def health_app(readiness: ReadinessCheck, liveness: LivenessCheck | None = None) -> web.Application:
+    """/healthz answers while the event loop runs (and `liveness` holds); /readyz asks the process whether it can
+    serve."""
 
     async def healthz(_request: web.Request) -> web.Response:
+        if liveness is not None:
+            live, detail = liveness()
+            if not live:
+                return web.json_response({"status": "failing", "detail": detail}, status=503)
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:

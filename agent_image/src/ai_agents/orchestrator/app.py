@@ -69,6 +69,7 @@ class Orchestrator(Lifecycle):
         self._servers: list[HttpServer] = []
         self._maintenance_task: asyncio.Task[None] | None = None
         self._live_task: asyncio.Task[None] | None = None
+        self._alive_task: asyncio.Task[None] | None = None
         self.grpc: GrpcServer | None = None
         self.http: HttpServer | None = None
         self.health: HttpServer | None = None
@@ -83,6 +84,12 @@ class Orchestrator(Lifecycle):
             return False, "database unreachable"
         return True, "ok"
 
+    def _liveness(self) -> tuple[bool, str]:
+        stalled = [] if self._siblings is None else self._siblings.stalled()
+        if stalled:
+            return False, "serving process " + ", ".join(str(index) for index in stalled) + " stalled"
+        return True, "ok"
+
     def on_reload_signal(self) -> None:
         self.live.request_reload()
 
@@ -93,7 +100,9 @@ class Orchestrator(Lifecycle):
         limits = HttpLimits.from_settings(s)
         # Health and metrics first, so probes answer (not ready) while migrations run.
         shared = self._siblings is not None
-        self.health = HttpServer(health_app(self._readiness), s.host, s.health_port, limits=limits, shared_port=shared)
+        self.health = HttpServer(
+            health_app(self._readiness, self._liveness), s.host, s.health_port, limits=limits, shared_port=shared
+        )
         self.metrics_server = HttpServer(
             metrics_app(self.metrics.registry), s.host, s.metrics_port, limits=limits, shared_port=shared
         )
@@ -140,6 +149,9 @@ class Orchestrator(Lifecycle):
         self._ready = True
         if self._siblings is not None:
             self._siblings.mark_ready()
+            self._alive_task = asyncio.create_task(
+                self._siblings.keep_alive(self._shutdown_requested), name="serving-process-alive"
+            )
         if s.agent_identity == "none":
             log.warning("agent identity is off (AI_AGENTS_AGENT_IDENTITY=none): any client may act as any agent")
         log.info(
@@ -164,7 +176,7 @@ class Orchestrator(Lifecycle):
         grace = self.settings.shutdown_grace_seconds
         if self.grpc is not None:
             await self.grpc.stop(grace)
-        for task in (self._maintenance_task, self._live_task):
+        for task in (self._maintenance_task, self._live_task, self._alive_task):
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

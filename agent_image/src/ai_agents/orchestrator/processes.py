@@ -5,14 +5,18 @@ With `serving_processes` above 1, `ai-agents orchestrator` starts that many copi
 itself. Each copy is a whole orchestrator (its own database pool, LISTEN connection and maintenance loop, as
 replicas have), bound to the same ports with SO_REUSEPORT, so the kernel spreads new connections over them.
 They keep one metrics view (prometheus_client's multiprocess mode, in a directory made here), so any of them
-answers /metrics for all; and each answers ready only once all of them are, since a connection made while one of
-them still starts would stay on the others for good. The copies live and die as one: signals are passed on, and
-when one exits on its own the others are stopped and this process exits 1, so Kubernetes restarts the container
-rather than run it a process short.
+answers /metrics for all; each answers ready only once all of them are, since a connection made while one of
+them still starts would stay on the others for good; and each answers live only while all of them are, since the
+kubelet's probe reaches one process, picked by the kernel, and a stalled one would otherwise be found only by the
+probes that happen to land on it. The copies live and die as one: signals are passed on, and when one exits on its
+own the others are stopped and this process exits 1, so Kubernetes restarts the container rather than run it a
+process short.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -39,11 +43,17 @@ _POLL_SECONDS = 0.1
 # After the grace, what a process that still runs gets before SIGKILL (the kubelet's own last step).
 _KILL_AFTER_GRACE_SECONDS = 5.0
 _PR_SET_PDEATHSIG = 1
+# Each serving process marks itself alive this often from its event loop, and one whose mark is older than
+# STALLED_AFTER_SECONDS is stalled: its loop has not run for that long (the kubelet's own probe, 2 s, would have
+# failed against it). The margin keeps a loop that a busy node only slows from being taken for a stalled one.
+ALIVE_EVERY_SECONDS = 1.0
+STALLED_AFTER_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
 class ServingSiblings:
-    """This process's place among the serving processes of one orchestrator, and their shared ready marks."""
+    """This process's place among the serving processes of one orchestrator, and their shared ready and alive
+    marks (files in one directory: the mtime of `alive-N` is when process N's event loop last ran)."""
 
     index: int
     count: int
@@ -63,6 +73,34 @@ class ServingSiblings:
 
     def all_ready(self) -> bool:
         return all((self.ready_dir / f"ready-{index}").exists() for index in range(self.count))
+
+    async def keep_alive(self, stop: asyncio.Event) -> None:
+        """Marks this process alive until `stop`, then withdraws the mark: a process that is stopping, like one
+        that has not started, is not judged (the parent sees it end)."""
+        alive = self.ready_dir / f"alive-{self.index}"
+        try:
+            while True:
+                alive.touch()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), ALIVE_EVERY_SECONDS)
+                    return
+        finally:
+            alive.unlink(missing_ok=True)
+
+    def stalled(self, now: float | None = None) -> list[int]:
+        """The other serving processes whose event loop has not marked itself alive for STALLED_AFTER_SECONDS."""
+        now = time.time() if now is None else now
+        stalled = []
+        for index in range(self.count):
+            if index == self.index:  # this one runs: it is asking
+                continue
+            try:
+                marked = (self.ready_dir / f"alive-{index}").stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if now - marked > STALLED_AFTER_SECONDS:
+                stalled.append(index)
+        return stalled
 
 
 def main() -> int:
