@@ -137,15 +137,11 @@ class PeerCelery:
         }
 
     def stop(self) -> None:
+        from runtime_bench import terminate
+
         for proc in [*self.workers, self.redis]:
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            if proc is not None:
+                terminate(proc, 20)
         self.workers = []
 
 

@@ -323,14 +323,19 @@ class Proc:
         return ""
 
     def stop(self, timeout: float = 25.0) -> None:
-        if self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(5)
+        terminate(self.popen, timeout)
+
+
+def terminate(popen: subprocess.Popen[Any], grace: float) -> None:
+    """SIGTERM, and SIGKILL if it has not ended after `grace` seconds."""
+    if popen.poll() is not None:
+        return
+    popen.terminate()
+    try:
+        popen.wait(grace)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(5)
 
 
 def port_env() -> tuple[dict[str, str], ServerPorts]:
@@ -1278,7 +1283,7 @@ class Bench:
             result = phase_heartbeat(cfg, target, self.meter(), self.orchestrator_pids)
             result["orchestrator_server_ms"] = server.stop()
             print("  heartbeat: done", file=sys.stderr, flush=True)
-            result["stream_echo_floor"] = stream_floor.measure(
+            traffic = dict(
                 streams=cfg.hb_agents,
                 interval=cfg.hb_interval,
                 seconds=cfg.hb_seconds,
@@ -1286,7 +1291,14 @@ class Bench:
                 channels=result["channels_per_process"],
                 max_in_flight=cfg.hb_max_in_flight,
             )
+            result["stream_echo_floor"] = stream_floor.measure(**traffic)
             print("  heartbeat floor (a bare gRPC stream echo): done", file=sys.stderr, flush=True)
+            native = stream_floor.build_native_echo(self.workdir)
+            if isinstance(native, str):
+                result["native_stream_echo_floor"] = {"skipped": native}
+            else:
+                result["native_stream_echo_floor"] = stream_floor.measure(**traffic, native=native)
+                print("  heartbeat floor (the same echo in Go): done", file=sys.stderr, flush=True)
             report["heartbeat"] = result
         report["duration_seconds"] = round(time.monotonic() - t0, 1)
         add_targets_and_ratios(report)
@@ -1406,6 +1418,10 @@ def add_targets_and_ratios(report: dict[str, Any]) -> None:
         # A beat's orchestrator CPU over a bare grpc.aio stream echo's CPU per message (same traffic): 1 is the floor.
         "heartbeat_cpu_per_beat_over_stream_echo_cpu_per_message": ratio(
             per_op["heartbeat"], hb.get("stream_echo_floor", {}).get("server_cpu_ms_per_message")
+        ),
+        # The same with a native (grpc-go) echo: what a beat would still cost with no Python in its path.
+        "heartbeat_cpu_per_beat_over_native_echo_cpu_per_message": ratio(
+            per_op["heartbeat"], hb.get("native_stream_echo_floor", {}).get("server_cpu_ms_per_message")
         ),
         # peer phase (make bench-compare): above 1 means faster (or, for CPU, costlier) than Celery + Redis
         # The first round's ratio (the e2e and peer phases); the target reads the median of all rounds.
@@ -1553,7 +1569,6 @@ def print_table(report: dict[str, Any]) -> None:
         if mem:
             rss = f"  orchestrator RSS {mem.get('start_mib', 0):.0f}->{mem.get('peak_mib', 0):.0f} MiB"
             table.add_row(rss, "", "", "", "", "")
-        floor = hb.get("stream_echo_floor", {})
         table.add_row(
             "  orchestrator CPU per beat",
             "",
@@ -1563,15 +1578,19 @@ def print_table(report: dict[str, Any]) -> None:
             f"{num(t.get('heartbeat_orchestrator_cpu_ms', {}).get('measured'), '{:.3f}')} ms; "
             + target("heartbeat_orchestrator_cpu_ms"),
         )
-        if floor:
-            table.add_row(
-                f"  floor: bare grpc.aio stream echo, same traffic ({floor['server_cpu_ms_per_message']} ms CPU/msg)",
-                num(floor.get("achieved_per_second")),
-                ms(floor.get("latency_ms")),
-                errs(floor.get("errors")),
-                "",
-                "",
-            )
+        for key, name in (("stream_echo_floor", "grpc.aio"), ("native_stream_echo_floor", "grpc-go")):
+            floor = hb.get(key, {})
+            if "server_cpu_ms_per_message" in floor:
+                table.add_row(
+                    f"  floor: bare {name} stream echo, same traffic ({floor['server_cpu_ms_per_message']} ms CPU/msg)",
+                    num(floor.get("achieved_per_second")),
+                    ms(floor.get("latency_ms")),
+                    errs(floor.get("errors")),
+                    "",
+                    "",
+                )
+            elif floor:
+                table.add_row(f"  floor: bare {name} stream echo: {floor.get('skipped')}", "", "", "", "", "")
         reg = hb.get("registration", {})
         table.add_row(
             "  RegisterAgent (closed loop)",

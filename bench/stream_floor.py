@@ -4,18 +4,25 @@ The same traffic as the heartbeat phase (one stream per agent, one message per a
 load processes and channels; on uvloop, the collector settled, as the orchestrator runs), to a server that does
 nothing with it: no interceptor, no protobuf, no credential, no database. Its CPU per message is what grpcio's
 asyncio server spends on this machine for this traffic, so no Python gRPC handler of a beat can cost less: the
-heartbeat's orchestrator CPU per beat is reported over it. The server listens on 127.0.0.1 only; every load loop
-is bounded in count.
+heartbeat's orchestrator CPU per beat is reported over it. The same traffic also goes to a native server, grpc-go's
+(`bench/native_echo`, built here when `go` is installed), to tell the transport's cost from Python's. The servers
+listen on 127.0.0.1 only; every load loop is bounded in count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import multiprocessing.synchronize
+import os
+import shutil
+import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -109,12 +116,9 @@ async def _load(
     return result
 
 
-def measure(
-    *, streams: int, interval: float, seconds: float, processes: int, channels: int, max_in_flight: int
-) -> dict[str, Any]:
-    """Echo server CPU per message at `streams` streams, each sending one message every `interval` seconds."""
-    from runtime_bench import load_start_at, percentiles
-
+@contextlib.contextmanager
+def python_echo() -> Iterator[tuple[int, int]]:
+    """The grpc.aio echo server in a process of its own: (port, pid)."""
     spawn = multiprocessing.get_context("spawn")
     ports: multiprocessing.Queue[int] = spawn.Queue()
     stop = spawn.Event()
@@ -123,7 +127,68 @@ def measure(
     try:
         port = ports.get(timeout=30)
         assert server.pid is not None
-        echo = psutil.Process(server.pid)
+        yield port, server.pid
+    finally:
+        stop.set()
+        server.join(10)
+        if server.is_alive():
+            server.kill()
+
+
+NATIVE_SOURCE = Path(__file__).resolve().parent / "native_echo"
+
+
+def build_native_echo(out_dir: Path) -> Path | str:
+    """The native echo server built into `out_dir`, or why it could not be (the figure is then left out)."""
+    go = shutil.which("go")
+    if go is None:
+        return "go is not installed"
+    binary = out_dir / "native-echo"
+    built = subprocess.run(
+        [go, "build", "-o", str(binary), "."], cwd=NATIVE_SOURCE, capture_output=True, text=True, timeout=600
+    )
+    if built.returncode != 0:
+        return f"go build failed: {built.stderr.strip()[-400:]}"
+    return binary
+
+
+@contextlib.contextmanager
+def native_echo(binary: Path) -> Iterator[tuple[int, int]]:
+    """The grpc-go echo server: (port, pid). One OS thread runs Go code (GOMAXPROCS=1), as one event loop runs
+    the Python server's: on this traffic it was also the cheaper setting (more threads park and wake each other)."""
+    server = subprocess.Popen(
+        [str(binary), "-max-seconds", "900"],
+        env={**os.environ, "GOMAXPROCS": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    from runtime_bench import terminate
+
+    try:
+        assert server.stdout is not None
+        yield int(server.stdout.readline()), server.pid
+    finally:
+        terminate(server, 10)
+
+
+def measure(
+    *,
+    streams: int,
+    interval: float,
+    seconds: float,
+    processes: int,
+    channels: int,
+    max_in_flight: int,
+    native: Path | None = None,
+) -> dict[str, Any]:
+    """Echo server CPU per message at `streams` streams, each sending one message every `interval` seconds: the
+    grpc.aio server, or the native one built at `native`."""
+    from runtime_bench import load_start_at, percentiles
+
+    spawn = multiprocessing.get_context("spawn")
+    server = python_echo() if native is None else native_echo(native)
+    with server as (port, pid):
+        echo = psutil.Process(pid)
         # As the heartbeat phase does: streams open first, then all processes send from one instant.
         start_at = load_start_at(streams / processes)
         shares = [streams // processes + (1 if p < streams % processes else 0) for p in range(processes)]
@@ -146,17 +211,14 @@ def measure(
             cpu_start = sum(echo.cpu_times()[:2])
             time.sleep(seconds)
             cpu_seconds = sum(echo.cpu_times()[:2]) - cpu_start
+            rss_mib = echo.memory_info().rss / 2**20
             results = [f.result(timeout=seconds + 180) for f in futures]
-    finally:
-        stop.set()
-        server.join(10)
-        if server.is_alive():
-            server.kill()
     errors: Counter[str] = Counter()
     for r in results:
         errors.update(r["errors"])
     ok = sum(r["ok"] for r in results)
     return {
+        "server": "grpc.aio" if native is None else "grpc-go",
         "streams": streams,
         "interval_seconds": interval,
         "window_seconds": seconds,
@@ -167,4 +229,6 @@ def measure(
         "server_cores": round(cpu_seconds / seconds, 3),
         # Over the messages the window was to carry (streams / interval per second), as the heartbeat phase counts.
         "server_cpu_ms_per_message": round(cpu_seconds / (streams / interval * seconds) * 1000, 3),
+        # With every stream open, at the end of the window.
+        "server_rss_mib": round(rss_mib, 1),
     }

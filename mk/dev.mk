@@ -30,9 +30,10 @@ test-static: ## Only the chart tier (helm, schemas, policies)
 test-local: ## Only the runtime tier (real PostgreSQL, orchestrators, agents)
 	$(PYTHON) -m pytest tests/runtime
 
-lint-code: ## ruff and mypy on the runtime and the tests, gofmt and go vet on the test xDS server, buf lint on the API
+lint-code: ## ruff and mypy on the runtime and the tests, gofmt and go vet on the Go test server and bench floor, buf lint on the API
 	$(VENV)/bin/ruff check agent_image/src tests bench
 	$(VENV)/bin/ruff format --check agent_image/src tests bench
 	cd agent_image && $(VENV)/bin/mypy
 	cd tests/xds-control-plane && test -z "$$(gofmt -l .)" && go vet ./...
+	cd bench/native_echo && test -z "$$(gofmt -l .)" && go vet ./...
 	$(MAKE) proto-lint
