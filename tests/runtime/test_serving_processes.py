@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import grpc
 import psutil
 import pytest
 from ai_agents import __version__
 from ai_agents.local.postgres import LocalPostgres
 from ai_agents.orchestrator.app import Orchestrator
-from ai_agents.orchestrator.processes import STALLED_AFTER_SECONDS, ServingSiblings
+from ai_agents.orchestrator.processes import STALLED_AFTER_SECONDS, ServingSiblings, pool_share
 from ai_agents.v1 import common_pb2, tasks_pb2, tasks_pb2_grpc
 from waits import assert_eventually, assert_eventually_async
 
@@ -92,6 +93,49 @@ async def test_processes_share_the_ports_and_answer_metrics_for_all(served: Orch
         samples = await scrape(served.metrics)
         assert sample(samples, "ai_agents_tasks_submitted_total", agent_type="coding") == CONNECTIONS
         assert sample(samples, "ai_agents_build_info", component="orchestrator", version=__version__) == 1
+
+
+@pytest.mark.parametrize(
+    ("pool_min", "pool_max", "count"), [(2, 20, 2), (2, 20, 3), (4, 5, 2), (1, 2, 4), (20, 20, 16)]
+)
+def test_serving_processes_share_the_replicas_database_pool(pool_min: int, pool_max: int, count: int) -> None:
+    shares = [pool_share(pool_min, pool_max, count, index) for index in range(count)]
+    assert sum(share_max for _, share_max in shares) == max(pool_max, count)
+    assert all(1 <= share_min <= share_max for share_min, share_max in shares)
+    assert max(m for _, m in shares) - min(m for _, m in shares) <= 1, f"uneven: {shares}"
+
+
+@pytest.fixture
+def small_pool(postgres: LocalPostgres, tmp_path: Path) -> Iterator[OrchestratorProcess]:
+    yield from orchestrator_process(
+        postgres,
+        tmp_path,
+        AI_AGENTS_SERVING_PROCESSES=str(PROCESSES),
+        AI_AGENTS_DATABASE_POOL_MIN="3",
+        AI_AGENTS_DATABASE_POOL_MAX="5",
+    )
+
+
+async def test_a_replica_holds_no_more_connections_with_more_processes(small_pool: OrchestratorProcess) -> None:
+    pools = sorted(
+        (int(env["AI_AGENTS_DATABASE_POOL_MIN"]), int(env["AI_AGENTS_DATABASE_POOL_MAX"]))
+        for env in (child.environ() for child in serving_processes(small_pool))
+    )
+    assert pools == [(2, 2), (3, 3)]
+    # What PostgreSQL sees: each process's pool at its minimum, which is its share, and one LISTEN connection each.
+    database = small_pool.dsn.rsplit("/", 1)[-1]
+    connection = await asyncpg.connect(small_pool.dsn)
+    try:
+
+        async def connected() -> None:
+            count = await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", database
+            )
+            assert count == 5 + PROCESSES
+
+        await assert_eventually_async(connected, timeout_sec=10)
+    finally:
+        await connection.close()
 
 
 @pytest.fixture

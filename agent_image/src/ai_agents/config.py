@@ -139,7 +139,7 @@ class OrchestratorSettings(CommonSettings, OrchestratorLive):
     database_connect_timeout_seconds: float = Field(60.0, ge=0)
     orchestrator_id: str = Field(default_factory=socket.gethostname)
     # Processes serving this orchestrator's ports together (orchestrator/processes.py): one event loop uses about
-    # one core, so a pod given more than one core serves more with more. Each has its own database pool.
+    # one core, so a pod given more than one core serves more with more. They share out the database pool sizes above.
     serving_processes: int = Field(1, ge=1, le=16)
     # An agent silent for this long counts as stale; its leases run out on their own. Not live: the agent
     # store is built with it at start.

@@ -1,15 +1,15 @@
 """Several serving processes behind one orchestrator's ports, for a pod given more than one core.
 
-One Python process serves on one event loop, so an orchestrator uses about one core however many it is given.
-With `serving_processes` above 1, `ai-agents orchestrator` starts that many copies of itself and serves nothing
-itself. Each copy is a whole orchestrator (its own database pool, LISTEN connection and maintenance loop, as
-replicas have), bound to the same ports with SO_REUSEPORT, so the kernel spreads new connections over them.
-They keep one metrics view (prometheus_client's multiprocess mode, in a directory made here), so any of them
-answers /metrics for all; each answers ready only once all of them are, since a connection made while one of
-them still starts would stay on the others for good; and each answers live only while all of them are, since the
-kubelet's probe reaches one process, picked by the kernel, and a stalled one would otherwise be found only by the
-probes that happen to land on it. The copies live and die as one: signals are passed on, and when one exits on its
-own the others are stopped and this process exits 1, so Kubernetes restarts the container rather than run it a
+One Python process serves on one event loop, so an orchestrator uses about one core however many it is given. With
+`serving_processes` above 1, `ai-agents orchestrator` starts that many copies of itself and serves nothing itself.
+Each copy is a whole orchestrator (its own database pool, a share of the replica's, its LISTEN connection and
+maintenance loop, as replicas have), bound to the same ports with SO_REUSEPORT, so the kernel spreads new
+connections over them. They keep one metrics view (prometheus_client's multiprocess mode, in a directory made here),
+so any of them answers /metrics for all; each answers ready only once all of them are, since a connection made while
+one of them still starts would stay on the others for good; and each answers live only while all of them are, since
+the kubelet's probe reaches one process, picked by the kernel, and a stalled one would otherwise be found only by
+the probes that happen to land on it. The copies live and die as one: signals are passed on, and when one exits on
+its own the others are stopped and this process exits 1, so Kubernetes restarts the container rather than run it a
 process short.
 """
 
@@ -112,7 +112,11 @@ def main() -> int:
     siblings = ServingSiblings.from_environment(settings.serving_processes)
     if settings.serving_processes > 1 and siblings is None:
         configure_logging(component="orchestrator", level=settings.log_level, fmt=settings.log_format)
-        return ServingProcesses(settings.serving_processes, grace_seconds=settings.shutdown_grace_seconds).run()
+        return ServingProcesses(
+            settings.serving_processes,
+            grace_seconds=settings.shutdown_grace_seconds,
+            pool=(settings.database_pool_min, settings.database_pool_max),
+        ).run()
     from ai_agents.orchestrator.app import serve
 
     return serve(settings, siblings)
@@ -129,12 +133,21 @@ def end_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def pool_share(pool_min: int, pool_max: int, count: int, index: int) -> tuple[int, int]:
+    """Serving process `index`'s part of the replica's database pool: the processes share `pool_max`, so the
+    replica holds no more connections with several processes than with one (at least one each: with fewer
+    connections than processes, each still has one)."""
+    share_max = max(1, pool_max // count + (1 if index < pool_max % count else 0))
+    return min(pool_min, share_max), share_max
+
+
 class ServingProcesses:
     """`run()` starts `count` serving processes and returns the exit status once every one has ended."""
 
-    def __init__(self, count: int, *, grace_seconds: float) -> None:
+    def __init__(self, count: int, *, grace_seconds: float, pool: tuple[int, int]) -> None:
         self._count = count
         self._grace_seconds = grace_seconds
+        self._pool = pool
         self._children: list[subprocess.Popen[bytes]] = []
         self._stopping = False
         self._failed = False
@@ -147,8 +160,11 @@ class ServingProcesses:
             signal.signal(sig, self._pass_on)
         try:
             for index in range(self._count):
+                pool_min, pool_max = pool_share(*self._pool, self._count, index)
                 env = {
                     **os.environ,
+                    "AI_AGENTS_DATABASE_POOL_MIN": str(pool_min),
+                    "AI_AGENTS_DATABASE_POOL_MAX": str(pool_max),
                     SERVING_PROCESS_ENV: str(index),
                     MULTIPROCESS_DIR_ENV: str(shared / "metrics"),
                     READY_DIR_ENV: str(shared / "ready"),
