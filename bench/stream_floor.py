@@ -156,14 +156,14 @@ def build_native_echo(out_dir: Path) -> Path | str:
 def native_echo(binary: Path) -> Iterator[tuple[int, int]]:
     """The grpc-go echo server: (port, pid). One OS thread runs Go code (GOMAXPROCS=1), as one event loop runs
     the Python server's: on this traffic it was also the cheaper setting (more threads park and wake each other)."""
+    from runtime_bench import terminate
+
     server = subprocess.Popen(
         [str(binary), "-max-seconds", "900"],
         env={**os.environ, "GOMAXPROCS": "1"},
         stdout=subprocess.PIPE,
         text=True,
     )
-    from runtime_bench import terminate
-
     try:
         assert server.stdout is not None
         yield int(server.stdout.readline()), server.pid
